@@ -1,0 +1,183 @@
+"""Argument, shape and dtype validation with clear messages, run at trace time.
+
+Every check raises ``ValueError`` (bad value or shape) or ``TypeError`` (bad
+type or dtype) with a message of the form
+``"fn: `arg` <invariant>; got <received>. <allowed or hint>"``.
+Checks of Python-level hyperparameters (margins, temperatures) are skipped
+when the value is a tracer, so they cost nothing under ``jit``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "check_axis",
+    "check_floating",
+    "check_integer",
+    "check_ndim",
+    "check_number",
+    "check_option",
+    "check_reduction",
+    "check_same_shape",
+    "broadcast_shapes",
+    "closest_name",
+    "is_traced",
+]
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def is_traced(value) -> bool:
+    """True when ``value`` is a JAX tracer (its value is unknown at trace time)."""
+    return isinstance(value, jax.core.Tracer)
+
+
+def closest_name(name, options: Iterable[str]) -> str | None:
+    """The option closest to ``name`` (for "did you mean" hints), or None."""
+    if not isinstance(name, str):
+        return None
+    lowered = {str(o).lower(): o for o in options}
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None
+
+
+def check_option(value, name: str, allowed: Sequence, fn: str):
+    """Checks ``value in allowed``; the error lists the options and the closest one."""
+    try:
+        ok = value in allowed
+    except TypeError:  # unhashable or array-valued
+        ok = False
+    if ok and not isinstance(value, (bool, np.bool_)) or value is None and None in allowed:
+        return value
+    hint = closest_name(value, [a for a in allowed if isinstance(a, str)])
+    shown = ", ".join(repr(a) for a in allowed)
+    message = f"{fn}: `{name}` must be one of {shown}; got {value!r}."
+    if hint is not None:
+        message += f" Did you mean {hint!r}?"
+    raise ValueError(message)
+
+
+def check_reduction(reduction, fn: str, allowed: Sequence[str] = REDUCTIONS) -> str:
+    """Checks a ``reduction`` argument ("none", "mean", "sum" by default)."""
+    if not isinstance(reduction, str):
+        raise TypeError(
+            f"{fn}: `reduction` must be a string, one of {', '.join(map(repr, allowed))}; "
+            f"got {reduction!r}."
+        )
+    return check_option(reduction, "reduction", allowed, fn)
+
+
+def check_number(
+    value,
+    name: str,
+    fn: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    allow_inf: bool = False,
+):
+    """Checks a scalar hyperparameter eagerly (skipped for tracers and arrays of size > 1)."""
+    if is_traced(value):
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (numbers.Real, np.ndarray, jax.Array)
+    ):
+        raise TypeError(f"{fn}: `{name}` must be a real number; got {type(value).__name__} {value!r}.")
+    if np.ndim(value) != 0:
+        return value
+    v = float(value)
+    if math.isnan(v) or (math.isinf(v) and not allow_inf):
+        raise ValueError(f"{fn}: `{name}` must be finite; got {v!r}.")
+    bad_low = low is not None and (v < low or (v == low and not low_inclusive))
+    bad_high = high is not None and (v > high or (v == high and not high_inclusive))
+    if bad_low or bad_high:
+        lo = "(-inf" if low is None else ("[" if low_inclusive else "(") + f"{low:g}"
+        hi = "inf)" if high is None else f"{high:g}" + ("]" if high_inclusive else ")")
+        raise ValueError(f"{fn}: `{name}` must lie in {lo}, {hi}; got {v!r}.")
+    return value
+
+
+def check_ndim(x, name: str, fn: str, *, min_ndim: int | None = None, ndim: int | None = None):
+    """Checks the rank of an array argument."""
+    shape = np.shape(x)
+    if ndim is not None and len(shape) != ndim:
+        raise ValueError(
+            f"{fn}: `{name}` must have {ndim} dimension{'s' if ndim != 1 else ''}; "
+            f"got shape {tuple(shape)}."
+        )
+    if min_ndim is not None and len(shape) < min_ndim:
+        raise ValueError(
+            f"{fn}: `{name}` must have at least {min_ndim} dimension"
+            f"{'s' if min_ndim != 1 else ''}; got shape {tuple(shape)}."
+        )
+    return x
+
+
+def check_same_shape(a, b, names: tuple[str, str], fn: str):
+    """Checks that two arrays have exactly the same shape."""
+    sa, sb = tuple(np.shape(a)), tuple(np.shape(b))
+    if sa != sb:
+        raise ValueError(f"{fn}: `{names[0]}` and `{names[1]}` must have the same shape; got {sa} and {sb}.")
+
+
+def broadcast_shapes(a, b, names: tuple[str, str], fn: str) -> tuple[int, ...]:
+    """The broadcast shape of two arrays, or a clear error."""
+    sa, sb = tuple(np.shape(a)), tuple(np.shape(b))
+    try:
+        return tuple(np.broadcast_shapes(sa, sb))
+    except ValueError:
+        raise ValueError(
+            f"{fn}: `{names[0]}` and `{names[1]}` must have broadcastable shapes; got {sa} and {sb}."
+        ) from None
+
+
+def check_axis(axis, ndim: int, name: str, fn: str) -> tuple[int, ...]:
+    """Normalises an int / tuple axis argument to a sorted tuple of non-negative ints."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else axis
+    try:
+        axes = tuple(axes)
+    except TypeError:
+        raise TypeError(f"{fn}: `{name}` must be an int or a tuple of ints; got {axis!r}.") from None
+    out = []
+    for a in axes:
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+            raise TypeError(f"{fn}: `{name}` must be an int or a tuple of ints; got {axis!r}.")
+        if not -ndim <= a < ndim:
+            raise ValueError(
+                f"{fn}: `{name}`={axis!r} is out of range for an array with {ndim} dimension"
+                f"{'s' if ndim != 1 else ''}."
+            )
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{fn}: `{name}` has repeated entries; got {axis!r}.")
+    return tuple(out)
+
+
+def check_integer(x, name: str, fn: str):
+    """Checks that an array argument has an integer dtype (labels, class indices)."""
+    dt = jnp.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype
+    if not jnp.issubdtype(dt, jnp.integer):
+        raise TypeError(f"{fn}: `{name}` must have an integer dtype; got {dt}.")
+    return x
+
+
+def check_floating(x, name: str, fn: str):
+    """Checks that an array argument has a floating dtype (logits, probabilities)."""
+    dt = jnp.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise TypeError(
+            f"{fn}: `{name}` must have a floating dtype; got {dt}. Convert it with .astype(float)."
+        )
+    return x

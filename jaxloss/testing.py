@@ -1,0 +1,244 @@
+"""Cross-framework checking: run a jaxloss (or any JAX) function and its PyTorch
+counterpart on the same inputs and report value and gradient differences.
+
+The project's own reference tests use :func:`compare_with_torch`; a user
+validating a port uses the same function. PyTorch is imported only when the
+function is called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Comparison", "ComparisonRow", "compare_with_torch", "default_tolerance"]
+
+#: (rtol, atol) per dtype. ``atol`` is scaled by ``max(1, max |reference|)``.
+TOLERANCES = {
+    "float16": (2e-2, 2e-3),
+    "bfloat16": (1e-1, 1e-2),
+    "float32": (1e-4, 1e-5),
+    "float64": (1e-9, 1e-10),
+}
+
+
+def default_tolerance(dtype) -> tuple[float, float]:
+    """The ``(rtol, atol)`` used for ``dtype`` (a 1% error is never within it)."""
+    return TOLERANCES[np.dtype(dtype).name if np.dtype(dtype).name in TOLERANCES else "float32"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ComparisonRow:
+    """One compared quantity: ``what`` is ``"value[i]"`` or ``"grad[j]"``."""
+
+    dtype: str
+    what: str
+    shape: tuple
+    max_abs: float
+    max_rel: float
+    reference_nan: int
+    candidate_nonfinite: int
+    ok: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """The report of :func:`compare_with_torch`; ``ok`` is True when every row is."""
+
+    rows: tuple[ComparisonRow, ...]
+    rtol: dict
+    atol: dict
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def worst(self) -> ComparisonRow:
+        """The row with the largest relative difference."""
+        return max(self.rows, key=lambda r: (not r.ok, r.max_rel))
+
+    def __repr__(self) -> str:
+        head = f"{'dtype':<9} {'what':<10} {'shape':<16} {'max abs':>10} {'max rel':>10}  ok"
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            note = ""
+            if r.reference_nan:
+                note += f"  (torch NaN at {r.reference_nan}, excluded)"
+            if r.candidate_nonfinite:
+                note += f"  (jax non-finite at {r.candidate_nonfinite})"
+            lines.append(
+                f"{r.dtype:<9} {r.what:<10} {str(r.shape):<16} {r.max_abs:>10.3g} "
+                f"{r.max_rel:>10.3g}  {'yes' if r.ok else 'NO'}{note}"
+            )
+        lines.append(f"ok: {self.ok}")
+        return "\n".join(lines)
+
+
+def _is_float_array(x) -> bool:
+    return isinstance(x, (np.ndarray, jax.Array)) and np.issubdtype(np.asarray(x).dtype, np.floating)
+
+
+def _flatten(out) -> list:
+    if isinstance(out, (tuple, list)):
+        return [leaf for o in out for leaf in _flatten(o)]
+    return [out]
+
+
+def _compare(candidate, reference, dtype, what, rtol, atol) -> ComparisonRow:
+    cand = np.asarray(candidate, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    if cand.shape != ref.shape:
+        return ComparisonRow(dtype, what, ref.shape, np.inf, np.inf, 0, 0, False)
+    ref_nan = np.isnan(ref)
+    cand_bad = ~np.isfinite(cand) & np.isfinite(ref)
+    both = ~ref_nan & ~cand_bad
+    same = (cand == ref) & both  # equal infinities
+    diff = np.where(both & ~same, np.abs(cand - ref), 0.0)
+    diff = np.nan_to_num(diff, nan=np.inf)
+    rel = diff / np.maximum(np.abs(np.where(np.isfinite(ref), ref, 1.0)), np.finfo(np.float64).tiny)
+    finite_ref = ref[np.isfinite(ref)]
+    scale = max(1.0, float(np.max(np.abs(finite_ref)))) if finite_ref.size else 1.0
+    within = diff <= atol * scale + rtol * np.abs(np.where(np.isfinite(ref), ref, 0.0))
+    ok = bool(np.all(within) and not cand_bad.any())
+    return ComparisonRow(
+        dtype,
+        what,
+        ref.shape,
+        float(diff.max()) if diff.size else 0.0,
+        float(np.where(diff > 0, rel, 0.0).max()) if diff.size else 0.0,
+        int(ref_nan.sum()),
+        int(cand_bad.sum()),
+        ok,
+    )
+
+
+def compare_with_torch(
+    jax_fn: Callable,
+    torch_fn: Callable,
+    *inputs,
+    grad: bool = True,
+    dtypes: Sequence[str] = ("float32", "float64"),
+    argnums: Sequence[int] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+) -> Comparison:
+    """Runs ``jax_fn`` and ``torch_fn`` on the same inputs; compares values and gradients.
+
+    Floating inputs are cast to each dtype in ``dtypes`` (integer and boolean
+    arrays and Python objects are passed unchanged, as ``torch.from_numpy`` /
+    ``jnp.asarray``). Gradients are those of ``sum(c * output)`` with a fixed
+    random cotangent ``c`` (so every output element is checked), with respect
+    to the floating inputs (or ``argnums``). Positions where PyTorch returns NaN
+    are excluded and counted (jaxloss returns finite limits there); a
+    non-finite jaxloss value where PyTorch is finite is a failure.
+
+    Tolerance: ``|jax - torch| <= atol * max(1, max|torch|) + rtol * |torch|``
+    with ``(rtol, atol)`` from :data:`TOLERANCES` (float32: 1e-4, 1e-5; float64:
+    1e-9, 1e-10) unless given; a 1% error is never ok.
+
+    Args:
+      jax_fn: function of JAX arrays returning an array or a tuple of arrays.
+      torch_fn: the same function written with PyTorch.
+      *inputs: NumPy arrays (or Python scalars / objects).
+      grad: also compare gradients.
+      dtypes: floating dtypes to run in; float64 runs with JAX's x64 enabled.
+      argnums: which inputs to differentiate (default: every floating array).
+      rtol, atol: override the dtype's tolerance.
+      seed: seed of the random cotangent.
+
+    Returns:
+      A :class:`Comparison`; ``report.ok`` is the verdict, ``repr(report)`` a table.
+
+    Examples:
+      >>> import numpy as np, torch, jaxloss
+      >>> x = np.random.default_rng(0).normal(size=(4, 3))
+      >>> report = compare_with_torch(
+      ...     lambda a: jaxloss.vector_norm(a, axis=-1),
+      ...     lambda a: torch.linalg.vector_norm(a, dim=-1), x)
+      >>> report.ok
+      True
+    """
+    import torch  # noqa: PLC0415 - optional dependency, imported on use
+
+    rows: list[ComparisonRow] = []
+    rtols, atols = {}, {}
+    for dtype in dtypes:
+        r_default, a_default = default_tolerance(dtype)
+        rt = r_default if rtol is None else rtol
+        at = a_default if atol is None else atol
+        rtols[dtype], atols[dtype] = rt, at
+        x64 = np.dtype(dtype) == np.float64
+        with jax.enable_x64(bool(x64) or jax.config.jax_enable_x64):
+            rows.extend(_compare_one(jax_fn, torch_fn, inputs, dtype, grad, argnums, rt, at, seed, torch))
+    return Comparison(tuple(rows), rtols, atols)
+
+
+def _compare_one(jax_fn, torch_fn, inputs, dtype, grad, argnums, rtol, atol, seed, torch):
+    np_dtype = jnp.dtype(dtype)
+    cast = [np.asarray(x).astype(np_dtype) if _is_float_array(x) else x for x in inputs]
+    j_in = [jnp.asarray(x, dtype=np_dtype) if _is_float_array(x) else _to_jax(x) for x in cast]
+    torch_dtype = getattr(torch, np.dtype(np_dtype).name if np_dtype != jnp.bfloat16 else "bfloat16")
+
+    def to_torch(x, requires_grad=False):
+        if _is_float_array(x):
+            t = torch.tensor(np.asarray(x, dtype=np.float64), dtype=torch_dtype)
+            return t.requires_grad_(requires_grad)
+        if isinstance(x, np.ndarray):
+            return torch.from_numpy(np.array(x))
+        return x
+
+    diff_args = (
+        [i for i, x in enumerate(inputs) if _is_float_array(x)] if argnums is None else list(argnums)
+    )
+    t_in = [to_torch(x, grad and i in diff_args) for i, x in enumerate(cast)]
+    j_out = _flatten(jax_fn(*j_in))
+    t_out = _flatten(torch_fn(*t_in))
+    rows = []
+    if len(j_out) != len(t_out):
+        raise ValueError(
+            f"compare_with_torch: jax_fn returned {len(j_out)} outputs, torch_fn {len(t_out)}."
+        )
+    for i, (a, b) in enumerate(zip(j_out, t_out, strict=True)):
+        b = b.detach().double().numpy() if hasattr(b, "detach") else np.asarray(b)
+        rows.append(_compare(np.asarray(a, np.float64), b, dtype, f"value[{i}]", rtol, atol))
+    if not grad or not diff_args:
+        return rows
+    rng = np.random.default_rng(seed)
+    cots = [rng.normal(size=np.shape(o)) for o in j_out]
+
+    def scalar(*args):
+        full = list(j_in)
+        for k, a in zip(diff_args, args, strict=True):
+            full[k] = a
+        outs = _flatten(jax_fn(*full))
+        return sum(jnp.sum(o.astype(np_dtype) * jnp.asarray(c, np_dtype)) for o, c in zip(outs, cots, strict=True))
+
+    j_grads = jax.grad(scalar, argnums=tuple(range(len(diff_args))))(*[j_in[k] for k in diff_args])
+    t_total = sum(
+        (o.to(torch_dtype) * torch.tensor(c, dtype=torch_dtype)).sum()
+        for o, c in zip(t_out, cots, strict=True)
+        if o.requires_grad
+    )
+    t_leaves = [t_in[k] for k in diff_args]
+    if isinstance(t_total, torch.Tensor) and t_total.requires_grad:
+        t_grads = torch.autograd.grad(t_total, t_leaves, allow_unused=True)
+    else:
+        t_grads = [None] * len(t_leaves)
+    for k, gj, gt, leaf in zip(diff_args, j_grads, t_grads, t_leaves, strict=True):
+        gt = np.zeros(tuple(leaf.shape)) if gt is None else gt.detach().double().numpy()
+        rows.append(_compare(np.asarray(gj, np.float64), gt, dtype, f"grad[{k}]", rtol, atol))
+    return rows
+
+
+def _to_jax(x):
+    if isinstance(x, np.ndarray):
+        return jnp.asarray(x)
+    return x

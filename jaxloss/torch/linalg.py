@@ -1,0 +1,58 @@
+"""``jaxloss.torch.linalg``: ``torch.linalg.norm``, ``vector_norm`` and ``matrix_norm``.
+
+Same argument names, defaults and semantics as PyTorch; thin wrappers over
+:mod:`jaxloss`'s core norms. ``dtype=`` casts the input before computing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _norms
+from ._common import cast
+
+__all__ = ["matrix_norm", "norm", "vector_norm"]
+
+
+def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None):
+    """``torch.linalg.vector_norm``: core :func:`jaxloss.vector_norm` over ``dim``.
+
+    >>> import jax.numpy as jnp
+    >>> vector_norm(jnp.array([3.0, 4.0]))
+    Array(5., dtype=float32)
+
+    PyTorch: torch.linalg.vector_norm
+    """
+    return _norms.vector_norm(cast(x, dtype), ord, dim, keepdim)
+
+
+def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None):
+    """``torch.linalg.matrix_norm``: core :func:`jaxloss.matrix_norm` over ``dim``.
+
+    >>> import jax.numpy as jnp
+    >>> matrix_norm(jnp.eye(3), ord="nuc")
+    Array(3., dtype=float32)
+
+    PyTorch: torch.linalg.matrix_norm
+    """
+    return _norms.matrix_norm(cast(A, dtype), ord, dim, keepdim)
+
+
+def norm(A, ord=None, dim=None, keepdim: bool = False, *, dtype=None):
+    """``torch.linalg.norm``: a vector norm for an int ``dim``, a matrix norm for a pair.
+
+    With ``dim=None`` and ``ord=None`` the input is flattened (2-norm); with
+    ``dim=None`` and ``ord`` given the input must be 1-D or 2-D.
+
+    >>> import jax.numpy as jnp
+    >>> norm(jnp.array([[1.0, 2.0], [3.0, 4.0]]), ord=2)
+    Array(5.4649854, dtype=float32)
+
+    PyTorch: torch.linalg.norm
+    """
+    A = cast(A, dtype)
+    if dim is not None and not isinstance(dim, (int, np.integer)):
+        dim = tuple(dim)
+        if len(dim) not in (1, 2):
+            raise ValueError(f"linalg.norm: `dim` must be an int or a pair of ints; got {dim!r}.")
+    return _norms.norm(A, ord, dim, keepdim)
