@@ -7,9 +7,8 @@ that every formula of the seed works here.
 
 from __future__ import annotations
 
-import numpy as np
-
 import jax.numpy as jnp
+import numpy as np
 
 import jaxloss
 import jaxloss.torch as jt

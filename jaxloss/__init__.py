@@ -9,7 +9,14 @@ finite gradients at every finite input.
 __version__ = "0.1.0"
 
 # --------------------------------------------------------------------------- reductions
-from ._reductions import reduce as reduce
+# --------------------------------------------------------------------------- distances (issue 3)
+# --------------------------------------------------------------------------- search (issue 6)
+# --------------------------------------------------------------------------- divergences (issue 4)
+# --------------------------------------------------------------------------- classification (issue 4)
+# --------------------------------------------------------------------------- metric learning (issue 5)
+# --------------------------------------------------------------------------- testing and validation
+from . import testing as testing  # noqa: E402
+from . import torch as torch  # noqa: E402
 
 # --------------------------------------------------------------------------- norms
 from ._norms import frobenius_norm as frobenius_norm
@@ -18,6 +25,7 @@ from ._norms import norm as norm
 from ._norms import nuclear_norm as nuclear_norm
 from ._norms import spectral_norm as spectral_norm
 from ._norms import vector_norm as vector_norm
+from ._reductions import reduce as reduce
 
 # --------------------------------------------------------------------------- residual losses
 from ._regression import absolute_error as absolute_error
@@ -25,17 +33,3 @@ from ._regression import huber_loss as huber_loss
 from ._regression import l2_loss as l2_loss
 from ._regression import smooth_l1_loss as smooth_l1_loss
 from ._regression import squared_error as squared_error
-
-# --------------------------------------------------------------------------- distances (issue 3)
-
-# --------------------------------------------------------------------------- search (issue 6)
-
-# --------------------------------------------------------------------------- divergences (issue 4)
-
-# --------------------------------------------------------------------------- classification (issue 4)
-
-# --------------------------------------------------------------------------- metric learning (issue 5)
-
-# --------------------------------------------------------------------------- testing and validation
-from . import testing as testing  # noqa: E402
-from . import torch as torch  # noqa: E402

@@ -65,7 +65,7 @@ def absolute_error(predictions, targets=None):
     return _numerics.abs(r).astype(out_dtype)
 
 
-def huber_loss(predictions, targets=None, delta: float = 1.0):
+def huber_loss(predictions, targets=None, *, delta: float = 1.0):
     """Huber loss: ``0.5 z^2`` if ``|z| <= delta`` else ``delta (|z| - 0.5 delta)``, ``z = p - t``.
 
     Args:

@@ -219,7 +219,8 @@ def _compare_one(jax_fn, torch_fn, inputs, dtype, grad, argnums, rtol, atol, see
         for k, a in zip(diff_args, args, strict=True):
             full[k] = a
         outs = _flatten(jax_fn(*full))
-        return sum(jnp.sum(o.astype(np_dtype) * jnp.asarray(c, np_dtype)) for o, c in zip(outs, cots, strict=True))
+        pairs = zip(outs, cots, strict=True)
+        return sum(jnp.sum(o.astype(np_dtype) * jnp.asarray(c, np_dtype)) for o, c in pairs)
 
     j_grads = jax.grad(scalar, argnums=tuple(range(len(diff_args))))(*[j_in[k] for k in diff_args])
     t_total = sum(

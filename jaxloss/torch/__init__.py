@@ -154,7 +154,7 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weigh
 
     PyTorch: torch.nn.functional.huber_loss
     """
-    values = _regression.huber_loss(input, target, delta)
+    values = _regression.huber_loss(input, target, delta=delta)
     # PyTorch's weighted huber_loss takes the plain mean of w * v (not sum(w v) / sum(w)).
     return _weighted_residual(values, input, weight, reduction, "huber_loss", False)
 
@@ -162,7 +162,7 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weigh
 # --------------------------------------------------------------------------- distances (issue 3)
 
 
-# --------------------------------------------------------------------------- divergences and cross-entropy (issue 4)
+# ------------------------------------------------------------------ divergences and cross-entropy (issue 4)
 
 
 # --------------------------------------------------------------------------- metric learning (issue 5)

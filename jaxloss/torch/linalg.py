@@ -46,7 +46,7 @@ def norm(A, ord=None, dim=None, keepdim: bool = False, *, dtype=None):
 
     >>> import jax.numpy as jnp
     >>> norm(jnp.array([[1.0, 2.0], [3.0, 4.0]]), ord=2)
-    Array(5.4649854, dtype=float32)
+    Array(5.46..., dtype=float32)
 
     PyTorch: torch.linalg.norm
     """
