@@ -31,8 +31,28 @@ from ._regression import squared_error as squared_error
 # --------------------------------------------------------------------------- search (issue 6)
 
 # --------------------------------------------------------------------------- divergences (issue 4)
+from ._divergences import bhattacharyya_distance as bhattacharyya_distance
+from ._divergences import convex_kl_divergence as convex_kl_divergence
+from ._divergences import cross_entropy as cross_entropy
+from ._divergences import entropy as entropy
+from ._divergences import generalized_kl_divergence as generalized_kl_divergence
+from ._divergences import hellinger_distance as hellinger_distance
+from ._divergences import jensen_shannon_distance as jensen_shannon_distance
+from ._divergences import js_divergence as js_divergence
+from ._divergences import kl_divergence as kl_divergence
+from ._divergences import kl_divergence_with_log_targets as kl_divergence_with_log_targets
+from ._divergences import renyi_divergence as renyi_divergence
+from ._divergences import symmetric_kl_divergence as symmetric_kl_divergence
+from ._divergences import total_variation_distance as total_variation_distance
 
 # --------------------------------------------------------------------------- classification (issue 4)
+from ._classification import binary_cross_entropy as binary_cross_entropy
+from ._classification import safe_softmax_cross_entropy as safe_softmax_cross_entropy
+from ._classification import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
+from ._classification import sigmoid_focal_loss as sigmoid_focal_loss
+from ._classification import smooth_labels as smooth_labels
+from ._classification import softmax_cross_entropy as softmax_cross_entropy
+from ._classification import softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels
 
 # --------------------------------------------------------------------------- metric learning (issue 5)
 
