@@ -68,6 +68,12 @@ def _where(where, shape, fn):
     return jnp.broadcast_to(jnp.asarray(where, bool), shape)
 
 
+def _safe_log(x):
+    """``log x`` for ``x > 0`` and 0 elsewhere, with a finite gradient (used where ``x`` weighs 0)."""
+    positive = x > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, x, 1)), 0)
+
+
 def _sum(terms, axis, where, fn):
     """``sum(terms, axis, where=where)`` with checked ``axis`` and ``where``."""
     axes = _axis(axis, terms.ndim, fn)
@@ -299,10 +305,9 @@ def js_divergence(predictions, targets, *, base=None, axis=-1, where=None):
     fn = "js_divergence"
     (q, p), out_dtype = _prepare((predictions, targets), ("predictions", "targets"), fn)
     scale = _log_base(base, fn)
-    m = 0.5 * (p + q)
+    log_m = _safe_log(0.5 * (p + q))
     terms = 0.5 * (
-        _numerics.xlogy(p, _numerics.safe_divide(p, m, 1.0))
-        + _numerics.xlogy(q, _numerics.safe_divide(q, m, 1.0))
+        _numerics.x_times_log(p, _safe_log(p) - log_m) + _numerics.x_times_log(q, _safe_log(q) - log_m)
     )
     return (_sum(terms, axis, where, fn) / scale).astype(out_dtype)
 
