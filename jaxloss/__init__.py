@@ -31,6 +31,7 @@ from ._regression import squared_error as squared_error
 # --------------------------------------------------------------------------- search (issue 6)
 
 # --------------------------------------------------------------------------- divergences (issue 4)
+# isort: split
 from ._divergences import bhattacharyya_distance as bhattacharyya_distance
 from ._divergences import convex_kl_divergence as convex_kl_divergence
 from ._divergences import cross_entropy as cross_entropy
@@ -46,13 +47,18 @@ from ._divergences import symmetric_kl_divergence as symmetric_kl_divergence
 from ._divergences import total_variation_distance as total_variation_distance
 
 # --------------------------------------------------------------------------- classification (issue 4)
+# isort: split
 from ._classification import binary_cross_entropy as binary_cross_entropy
 from ._classification import safe_softmax_cross_entropy as safe_softmax_cross_entropy
 from ._classification import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
 from ._classification import sigmoid_focal_loss as sigmoid_focal_loss
 from ._classification import smooth_labels as smooth_labels
 from ._classification import softmax_cross_entropy as softmax_cross_entropy
-from ._classification import softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels
+from ._classification import (
+    softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels,
+)
+
+# isort: split
 
 # --------------------------------------------------------------------------- metric learning (issue 5)
 

@@ -59,7 +59,8 @@ def sigmoid_binary_cross_entropy(logits, labels, *, pos_weight=None):
       >>> sigmoid_binary_cross_entropy(jnp.array([0.0, 1e4, -1e4]), jnp.array([1.0, 1.0, 1.0]))
       Array([6.931472e-01, 0.000000e+00, 1.000000e+04], dtype=float32)
 
-    optax: sigmoid_binary_cross_entropy; PyTorch: torch.nn.functional.binary_cross_entropy_with_logits
+    optax: sigmoid_binary_cross_entropy;
+    PyTorch: torch.nn.functional.binary_cross_entropy_with_logits
     """
     fn = "sigmoid_binary_cross_entropy"
     x, out_dtype = _logits(logits, fn)
@@ -117,7 +118,7 @@ def sigmoid_focal_loss(logits, labels, *, alpha=None, gamma=2.0):
     return loss.astype(out_dtype)
 
 
-# --------------------------------------------------------------------------- binary CE on probabilities
+# ----------------------------------------------------------------------- binary CE on probabilities
 
 _TORCH_EPSILON = 1e-12  # PyTorch's EPSILON in binary_cross_entropy_backward
 
@@ -177,11 +178,15 @@ def binary_cross_entropy(predictions, targets, *, log_clamp=None, axis=(), where
     if log_clamp is None:
         pos = jnp.where((t == 0) & (x == 0), 1, x)
         neg = jnp.where((t == 1) & (x == 1), 0, x)
-        terms = -(_numerics.x_times_log(t, jnp.log(pos)) + _numerics.x_times_log(1 - t, jnp.log1p(-neg)))
+        terms = -(
+            _numerics.x_times_log(t, jnp.log(pos)) + _numerics.x_times_log(1 - t, jnp.log1p(-neg))
+        )
     else:
         _checks.check_number(log_clamp, "log_clamp", fn, high=0)
         shape = jnp.broadcast_shapes(x.shape, t.shape)
-        terms = _clamped_bce(jnp.broadcast_to(x, shape), jnp.broadcast_to(t, shape), float(log_clamp))
+        terms = _clamped_bce(
+            jnp.broadcast_to(x, shape), jnp.broadcast_to(t, shape), float(log_clamp)
+        )
     axes = None if axis is None else _checks.check_axis(axis, terms.ndim, "axis", fn)
     if where is not None:
         _checks.broadcast_shapes(terms, where, ("predictions", "where"), fn)
@@ -319,9 +324,7 @@ def _integer_label_terms(
         w = jnp.asarray(weights, scores.dtype)
         label_weight = w[safe_labels]
         values = label_weight * nll
-    if not _checks.is_traced(label_smoothing) and float(label_smoothing) == 0.0:
-        pass
-    else:
+    if _checks.is_traced(label_smoothing) or float(label_smoothing) != 0.0:
         neg_log_probs = -scores if log_norm is None else log_norm[..., None] - scores
         if weights is not None:
             neg_log_probs = neg_log_probs * w
@@ -347,7 +350,11 @@ def _check_integer_label_options(label_smoothing, weights, ignore_index, num_cla
             f"{fn}: `weights` must have shape ({num_classes},), one weight per class; "
             f"got {tuple(jnp.shape(weights))}."
         )
-    if ignore_index is not None and not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
+    if (
+        ignore_index is not None
+        and not isinstance(ignore_index, int)
+        or isinstance(ignore_index, bool)
+    ):
         raise TypeError(f"{fn}: `ignore_index` must be None or an int; got {ignore_index!r}.")
 
 
@@ -402,17 +409,14 @@ def softmax_cross_entropy_with_integer_labels(
             f"{x.shape[:-1]}; got {labels.shape}."
         )
     _check_integer_label_options(label_smoothing, weights, ignore_index, x.shape[-1], fn)
-    if where is None and weights is None and ignore_index is None:
-        return _fused_integer_ce(x, labels, label_smoothing).astype(out_dtype)
     log_norm = jax.nn.logsumexp(x, axis=-1, where=where)
     values, _ = _integer_label_terms(
-        x, labels, log_norm, label_smoothing=label_smoothing, weights=weights,
-        ignore_index=ignore_index, where=where,
+        x,
+        labels,
+        log_norm,
+        label_smoothing=label_smoothing,
+        weights=weights,
+        ignore_index=ignore_index,
+        where=where,
     )
     return values.astype(out_dtype)
-
-
-def _fused_integer_ce(x, labels, label_smoothing):
-    log_norm = jax.nn.logsumexp(x, axis=-1)
-    values, _ = _integer_label_terms(x, labels, log_norm, label_smoothing=label_smoothing)
-    return values

@@ -69,7 +69,7 @@ def _where(where, shape, fn):
 
 
 def _safe_log(x):
-    """``log x`` for ``x > 0`` and 0 elsewhere, with a finite gradient (used where ``x`` weighs 0)."""
+    """``log x`` for ``x > 0``, 0 elsewhere, with a finite gradient (used where ``x`` weighs 0)."""
     positive = x > 0
     return jnp.where(positive, jnp.log(jnp.where(positive, x, 1)), 0)
 
@@ -81,7 +81,7 @@ def _sum(terms, axis, where, fn):
     return jnp.sum(terms, axis=axes, where=where)
 
 
-# --------------------------------------------------------------------------- entropy and cross-entropy
+# ------------------------------------------------------------------------ entropy and cross-entropy
 
 
 def entropy(probabilities, *, axis=-1, where=None):
@@ -131,11 +131,13 @@ def cross_entropy(predictions, targets, *, axis=-1, where=None):
 
     Reference: the seed notes' H(p, q); tested as scipy.stats.entropy(p) + scipy.special.rel_entr
     """
-    (q, p), out_dtype = _prepare((predictions, targets), ("predictions", "targets"), "cross_entropy")
+    (q, p), out_dtype = _prepare(
+        (predictions, targets), ("predictions", "targets"), "cross_entropy"
+    )
     return (-_sum(_numerics.xlogy(p, q), axis, where, "cross_entropy")).astype(out_dtype)
 
 
-# --------------------------------------------------------------------------- KL family (optax names)
+# -------------------------------------------------------------------------- KL family (optax names)
 
 
 def _kl_terms(log_q, p):
@@ -143,7 +145,7 @@ def _kl_terms(log_q, p):
 
 
 def kl_divergence(log_predictions, targets, axis=-1, where=None):
-    """Kullback-Leibler divergence ``KL(p || q) = sum_i p_i (log p_i - log q_i)`` (optax's signature).
+    """Kullback-Leibler divergence ``KL(p || q) = sum_i p_i (log p_i - log q_i)`` (optax's API).
 
     ``targets`` is ``p``, ``log_predictions`` is ``log q``. Terms with
     ``p_i = 0`` contribute 0 even when ``log q_i = -inf`` (optax: NaN), and their
@@ -189,7 +191,8 @@ def kl_divergence_with_log_targets(log_predictions, log_targets, axis=-1, where=
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> kl_divergence_with_log_targets(jnp.log(jnp.array([0.5, 0.5])), jnp.log(jnp.array([1.0, 0.0])))
+      >>> log_q, log_p = jnp.log(jnp.array([0.5, 0.5])), jnp.log(jnp.array([1.0, 0.0]))
+      >>> kl_divergence_with_log_targets(log_q, log_p)
       Array(0.6931472, dtype=float32)
 
     optax: kl_divergence_with_log_targets; PyTorch: torch.nn.functional.kl_div(log_target=True)
@@ -265,9 +268,7 @@ def symmetric_kl_divergence(predictions, targets, *, axis=-1, where=None):
     """
     fn = "symmetric_kl_divergence"
     (q, p), out_dtype = _prepare((predictions, targets), ("predictions", "targets"), fn)
-    terms = (
-        _numerics.xlogx(p) - _numerics.xlogy(p, q) + _numerics.xlogx(q) - _numerics.xlogy(q, p)
-    )
+    terms = _numerics.xlogx(p) - _numerics.xlogy(p, q) + _numerics.xlogx(q) - _numerics.xlogy(q, p)
     return _sum(terms, axis, where, fn).astype(out_dtype)
 
 
@@ -307,7 +308,8 @@ def js_divergence(predictions, targets, *, base=None, axis=-1, where=None):
     scale = _log_base(base, fn)
     log_m = _safe_log(0.5 * (p + q))
     terms = 0.5 * (
-        _numerics.x_times_log(p, _safe_log(p) - log_m) + _numerics.x_times_log(q, _safe_log(q) - log_m)
+        _numerics.x_times_log(p, _safe_log(p) - log_m)
+        + _numerics.x_times_log(q, _safe_log(q) - log_m)
     )
     return (_sum(terms, axis, where, fn) / scale).astype(out_dtype)
 
@@ -412,7 +414,7 @@ def bhattacharyya_distance(predictions, targets, *, axis=-1, where=None):
 
 
 def renyi_divergence(predictions, targets, *, alpha, axis=-1, where=None):
-    """Renyi divergence of order ``alpha``: ``log(sum_i p_i^alpha q_i^(1-alpha) / sum_i p_i) / (alpha - 1)``.
+    """Renyi divergence ``log(sum_i p_i^alpha q_i^(1-alpha) / sum_i p_i) / (alpha - 1)``.
 
     The sums run over the support of ``p`` (``p_i > 0``); dividing by
     ``sum_i p_i`` (Renyi's definition for incomplete distributions) changes

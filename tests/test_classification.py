@@ -1,4 +1,4 @@
-"""Cross-entropy family (issue 4): PyTorch (every option combination), optax, seed examples, edge cases."""
+"""Cross-entropy family (issue 4): PyTorch (every option combination), optax, seed, edge cases."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def logits_and_labels(shape, seed=0, ignore=None):
 
 def assert_close(a, b, dtype="float64"):
     rtol, atol = tol(dtype)
-    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+        np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol
+    )
 
 
 # --------------------------------------------------------------------------- PyTorch cross_entropy
@@ -53,7 +55,9 @@ def test_cross_entropy_class_indices(shape, weighted, ignore_index, label_smooth
             assert_matches_torch(
                 lambda a, w, kw=kw: jt.cross_entropy(a, labels, weight=w, **kw),
                 lambda a, w, kw=kw: F.cross_entropy(a, torch.from_numpy(labels), weight=w, **kw),
-                x, weight, argnums=[0],
+                x,
+                weight,
+                argnums=[0],
             )
         else:
             assert_matches_torch(
@@ -110,8 +114,11 @@ def test_nll_loss(shape, weighted, reduction):
     args = (logp,) + ((weight,) if weighted else ())
     assert_matches_torch(
         lambda a, *w: jt.nll_loss(a, labels, weight=w[0] if w else None, reduction=reduction),
-        lambda a, *w: F.nll_loss(a, torch.from_numpy(labels), weight=w[0] if w else None, reduction=reduction),
-        *args, argnums=[0],
+        lambda a, *w: F.nll_loss(
+            a, torch.from_numpy(labels), weight=w[0] if w else None, reduction=reduction
+        ),
+        *args,
+        argnums=[0],
     )
 
 
@@ -125,7 +132,10 @@ def test_binary_cross_entropy(reduction, weighted):
     assert_matches_torch(
         lambda a, b, *w: jt.binary_cross_entropy(a, b, w[0] if w else None, reduction=reduction),
         lambda a, b, *w: F.binary_cross_entropy(a, b, w[0] if w else None, reduction=reduction),
-        p, y, *w, argnums=[0, 1],
+        p,
+        y,
+        *w,
+        argnums=[0, 1],
     )
 
 
@@ -136,9 +146,13 @@ def test_binary_cross_entropy_clamp_at_zero_and_one():
     assert_matches_torch(
         lambda a: jt.binary_cross_entropy(a, y, reduction="none"),
         lambda a: F.binary_cross_entropy(a, torch.from_numpy(y).to(a.dtype), reduction="none"),
-        p, dtypes=("float64",), rtol=1e-8,
+        p,
+        dtypes=("float64",),
+        rtol=1e-8,
     )
-    g = jax.grad(lambda t: jt.binary_cross_entropy(jnp.asarray(p), t, reduction="sum"))(jnp.asarray(y))
+    g = jax.grad(lambda t: jt.binary_cross_entropy(jnp.asarray(p), t, reduction="sum"))(
+        jnp.asarray(y)
+    )
     assert np.all(np.isfinite(g))  # PyTorch: +-inf at p in {0, 1}
 
 
@@ -161,14 +175,23 @@ def test_binary_cross_entropy_with_logits(reduction):
     y = np.concatenate([r.uniform(size=(3, 4)), np.array([[1.0, 0.0, 0.0, 1.0]])])
     w, pw = r.random(4) + 0.5, r.random(4) + 0.5
     assert_matches_torch(
-        lambda a, b, c, d: jt.binary_cross_entropy_with_logits(a, b, c, reduction=reduction, pos_weight=d),
-        lambda a, b, c, d: F.binary_cross_entropy_with_logits(a, b, c, reduction=reduction, pos_weight=d),
-        x, y, w, pw, argnums=[0, 1],
+        lambda a, b, c, d: jt.binary_cross_entropy_with_logits(
+            a, b, c, reduction=reduction, pos_weight=d
+        ),
+        lambda a, b, c, d: F.binary_cross_entropy_with_logits(
+            a, b, c, reduction=reduction, pos_weight=d
+        ),
+        x,
+        y,
+        w,
+        pw,
+        argnums=[0, 1],
     )
     assert_matches_torch(
         lambda a, b: jt.binary_cross_entropy_with_logits(a, b, reduction=reduction),
         lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction),
-        x, y,
+        x,
+        y,
     )
 
 
@@ -184,19 +207,42 @@ def test_optax_values_and_gradients(variant):
     cases = [
         (jaxloss.softmax_cross_entropy, optax.losses.softmax_cross_entropy, (x, soft), {}),
         (jaxloss.softmax_cross_entropy, optax.losses.softmax_cross_entropy, (x, soft), {"axis": 0}),
-        (jaxloss.safe_softmax_cross_entropy, optax.losses.safe_softmax_cross_entropy, (x, soft), {}),
-        (jaxloss.sigmoid_binary_cross_entropy, optax.losses.sigmoid_binary_cross_entropy, (x, binary), {}),
+        (
+            jaxloss.safe_softmax_cross_entropy,
+            optax.losses.safe_softmax_cross_entropy,
+            (x, soft),
+            {},
+        ),
+        (
+            jaxloss.sigmoid_binary_cross_entropy,
+            optax.losses.sigmoid_binary_cross_entropy,
+            (x, binary),
+            {},
+        ),
         (jaxloss.sigmoid_focal_loss, optax.losses.sigmoid_focal_loss, (x, binary), {}),
-        (jaxloss.sigmoid_focal_loss, optax.losses.sigmoid_focal_loss, (x, soft), {"alpha": 0.3, "gamma": 1.5}),
-        (jaxloss.softmax_cross_entropy_with_integer_labels,
-         optax.losses.softmax_cross_entropy_with_integer_labels, (x, labels), {}),
-        (jaxloss.softmax_cross_entropy_with_integer_labels,
-         optax.losses.softmax_cross_entropy_with_integer_labels, (x.T, labels), {"axis": 0}),
+        (
+            jaxloss.sigmoid_focal_loss,
+            optax.losses.sigmoid_focal_loss,
+            (x, soft),
+            {"alpha": 0.3, "gamma": 1.5},
+        ),
+        (
+            jaxloss.softmax_cross_entropy_with_integer_labels,
+            optax.losses.softmax_cross_entropy_with_integer_labels,
+            (x, labels),
+            {},
+        ),
+        (
+            jaxloss.softmax_cross_entropy_with_integer_labels,
+            optax.losses.softmax_cross_entropy_with_integer_labels,
+            (x.T, labels),
+            {"axis": 0},
+        ),
     ]
     for ours, theirs, args, kw in cases:
         assert_close(variant(ours, **kw)(*args), theirs(*args, **kw))
-        g1 = jax.grad(lambda a, *rest: ours(a, *rest, **kw).sum())(*args)
-        g2 = jax.grad(lambda a, *rest: theirs(a, *rest, **kw).sum())(*args)
+        g1 = jax.grad(lambda a, *rest, f=ours, k=kw: f(a, *rest, **k).sum())(*args)
+        g2 = jax.grad(lambda a, *rest, f=theirs, k=kw: f(a, *rest, **k).sum())(*args)
         assert_close(g1, g2)
     # soft-label gradient equals optax's too (ordinary inputs)
     g1 = jax.grad(lambda s: jaxloss.softmax_cross_entropy(x, s).sum())(soft)
@@ -224,11 +270,13 @@ def test_optax_where_tuple_axis_and_smoothing():
         optax.losses.softmax_cross_entropy_with_integer_labels(x, labels, where=mask),
     )
     assert_close(
-        jaxloss.softmax_cross_entropy(x, soft, where=mask), optax.losses.softmax_cross_entropy(x, soft, where=mask)
+        jaxloss.softmax_cross_entropy(x, soft, where=mask),
+        optax.losses.softmax_cross_entropy(x, soft, where=mask),
     )
     assert_close(jaxloss.smooth_labels(soft, 0.1), optax.losses.smooth_labels(soft, 0.1))
     assert_close(
-        jaxloss.smooth_labels(soft, 0.1, where=mask), optax.losses.smooth_labels(soft, 0.1, where=mask)
+        jaxloss.smooth_labels(soft, 0.1, where=mask),
+        optax.losses.smooth_labels(soft, 0.1, where=mask),
     )
 
 
@@ -248,7 +296,7 @@ def test_smoothing_equals_smoothed_one_hot(alpha, classes, seed):
     )
 
 
-# --------------------------------------------------------------------------- seed examples, edge cases
+# ------------------------------------------------------------------------ seed examples, edge cases
 
 
 def test_seed_multiclass_cross_entropy():
@@ -271,11 +319,16 @@ def test_infinite_and_saturated_logits():
     for fn, args in [
         (jaxloss.softmax_cross_entropy, (x, y)),
         (jaxloss.softmax_cross_entropy_with_integer_labels, (x, jnp.array([0, 2]))),
-        (lambda a, b: jaxloss.softmax_cross_entropy_with_integer_labels(a, b, weights=jnp.ones(3)), (x, jnp.array([0, 2]))),
+        (
+            lambda a, b: jaxloss.softmax_cross_entropy_with_integer_labels(
+                a, b, weights=jnp.ones(3)
+            ),
+            (x, jnp.array([0, 2])),
+        ),
         (jaxloss.sigmoid_binary_cross_entropy, (x[1], y[1])),
         (jaxloss.sigmoid_focal_loss, (x[1], y[1])),
     ]:
-        g = jax.grad(lambda a: fn(a, *args[1:]).sum())(args[0])
+        g = jax.grad(lambda a, f=fn, rest=args[1:]: f(a, *rest).sum())(args[0])
         assert np.all(np.isfinite(g)), (fn, g)
     g = jax.grad(lambda a: jt.binary_cross_entropy_with_logits(a, y[1]))(x[1])
     np.testing.assert_allclose(g, (jax.nn.sigmoid(x[1]) - y[1]) / 3, rtol=1e-12)
@@ -333,10 +386,18 @@ def test_errors():
 
 def test_jit_matches_eager(variant):
     x, labels = logits_and_labels((4, 5, 3), 14, ignore=-100)
-    fn = variant(lambda a, b: jt.cross_entropy(a, b, weight=jnp.arange(1.0, 6.0), label_smoothing=0.1))
-    assert_close(fn(jnp.asarray(x), jnp.asarray(labels)),
-                 F.cross_entropy(torch.tensor(x), torch.from_numpy(labels), weight=torch.arange(1.0, 6.0, dtype=torch.float64),
-                                 label_smoothing=0.1).item())
+    fn = variant(
+        lambda a, b: jt.cross_entropy(a, b, weight=jnp.arange(1.0, 6.0), label_smoothing=0.1)
+    )
+    assert_close(
+        fn(jnp.asarray(x), jnp.asarray(labels)),
+        F.cross_entropy(
+            torch.tensor(x),
+            torch.from_numpy(labels),
+            weight=torch.arange(1.0, 6.0, dtype=torch.float64),
+            label_smoothing=0.1,
+        ).item(),
+    )
 
 
 def test_all_option_combinations_core_vs_torch_none():
@@ -345,12 +406,18 @@ def test_all_option_combinations_core_vs_torch_none():
     for weighted, ignore, ls in itertools.product([False, True], [None, -1], [0.0, 0.4]):
         weight = np.arange(1.0, 5.0) if weighted else None
         ours = jaxloss.softmax_cross_entropy_with_integer_labels(
-            jnp.asarray(x), jnp.asarray(labels) if ignore is not None else jnp.asarray(np.abs(labels)),
-            label_smoothing=ls, weights=weight, ignore_index=ignore,
+            jnp.asarray(x),
+            jnp.asarray(labels) if ignore is not None else jnp.asarray(np.abs(labels)),
+            label_smoothing=ls,
+            weights=weight,
+            ignore_index=ignore,
         )
         ref = F.cross_entropy(
-            torch.tensor(x), torch.from_numpy(labels if ignore is not None else np.abs(labels)),
-            weight=None if weight is None else torch.tensor(weight), ignore_index=-1 if ignore is not None else -100,
-            reduction="none", label_smoothing=ls,
+            torch.tensor(x),
+            torch.from_numpy(labels if ignore is not None else np.abs(labels)),
+            weight=None if weight is None else torch.tensor(weight),
+            ignore_index=-1 if ignore is not None else -100,
+            reduction="none",
+            label_smoothing=ls,
         )
         assert_close(ours, ref.numpy())

@@ -1,4 +1,4 @@
-"""Divergences (issue 4): scipy / optax / PyTorch / torchmetrics references, identities, edge cases."""
+"""Divergences (issue 4): scipy / optax / PyTorch / torchmetrics references, identities, edges."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def simplex(shape, seed=0, zeros=False):
 
 def assert_close(a, b, dtype="float64"):
     rtol, atol = tol(dtype)
-    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+        np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol
+    )
 
 
 def finite_grads(fn, *args):
@@ -52,7 +54,9 @@ def test_values_against_scipy(variant, dtype):
     check = lambda a, b: assert_close(a, b, dtype)  # noqa: E731
     check(variant(jaxloss.entropy)(pj), sst.entropy(p, axis=-1))
     check(variant(jaxloss.kl_divergence)(jnp.log(qj), pj), ss.rel_entr(p, q).sum(-1))
-    check(variant(jaxloss.cross_entropy)(qj, pj), sst.entropy(p, axis=-1) + ss.rel_entr(p, q).sum(-1))
+    check(
+        variant(jaxloss.cross_entropy)(qj, pj), sst.entropy(p, axis=-1) + ss.rel_entr(p, q).sum(-1)
+    )
     check(
         variant(jaxloss.symmetric_kl_divergence)(qj, pj),
         ss.rel_entr(p, q).sum(-1) + ss.rel_entr(q, p).sum(-1),
@@ -61,7 +65,10 @@ def test_values_against_scipy(variant, dtype):
         js = ssd.jensenshannon(p, q, base=base, axis=-1)
         check(variant(jaxloss.jensen_shannon_distance, base=base)(qj, pj), js)
         check(variant(jaxloss.js_divergence, base=base)(qj, pj), js**2)
-    check(variant(jaxloss.hellinger_distance)(qj, pj), np.sqrt(0.5 * ((np.sqrt(p) - np.sqrt(q)) ** 2).sum(-1)))
+    check(
+        variant(jaxloss.hellinger_distance)(qj, pj),
+        np.sqrt(0.5 * ((np.sqrt(p) - np.sqrt(q)) ** 2).sum(-1)),
+    )
     check(variant(jaxloss.total_variation_distance)(qj, pj), 0.5 * np.abs(p - q).sum(-1))
     check(variant(jaxloss.bhattacharyya_distance)(qj, pj), -np.log(np.sqrt(p * q).sum(-1)))
 
@@ -72,7 +79,7 @@ def renyi_reference(q, p, alpha):
         return np.where(s, ss.rel_entr(p, q), 0).sum(-1)
     if math.isinf(alpha):
         return np.log(np.where(s, p / q, 0).max(-1))
-    terms = np.where(s, p ** alpha * q ** (1 - alpha), 0)
+    terms = np.where(s, p**alpha * q ** (1 - alpha), 0)
     return np.log(terms.sum(-1)) / (alpha - 1)
 
 
@@ -81,7 +88,9 @@ def test_renyi_against_formula(variant, alpha):
     p, q = simplex((4, 7), 3, zeros=True), simplex((4, 7), 4)
     out = variant(jaxloss.renyi_divergence, alpha=alpha)(jnp.asarray(q), jnp.asarray(p))
     np.testing.assert_allclose(out, renyi_reference(q, p, alpha), rtol=1e-9, atol=1e-12)
-    finite_grads(lambda a, b: jaxloss.renyi_divergence(a, b, alpha=alpha), jnp.asarray(q), jnp.asarray(p))
+    finite_grads(
+        lambda a, b: jaxloss.renyi_divergence(a, b, alpha=alpha), jnp.asarray(q), jnp.asarray(p)
+    )
 
 
 def test_renyi_limits():
@@ -89,9 +98,13 @@ def test_renyi_limits():
     kl = jaxloss.kl_divergence(jnp.log(q), p)
     for eps in (1e-3, 1e-6, 1e-9, 1e-12):
         for a in (1 - eps, 1 + eps):
-            np.testing.assert_allclose(jaxloss.renyi_divergence(q, p, alpha=a), kl, rtol=10 * eps + 1e-12)
+            np.testing.assert_allclose(
+                jaxloss.renyi_divergence(q, p, alpha=a), kl, rtol=10 * eps + 1e-12
+            )
     np.testing.assert_allclose(
-        jaxloss.renyi_divergence(q, p, alpha=0.5), 2 * jaxloss.bhattacharyya_distance(q, p), rtol=1e-12
+        jaxloss.renyi_divergence(q, p, alpha=0.5),
+        2 * jaxloss.bhattacharyya_distance(q, p),
+        rtol=1e-12,
     )
     big = jaxloss.renyi_divergence(q, p, alpha=1e4)
     np.testing.assert_allclose(big, jaxloss.renyi_divergence(q, p, alpha=math.inf), rtol=1e-3)
@@ -109,7 +122,11 @@ def test_optax_kl_family_values_and_gradients(variant):
     lq, lp = jnp.log(q), jnp.log(p)
     pairs = [
         (jaxloss.kl_divergence, optax.losses.kl_divergence, (lq, p)),
-        (jaxloss.kl_divergence_with_log_targets, optax.losses.kl_divergence_with_log_targets, (lq, lp)),
+        (
+            jaxloss.kl_divergence_with_log_targets,
+            optax.losses.kl_divergence_with_log_targets,
+            (lq, lp),
+        ),
         (jaxloss.generalized_kl_divergence, optax.losses.generalized_kl_divergence, (lq, 2 * p)),
         (jaxloss.convex_kl_divergence, optax.losses.generalized_kl_divergence, (lq, 2 * p)),
     ]
@@ -117,8 +134,8 @@ def test_optax_kl_family_values_and_gradients(variant):
         assert_close(variant(ours)(*args), theirs(*args))
         for axis in (0, (0, 1)):
             assert_close(ours(*args, axis=axis), theirs(*args, axis=axis))
-        g1 = jax.grad(lambda a, b: ours(a, b).sum(), argnums=(0, 1))(*args)
-        g2 = jax.grad(lambda a, b: theirs(a, b).sum(), argnums=(0, 1))(*args)
+        g1 = jax.grad(lambda a, b, f=ours: f(a, b).sum(), argnums=(0, 1))(*args)
+        g2 = jax.grad(lambda a, b, f=theirs: f(a, b).sum(), argnums=(0, 1))(*args)
         for a, b in zip(g1, g2, strict=True):
             assert_close(a, b)
 
@@ -127,18 +144,22 @@ def test_kl_finite_where_optax_is_nan():
     lq = jnp.log(jnp.array([0.5, 0.5, 0.0]))
     p = jnp.array([1.0, 0.0, 0.0])
     assert np.isnan(optax.losses.kl_divergence(lq, p))
-    assert np.isnan(jax.grad(lambda t: optax.losses.kl_divergence(jnp.log(jnp.array([0.5, 0.5])), t))(
-        jnp.array([1.0, 0.0])
-    )).any()
+    assert np.isnan(
+        jax.grad(lambda t: optax.losses.kl_divergence(jnp.log(jnp.array([0.5, 0.5])), t))(
+            jnp.array([1.0, 0.0])
+        )
+    ).any()
     np.testing.assert_allclose(jaxloss.kl_divergence(lq, p), math.log(2), rtol=1e-12)
     finite_grads(jaxloss.kl_divergence, lq, p)
     finite_grads(jaxloss.kl_divergence_with_log_targets, lq, jnp.log(p))
     # the subgradient at a zero target: d/dp [p log p] := 0, d/dp [-p log q] = -log q
-    g = jax.grad(lambda t: jaxloss.kl_divergence(jnp.log(jnp.array([0.5, 0.5])), t))(jnp.array([1.0, 0.0]))
+    g = jax.grad(lambda t: jaxloss.kl_divergence(jnp.log(jnp.array([0.5, 0.5])), t))(
+        jnp.array([1.0, 0.0])
+    )
     np.testing.assert_allclose(g, [1 + math.log(2), math.log(2)], rtol=1e-12)
 
 
-# --------------------------------------------------------------------------- PyTorch and torchmetrics
+# ------------------------------------------------------------------------- PyTorch and torchmetrics
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum", "batchmean"])
@@ -149,7 +170,9 @@ def test_kl_div_matches_torch(reduction, log_target):
     with np.errstate(divide="ignore"):
         assert_matches_torch(
             lambda a, b: jt.kl_div(a, b, reduction=reduction, log_target=log_target),
-            lambda a, b: torch.nn.functional.kl_div(a, b, reduction=reduction, log_target=log_target),
+            lambda a, b: torch.nn.functional.kl_div(
+                a, b, reduction=reduction, log_target=log_target
+            ),
             np.log(q),
             target,
         )
@@ -160,7 +183,9 @@ def test_kl_div_legacy_arguments():
     for size_average, reduce in [(False, None), (None, False), (True, True)]:
         assert_matches_torch(
             lambda a, b, s=size_average, r=reduce: jt.kl_div(a, b, size_average=s, reduce=r),
-            lambda a, b, s=size_average, r=reduce: torch.nn.functional.kl_div(a, b, size_average=s, reduce=r),
+            lambda a, b, s=size_average, r=reduce: torch.nn.functional.kl_div(
+                a, b, size_average=s, reduce=r
+            ),
             lq,
             p,
         )
@@ -172,11 +197,13 @@ def test_torchmetrics_kl():
     assert_close(jaxloss.kl_divergence(jnp.log(q), p), ref)
 
 
-# --------------------------------------------------------------------------- identities (hypothesis)
+# -------------------------------------------------------------------------- identities (hypothesis)
 
-probabilities = hnp.arrays(
-    np.float64, st.integers(2, 6), elements=st.floats(0, 1, allow_subnormal=False)
-).filter(lambda x: x.sum() > 1e-3).map(lambda x: x / x.sum())
+probabilities = (
+    hnp.arrays(np.float64, st.integers(2, 6), elements=st.floats(0, 1, allow_subnormal=False))
+    .filter(lambda x: x.sum() > 1e-3)
+    .map(lambda x: x / x.sum())
+)
 
 
 @settings(max_examples=15)
@@ -188,15 +215,21 @@ def test_identities(p, data):
     p, q = jnp.asarray(p), jnp.asarray(q)
     kl = jaxloss.kl_divergence(jnp.log(q), p)
     assert kl >= -1e-12  # Gibbs' inequality
-    np.testing.assert_allclose(jaxloss.cross_entropy(q, p), jaxloss.entropy(p) + kl, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        jaxloss.cross_entropy(q, p), jaxloss.entropy(p) + kl, rtol=1e-9, atol=1e-12
+    )
     js_pq, js_qp = jaxloss.js_divergence(q, p), jaxloss.js_divergence(p, q)
     np.testing.assert_allclose(js_pq, js_qp, rtol=1e-12, atol=1e-15)
     assert -1e-12 <= js_pq <= math.log(2) + 1e-12
     assert jaxloss.js_divergence(q, p, base=2) <= 1 + 1e-12
     assert 0 <= jaxloss.hellinger_distance(q, p) <= 1 + 1e-12
     assert 0 <= jaxloss.total_variation_distance(q, p) <= 1 + 1e-12
-    for fn in (jaxloss.js_divergence, jaxloss.hellinger_distance, jaxloss.total_variation_distance,
-               jaxloss.jensen_shannon_distance):
+    for fn in (
+        jaxloss.js_divergence,
+        jaxloss.hellinger_distance,
+        jaxloss.total_variation_distance,
+        jaxloss.jensen_shannon_distance,
+    ):
         finite_grads(fn, q, p)
 
 
@@ -204,8 +237,13 @@ def test_identities(p, data):
 @given(probabilities)
 def test_zero_self_divergence(p):
     p = jnp.asarray(p)
-    for fn in (jaxloss.js_divergence, jaxloss.hellinger_distance, jaxloss.total_variation_distance,
-               jaxloss.symmetric_kl_divergence, jaxloss.jensen_shannon_distance):
+    for fn in (
+        jaxloss.js_divergence,
+        jaxloss.hellinger_distance,
+        jaxloss.total_variation_distance,
+        jaxloss.symmetric_kl_divergence,
+        jaxloss.jensen_shannon_distance,
+    ):
         assert abs(float(fn(p, p))) < 1e-7
         finite_grads(fn, p, p)
     assert abs(float(jaxloss.kl_divergence(jnp.log(p), p))) < 1e-12

@@ -181,7 +181,9 @@ def _times_weight(values, weight, fn):
     return values * jnp.asarray(weight, values.dtype)
 
 
-def kl_div(input, target, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False):
+def kl_div(
+    input, target, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False
+):
     """``torch.nn.functional.kl_div``: pointwise ``target * (log target - input)``, reduced.
 
     ``input`` holds log-probabilities ``log q``, ``target`` probabilities ``p``
@@ -208,7 +210,9 @@ def _class_last(input, fn):
     _checks.check_floating(input, "input", fn)
     x = jnp.asarray(input)
     if x.ndim == 0:
-        raise ValueError(f"{fn}: `input` must have at least 1 dimension (C,) or (N, C, ...); got shape ().")
+        raise ValueError(
+            f"{fn}: `input` must have at least 1 dimension, (C,) or (N, C, ...); got shape ()."
+        )
     class_axis = 0 if x.ndim == 1 else 1
     return jnp.moveaxis(x, class_axis, -1), class_axis
 
@@ -271,7 +275,8 @@ def cross_entropy(
     >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
     >>> cross_entropy(logits, jnp.array([0, 1]))
     Array(1.6139643, dtype=float32)
-    >>> cross_entropy(logits, jnp.array([0, 1]), weight=jnp.array([1.0, 2.0, 1.0]), label_smoothing=0.1)
+    >>> weight = jnp.array([1.0, 2.0, 1.0])
+    >>> cross_entropy(logits, jnp.array([0, 1]), weight=weight, label_smoothing=0.1)
     Array(2.0118263, dtype=float32)
 
     PyTorch: torch.nn.functional.cross_entropy
@@ -310,7 +315,7 @@ def cross_entropy(
 
 
 def _label_denominators(labels, weight, ignore_index, dtype):
-    """The weight each example adds to PyTorch's mean: ``w[y_i]`` (1 without weight), 0 if ignored."""
+    """The weight of each example in PyTorch's mean: ``w[y_i]`` (1 without weight), 0 if ignored."""
     valid = labels != ignore_index
     if weight is None:
         return valid.astype(dtype)
@@ -354,7 +359,9 @@ def nll_loss(
     return _reduce_weighted(values, dens, reduction, out_dtype)
 
 
-def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction: str = "mean"):
+def binary_cross_entropy(
+    input, target, weight=None, size_average=None, reduce=None, reduction: str = "mean"
+):
     """``torch.nn.functional.binary_cross_entropy`` with PyTorch's ``-100`` log clamp.
 
     ``w * -(y log p + (1 - y) log(1 - p))`` with both logs clamped at -100;
@@ -362,7 +369,8 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     to ``input``: PyTorch's ``w (p - y) / max(p (1 - p), 1e-12)``.
 
     >>> import jax.numpy as jnp
-    >>> binary_cross_entropy(jnp.array([0.9, 0.2, 0.0]), jnp.array([1.0, 0.0, 1.0]), reduction="none")
+    >>> p, y = jnp.array([0.9, 0.2, 0.0]), jnp.array([1.0, 0.0, 1.0])
+    >>> binary_cross_entropy(p, y, reduction="none")
     Array([  0.10536055,   0.22314355, 100.        ], dtype=float32)
 
     PyTorch: torch.nn.functional.binary_cross_entropy
@@ -376,7 +384,13 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
 
 
 def binary_cross_entropy_with_logits(
-    input, target, weight=None, size_average=None, reduce=None, reduction: str = "mean", pos_weight=None
+    input,
+    target,
+    weight=None,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+    pos_weight=None,
 ):
     """``torch.nn.functional.binary_cross_entropy_with_logits`` (stable at logits of +-1e4).
 
@@ -384,7 +398,8 @@ def binary_cross_entropy_with_logits(
     broadcasts against the last (class) dim; ``"mean"`` is the plain mean.
 
     >>> import jax.numpy as jnp
-    >>> binary_cross_entropy_with_logits(jnp.array([1e4, -1e4]), jnp.array([1.0, 1.0]), reduction="none")
+    >>> x, y = jnp.array([1e4, -1e4]), jnp.array([1.0, 1.0])
+    >>> binary_cross_entropy_with_logits(x, y, reduction="none")
     Array([    0., 10000.], dtype=float32)
 
     PyTorch: torch.nn.functional.binary_cross_entropy_with_logits
