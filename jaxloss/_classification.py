@@ -13,6 +13,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _checks, _numerics
 
@@ -302,17 +303,25 @@ def _move_class_axis(x, axis, fn, name="logits"):
 
 
 def _integer_label_terms(
-    scores, labels, log_norm, *, label_smoothing=0.0, weights=None, ignore_index=None, where=None
+    scores,
+    labels,
+    *,
+    from_logits,
+    label_smoothing=0.0,
+    weights=None,
+    ignore_index=None,
+    where=None,
 ):
     """Per-example weighted NLL (+ smoothing) and the weight each example adds to a mean.
 
-    ``scores``: ``(..., C)`` logits (``log_norm`` their logsumexp) or
-    log-probabilities (``log_norm=None``); ``labels``: ``(...)`` integers.
+    ``scores``: ``(..., C)`` logits (``from_logits``) or log-probabilities;
+    ``labels``: ``(...)`` integers.
     Returns ``(values, denominators)`` with PyTorch's conventions: the value of
     example ``i`` is ``(1 - ls) w[y_i] nll_i + ls / C sum_c w_c (-log p_ic)``
     (0 if ignored) and its denominator ``w[y_i]`` (0 if ignored).
     """
     num_classes = scores.shape[-1]
+    log_norm = jax.nn.logsumexp(scores, axis=-1, where=where) if from_logits else None
     valid = None if ignore_index is None else labels != ignore_index
     safe_labels = labels if valid is None else jnp.where(valid, labels, 0)
     picked = jnp.take_along_axis(scores, safe_labels[..., None], axis=-1)[..., 0]
@@ -350,10 +359,8 @@ def _check_integer_label_options(label_smoothing, weights, ignore_index, num_cla
             f"{fn}: `weights` must have shape ({num_classes},), one weight per class; "
             f"got {tuple(jnp.shape(weights))}."
         )
-    if (
-        ignore_index is not None
-        and not isinstance(ignore_index, int)
-        or isinstance(ignore_index, bool)
+    if ignore_index is not None and (
+        not isinstance(ignore_index, (int, np.integer)) or isinstance(ignore_index, bool)
     ):
         raise TypeError(f"{fn}: `ignore_index` must be None or an int; got {ignore_index!r}.")
 
@@ -400,7 +407,7 @@ def softmax_cross_entropy_with_integer_labels(
     _checks.check_integer(labels, "labels", fn)
     labels = jnp.asarray(labels)
     if where is not None:
-        where = _expand_where(where, x, axis if isinstance(axis, int) else axis)
+        where = _expand_where(where, x, axis)
         where = _move_class_axis(jnp.broadcast_to(where, x.shape), axis, fn, "where")
     x = _move_class_axis(x, axis, fn)
     if labels.shape != x.shape[:-1]:
@@ -409,11 +416,10 @@ def softmax_cross_entropy_with_integer_labels(
             f"{x.shape[:-1]}; got {labels.shape}."
         )
     _check_integer_label_options(label_smoothing, weights, ignore_index, x.shape[-1], fn)
-    log_norm = jax.nn.logsumexp(x, axis=-1, where=where)
     values, _ = _integer_label_terms(
         x,
         labels,
-        log_norm,
+        from_logits=True,
         label_smoothing=label_smoothing,
         weights=weights,
         ignore_index=ignore_index,

@@ -236,15 +236,6 @@ def _check_weight(weight, num_classes, fn):
         )
 
 
-def _reduce_weighted(values, denominators, reduction, out_dtype):
-    if reduction == "none":
-        return values.astype(out_dtype)
-    total = jnp.sum(values)
-    if reduction == "sum":
-        return total.astype(out_dtype)
-    return _numerics.safe_divide(total, jnp.sum(denominators)).astype(out_dtype)
-
-
 def cross_entropy(
     input,
     target,
@@ -302,25 +293,33 @@ def cross_entropy(
             probs = probs * jnp.asarray(weight, probs.dtype)
         values = _classification.softmax_cross_entropy(x, probs)
         return apply_reduction(values, reduction, fn)
-    t = _check_class_target(x, target, fn)
-    values = _classification.softmax_cross_entropy_with_integer_labels(
-        x, t, label_smoothing=label_smoothing, weights=weight, ignore_index=int(ignore_index)
+    return _integer_label_loss(
+        x, target, weight, ignore_index, reduction, label_smoothing, True, fn
     )
-    if reduction != "mean":
-        return apply_reduction(values, reduction, fn)
-    out_dtype = values.dtype
-    values = values.astype(jnp.promote_types(out_dtype, jnp.float32))
-    dens = _label_denominators(t, weight, ignore_index, values.dtype)
-    return _reduce_weighted(values, dens, reduction, out_dtype)
 
 
-def _label_denominators(labels, weight, ignore_index, dtype):
-    """The weight of each example in PyTorch's mean: ``w[y_i]`` (1 without weight), 0 if ignored."""
-    valid = labels != ignore_index
-    if weight is None:
-        return valid.astype(dtype)
-    w = jnp.asarray(weight, dtype)
-    return jnp.where(valid, w[jnp.where(valid, labels, 0)], 0)
+def _integer_label_loss(
+    x, target, weight, ignore_index, reduction, label_smoothing, from_logits, fn
+):
+    """Class-index ``cross_entropy`` / ``nll_loss`` over the core terms, with PyTorch's mean."""
+    t = _check_class_target(x, target, fn)
+    out_dtype = x.dtype
+    if _numerics.is_low_precision(x.dtype):
+        x = x.astype(jnp.float32)
+    values, dens = _classification._integer_label_terms(
+        x,
+        t,
+        from_logits=from_logits,
+        label_smoothing=label_smoothing,
+        weights=weight,
+        ignore_index=int(ignore_index),
+    )
+    if reduction == "none":
+        return values.astype(out_dtype)
+    total = jnp.sum(values)
+    if reduction == "sum":
+        return total.astype(out_dtype)
+    return _numerics.safe_divide(total, jnp.sum(dens)).astype(out_dtype)
 
 
 def nll_loss(
@@ -349,14 +348,7 @@ def nll_loss(
     _checks.check_reduction(reduction, fn)
     x, _ = _class_last(input, fn)
     _check_weight(weight, x.shape[-1], fn)
-    t = _check_class_target(x, target, fn)
-    out_dtype = x.dtype
-    if _numerics.is_low_precision(x.dtype):
-        x = x.astype(jnp.float32)
-    values, dens = _classification._integer_label_terms(
-        x, t, None, weights=weight, ignore_index=int(ignore_index)
-    )
-    return _reduce_weighted(values, dens, reduction, out_dtype)
+    return _integer_label_loss(x, target, weight, ignore_index, reduction, 0.0, False, fn)
 
 
 def binary_cross_entropy(
