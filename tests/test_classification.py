@@ -421,3 +421,47 @@ def test_all_option_combinations_core_vs_torch_none():
             label_smoothing=ls,
         )
         assert_close(ours, ref.numpy())
+
+
+def test_where_with_smoothing_and_weights_is_consistent():
+    r = rng(16)
+    x = jnp.asarray(r.normal(size=(5, 6)))
+    labels = jnp.asarray(r.integers(0, 3, size=5))
+    columns = np.array([True, True, True, False, True, False])
+    mask = jnp.broadcast_to(jnp.asarray(columns), (5, 6))  # optax: logits.shape or the batch
+    ours = jaxloss.softmax_cross_entropy_with_integer_labels(
+        x, labels, where=mask, label_smoothing=0.2
+    )
+    smoothed = jaxloss.smooth_labels(jax.nn.one_hot(labels, 6), 0.2, where=mask)
+    assert_close(ours, jaxloss.softmax_cross_entropy(x, smoothed, where=mask))
+    assert_close(
+        ours,
+        jaxloss.softmax_cross_entropy_with_integer_labels(
+            x[:, columns], labels, label_smoothing=0.2
+        ),
+    )
+    w = jnp.arange(1.0, 7.0)
+    weighted = jaxloss.softmax_cross_entropy_with_integer_labels(
+        x, labels, weights=w, label_smoothing=0.2
+    )
+    manual = -(
+        w * jaxloss.smooth_labels(jax.nn.one_hot(labels, 6), 0.2) * jax.nn.log_softmax(x)
+    ).sum(-1)
+    # PyTorch's weighting: (1 - ls) w[y] nll + ls / C sum_c w_c nll_c
+    assert_close(weighted, manual)
+
+
+def test_core_option_errors():
+    x, labels = jnp.zeros((4, 3)), jnp.array([0, 1, 2, 0])
+    with pytest.raises(ValueError, match="weights"):
+        jaxloss.softmax_cross_entropy_with_integer_labels(x, labels, weights=jnp.ones(4))
+    with pytest.raises(TypeError, match="ignore_index"):
+        jaxloss.softmax_cross_entropy_with_integer_labels(x, labels, ignore_index=1.5)
+    with pytest.raises(ValueError, match="log_clamp"):
+        jaxloss.binary_cross_entropy(jnp.ones(2) / 2, jnp.ones(2), log_clamp=5.0)
+    with pytest.raises(ValueError, match="at least 1 dimension"):
+        jt.cross_entropy(jnp.zeros(()), jnp.array(0))
+    np.testing.assert_allclose(
+        jaxloss.softmax_cross_entropy_with_integer_labels(x, labels, ignore_index=np.int64(2))[2],
+        0.0,
+    )

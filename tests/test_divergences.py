@@ -314,3 +314,39 @@ def test_errors():
         jaxloss.entropy(p3, where=jnp.ones(4, bool))
     with pytest.raises(ValueError, match="reduction"):
         jt.kl_div(jnp.log(p3), p3, reduction="batch_mean")
+
+
+LOG_SPACE = {
+    1: jaxloss.kl_divergence,
+    12: jaxloss.kl_divergence_with_log_targets,
+    13: jaxloss.generalized_kl_divergence,
+}
+
+
+@pytest.mark.parametrize("index", range(len(ALL)))
+def test_finite_at_zero_probabilities(index):
+    """Zeros in both (same pattern), and p = 0 where q > 0: finite values and gradients."""
+    fn, nargs = ALL[index]
+    p = jnp.array([[0.0, 0.5, 0.5, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    q = jnp.array([[0.0, 0.25, 0.75, 0.0], [0.0, 0.5, 0.5, 0.0]])
+    if index == 3:  # symmetric KL is infinite where exactly one of p, q is 0
+        p, q = p[:1], q[:1]
+    if index in LOG_SPACE:  # differentiate with respect to the log-space inputs themselves
+        log_fn = LOG_SPACE[index]
+        fn = (lambda a, b: log_fn(a, jnp.log(b))) if index == 12 else log_fn
+        args = (jnp.log(q), p)
+        finite_grads(lambda a: log_fn(a, jnp.log(p) if index == 12 else p), jnp.log(q))
+        assert np.all(np.isfinite(np.asarray(fn(*args))))
+        if index == 12:
+            finite_grads(log_fn, jnp.log(q), jnp.log(p))
+        else:
+            finite_grads(fn, *args)
+        return
+    args = (p,) if nargs == 1 else (q, p)
+    assert np.all(np.isfinite(np.asarray(fn(*args))))
+    finite_grads(fn, *args)
+    if nargs == 2 and index != 3:  # one-hot targets against a smooth model
+        one_hot = jnp.eye(4)[jnp.array([1, 2])]
+        model = jnp.full((2, 4), 0.25)
+        assert np.all(np.isfinite(np.asarray(fn(model, one_hot))))
+        finite_grads(fn, model, one_hot)
