@@ -356,6 +356,10 @@ def test_errors():
             jaxloss.softmax_cross_entropy_with_integer_labels(x, labels, label_smoothing=ls)
     with pytest.raises(ValueError, match="target"):
         jt.cross_entropy(x, jnp.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="class indices of shape"):
+        jt.cross_entropy(x, jnp.ones((4, 2)) / 2)  # probabilities of the wrong shape
+    with pytest.raises(ValueError, match="class indices of shape"):
+        jt.nll_loss(jnp.zeros((2, 3, 4)), jnp.zeros((2, 3), int))  # (N, d1) expected: (2, 4)
     with pytest.raises(ValueError, match="labels"):
         jaxloss.softmax_cross_entropy_with_integer_labels(x, jnp.array([0, 1]))
     with pytest.raises(TypeError, match="integer dtype"):

@@ -218,13 +218,13 @@ def _class_last(input, fn):
 
 
 def _check_class_target(x, target, fn):
-    _checks.check_integer(target, "target", fn)
     t = jnp.asarray(target)
     if t.shape != x.shape[:-1]:
         raise ValueError(
             f"{fn}: `target` must hold class indices of shape {x.shape[:-1]} (the input shape "
             f"without the class dim) or probabilities of the input's shape; got {t.shape}."
         )
+    _checks.check_integer(t, "target", fn)
     return t
 
 
