@@ -33,8 +33,37 @@ def norms():
     show("core nuclear_norm", jaxloss.nuclear_norm(residual), "2.8284")
 
 
+def divergences():
+    print("== KL divergence, cross-entropy, binary and multi-class cross-entropy ==")
+    p = jnp.array([0.5, 0.5, 0.0])  # P: the true distribution (a zero probability: 0 log 0 = 0)
+    q = jnp.array([0.25, 0.5, 0.25])  # Q: the model
+    kl = jaxloss.kl_divergence(jnp.log(q), p)
+    show("KL(P||Q) = sum P ln(P/Q)", kl, "ln 2 - ln 2 / 2 = 0.3466, >= 0")
+    show("KL(P||P) (0 log 0 = 0)", jaxloss.kl_divergence(jnp.log(p), p), "0")
+    h_pq = jaxloss.cross_entropy(q, p)
+    h_p = jaxloss.entropy(p)
+    show("H(p, q) = -sum p log q", h_pq, "H(p) + KL(p||q)")
+    show("H(p) + KL(p||q)", h_p + kl, f"{float(h_pq):.4f}")
+    y = jnp.array([1.0, 0.0, 1.0, 0.0])  # binary labels
+    y_hat = jnp.array([0.9, 0.2, 0.6, 0.4])  # predicted probabilities
+    J = jaxloss.binary_cross_entropy(y_hat, y).mean()
+    manual = -np.mean(np.asarray(y * jnp.log(y_hat) + (1 - y) * jnp.log(1 - y_hat)))
+    show("J = -1/N sum [y log y^ + (1-y) log(1-y^)]", J, f"{manual:.4f}")
+    torch_j = jt.binary_cross_entropy(y_hat, y)
+    show("J via jaxloss.torch.binary_cross_entropy", torch_j, f"{manual:.4f}")
+    labels = jnp.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # one-hot y^(i)
+    probs = jnp.array([[0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])  # predicted y^^(i)
+    L = jaxloss.cross_entropy(probs, labels).mean()
+    manual = -(np.log(0.7) + np.log(0.6)) / 2
+    show("L = -1/N sum_i sum_j y_j log y^_j", L, f"{manual:.4f}")
+    logits = jnp.log(probs)
+    torch_l = jt.cross_entropy(logits, jnp.array([1, 0]))
+    show("L via jaxloss.torch.cross_entropy(logits, idx)", torch_l, f"{manual:.4f}")
+
+
 def main():
     norms()
+    divergences()
 
 
 if __name__ == "__main__":

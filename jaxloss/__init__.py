@@ -6,17 +6,12 @@ and numbers. Every function jit-compiles, vmaps and differentiates, with
 finite gradients at every finite input.
 """
 
+# ruff: noqa: I001  (sections follow the layout of DESIGN.md, not the alphabet)
+
 __version__ = "0.1.0"
 
 # --------------------------------------------------------------------------- reductions
-# --------------------------------------------------------------------------- distances (issue 3)
-# --------------------------------------------------------------------------- search (issue 6)
-# --------------------------------------------------------------------------- divergences (issue 4)
-# --------------------------------------------------------------------------- classification (issue 4)
-# --------------------------------------------------------------------------- metric learning (issue 5)
-# --------------------------------------------------------------------------- testing and validation
-from . import testing as testing  # noqa: E402
-from . import torch as torch  # noqa: E402
+from ._reductions import reduce as reduce
 
 # --------------------------------------------------------------------------- norms
 from ._norms import frobenius_norm as frobenius_norm
@@ -25,7 +20,6 @@ from ._norms import norm as norm
 from ._norms import nuclear_norm as nuclear_norm
 from ._norms import spectral_norm as spectral_norm
 from ._norms import vector_norm as vector_norm
-from ._reductions import reduce as reduce
 
 # --------------------------------------------------------------------------- residual losses
 from ._regression import absolute_error as absolute_error
@@ -33,3 +27,70 @@ from ._regression import huber_loss as huber_loss
 from ._regression import l2_loss as l2_loss
 from ._regression import smooth_l1_loss as smooth_l1_loss
 from ._regression import squared_error as squared_error
+
+# --------------------------------------------------------------------------- divergences
+from ._divergences import bhattacharyya_distance as bhattacharyya_distance
+from ._divergences import convex_kl_divergence as convex_kl_divergence
+from ._divergences import cross_entropy as cross_entropy
+from ._divergences import entropy as entropy
+from ._divergences import generalized_kl_divergence as generalized_kl_divergence
+from ._divergences import hellinger_distance as hellinger_distance
+from ._divergences import jensen_shannon_distance as jensen_shannon_distance
+from ._divergences import js_divergence as js_divergence
+from ._divergences import kl_divergence as kl_divergence
+from ._divergences import kl_divergence_with_log_targets as kl_divergence_with_log_targets
+from ._divergences import renyi_divergence as renyi_divergence
+from ._divergences import symmetric_kl_divergence as symmetric_kl_divergence
+from ._divergences import total_variation_distance as total_variation_distance
+
+# --------------------------------------------------------------------------- classification (cross-entropy)
+from ._classification import binary_cross_entropy as binary_cross_entropy
+from ._classification import safe_softmax_cross_entropy as safe_softmax_cross_entropy
+from ._classification import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
+from ._classification import sigmoid_focal_loss as sigmoid_focal_loss
+from ._classification import smooth_labels as smooth_labels
+from ._classification import softmax_cross_entropy as softmax_cross_entropy
+from ._classification import (
+    softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels,
+)
+
+# --------------------------------------------------------------------------- submodules
+from . import testing as testing
+from . import torch as torch
+
+__all__ = [
+    "absolute_error",
+    "bhattacharyya_distance",
+    "binary_cross_entropy",
+    "convex_kl_divergence",
+    "cross_entropy",
+    "entropy",
+    "frobenius_norm",
+    "generalized_kl_divergence",
+    "hellinger_distance",
+    "huber_loss",
+    "jensen_shannon_distance",
+    "js_divergence",
+    "kl_divergence",
+    "kl_divergence_with_log_targets",
+    "l2_loss",
+    "matrix_norm",
+    "norm",
+    "nuclear_norm",
+    "reduce",
+    "renyi_divergence",
+    "safe_softmax_cross_entropy",
+    "sigmoid_binary_cross_entropy",
+    "sigmoid_focal_loss",
+    "smooth_l1_loss",
+    "smooth_labels",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels",
+    "spectral_norm",
+    "squared_error",
+    "symmetric_kl_divergence",
+    "testing",
+    "torch",
+    "total_variation_distance",
+    "vector_norm",
+]

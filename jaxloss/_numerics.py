@@ -227,3 +227,32 @@ def _p_norm_grad(x, n, p, axes):
     nonzero = (a > 0) & positive
     ratio = jnp.where(nonzero, a / safe_n, 1)
     return jnp.where(nonzero, sign * ratio ** (p - 1), 0)
+
+
+# --------------------------------------------------------------------------- issue 4: divergences
+
+
+@jax.custom_jvp
+def x_times_log(x, log_y):
+    """``x * log_y`` with ``0`` where ``x == 0`` (even if ``log_y = -inf``).
+
+    The log-space twin of :func:`xlogy`. Gradients: ``log_y`` with respect to
+    ``x`` (0 where ``x == 0`` and ``log_y = -inf``, the subgradient that keeps
+    them finite) and ``x`` with respect to ``log_y`` (so 0 where ``x == 0``).
+
+    >>> float(x_times_log(0.0, -jnp.inf)), float(jax.grad(x_times_log)(0.0, -jnp.inf))
+    (0.0, 0.0)
+    """
+    zero = x == 0
+    return jnp.where(zero, 0, x * jnp.where(zero, 0, log_y))
+
+
+@x_times_log.defjvp
+def _x_times_log_jvp(primals, tangents):
+    x, log_y = primals
+    tx, ty = tangents
+    zero = x == 0
+    out = x_times_log(x, log_y)
+    dx = jnp.where(zero & (log_y == -jnp.inf), 0, log_y)
+    dy = jnp.where(zero, 0, x)
+    return out, dx * tx + dy * ty

@@ -13,9 +13,10 @@ are immutable).
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
-from .. import _norms, _regression
+from .. import _checks, _classification, _divergences, _norms, _numerics, _regression
 from . import linalg as linalg
 from ._common import apply_reduction, cast, legacy_reduction
 
@@ -163,6 +164,253 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weigh
 
 
 # ------------------------------------------------------------------ divergences and cross-entropy (issue 4)
+
+
+def _check_same_shape(input, target, fn):
+    if tuple(np.shape(input)) != tuple(np.shape(target)):
+        raise ValueError(
+            f"{fn}: `target` must have the shape of `input`; got {tuple(np.shape(target))} "
+            f"and {tuple(np.shape(input))}."
+        )
+
+
+def _times_weight(values, weight, fn):
+    if weight is None:
+        return values
+    _checks.broadcast_shapes(values, weight, ("input", "weight"), fn)
+    return values * jnp.asarray(weight, values.dtype)
+
+
+def kl_div(
+    input, target, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False
+):
+    """``torch.nn.functional.kl_div``: pointwise ``target * (log target - input)``, reduced.
+
+    ``input`` holds log-probabilities ``log q``, ``target`` probabilities ``p``
+    (log-probabilities with ``log_target=True``). ``reduction="batchmean"``
+    divides the sum by ``input.shape[0]`` (the mathematical KL per example);
+    ``"mean"`` divides by the number of elements, as PyTorch. Terms with
+    ``p = 0`` are 0 with gradient 0 even when ``input = -inf`` (PyTorch: NaN).
+
+    >>> import jax.numpy as jnp
+    >>> kl_div(jnp.log(jnp.array([[0.5, 0.5]])), jnp.array([[1.0, 0.0]]), reduction="batchmean")
+    Array(0.6931472, dtype=float32)
+
+    PyTorch: torch.nn.functional.kl_div
+    """
+    fn = "kl_div"
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _checks.check_reduction(reduction, fn, ("none", "batchmean", "sum", "mean"))
+    core = _divergences.kl_divergence_with_log_targets if log_target else _divergences.kl_divergence
+    values = core(input, target, axis=())
+    return apply_reduction(values, reduction, fn, ("none", "batchmean", "sum", "mean"))
+
+
+def _class_last(input, fn):
+    _checks.check_floating(input, "input", fn)
+    x = jnp.asarray(input)
+    if x.ndim == 0:
+        raise ValueError(
+            f"{fn}: `input` must have at least 1 dimension, (C,) or (N, C, ...); got shape ()."
+        )
+    class_axis = 0 if x.ndim == 1 else 1
+    return jnp.moveaxis(x, class_axis, -1), class_axis
+
+
+def _check_class_target(x, target, fn):
+    t = jnp.asarray(target)
+    if t.shape != x.shape[:-1]:
+        raise ValueError(
+            f"{fn}: `target` must hold class indices of shape {x.shape[:-1]} (the input shape "
+            f"without the class dim) or probabilities of the input's shape; got {t.shape}."
+        )
+    _checks.check_integer(t, "target", fn)
+    return t
+
+
+def _check_weight(weight, num_classes, fn):
+    if weight is not None and tuple(np.shape(weight)) != (num_classes,):
+        raise ValueError(
+            f"{fn}: `weight` must have shape ({num_classes},), one weight per class; "
+            f"got {tuple(np.shape(weight))}."
+        )
+
+
+def cross_entropy(
+    input,
+    target,
+    weight=None,
+    size_average=None,
+    ignore_index: int = -100,
+    reduce=None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+):
+    """``torch.nn.functional.cross_entropy`` for class indices and for class probabilities.
+
+    ``input`` is ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` logits. ``target``
+    of the input's shape holds probabilities (``ignore_index`` must then be
+    negative); otherwise it holds integer class indices of the input's shape
+    without the class dim. PyTorch's normalisation exactly:
+
+    * indices: ``loss_i = (1 - ls) w[y_i] nll_i + ls / C sum_c w_c (-log p_ic)``,
+      0 where ``y_i == ignore_index``; ``"mean"`` divides the sum by the summed
+      ``w[y_i]`` of the non-ignored targets (their count without ``weight``);
+    * probabilities: ``loss_i = -sum_c w_c y'_ic log p_ic`` with
+      ``y' = (1 - ls) y + ls / C``; ``"mean"`` divides by the number of examples.
+
+    A mean over no target (all ignored) is 0 here (PyTorch: NaN). Class indices
+    outside ``[0, C)`` give NaN (PyTorch raises).
+
+    >>> import jax.numpy as jnp
+    >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
+    >>> cross_entropy(logits, jnp.array([0, 1]))
+    Array(1.6139643, dtype=float32)
+    >>> weight = jnp.array([1.0, 2.0, 1.0])
+    >>> cross_entropy(logits, jnp.array([0, 1]), weight=weight, label_smoothing=0.1)
+    Array(2.0118263, dtype=float32)
+
+    PyTorch: torch.nn.functional.cross_entropy
+    """
+    fn = "cross_entropy"
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _checks.check_reduction(reduction, fn)
+    _checks.check_number(label_smoothing, "label_smoothing", fn, low=0, high=1)
+    x, class_axis = _class_last(input, fn)
+    num_classes = x.shape[-1]
+    _check_weight(weight, num_classes, fn)
+    if tuple(np.shape(target)) == tuple(np.shape(input)):
+        _checks.check_floating(target, "target", fn)
+        if ignore_index >= 0:
+            raise ValueError(
+                f"{fn}: `ignore_index` is not supported for probability targets (a target of the "
+                f"input's shape); got ignore_index={ignore_index}. Leave it at -100."
+            )
+        probs = jnp.moveaxis(jnp.asarray(target), class_axis, -1)
+        if label_smoothing:
+            probs = _classification.smooth_labels(probs, label_smoothing)
+        if weight is not None:
+            probs = probs * jnp.asarray(weight, probs.dtype)
+        values = _classification.softmax_cross_entropy(x, probs)
+        return apply_reduction(values, reduction, fn)
+    return _integer_label_loss(
+        x, target, weight, ignore_index, reduction, label_smoothing, True, fn
+    )
+
+
+def _integer_label_loss(
+    x, target, weight, ignore_index, reduction, label_smoothing, from_logits, fn
+):
+    """Class-index ``cross_entropy`` / ``nll_loss`` over the core terms, with PyTorch's mean."""
+    t = _check_class_target(x, target, fn)
+    out_dtype = x.dtype
+    if _numerics.is_low_precision(x.dtype):
+        x = x.astype(jnp.float32)
+    values, dens = _classification._integer_label_terms(
+        x,
+        t,
+        from_logits=from_logits,
+        label_smoothing=label_smoothing,
+        weights=weight,
+        ignore_index=int(ignore_index),
+    )
+    if reduction == "none":
+        return values.astype(out_dtype)
+    total = jnp.sum(values)
+    if reduction == "sum":
+        return total.astype(out_dtype)
+    return _numerics.safe_divide(total, jnp.sum(dens)).astype(out_dtype)
+
+
+def nll_loss(
+    input,
+    target,
+    weight=None,
+    size_average=None,
+    ignore_index: int = -100,
+    reduce=None,
+    reduction: str = "mean",
+):
+    """``torch.nn.functional.nll_loss``: ``-w[y_i] input[i, y_i]`` with PyTorch's weighted mean.
+
+    ``input`` is ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` log-probabilities,
+    ``target`` integer class indices; ``"mean"`` divides by the summed
+    ``w[y_i]`` of the non-ignored targets (0 if there is none; PyTorch: NaN).
+
+    >>> import jax.numpy as jnp
+    >>> nll_loss(jnp.log(jnp.array([[0.5, 0.5], [0.25, 0.75]])), jnp.array([0, 1]))
+    Array(0.4904146, dtype=float32)
+
+    PyTorch: torch.nn.functional.nll_loss
+    """
+    fn = "nll_loss"
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _checks.check_reduction(reduction, fn)
+    x, _ = _class_last(input, fn)
+    _check_weight(weight, x.shape[-1], fn)
+    return _integer_label_loss(x, target, weight, ignore_index, reduction, 0.0, False, fn)
+
+
+def binary_cross_entropy(
+    input, target, weight=None, size_average=None, reduce=None, reduction: str = "mean"
+):
+    """``torch.nn.functional.binary_cross_entropy`` with PyTorch's ``-100`` log clamp.
+
+    ``w * -(y log p + (1 - y) log(1 - p))`` with both logs clamped at -100;
+    ``"mean"`` is the plain mean of the weighted terms. Gradient with respect
+    to ``input``: PyTorch's ``w (p - y) / max(p (1 - p), 1e-12)``.
+
+    >>> import jax.numpy as jnp
+    >>> p, y = jnp.array([0.9, 0.2, 0.0]), jnp.array([1.0, 0.0, 1.0])
+    >>> binary_cross_entropy(p, y, reduction="none")
+    Array([  0.10536055,   0.22314355, 100.        ], dtype=float32)
+
+    PyTorch: torch.nn.functional.binary_cross_entropy
+    """
+    fn = "binary_cross_entropy"
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _checks.check_reduction(reduction, fn)
+    _check_same_shape(input, target, fn)
+    values = _classification.binary_cross_entropy(input, target, log_clamp=-100.0)
+    return apply_reduction(_times_weight(values, weight, fn), reduction, fn)
+
+
+def binary_cross_entropy_with_logits(
+    input,
+    target,
+    weight=None,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+    pos_weight=None,
+):
+    """``torch.nn.functional.binary_cross_entropy_with_logits`` (stable at logits of +-1e4).
+
+    ``w * -(pw y log sigmoid(x) + (1 - y) log sigmoid(-x))``; ``pos_weight``
+    broadcasts against the last (class) dim; ``"mean"`` is the plain mean.
+
+    >>> import jax.numpy as jnp
+    >>> x, y = jnp.array([1e4, -1e4]), jnp.array([1.0, 1.0])
+    >>> binary_cross_entropy_with_logits(x, y, reduction="none")
+    Array([    0., 10000.], dtype=float32)
+
+    PyTorch: torch.nn.functional.binary_cross_entropy_with_logits
+    """
+    fn = "binary_cross_entropy_with_logits"
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _checks.check_reduction(reduction, fn)
+    _check_same_shape(input, target, fn)
+    values = _classification.sigmoid_binary_cross_entropy(input, target, pos_weight=pos_weight)
+    return apply_reduction(_times_weight(values, weight, fn), reduction, fn)
+
+
+__all__ += [
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "kl_div",
+    "nll_loss",
+]
 
 
 # --------------------------------------------------------------------------- metric learning (issue 5)
