@@ -4,7 +4,13 @@ A Flax NNX classifier (MLP) is trained on scikit-learn's ``load_digits`` with
 ``jaxloss.softmax_cross_entropy_with_integer_labels`` for several values of
 ``label_smoothing``; for each, the script reports held-out accuracy, negative
 log-likelihood and expected calibration error (ECE, 15 equal-width confidence
-bins). Smoothing keeps the network from becoming over-confident.
+bins) and the mean confidence of the predictions.
+
+What it shows (seed 0, 100 epochs): smoothing lowers the network's confidence
+and nudges accuracy up (0.983 -> 0.987), but on this small, easy data set the
+unsmoothed network is already well calibrated, so the smoothed ones become
+under-confident and their ECE grows. Label smoothing is a regulariser against
+over-confidence, not a calibration method: measure, as this script does.
 
     python examples/classification_label_smoothing.py
     python examples/classification_label_smoothing.py --smoothing 0 0.05 0.2 --epochs 60
@@ -81,8 +87,8 @@ def train_one(smoothing, data, epochs, batch, seed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoothing", type=float, nargs="+", default=[0.0, 0.1, 0.2])
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--smoothing", type=float, nargs="+", default=[0.0, 0.05, 0.1])
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -11,9 +11,8 @@ side runs, and the script says how to install the reference.
 
 from __future__ import annotations
 
-import numpy as np
-
 import jax.numpy as jnp
+import numpy as np
 
 import jaxloss
 import jaxloss.torch as jt
