@@ -29,6 +29,14 @@ from ._regression import squared_error as squared_error
 # --------------------------------------------------------------------------- distances (issue 3)
 
 # --------------------------------------------------------------------------- search (issue 6)
+from ._bits import pack_bits as pack_bits
+from ._bits import unpack_bits as unpack_bits
+from ._search import knn as knn
+from ._search import mean_average_precision_at_r as mean_average_precision_at_r
+from ._search import precision_at_k as precision_at_k
+from ._search import r_precision as r_precision
+from ._search import recall_at_k as recall_at_k
+from ._search import sharded_knn as sharded_knn
 
 # --------------------------------------------------------------------------- divergences (issue 4)
 
