@@ -51,7 +51,7 @@ HIGHEST = jax.lax.Precision.HIGHEST
 
 # Default sizes: queries per block, and a budget (in elements) for one
 # (query block x database block) tile of scores.
-_QUERY_BLOCK = 1024
+_QUERY_BLOCK = 512
 _TILE_ELEMENTS = 4 * 2**20  # 16 MiB of float32 scores
 _CITYBLOCK_TILE_ELEMENTS = 2**20 // 4  # the |q - x| reduction is d times the work of a score
 
@@ -121,7 +121,7 @@ def _prepare(queries, database, metric, packed):
         cdt = jnp.float32 if queries.shape[1] < 2**24 else jnp.float64
         q = (queries != 0).astype(cdt)
         x = (database != 0).astype(cdt)
-        return q, x, None, jnp.sum(x, axis=1), nx.default_float_dtype()
+        return 2 * q, x, None, jnp.sum(x, axis=1), nx.default_float_dtype()
     q, x, out_dtype = nx.as_float(queries, database)
     if metric in ("euclidean", "sqeuclidean"):
         return 2 * q, x, None, jnp.sum(x * x, axis=1), out_dtype
@@ -273,9 +273,7 @@ def _search_local(q_raw, qs, x, aux, k, metric, packed, precision, block, qblock
 def _raw_queries(queries, metric, packed, qs):
     if packed:
         return qs
-    if metric == "hamming":
-        return qs
-    if metric in ("euclidean", "sqeuclidean"):
+    if metric in ("euclidean", "sqeuclidean", "hamming"):
         return qs / 2  # exact: undoes the exact scaling by 2
     if metric == "cosine":
         return nx.as_float(queries)[0]
@@ -326,7 +324,7 @@ def knn(
     queries in blocks of ``query_block_size`` rows; the peak extra memory is
     ``O(query_block_size * block_size + q * k + m)`` (the ``m`` term: one norm
     per database row), never ``O(q * m)``, and the database is never copied.
-    By default ``query_block_size = min(q, 1024)`` and ``block_size`` keeps one
+    By default ``query_block_size = min(q, 512)`` and ``block_size`` keeps one
     tile of scores near 16 MiB.
 
     ``knn`` is jitted internally; it also runs inside ``jax.jit`` with ``k``,
