@@ -53,7 +53,7 @@ def pack_bits(bits, axis: int = -1):
       >>> words
       Array([[13],
              [ 8]], dtype=uint32)
-      >>> unpack_bits(words, 4).astype(int)
+      >>> unpack_bits(words, 4).astype(jnp.int32)
       Array([[1, 0, 1, 1],
              [0, 0, 0, 1]], dtype=int32)
 

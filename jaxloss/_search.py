@@ -608,8 +608,8 @@ def precision_at_k(
       >>> from jaxloss import precision_at_k
       >>> labels = jnp.array([0, 0, 1, 1])
       >>> nbrs = jnp.array([[1, 2], [2, 0], [3, 0], [0, 2]])
-      >>> precision_at_k(nbrs, labels, labels, 1)
-      Array(0.5, dtype=float32)
+      >>> round(float(precision_at_k(nbrs, labels, labels, 1)), 4)
+      0.5
 
     Reference: pytorch-metric-learning ``AccuracyCalculator`` (``precision_at_1``).
     """
@@ -640,8 +640,8 @@ def recall_at_k(
       >>> from jaxloss import recall_at_k
       >>> labels = jnp.array([0, 0, 1, 1])
       >>> nbrs = jnp.array([[1, 2], [2, 0], [3, 0], [0, 2]])
-      >>> recall_at_k(nbrs, labels, labels, 2)
-      Array(1., dtype=float32)
+      >>> round(float(recall_at_k(nbrs, labels, labels, 2)), 4)
+      1.0
 
     Reference: pytorch-metric-learning ``AccuracyCalculator`` (``precision_at_1`` for
     k=1) and a NumPy brute force.
@@ -676,8 +676,8 @@ def r_precision(neighbor_indices, query_labels, reference_labels, *, exclude_sel
       >>> from jaxloss import r_precision
       >>> labels = jnp.array([0, 0, 0, 1, 1])
       >>> nbrs = jnp.array([[0, 1, 3], [1, 3, 0], [2, 3, 4], [3, 4, 0], [4, 0, 3]])
-      >>> r_precision(nbrs, labels, labels, exclude_self=True)
-      Array(0.4, dtype=float32)
+      >>> round(float(r_precision(nbrs, labels, labels, exclude_self=True)), 4)
+      0.4
 
     Reference: pytorch-metric-learning ``AccuracyCalculator`` (``r_precision``).
     """
@@ -709,8 +709,8 @@ def mean_average_precision_at_r(
       >>> from jaxloss import mean_average_precision_at_r
       >>> labels = jnp.array([0, 0, 0, 1, 1])
       >>> nbrs = jnp.array([[0, 1, 3], [1, 3, 0], [2, 3, 4], [3, 4, 0], [4, 0, 3]])
-      >>> mean_average_precision_at_r(nbrs, labels, labels, exclude_self=True)
-      Array(0.35, dtype=float32)
+      >>> round(float(mean_average_precision_at_r(nbrs, labels, labels, exclude_self=True)), 4)
+      0.35
 
     Reference: pytorch-metric-learning ``AccuracyCalculator`` (``mean_average_precision_at_r``).
     """
