@@ -11,7 +11,6 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
@@ -66,7 +65,10 @@ def bench_l2(nq, m, d, k, repeats):
         "shapes": f"{nq}x{d} vs {m}x{d} float32",
         "jaxloss_s": t_ours,
         "peers": {"faiss IndexFlatL2": t_faiss, "torch cdist+topk (1024-query chunks)": t_torch},
-        "agreement": {"faiss": _agreement(i_ours, i_faiss), "torch": _agreement(i_ours, _torch_chunked(q, x, k))},
+        "agreement": {
+            "faiss": _agreement(i_ours, i_faiss),
+            "torch": _agreement(i_ours, _torch_chunked(q, x, k)),
+        },
     }
 
 

@@ -53,7 +53,9 @@ HIGHEST = jax.lax.Precision.HIGHEST
 # (query block x database block) tile of scores.
 _QUERY_BLOCK = 512
 _TILE_ELEMENTS = 4 * 2**20  # 16 MiB of float32 scores
-_CITYBLOCK_TILE_ELEMENTS = 2**20 // 4  # the |q - x| reduction is d times the work of a score
+# Packed Hamming and cityblock (elementwise work, no GEMM): smaller tiles, tuned on the CPU.
+_SMALL_QUERY_BLOCK = 128
+_SMALL_TILE_ELEMENTS = 2**20
 
 
 # --------------------------------------------------------------------------- validation
@@ -74,7 +76,9 @@ def _check_block(value, name, fn):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{fn}: `{name}` must be a positive int or None (automatic); got {value!r}.")
+        raise ValueError(
+            f"{fn}: `{name}` must be a positive int or None (automatic); got {value!r}."
+        )
     return int(value)
 
 
@@ -100,7 +104,8 @@ def _check_inputs(queries, database, k, metric, fn):
     if metric == "hamming" and packed[0] != packed[1]:
         raise TypeError(
             f"{fn}: for metric='hamming' both `queries` and `database` must be packed uint32 "
-            f"codes (jaxloss.pack_bits) or both 0/1 codes; got dtypes {queries.dtype} and {database.dtype}."
+            "codes (jaxloss.pack_bits) or both 0/1 codes; got dtypes "
+            f"{queries.dtype} and {database.dtype}."
         )
     for a, name in ((queries, "queries"), (database, "database")):
         if jnp.issubdtype(a.dtype, jnp.complexfloating):
@@ -115,7 +120,13 @@ def _check_inputs(queries, database, k, metric, fn):
 def _prepare(queries, database, metric, packed):
     """Compute-dtype arrays, per-row database data, and the output dtype."""
     if packed:
-        return queries.astype(jnp.uint32), database.astype(jnp.uint32), None, None, jnp.dtype(jnp.int32)
+        return (
+            queries.astype(jnp.uint32),
+            database.astype(jnp.uint32),
+            None,
+            None,
+            jnp.dtype(jnp.int32),
+        )
     if metric == "hamming":
         # 0/1 codes: the count of differing bits is exact in float32 below 2**24 bits.
         cdt = jnp.float32 if queries.shape[1] < 2**24 else jnp.float64
@@ -158,7 +169,7 @@ def _sequential_sums(q, rows, terms):
     rt = jnp.moveaxis(rows, -1, 0)  # (d, qb, k)
 
     def step(acc, qr):
-        return tuple(a + t for a, t in zip(acc, terms(*qr))), None
+        return tuple(a + t for a, t in zip(acc, terms(*qr), strict=True)), None
 
     init = tuple(jnp.zeros(rows.shape[:2], rows.dtype) for _ in terms(qt[0], rt[0]))
     return jax.lax.scan(step, init, (qt, rt))[0]
@@ -182,10 +193,11 @@ def _exact(q, rows, metric, packed, num_features):
     return 1 - nx.safe_divide(dot, jnp.sqrt(qq) * jnp.sqrt(rr))
 
 
-def _auto_blocks(q, m, metric, block_size, query_block_size):
-    qb = query_block_size or min(q, _QUERY_BLOCK)
+def _auto_blocks(q, m, metric, packed, block_size, query_block_size):
+    small = packed or metric == "cityblock"  # no GEMM: smaller tiles stay in cache
+    qb = query_block_size or min(q, _SMALL_QUERY_BLOCK if small else _QUERY_BLOCK)
     if block_size is None:
-        tile = _CITYBLOCK_TILE_ELEMENTS if metric == "cityblock" else _TILE_ELEMENTS
+        tile = _SMALL_TILE_ELEMENTS if small else _TILE_ELEMENTS
         block_size = max(256, tile // max(qb, 1))
     return min(qb, q), min(block_size, m)
 
@@ -252,7 +264,9 @@ def _search_local(q_raw, qs, x, aux, k, metric, packed, precision, block, qblock
         missing = s == -jnp.inf
         rows = x[jnp.clip(idx, 0, x.shape[0] - 1)]
         d = _exact(qr, rows, metric, packed, num_features)
-        key = jnp.where(missing, jnp.inf, _sort_key(d, metric).astype(jnp.float32 if packed else d.dtype))
+        key = jnp.where(
+            missing, jnp.inf, _sort_key(d, metric).astype(jnp.float32 if packed else d.dtype)
+        )
         order = jnp.lexsort((idx, key), axis=-1)
         take = functools.partial(jnp.take_along_axis, indices=order, axis=1)
         return take(d), take(idx), take(key)
@@ -280,11 +294,15 @@ def _raw_queries(queries, metric, packed, qs):
     return qs
 
 
-@functools.partial(jax.jit, static_argnames=("k", "metric", "packed", "precision", "block", "qblock"))
+@functools.partial(
+    jax.jit, static_argnames=("k", "metric", "packed", "precision", "block", "qblock")
+)
 def _knn(queries, database, k, metric, packed, precision, block, qblock):
     qs, x, _, aux, out_dtype = _prepare(queries, database, metric, packed)
     q_raw = _raw_queries(queries, metric, packed, qs)
-    d, idx, _ = _search_local(q_raw, qs, x, aux, k, metric, packed, precision, block, qblock, x.shape[0])
+    d, idx, _ = _search_local(
+        q_raw, qs, x, aux, k, metric, packed, precision, block, qblock, x.shape[0]
+    )
     return d.astype(out_dtype), idx
 
 
@@ -325,7 +343,8 @@ def knn(
     ``O(query_block_size * block_size + q * k + m)`` (the ``m`` term: one norm
     per database row), never ``O(q * m)``, and the database is never copied.
     By default ``query_block_size = min(q, 512)`` and ``block_size`` keeps one
-    tile of scores near 16 MiB.
+    tile of scores near 16 MiB (``min(q, 128)`` and 4 MiB for cityblock and
+    packed codes, which are elementwise work rather than a GEMM).
 
     ``knn`` is jitted internally; it also runs inside ``jax.jit`` with ``k``,
     ``metric``, ``block_size`` and ``query_block_size`` static
@@ -365,7 +384,9 @@ def knn(
     queries, database, k, metric, packed = _check_inputs(queries, database, k, metric, fn)
     block_size = _check_block(block_size, "block_size", fn)
     query_block_size = _check_block(query_block_size, "query_block_size", fn)
-    qblock, block = _auto_blocks(queries.shape[0], database.shape[0], metric, block_size, query_block_size)
+    qblock, block = _auto_blocks(
+        queries.shape[0], database.shape[0], metric, packed, block_size, query_block_size
+    )
     if queries.shape[0] == 0:
         return _empty_result(queries, database, k, metric, packed)
     return _knn(queries, database, k, metric, packed, precision, block, qblock)
@@ -453,12 +474,15 @@ def sharded_knn(
     ndev = mesh.shape[axis_name]
     m = database.shape[0]
     shard = -(-m // ndev)
-    qblock, block = _auto_blocks(queries.shape[0], shard, metric, block_size, query_block_size)
+    qblock, block = _auto_blocks(
+        queries.shape[0], shard, metric, packed, block_size, query_block_size
+    )
     return _sharded(queries, database, k, metric, packed, precision, block, qblock, mesh, axis_name)
 
 
 @functools.partial(
-    jax.jit, static_argnames=("k", "metric", "packed", "precision", "block", "qblock", "mesh", "axis_name")
+    jax.jit,
+    static_argnames=("k", "metric", "packed", "precision", "block", "qblock", "mesh", "axis_name"),
 )
 def _sharded(queries, database, k, metric, packed, precision, block, qblock, mesh, axis_name):
     from jax.sharding import PartitionSpec as P
@@ -569,7 +593,9 @@ def _check_metric_k(k, available, fn):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"{fn}: `k` must be an int; got {k!r}.")
     if not 1 <= k <= available:
-        raise ValueError(f"{fn}: `k` must lie in [1, {available}] (neighbours available); got k={k}.")
+        raise ValueError(
+            f"{fn}: `k` must lie in [1, {available}] (neighbours available); got k={k}."
+        )
     return int(k)
 
 
@@ -591,7 +617,13 @@ _METRIC_ARGS = """
 
 
 def precision_at_k(
-    neighbor_indices, query_labels, reference_labels, k=None, *, exclude_self=False, reduction="mean"
+    neighbor_indices,
+    query_labels,
+    reference_labels,
+    k=None,
+    *,
+    exclude_self=False,
+    reduction="mean",
 ):
     """Precision@k: the fraction of the first ``k`` neighbours that share the query's label.
 
@@ -615,14 +647,22 @@ def precision_at_k(
     """
     fn = "precision_at_k"
     reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
+    same, counts = _retrieval_inputs(
+        neighbor_indices, query_labels, reference_labels, exclude_self, fn
+    )
     k = _check_metric_k(k, same.shape[1], fn)
     per_query = jnp.mean(same[:, :k].astype(nx.default_float_dtype()), axis=1)
     return _finish(per_query, counts, reduction)
 
 
 def recall_at_k(
-    neighbor_indices, query_labels, reference_labels, k=None, *, exclude_self=False, reduction="mean"
+    neighbor_indices,
+    query_labels,
+    reference_labels,
+    k=None,
+    *,
+    exclude_self=False,
+    reduction="mean",
 ):
     """Recall@k of deep metric learning: does any of the first ``k`` neighbours share the label?
 
@@ -648,7 +688,9 @@ def recall_at_k(
     """
     fn = "recall_at_k"
     reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
+    same, counts = _retrieval_inputs(
+        neighbor_indices, query_labels, reference_labels, exclude_self, fn
+    )
     k = _check_metric_k(k, same.shape[1], fn)
     per_query = jnp.any(same[:, :k], axis=1).astype(nx.default_float_dtype())
     return _finish(per_query, counts, reduction)
@@ -658,7 +700,9 @@ def _r_mask(shape, counts):
     return jnp.arange(shape[1])[None, :] < counts[:, None]
 
 
-def r_precision(neighbor_indices, query_labels, reference_labels, *, exclude_self=False, reduction="mean"):
+def r_precision(
+    neighbor_indices, query_labels, reference_labels, *, exclude_self=False, reduction="mean"
+):
     """R-precision: precision over the first ``R_i`` neighbours, ``R_i`` = relevant items.
 
     ``R_i`` is the number of reference rows with the query's label (minus the
@@ -683,10 +727,14 @@ def r_precision(neighbor_indices, query_labels, reference_labels, *, exclude_sel
     """
     fn = "r_precision"
     reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
+    same, counts = _retrieval_inputs(
+        neighbor_indices, query_labels, reference_labels, exclude_self, fn
+    )
     mask = _r_mask(same.shape, counts)
     dt = nx.default_float_dtype()
-    per_query = nx.safe_divide(jnp.sum(same & mask, axis=1).astype(dt), jnp.sum(mask, axis=1).astype(dt))
+    per_query = nx.safe_divide(
+        jnp.sum(same & mask, axis=1).astype(dt), jnp.sum(mask, axis=1).astype(dt)
+    )
     return _finish(per_query, counts, reduction)
 
 
@@ -716,7 +764,9 @@ def mean_average_precision_at_r(
     """
     fn = "mean_average_precision_at_r"
     reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
+    same, counts = _retrieval_inputs(
+        neighbor_indices, query_labels, reference_labels, exclude_self, fn
+    )
     dt = nx.default_float_dtype()
     hits = (same & _r_mask(same.shape, counts)).astype(dt)
     ranks = jnp.arange(1, same.shape[1] + 1, dtype=dt)

@@ -1,4 +1,4 @@
-"""Packed binary codes: pack_bits / unpack_bits against numpy.packbits, popcount Hamming vs scipy."""
+"""Packed binary codes: pack_bits / unpack_bits vs numpy.packbits, popcount Hamming vs scipy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.spatial.distance as ssd
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -51,6 +51,7 @@ def test_nonzero_counts_as_one():
     )
 
 
+@settings(max_examples=10)
 @given(hnp.arrays(bool, st.tuples(st.integers(1, 6), st.integers(1, 100))))
 def test_roundtrip_property(bits):
     words = jaxloss.pack_bits(bits)
@@ -63,7 +64,9 @@ def test_packed_hamming_matches_scipy(block_size):
     r = rng(2)
     a = r.integers(0, 2, (9, n_bits)).astype(bool)
     b = r.integers(0, 2, (13, n_bits)).astype(bool)
-    got = packed_hamming_distances(jaxloss.pack_bits(a), jaxloss.pack_bits(b), block_size=block_size)
+    got = packed_hamming_distances(
+        jaxloss.pack_bits(a), jaxloss.pack_bits(b), block_size=block_size
+    )
     assert got.dtype == jnp.int32 and got.shape == (9, 13)
     np.testing.assert_array_equal(np.asarray(got), np.rint(ssd.cdist(a, b, "hamming") * n_bits))
 

@@ -74,7 +74,9 @@ def test_knn_matches_brute_force_float32(metric, k, block_size, query_block_size
     # knn is jitted internally; jit/eager variants are exercised by the float64 test below.
     x = dataset(metric).astype(np.float32)
     q = x[:17]
-    d, i = jaxloss.knn(q, x, k, metric=metric, block_size=block_size, query_block_size=query_block_size)
+    d, i = jaxloss.knn(
+        q, x, k, metric=metric, block_size=block_size, query_block_size=query_block_size
+    )
     assert d.shape == i.shape == (17, k)
     assert d.dtype == (jnp.float64 if metric == "hamming" else jnp.float32)
     assert_knn_equal((d, i), brute_force(q, x, k, metric))
@@ -125,14 +127,18 @@ def test_knn_cosine_zero_vector_has_distance_one():
     d, i = jaxloss.knn(jnp.array([[0.0, 0.0], [1.0, 1.0]]), x, 3, metric="cosine")
     np.testing.assert_allclose(np.asarray(d[0]), [1.0, 1.0, 1.0])
     np.testing.assert_array_equal(np.asarray(i[0]), [0, 1, 2])
-    np.testing.assert_allclose(np.asarray(d[1]), [1 - np.sqrt(0.5), 1.0, 1 + np.sqrt(0.5)], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(d[1]), [1 - np.sqrt(0.5), 1.0, 1 + np.sqrt(0.5)], rtol=1e-6
+    )
 
 
 def test_top_k_is_stable():
     """The tie rule rests on lax.top_k keeping the lowest position first among equal values."""
     s = jnp.array([[1.0, 3.0, 3.0, 2.0, 3.0, 1.0, 3.0]])
     np.testing.assert_array_equal(np.asarray(jax.lax.top_k(s, 4)[1]), [[1, 2, 4, 6]])
-    np.testing.assert_array_equal(np.asarray(jax.lax.top_k(jnp.zeros((2, 5000)), 6)[1][1]), np.arange(6))
+    np.testing.assert_array_equal(
+        np.asarray(jax.lax.top_k(jnp.zeros((2, 5000)), 6)[1][1]), np.arange(6)
+    )
 
 
 def test_knn_all_ties_lowest_index_first():
@@ -213,8 +219,12 @@ def test_knn_errors():
 def run_python(code, env=None, timeout=240):
     full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
     out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=full_env, capture_output=True, text=True,
-        timeout=timeout, cwd=REPO,
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
@@ -236,13 +246,16 @@ def test_sharded_knn_matches_single_device():
             x = jaxloss.pack_bits(x)
         q = x[:17]
         name = "hamming" if metric == "packed" else metric
-        for mesh, axis in ((meshes[0], None), (meshes[1], "b"))[: 2 if metric == "euclidean" else 1]:
+        setups = ((meshes[0], None), (meshes[1], "b"))[: 2 if metric == "euclidean" else 1]
+        for mesh, axis in setups:
             for k in (7,) if metric != "euclidean" else (1, 30, 103):
-                a = jaxloss.knn(q, x, k, metric=name, block_size=8)
-                b = jaxloss.sharded_knn(q, x, k, mesh=mesh, axis_name=axis, metric=name, block_size=8)
+                kw = dict(metric=name, block_size=8)
+                a = jaxloss.knn(q, x, k, **kw)
+                b = jaxloss.sharded_knn(q, x, k, mesh=mesh, axis_name=axis, **kw)
                 assert b[0].dtype == a[0].dtype, (metric, k)
-                np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]), err_msg=f"{metric} {k}")
-                np.testing.assert_array_equal(np.asarray(a[0]), np.asarray(b[0]), err_msg=f"{metric} {k}")
+                msg = f"{metric} {k}"
+                np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]), err_msg=msg)
+                np.testing.assert_array_equal(np.asarray(a[0]), np.asarray(b[0]), err_msg=msg)
                 checked += 1
     # a database already sharded over the devices, under an outer jit
     mesh = meshes[0]
@@ -280,8 +293,11 @@ def test_knn_memory_is_bounded():
         start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     d, i = jaxloss.knn(q, x, 10)
     jax.block_until_ready((d, i))
-    peak = max(rss_kb("VmHWM:"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if start != before else 0)
-    print("peak_reset", start == before, "growth_mb", (peak - start) / 1024, "database_mb", 2_000_000 * 64 * 4 / 2**20)
+    peak = rss_kb("VmHWM:")
+    if start != before:
+        peak = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    growth = (peak - start) / 1024
+    print("peak_reset", start == before, "growth_mb", growth, "database_mb", 488.3)
     assert bool(jnp.all(i[:, 0] >= 0))
     """
     out = run_python(code, timeout=600)
@@ -306,14 +322,20 @@ def pml_accuracy(query, query_labels, reference=None, reference_labels=None):
         k="max_bin_count",
         device=torch.device("cpu"),
     )
-    args = (query, query_labels) if reference is None else (query, query_labels, reference, reference_labels)
+    args = (
+        (query, query_labels)
+        if reference is None
+        else (query, query_labels, reference, reference_labels)
+    )
     return calc.get_accuracy(*args)
 
 
 def ours(indices, query_labels, reference_labels, exclude_self):
     kw = dict(exclude_self=exclude_self)
     return {
-        "precision_at_1": float(jaxloss.precision_at_k(indices, query_labels, reference_labels, 1, **kw)),
+        "precision_at_1": float(
+            jaxloss.precision_at_k(indices, query_labels, reference_labels, 1, **kw)
+        ),
         "r_precision": float(jaxloss.r_precision(indices, query_labels, reference_labels, **kw)),
         "mean_average_precision_at_r": float(
             jaxloss.mean_average_precision_at_r(indices, query_labels, reference_labels, **kw)
