@@ -118,29 +118,42 @@ def _check_inputs(queries, database, k, metric, fn):
 
 
 def _prepare(queries, database, metric, packed):
-    """Compute-dtype arrays, per-row database data, and the output dtype."""
+    """Queries in the compute dtype (scaled for the Gram form), per-row database data,
+    the compute dtype and the output dtype. The database itself is not converted here:
+    each block is converted as it is read, so it is never copied."""
     if packed:
-        return (
-            queries.astype(jnp.uint32),
-            database.astype(jnp.uint32),
-            None,
-            None,
-            jnp.dtype(jnp.int32),
-        )
+        return queries.astype(jnp.uint32), None, jnp.dtype(jnp.uint32), jnp.dtype(jnp.int32)
     if metric == "hamming":
         # 0/1 codes: the count of differing bits is exact in float32 below 2**24 bits.
-        cdt = jnp.float32 if queries.shape[1] < 2**24 else jnp.float64
+        cdt = jnp.dtype(jnp.float32 if queries.shape[1] < 2**24 else jnp.float64)
         q = (queries != 0).astype(cdt)
-        x = (database != 0).astype(cdt)
-        return 2 * q, x, None, jnp.sum(x, axis=1), nx.default_float_dtype()
-    q, x, out_dtype = nx.as_float(queries, database)
+        ones = jnp.sum(database != 0, axis=1, dtype=cdt)
+        return 2 * q, ones, cdt, nx.default_float_dtype()
+    cdt = nx.compute_dtype(queries.dtype, database.dtype)
+    out_dtype = nx.output_dtype(queries.dtype, database.dtype)
+    q = queries.astype(cdt)
     if metric in ("euclidean", "sqeuclidean"):
-        return 2 * q, x, None, jnp.sum(x * x, axis=1), out_dtype
+        sq = _row_sums(database, cdt, lambda r: r * r)
+        return 2 * q, sq, cdt, out_dtype
     if metric == "cosine":
         qn = jnp.sqrt(jnp.sum(q * q, axis=1, keepdims=True))
-        xn = jnp.sqrt(jnp.sum(x * x, axis=1))
-        return nx.safe_divide(q, qn), x, None, nx.safe_divide(1.0, xn), out_dtype
-    return q, x, None, None, out_dtype
+        xn = jnp.sqrt(_row_sums(database, cdt, lambda r: r * r))
+        return nx.safe_divide(q, qn), nx.safe_divide(1.0, xn), cdt, out_dtype
+    return q, None, cdt, out_dtype
+
+
+def _row_sums(x, cdt, term):
+    """``sum_f term(x[:, f])`` in dtype ``cdt`` (fused: no converted copy of ``x``)."""
+    return jnp.sum(term(x.astype(cdt)), axis=1)
+
+
+def _as_rows(blk, metric, packed, cdt):
+    """A block of database rows in the compute dtype (0/1 values for hamming)."""
+    if packed:
+        return blk
+    if metric == "hamming":
+        return (blk != 0).astype(cdt)
+    return blk.astype(cdt)
 
 
 def _block_scores(qs, blk, aux, metric, packed, precision):
@@ -218,7 +231,7 @@ def _scan(qs, x, aux, k, metric, packed, precision, block, limit):
         # The last block is shifted back to end at m (no padded copy of the database);
         # rows already seen by the previous block are masked out.
         start = jnp.minimum(i * block, m - block).astype(jnp.int32)
-        blk = jax.lax.dynamic_slice_in_dim(x, start, block)
+        blk = _as_rows(jax.lax.dynamic_slice_in_dim(x, start, block), metric, packed, qs.dtype)
         a = None if aux is None else jax.lax.dynamic_slice_in_dim(aux, start, block)
         s = _block_scores(qs, blk, a, metric, packed, precision)
         pos = start + arange
@@ -262,7 +275,7 @@ def _search_local(q_raw, qs, x, aux, k, metric, packed, precision, block, qblock
         qr, qsb = args
         s, idx = _scan(qsb, x, aux, k, metric, packed, precision, block, limit)
         missing = s == -jnp.inf
-        rows = x[jnp.clip(idx, 0, x.shape[0] - 1)]
+        rows = _as_rows(x[jnp.clip(idx, 0, x.shape[0] - 1)], metric, packed, qs.dtype)
         d = _exact(qr, rows, metric, packed, num_features)
         key = jnp.where(
             missing, jnp.inf, _sort_key(d, metric).astype(jnp.float32 if packed else d.dtype)
@@ -290,7 +303,7 @@ def _raw_queries(queries, metric, packed, qs):
     if metric in ("euclidean", "sqeuclidean", "hamming"):
         return qs / 2  # exact: undoes the exact scaling by 2
     if metric == "cosine":
-        return nx.as_float(queries)[0]
+        return queries.astype(qs.dtype)
     return qs
 
 
@@ -298,10 +311,10 @@ def _raw_queries(queries, metric, packed, qs):
     jax.jit, static_argnames=("k", "metric", "packed", "precision", "block", "qblock")
 )
 def _knn(queries, database, k, metric, packed, precision, block, qblock):
-    qs, x, _, aux, out_dtype = _prepare(queries, database, metric, packed)
+    qs, aux, _, out_dtype = _prepare(queries, database, metric, packed)
     q_raw = _raw_queries(queries, metric, packed, qs)
     d, idx, _ = _search_local(
-        q_raw, qs, x, aux, k, metric, packed, precision, block, qblock, x.shape[0]
+        q_raw, qs, database, aux, k, metric, packed, precision, block, qblock, database.shape[0]
     )
     return d.astype(out_dtype), idx
 
@@ -498,10 +511,10 @@ def _sharded(queries, database, k, metric, packed, precision, block, qblock, mes
 
     def local(q, x):
         offset = jax.lax.axis_index(axis_name) * shard
-        qs, xx, _, aux, _ = _prepare(q, x, metric, packed)
+        qs, aux, _, _ = _prepare(q, x, metric, packed)
         q_raw = _raw_queries(q, metric, packed, qs)
         d, idx, key = _search_local(
-            q_raw, qs, xx, aux, k_local, metric, packed, precision, block, qblock, m - offset
+            q_raw, qs, x, aux, k_local, metric, packed, precision, block, qblock, m - offset
         )
         gather = functools.partial(jax.lax.all_gather, axis_name=axis_name, axis=1, tiled=True)
         return gather(d), gather(idx + offset), gather(key)
