@@ -185,6 +185,33 @@ def test_knn_property_matches_brute_force(m, q, data, metric):
     assert_knn_equal(got, brute_force(queries, x, k, metric))
 
 
+@pytest.mark.parametrize("metric, p", [("euclidean", 2.0), ("cityblock", 1.0)])
+def test_knn_distance_gradients_match_torch(metric, p):
+    """Distances are differentiable through the exact re-scoring; torch.cdist at fixed indices."""
+    r = rng(7)
+    x = r.normal(size=(40, 5))
+    q = x[:7] + np.r_[0.0, 0.1 * np.ones(6)][:, None] * r.normal(size=(7, 5))  # q[0] == x[0]
+    _, idx = jaxloss.knn(q, x, 4, metric=metric)
+
+    def loss(q, x):
+        return jnp.sum(jaxloss.knn(q, x, 4, metric=metric, block_size=16)[0] * jnp.arange(1, 5))
+
+    gq, gx = jax.grad(loss, (0, 1))(jnp.asarray(q), jnp.asarray(x))
+    qt = torch.tensor(q, requires_grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    dt = torch.cdist(qt, xt, p=p, compute_mode="donot_use_mm_for_euclid_dist")
+    (dt.gather(1, torch.tensor(np.asarray(idx)).long()) * torch.arange(1, 5)).sum().backward()
+    np.testing.assert_allclose(np.asarray(gq), qt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(gx), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine", "cityblock", "dot"])
+def test_knn_gradients_finite_at_coincident_points(metric):
+    x = jnp.concatenate([jnp.zeros((3, 4)), jnp.asarray(rng(8).normal(size=(10, 4)))])
+    grads = jax.grad(lambda q, x: jnp.sum(jaxloss.knn(q, x, 5, metric=metric)[0]), (0, 1))(x, x)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
+
+
 def test_knn_errors():
     x = jnp.ones((5, 3))
     with pytest.raises(ValueError, match=r"`k` must lie in \[1, database size = 5\]; got k=6"):
