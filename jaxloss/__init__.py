@@ -28,6 +28,18 @@ from ._regression import l2_loss as l2_loss
 from ._regression import smooth_l1_loss as smooth_l1_loss
 from ._regression import squared_error as squared_error
 
+# --------------------------------------------------------------------------- binary codes
+from ._bits import pack_bits as pack_bits
+from ._bits import unpack_bits as unpack_bits
+
+# --------------------------------------------------------------------------- search and retrieval metrics
+from ._search import knn as knn
+from ._search import mean_average_precision_at_r as mean_average_precision_at_r
+from ._search import precision_at_k as precision_at_k
+from ._search import r_precision as r_precision
+from ._search import recall_at_k as recall_at_k
+from ._search import sharded_knn as sharded_knn
+
 # --------------------------------------------------------------------------- divergences
 from ._divergences import bhattacharyya_distance as bhattacharyya_distance
 from ._divergences import convex_kl_divergence as convex_kl_divergence
@@ -73,13 +85,20 @@ __all__ = [
     "js_divergence",
     "kl_divergence",
     "kl_divergence_with_log_targets",
+    "knn",
     "l2_loss",
     "matrix_norm",
+    "mean_average_precision_at_r",
     "norm",
     "nuclear_norm",
+    "pack_bits",
+    "precision_at_k",
+    "r_precision",
+    "recall_at_k",
     "reduce",
     "renyi_divergence",
     "safe_softmax_cross_entropy",
+    "sharded_knn",
     "sigmoid_binary_cross_entropy",
     "sigmoid_focal_loss",
     "smooth_l1_loss",
@@ -92,5 +111,6 @@ __all__ = [
     "testing",
     "torch",
     "total_variation_distance",
+    "unpack_bits",
     "vector_norm",
 ]

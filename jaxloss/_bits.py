@@ -1,0 +1,202 @@
+"""Packed binary codes: ``pack_bits``, ``unpack_bits`` and Hamming counts with popcount.
+
+A binary code of ``n`` bits is stored in ``ceil(n / 32)`` ``uint32`` words,
+32 times less memory than 0/1 float32 values. **Bit order**: bit ``j`` of a
+code goes to word ``j // 32`` at bit position ``j % 32`` counted from the
+least significant bit (little-endian within and across words; this is
+``numpy.packbits(..., bitorder="little")`` viewed as little-endian uint32).
+The last word is padded with zero bits, so padding never changes a Hamming
+distance between two codes packed the same way.
+
+This module depends only on :mod:`jaxloss._numerics` and :mod:`jaxloss._checks`
+so that the distance module can use it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _checks
+
+__all__ = ["pack_bits", "unpack_bits", "packed_hamming_distances", "WORD_BITS"]
+
+WORD_BITS = 32
+
+# Budget (bytes) for one (n_block, m_block) block of int32 counts.
+_HAMMING_BLOCK_BYTES = 64 * 2**20
+
+
+def pack_bits(bits, axis: int = -1):
+    """Packs binary codes along ``axis`` into ``uint32`` words.
+
+    Entry ``j`` of a code (``bits[..., j]`` for ``axis=-1``) becomes bit
+    ``j % 32`` (from the least significant bit) of word ``j // 32``; the code is
+    padded with zero bits to a multiple of 32.
+
+    Args:
+      bits: ``(..., n, ...)`` array of booleans or 0/1 numbers; any non-zero
+        value counts as a 1 bit.
+      axis: the axis holding the bits of one code.
+
+    Returns:
+      ``uint32`` array with ``axis`` of length ``ceil(n / 32)``, other axes
+      unchanged.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import pack_bits, unpack_bits
+      >>> words = pack_bits(jnp.array([[1, 0, 1, 1], [0, 0, 0, 1]]))
+      >>> words
+      Array([[13],
+             [ 8]], dtype=uint32)
+      >>> unpack_bits(words, 4).astype(jnp.int32)
+      Array([[1, 0, 1, 1],
+             [0, 0, 0, 1]], dtype=int32)
+
+    Reference: ``numpy.packbits(bits, bitorder="little")`` read as little-endian uint32.
+    """
+    bits = jnp.asarray(bits)
+    _checks.check_ndim(bits, "bits", "pack_bits", min_ndim=1)
+    (ax,) = _checks.check_axis(axis, bits.ndim, "axis", "pack_bits")
+    if jnp.issubdtype(bits.dtype, jnp.complexfloating):
+        raise TypeError(
+            f"pack_bits: `bits` must be boolean or 0/1 numbers; got dtype {bits.dtype}."
+        )
+    b = jnp.moveaxis(bits != 0, ax, -1)
+    n = b.shape[-1]
+    words = max(1, math.ceil(n / WORD_BITS))
+    pad = words * WORD_BITS - n
+    if pad:
+        b = jnp.pad(b, [(0, 0)] * (b.ndim - 1) + [(0, pad)])
+    b = b.reshape(*b.shape[:-1], words, WORD_BITS).astype(jnp.uint32)
+    shifts = jnp.arange(WORD_BITS, dtype=jnp.uint32)
+    packed = jnp.sum(b << shifts, axis=-1, dtype=jnp.uint32)  # distinct bits: sum == or
+    return jnp.moveaxis(packed, -1, ax)
+
+
+def unpack_bits(words, num_bits: int, axis: int = -1):
+    """Unpacks ``uint32`` words made by :func:`pack_bits` into ``num_bits`` booleans.
+
+    Args:
+      words: ``(..., w, ...)`` unsigned integer array of packed codes.
+      num_bits: number of bits per code, ``1 <= num_bits <= 32 * w``.
+      axis: the axis holding the words of one code.
+
+    Returns:
+      boolean array with ``axis`` of length ``num_bits``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import unpack_bits
+      >>> unpack_bits(jnp.array([5], dtype=jnp.uint32), 3)
+      Array([ True, False,  True], dtype=bool)
+
+    Reference: inverse of :func:`pack_bits` (tested with ``numpy.unpackbits``).
+    """
+    words = jnp.asarray(words)
+    _checks.check_ndim(words, "words", "unpack_bits", min_ndim=1)
+    (ax,) = _checks.check_axis(axis, words.ndim, "axis", "unpack_bits")
+    if not jnp.issubdtype(words.dtype, jnp.unsignedinteger):
+        raise TypeError(
+            f"unpack_bits: `words` must have an unsigned integer dtype (uint32 from pack_bits); "
+            f"got {words.dtype}."
+        )
+    w = words.shape[ax]
+    if isinstance(num_bits, bool) or not isinstance(num_bits, (int, np.integer)):
+        raise TypeError(f"unpack_bits: `num_bits` must be an int; got {num_bits!r}.")
+    if not 1 <= num_bits <= WORD_BITS * w:
+        raise ValueError(
+            f"unpack_bits: `num_bits` must lie in [1, {WORD_BITS * w}] for {w} word(s) of "
+            f"{WORD_BITS} bits; got {num_bits}."
+        )
+    x = jnp.moveaxis(words.astype(jnp.uint32), ax, -1)
+    shifts = jnp.arange(WORD_BITS, dtype=jnp.uint32)
+    b = ((x[..., None] >> shifts) & 1).astype(bool)
+    b = b.reshape(*x.shape[:-1], w * WORD_BITS)[..., :num_bits]
+    return jnp.moveaxis(b, -1, ax)
+
+
+def check_packed(x, name: str, fn: str):
+    """Checks that ``x`` holds packed codes (an unsigned integer array)."""
+    if not jnp.issubdtype(x.dtype, jnp.unsignedinteger):
+        raise TypeError(
+            f"{fn}: `{name}` must hold packed codes of dtype uint32 (use jaxloss.pack_bits); "
+            f"got dtype {x.dtype}."
+        )
+
+
+def hamming_counts(x_words, y_words):
+    """``(n, m)`` int32 counts of differing bits between packed rows (no blocking).
+
+    XLA fuses the XOR, popcount and the sum over words into one loop, so the
+    ``(n, m, w)`` broadcast is never materialised.
+    """
+    x = x_words.astype(jnp.uint32)
+    y = y_words.astype(jnp.uint32)
+    diff = jax.lax.population_count(x[:, None, :] ^ y[None, :, :])
+    return jnp.sum(diff.astype(jnp.int32), axis=-1, dtype=jnp.int32)
+
+
+def packed_hamming_distances(x_words, y_words, *, block_size: int | None = None):
+    """All-pairs Hamming distances (counts of differing bits) between packed codes.
+
+    ``D[i, j] = sum_w popcount(x[i, w] XOR y[j, w])``.
+
+    The rows of ``y`` are processed in blocks of ``block_size`` (automatic by
+    default, about 64 MiB of counts per block), so the memory used beyond the
+    ``(n, m)`` result is bounded.
+
+    Args:
+      x_words: ``(n, w)`` uint32 packed codes (from :func:`pack_bits`).
+      y_words: ``(m, w)`` uint32 packed codes.
+      block_size: rows of ``y`` per block (``None``: automatic).
+
+    Returns:
+      ``(n, m)`` int32 number of differing bits. Divide by the code length for
+      scipy's ``"hamming"`` (a fraction).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import pack_bits
+      >>> from jaxloss._bits import packed_hamming_distances
+      >>> a = pack_bits(jnp.array([[1, 0, 1], [1, 1, 1]]))
+      >>> packed_hamming_distances(a, a)
+      Array([[0, 1],
+             [1, 0]], dtype=int32)
+
+    Reference: ``scipy.spatial.distance.cdist(x, y, "hamming") * num_bits``.
+    """
+    fn = "packed_hamming_distances"
+    x = jnp.asarray(x_words)
+    y = jnp.asarray(y_words)
+    _checks.check_ndim(x, "x_words", fn, ndim=2)
+    _checks.check_ndim(y, "y_words", fn, ndim=2)
+    check_packed(x, "x_words", fn)
+    check_packed(y, "y_words", fn)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"{fn}: `x_words` and `y_words` need the same number of words per code; "
+            f"got shapes {x.shape} and {y.shape}."
+        )
+    n, m = x.shape[0], y.shape[0]
+    if block_size is None:
+        block_size = max(1, _HAMMING_BLOCK_BYTES // (4 * max(n, 1)))
+    _checks.check_number(block_size, "block_size", fn, low=1)
+    block_size = int(min(block_size, max(m, 1)))
+    if m <= block_size:
+        return hamming_counts(x, y)
+    return _blocked_counts(x, y, block_size)
+
+
+@jax.jit(static_argnums=2)
+def _blocked_counts(x, y, block):
+    m = y.shape[0]
+    nblocks = -(-m // block)
+    pad = nblocks * block - m
+    yb = jnp.pad(y, ((0, pad), (0, 0))).reshape(nblocks, block, y.shape[1])
+    out = jax.lax.map(lambda yy: hamming_counts(x, yy), yb)  # (nblocks, n, block)
+    return jnp.moveaxis(out, 0, 1).reshape(x.shape[0], nblocks * block)[:, :m]

@@ -1,0 +1,96 @@
+"""Packed binary codes: pack_bits / unpack_bits vs numpy.packbits, popcount Hamming vs scipy."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.spatial.distance as ssd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import jaxloss
+from jaxloss._bits import packed_hamming_distances
+from tests.helpers import rng
+
+
+def numpy_pack(bits):
+    """Reference packing: numpy.packbits little-endian bytes read as little-endian uint32."""
+    b = np.packbits(np.asarray(bits, dtype=bool), axis=-1, bitorder="little")
+    words = -(-np.shape(bits)[-1] // 32)
+    b = np.pad(b, [(0, 0)] * (b.ndim - 1) + [(0, 4 * words - b.shape[-1])])
+    return np.ascontiguousarray(b).view("<u4")
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 64, 70, 256])
+@pytest.mark.parametrize("dtype", [bool, np.int32, np.float32])
+def test_pack_matches_numpy_packbits(n, dtype, variant):
+    bits = rng(n).integers(0, 2, (5, n)).astype(dtype)
+    words = variant(jaxloss.pack_bits)(bits)
+    assert words.dtype == jnp.uint32 and words.shape == (5, -(-n // 32))
+    np.testing.assert_array_equal(np.asarray(words), numpy_pack(bits))
+    back = variant(jaxloss.unpack_bits, num_bits=n)(words)
+    assert back.dtype == jnp.bool_
+    np.testing.assert_array_equal(np.asarray(back), bits.astype(bool))
+
+
+def test_pack_axis():
+    bits = rng(1).integers(0, 2, (3, 40, 2)).astype(bool)
+    words = jaxloss.pack_bits(bits, axis=1)
+    assert words.shape == (3, 2, 2)
+    expected = np.moveaxis(numpy_pack(np.moveaxis(bits, 1, -1)), -1, 1)
+    np.testing.assert_array_equal(np.asarray(words), expected)
+    np.testing.assert_array_equal(np.asarray(jaxloss.unpack_bits(words, 40, axis=1)), bits)
+
+
+def test_nonzero_counts_as_one():
+    np.testing.assert_array_equal(
+        np.asarray(jaxloss.pack_bits(jnp.array([2.0, 0.0, -1.0]))), np.array([5], np.uint32)
+    )
+
+
+@settings(max_examples=10)
+@given(hnp.arrays(bool, st.tuples(st.integers(1, 6), st.integers(1, 100))))
+def test_roundtrip_property(bits):
+    words = jaxloss.pack_bits(bits)
+    np.testing.assert_array_equal(np.asarray(jaxloss.unpack_bits(words, bits.shape[1])), bits)
+
+
+@pytest.mark.parametrize("block_size", [None, 1, 4, 7, 100])
+def test_packed_hamming_matches_scipy(block_size):
+    n_bits = 100
+    r = rng(2)
+    a = r.integers(0, 2, (9, n_bits)).astype(bool)
+    b = r.integers(0, 2, (13, n_bits)).astype(bool)
+    got = packed_hamming_distances(
+        jaxloss.pack_bits(a), jaxloss.pack_bits(b), block_size=block_size
+    )
+    assert got.dtype == jnp.int32 and got.shape == (9, 13)
+    np.testing.assert_array_equal(np.asarray(got), np.rint(ssd.cdist(a, b, "hamming") * n_bits))
+
+
+def test_packed_hamming_jit():
+    a = jaxloss.pack_bits(rng(3).integers(0, 2, (4, 64)))
+    got = jax.jit(packed_hamming_distances)(a, a)
+    np.testing.assert_array_equal(np.diag(np.asarray(got)), 0)
+
+
+def test_errors():
+    with pytest.raises(TypeError, match="unsigned integer"):
+        jaxloss.unpack_bits(jnp.zeros((2, 1), jnp.int32), 3)
+    with pytest.raises(ValueError, match=r"`num_bits` must lie in \[1, 32\]"):
+        jaxloss.unpack_bits(jnp.zeros((2, 1), jnp.uint32), 33)
+    with pytest.raises(TypeError, match="`num_bits` must be an int"):
+        jaxloss.unpack_bits(jnp.zeros((2, 1), jnp.uint32), 3.0)
+    with pytest.raises(ValueError, match="at least 1 dimension"):
+        jaxloss.pack_bits(jnp.array(True))
+    with pytest.raises(ValueError, match="out of range"):
+        jaxloss.pack_bits(jnp.zeros((2, 3)), axis=2)
+    with pytest.raises(TypeError, match="packed codes of dtype uint32"):
+        packed_hamming_distances(jnp.zeros((2, 1)), jnp.zeros((2, 1), jnp.uint32))
+    with pytest.raises(ValueError, match="same number of words"):
+        packed_hamming_distances(jnp.zeros((2, 1), jnp.uint32), jnp.zeros((2, 2), jnp.uint32))
+    with pytest.raises(ValueError, match="must have 2 dimensions"):
+        packed_hamming_distances(jnp.zeros((2,), jnp.uint32), jnp.zeros((2, 2), jnp.uint32))

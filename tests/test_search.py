@@ -1,0 +1,451 @@
+"""Exact kNN (blocked and sharded) against scipy brute force; retrieval metrics against
+pytorch-metric-learning's AccuracyCalculator; peak memory in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.spatial.distance as ssd
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+import jaxloss
+from tests.helpers import rng
+
+METRICS = ("euclidean", "sqeuclidean", "cosine", "cityblock", "hamming", "dot")
+M = 53  # not a multiple of the block sizes below
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def dataset(metric, m=M, d=6, seed=0):
+    """Data with many exact ties: small integers (0/1 for hamming); for cosine, duplicated
+    random directions (parallel non-identical vectors would tie only in exact arithmetic)."""
+    r = rng(seed)
+    if metric == "hamming":
+        return r.integers(0, 2, (m, d + 10))
+    if metric == "cosine":
+        pool = r.normal(size=(12, d))
+        return pool[r.integers(0, 12, m)]
+    return r.integers(-2, 3, (m, d))
+
+
+def brute_force(q, x, k, metric):
+    """scipy cdist (or -q.x for "dot") and a stable argsort: ties go to the lowest index."""
+    q = np.asarray(q, np.float64)
+    x = np.asarray(x, np.float64)
+    if metric == "dot":
+        dist = -(q @ x.T)
+    elif metric == "hamming":
+        dist = ssd.cdist(q != 0, x != 0, "hamming")
+    else:
+        dist = ssd.cdist(q, x, metric)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    values = np.take_along_axis(dist, order, axis=1)
+    return (-values if metric == "dot" else values), order
+
+
+def assert_knn_equal(got, expected, rtol=1e-5, atol=1e-5):
+    (d, i), (de, ie) = got, expected
+    assert i.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(i), ie)
+    np.testing.assert_allclose(np.asarray(d, np.float64), de, rtol=rtol, atol=atol)
+
+
+CASES = [  # (k, block_size, query_block_size)
+    (1, None, None),
+    (5, 8, None),
+    (M, 7, None),
+    (5, 1, 4),
+]
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("k, block_size, query_block_size", CASES)
+def test_knn_matches_brute_force_float32(metric, k, block_size, query_block_size):
+    # knn is jitted internally; jit/eager variants are exercised by the float64 test below.
+    x = dataset(metric).astype(np.float32)
+    q = x[:17]
+    d, i = jaxloss.knn(
+        q, x, k, metric=metric, block_size=block_size, query_block_size=query_block_size
+    )
+    assert d.shape == i.shape == (17, k)
+    assert d.dtype == (jnp.float64 if metric == "hamming" else jnp.float32)
+    assert_knn_equal((d, i), brute_force(q, x, k, metric))
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_knn_float64_queries_are_database(metric, variant):
+    x = dataset(metric, seed=1).astype(np.float64)
+    d, i = variant(jaxloss.knn, k=9, metric=metric, block_size=16)(jnp.asarray(x), jnp.asarray(x))
+    assert d.dtype == jnp.float64
+    assert_knn_equal((d, i), brute_force(x, x, 9, metric), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [bool, np.int32])
+@pytest.mark.parametrize("packed", [False, True])
+def test_knn_hamming_codes(dtype, packed, variant):
+    bits = rng(4).integers(0, 2, (61, 70)).astype(dtype)
+    n_bits = bits.shape[1]
+    q, x = (jaxloss.pack_bits(bits[:11]), jaxloss.pack_bits(bits)) if packed else (bits[:11], bits)
+    d, i = variant(jaxloss.knn, k=12, metric="hamming", block_size=16)(q, x)
+    de, ie = brute_force(bits[:11], bits, 12, "hamming")
+    np.testing.assert_array_equal(np.asarray(i), ie)
+    if packed:  # counts of differing bits, as faiss IndexBinaryFlat
+        assert d.dtype == jnp.int32
+        np.testing.assert_array_equal(np.asarray(d), np.rint(de * n_bits))
+    else:
+        np.testing.assert_allclose(np.asarray(d), de, rtol=1e-12)
+
+
+def test_knn_large_random_euclidean_matches_scipy():
+    """Random floats, several blocks over queries and database, euclidean distances accurate."""
+    r = rng(5)
+    x = r.normal(size=(3001, 24)).astype(np.float32)
+    q = r.normal(size=(130, 24)).astype(np.float32)
+    got = jaxloss.knn(q, x, 10, block_size=512, query_block_size=64)
+    assert_knn_equal(got, brute_force(q, x, 10, "euclidean"), rtol=1e-6, atol=1e-6)
+
+
+def test_knn_self_distance_exact_zero():
+    x = rng(6).normal(size=(200, 16)).astype(np.float32) * 100 + 1000
+    d, i = jaxloss.knn(x, x, 1)
+    np.testing.assert_array_equal(np.asarray(i[:, 0]), np.arange(200))
+    np.testing.assert_array_equal(np.asarray(d[:, 0]), 0)
+
+
+def test_knn_cosine_zero_vector_has_distance_one():
+    x = jnp.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    d, i = jaxloss.knn(jnp.array([[0.0, 0.0], [1.0, 1.0]]), x, 3, metric="cosine")
+    np.testing.assert_allclose(np.asarray(d[0]), [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(np.asarray(i[0]), [0, 1, 2])
+    np.testing.assert_allclose(
+        np.asarray(d[1]), [1 - np.sqrt(0.5), 1.0, 1 + np.sqrt(0.5)], rtol=1e-6
+    )
+
+
+def test_top_k_is_stable():
+    """The tie rule rests on lax.top_k keeping the lowest position first among equal values."""
+    s = jnp.array([[1.0, 3.0, 3.0, 2.0, 3.0, 1.0, 3.0]])
+    np.testing.assert_array_equal(np.asarray(jax.lax.top_k(s, 4)[1]), [[1, 2, 4, 6]])
+    np.testing.assert_array_equal(
+        np.asarray(jax.lax.top_k(jnp.zeros((2, 5000)), 6)[1][1]), np.arange(6)
+    )
+
+
+def test_knn_all_ties_lowest_index_first():
+    x = jnp.ones((100, 3))
+    d, i = jaxloss.knn(x[:2], x, 10, block_size=7)
+    np.testing.assert_array_equal(np.asarray(i), np.tile(np.arange(10), (2, 1)))
+
+
+def test_knn_under_outer_jit_with_static_k_and_metric():
+    x = jnp.asarray(dataset("euclidean").astype(np.float32))
+    f = jax.jit(jaxloss.knn, static_argnames=("k", "metric", "block_size"))
+    got = f(x[:5], x, k=4, metric="cityblock", block_size=10)
+    assert_knn_equal(got, brute_force(x[:5], x, 4, "cityblock"))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_knn_half_precision(dtype):
+    x = dataset("euclidean").astype(np.float32)
+    d, i = jaxloss.knn(jnp.asarray(x, dtype), jnp.asarray(x, dtype), 3)
+    assert d.dtype == dtype
+    de, ie = brute_force(x, x, 3, "euclidean")
+    np.testing.assert_array_equal(np.asarray(i), ie)
+    np.testing.assert_allclose(np.asarray(d, np.float64), de, rtol=1e-2)
+
+
+def test_knn_empty_queries():
+    d, i = jaxloss.knn(jnp.zeros((0, 3)), jnp.ones((4, 3)), 2)
+    assert d.shape == i.shape == (0, 2)
+
+
+@settings(max_examples=12)
+@given(
+    m=st.integers(1, 40),
+    q=st.integers(1, 9),
+    data=st.data(),
+    metric=st.sampled_from(METRICS),
+)
+def test_knn_property_matches_brute_force(m, q, data, metric):
+    k = data.draw(st.integers(1, m))
+    block = data.draw(st.integers(1, 50))
+    x = dataset(metric, m=m, d=3, seed=m).astype(np.float32)
+    queries = dataset(metric, m=q, d=3, seed=q + 100).astype(np.float32)
+    got = jaxloss.knn(queries, x, k, metric=metric, block_size=block)
+    assert_knn_equal(got, brute_force(queries, x, k, metric))
+
+
+@pytest.mark.parametrize("metric, p", [("euclidean", 2.0), ("cityblock", 1.0)])
+def test_knn_distance_gradients_match_torch(metric, p):
+    """Distances are differentiable through the exact re-scoring; torch.cdist at fixed indices."""
+    r = rng(7)
+    x = r.normal(size=(40, 5))
+    q = x[:7] + np.r_[0.0, 0.1 * np.ones(6)][:, None] * r.normal(size=(7, 5))  # q[0] == x[0]
+    _, idx = jaxloss.knn(q, x, 4, metric=metric)
+
+    def loss(q, x):
+        return jnp.sum(jaxloss.knn(q, x, 4, metric=metric, block_size=16)[0] * jnp.arange(1, 5))
+
+    gq, gx = jax.grad(loss, (0, 1))(jnp.asarray(q), jnp.asarray(x))
+    qt = torch.tensor(q, requires_grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    dt = torch.cdist(qt, xt, p=p, compute_mode="donot_use_mm_for_euclid_dist")
+    (dt.gather(1, torch.tensor(np.asarray(idx)).long()) * torch.arange(1, 5)).sum().backward()
+    np.testing.assert_allclose(np.asarray(gq), qt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(gx), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine", "cityblock", "dot"])
+def test_knn_gradients_finite_at_coincident_points(metric):
+    x = jnp.concatenate([jnp.zeros((3, 4)), jnp.asarray(rng(8).normal(size=(10, 4)))])
+    grads = jax.grad(lambda q, x: jnp.sum(jaxloss.knn(q, x, 5, metric=metric)[0]), (0, 1))(x, x)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
+
+
+def test_knn_errors():
+    x = jnp.ones((5, 3))
+    with pytest.raises(ValueError, match=r"`k` must lie in \[1, database size = 5\]; got k=6"):
+        jaxloss.knn(x, x, 6)
+    with pytest.raises(ValueError, match=r"`k` must lie in \[1"):
+        jaxloss.knn(x, x, 0)
+    with pytest.raises(TypeError, match="`k` must be a Python int"):
+        jaxloss.knn(x, x, 2.0)
+    with pytest.raises(ValueError, match="Did you mean 'euclidean'"):
+        jaxloss.knn(x, x, 2, metric="euclidian")
+    with pytest.raises(TypeError, match="`metric` must be a string"):
+        jaxloss.knn(x, x, 2, metric=None)
+    with pytest.raises(ValueError, match=r"same number of features .* got \(5, 3\) and \(5, 4\)"):
+        jaxloss.knn(x, jnp.ones((5, 4)), 2)
+    with pytest.raises(ValueError, match="`queries` must have 2 dimensions; got shape \\(3,\\)"):
+        jaxloss.knn(x[0], x, 2)
+    with pytest.raises(ValueError, match="`database` must have 2 dimensions"):
+        jaxloss.knn(x, x[0], 2)
+    with pytest.raises(TypeError, match="packed uint32 codes need metric='hamming'"):
+        jaxloss.knn(jnp.ones((2, 1), jnp.uint32), jnp.ones((2, 1), jnp.uint32), 1)
+    with pytest.raises(TypeError, match="both `queries` and `database` must be packed"):
+        jaxloss.knn(jnp.ones((2, 1), jnp.uint32), jnp.ones((2, 1)), 1, metric="hamming")
+    with pytest.raises(ValueError, match="`block_size` must be a positive int"):
+        jaxloss.knn(x, x, 2, block_size=0)
+    with pytest.raises(ValueError, match="`query_block_size` must be a positive int"):
+        jaxloss.knn(x, x, 2, query_block_size=-1)
+
+
+# --------------------------------------------------------------------------- subprocess tests
+
+
+def run_python(code, env=None, timeout=240):
+    full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_sharded_knn_matches_single_device():
+    code = """
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import AxisType
+    import jaxloss
+    from tests.test_search import dataset
+    assert jax.device_count() == 4, jax.devices()
+    meshes = [jax.make_mesh((4,), ("data",)),
+              jax.make_mesh((2, 2), ("a", "b"), axis_types=(AxisType.Auto, AxisType.Auto))]
+    checked = 0
+    for metric in ("euclidean", "sqeuclidean", "cosine", "cityblock", "hamming", "dot", "packed"):
+        x = dataset("hamming" if metric == "packed" else metric, m=103).astype(np.float32)
+        if metric == "packed":
+            x = jaxloss.pack_bits(x)
+        q = x[:17]
+        name = "hamming" if metric == "packed" else metric
+        setups = ((meshes[0], None), (meshes[1], "b"))[: 2 if metric == "euclidean" else 1]
+        for mesh, axis in setups:
+            for k in (7,) if metric != "euclidean" else (1, 30, 103):
+                kw = dict(metric=name, block_size=8)
+                a = jaxloss.knn(q, x, k, **kw)
+                b = jaxloss.sharded_knn(q, x, k, mesh=mesh, axis_name=axis, **kw)
+                assert b[0].dtype == a[0].dtype, (metric, k)
+                msg = f"{metric} {k}"
+                np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]), err_msg=msg)
+                np.testing.assert_array_equal(np.asarray(a[0]), np.asarray(b[0]), err_msg=msg)
+                checked += 1
+    # a database already sharded over the devices, under an outer jit
+    mesh = meshes[0]
+    x = jnp.asarray(dataset("euclidean", m=1000, d=8).astype(np.float32))
+    xs = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+    f = jax.jit(jaxloss.sharded_knn, static_argnames=("k", "mesh"))
+    a, b = jaxloss.knn(x[:50], x, 10), f(x[:50], xs, k=10, mesh=mesh)
+    np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]))
+    print("checked", checked + 1)
+    """
+    out = run_python(code, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    assert "checked 13" in out
+
+
+def test_knn_memory_is_bounded():
+    """2,000 queries against 2,000,000 x 64 float32 (512 MB): peak RSS grows by < 2 GB."""
+    code = """
+    import resource, jax, jax.numpy as jnp
+    import jaxloss
+
+    def rss_kb(field):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1])
+
+    x = jax.random.normal(jax.random.key(0), (2_000_000, 64), jnp.float32).block_until_ready()
+    q = jax.random.normal(jax.random.key(1), (2_000, 64), jnp.float32).block_until_ready()
+    before = rss_kb("VmRSS:")
+    try:  # reset the peak (VmHWM) to the current RSS, where the kernel allows it
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        start = before
+    except OSError:
+        start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    d, i = jaxloss.knn(q, x, 10)
+    jax.block_until_ready((d, i))
+    peak = rss_kb("VmHWM:")
+    if start != before:
+        peak = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    growth = (peak - start) / 1024
+    print("peak_reset", start == before, "growth_mb", growth, "database_mb", 488.3)
+    assert bool(jnp.all(i[:, 0] >= 0))
+    """
+    out = run_python(code, timeout=600)
+    growth = float(out.split("growth_mb")[1].split()[0])
+    assert growth < 2048, out
+
+
+# --------------------------------------------------------------------------- retrieval metrics
+
+
+def labelled(seed, n, d=8, classes=12):
+    r = rng(seed)
+    labels = r.integers(0, classes, n)
+    labels[0] = classes  # a lone label (no other instance): such queries are skipped
+    centres = r.normal(size=(classes + 1, d)) * 1.5
+    return (centres[labels] + r.normal(size=(n, d))).astype(np.float32), labels
+
+
+def pml_accuracy(query, query_labels, reference=None, reference_labels=None):
+    calc = AccuracyCalculator(
+        include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
+        k="max_bin_count",
+        device=torch.device("cpu"),
+    )
+    args = (
+        (query, query_labels)
+        if reference is None
+        else (query, query_labels, reference, reference_labels)
+    )
+    return calc.get_accuracy(*args)
+
+
+def ours(indices, query_labels, reference_labels, exclude_self):
+    kw = dict(exclude_self=exclude_self)
+    return {
+        "precision_at_1": float(
+            jaxloss.precision_at_k(indices, query_labels, reference_labels, 1, **kw)
+        ),
+        "r_precision": float(jaxloss.r_precision(indices, query_labels, reference_labels, **kw)),
+        "mean_average_precision_at_r": float(
+            jaxloss.mean_average_precision_at_r(indices, query_labels, reference_labels, **kw)
+        ),
+    }
+
+
+def test_retrieval_metrics_match_pml_queries_are_reference():
+    x, labels = labelled(0, 300)
+    expected = pml_accuracy(x, labels)
+    max_bin = int(np.bincount(labels).max())
+    _, idx = jaxloss.knn(x, x, max_bin)  # pml searches max_bin_count - 1 + the query itself
+    got = ours(idx, jnp.asarray(labels), jnp.asarray(labels), exclude_self=True)
+    for key, value in expected.items():
+        np.testing.assert_allclose(got[key], value, rtol=1e-6, err_msg=key)
+
+
+def test_retrieval_metrics_match_pml_separate_reference():
+    x, labels = labelled(1, 400)
+    q, ql, ref, rl = x[:90], labels[:90], x[90:], labels[90:]
+    expected = pml_accuracy(q, ql, ref, rl)
+    max_bin = int(np.bincount(rl).max())
+    _, idx = jaxloss.knn(q, ref, max_bin)
+    got = ours(idx, jnp.asarray(ql), jnp.asarray(rl), exclude_self=False)
+    for key, value in expected.items():
+        np.testing.assert_allclose(got[key], value, rtol=1e-6, err_msg=key)
+
+
+def test_retrieval_metrics_jit_and_reduction_none(variant):
+    x, labels = labelled(2, 120)
+    _, idx = jaxloss.knn(x, x, 20)
+    for fn in (jaxloss.r_precision, jaxloss.mean_average_precision_at_r):
+        mean = variant(fn, exclude_self=True)(idx, labels, labels)
+        per_query = variant(fn, exclude_self=True, reduction="none")(idx, labels, labels)
+        valid = np.bincount(labels)[labels] > 1
+        np.testing.assert_allclose(float(mean), np.asarray(per_query)[valid].mean(), rtol=1e-12)
+    for fn in (jaxloss.precision_at_k, jaxloss.recall_at_k):
+        assert per_query.shape == (120,)
+        np.testing.assert_allclose(
+            float(variant(fn, k=3, exclude_self=True)(idx, labels, labels)),
+            float(fn(idx, labels, labels, 3, exclude_self=True)),
+        )
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_recall_at_k_brute_force(k):
+    x, labels = labelled(3, 200)
+    _, idx = jaxloss.knn(x, x, 11)
+    idx = np.asarray(idx)
+    # brute force: drop the query itself, keep non-lone queries, any hit in the first k
+    rows = []
+    for i in range(200):
+        nbrs = [j for j in idx[i] if j != i][:10]
+        if np.sum(labels == labels[i]) > 1:
+            rows.append(any(labels[j] == labels[i] for j in nbrs[:k]))
+    got = jaxloss.recall_at_k(idx, labels, labels, k, exclude_self=True)
+    np.testing.assert_allclose(float(got), np.mean(rows), rtol=1e-12)
+    if k == 1:
+        np.testing.assert_allclose(float(got), pml_accuracy(x, labels)["precision_at_1"], rtol=1e-6)
+
+
+def test_retrieval_metrics_all_lone_is_zero():
+    labels = jnp.arange(4)
+    idx = jnp.array([[0, 1], [1, 2], [2, 3], [3, 0]])
+    assert float(jaxloss.r_precision(idx, labels, labels, exclude_self=True)) == 0.0
+
+
+def test_retrieval_metric_errors():
+    labels = jnp.array([0, 1, 0])
+    idx = jnp.array([[0, 2], [1, 0], [2, 0]])
+    with pytest.raises(ValueError, match="one row per query"):
+        jaxloss.recall_at_k(idx[:2], labels, labels, 1)
+    with pytest.raises(ValueError, match=r"`k` must lie in \[1, 2\]"):
+        jaxloss.precision_at_k(idx, labels, labels, 3)
+    with pytest.raises(ValueError, match=r"`k` must lie in \[1, 1\]"):
+        jaxloss.precision_at_k(idx, labels, labels, 2, exclude_self=True)
+    with pytest.raises(ValueError, match="at least 2 columns"):
+        jaxloss.r_precision(idx[:, :1], labels, labels, exclude_self=True)
+    with pytest.raises(ValueError, match="first rows of the reference"):
+        jaxloss.r_precision(idx, labels, labels[:2], exclude_self=True)
+    with pytest.raises(TypeError, match="integer dtype"):
+        jaxloss.r_precision(idx.astype(float), labels, labels)
+    with pytest.raises(ValueError, match="`reduction` must be one of 'mean', 'none'"):
+        jaxloss.mean_average_precision_at_r(idx, labels, labels, reduction="sum")
+    with pytest.raises(ValueError, match="`query_labels` must have 1 dimension"):
+        jaxloss.r_precision(idx, labels[:, None], labels)
