@@ -66,6 +66,9 @@ from ._classification import (
     softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels,
 )
 
+# --------------------------------------------------------------------------- run-time input validation
+from ._validation import check_inputs as check_inputs
+
 # --------------------------------------------------------------------------- submodules
 from . import testing as testing
 from . import torch as torch
@@ -74,6 +77,7 @@ __all__ = [
     "absolute_error",
     "bhattacharyya_distance",
     "binary_cross_entropy",
+    "check_inputs",
     "convex_kl_divergence",
     "cross_entropy",
     "entropy",
