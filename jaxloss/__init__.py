@@ -35,6 +35,23 @@ from ._regression import squared_error as squared_error
 # --------------------------------------------------------------------------- classification (issue 4)
 
 # --------------------------------------------------------------------------- metric learning (issue 5)
+from ._metric_learning import batch_all_triplet_loss as batch_all_triplet_loss
+from ._metric_learning import batch_hard_triplet_loss as batch_hard_triplet_loss
+from ._metric_learning import contrastive_loss as contrastive_loss
+from ._metric_learning import cosine_embedding_loss as cosine_embedding_loss
+from ._metric_learning import hinge_embedding_loss as hinge_embedding_loss
+from ._metric_learning import info_nce as info_nce
+from ._metric_learning import lifted_structured_loss as lifted_structured_loss
+from ._metric_learning import margin_ranking_loss as margin_ranking_loss
+from ._metric_learning import negative_mask as negative_mask
+from ._metric_learning import npair_loss as npair_loss
+from ._metric_learning import ntxent as ntxent
+from ._metric_learning import positive_mask as positive_mask
+from ._metric_learning import semi_hard_triplet_loss as semi_hard_triplet_loss
+from ._metric_learning import soft_nearest_neighbor_loss as soft_nearest_neighbor_loss
+from ._metric_learning import supervised_contrastive_loss as supervised_contrastive_loss
+from ._metric_learning import triplet_margin_loss as triplet_margin_loss
+from ._metric_learning import triplet_mask as triplet_mask
 
 # --------------------------------------------------------------------------- testing and validation
 from . import testing as testing  # noqa: E402
