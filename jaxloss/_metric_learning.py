@@ -684,10 +684,34 @@ def _gather(x, axis_name):
     return gathered, jax.lax.axis_index(axis_name) * x.shape[0]
 
 
+def _psum_local_gradient(x, axis_name):
+    """``psum(x)`` whose cotangent goes back unchanged to each device's own ``x``.
+
+    Every device holds the same global value, and the gradient of that value
+    reaches the local terms once (the gather's transpose adds the
+    cross-device terms). A plain ``psum`` transposes to a ``psum`` under
+    ``pmap``, which would multiply the gradient by the number of devices;
+    this one gives the same gradient under ``pmap`` and ``shard_map``.
+    """
+
+    @jax.custom_vjp
+    def total(x):
+        return jax.lax.psum(x, axis_name)
+
+    def fwd(x):
+        return total(x), None
+
+    def bwd(_, ct):
+        return (jax.lax.pcast(ct, axis_name, to="varying"),)
+
+    total.defvjp(fwd, bwd)
+    return total(x)
+
+
 def _global_mean(total, count, axis_name):
     if axis_name is not None:
-        total = jax.lax.psum(total, axis_name)
-        count = jax.lax.psum(count, axis_name)
+        total = _psum_local_gradient(total, axis_name)
+        count = jax.lax.psum(jax.lax.stop_gradient(count), axis_name)
     return _numerics.safe_divide(total, count)
 
 
