@@ -81,22 +81,31 @@ def run(quick: bool) -> list[dict]:
     lp = distances.LpDistance(normalize_embeddings=False)
     case(
         "batch_hard_triplet_loss value+grad",
-        1024, 128, 64,
-        jaxloss.batch_hard_triplet_loss, {"margin": 0.2},
+        1024,
+        128,
+        64,
+        jaxloss.batch_hard_triplet_loss,
+        {"margin": 0.2},
         losses.TripletMarginLoss(margin=0.2, distance=lp),
         miners.BatchHardMiner(distance=lp),
     )
     b_all = 256 if quick else 512
     case(
         "batch_all_triplet_loss value+grad",
-        b_all, 128, 16,
-        jaxloss.batch_all_triplet_loss, {"margin": 0.2},
+        b_all,
+        128,
+        16,
+        jaxloss.batch_all_triplet_loss,
+        {"margin": 0.2},
         losses.TripletMarginLoss(margin=0.2, distance=lp),
     )
     case(
         "supervised_contrastive_loss value+grad",
-        1024, 128, 64,
-        jaxloss.supervised_contrastive_loss, {"temperature": 0.1},
+        1024,
+        128,
+        64,
+        jaxloss.supervised_contrastive_loss,
+        {"temperature": 0.1},
         losses.SupConLoss(temperature=0.1),
     )
     return rows
@@ -107,7 +116,9 @@ def main():
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     rows = run(args.quick)
-    print(f"{'operation':<42} {'shapes':<34} {'jaxloss ms':>11} {'peer ms':>9} {'peer/jaxloss':>13}")
+    print(
+        f"{'operation':<42} {'shapes':<34} {'jaxloss ms':>11} {'peer ms':>9} {'peer/jaxloss':>13}"
+    )
     for row in rows:
         for name, t in row["peers"].items():
             print(

@@ -43,13 +43,16 @@ def triplet():
     pos = ((anchor - positive) ** 2).sum(1)
     neg = ((anchor - negative) ** 2).sum(1)
     by_hand = np.maximum(pos - neg + 0.2, 0)
-    per_triplet = jaxloss.triplet_margin_loss(anchor, positive, negative, margin=0.2, eps=0.0, squared=True)
-    show("per triplet  triplet_margin_loss(squared=True)", per_triplet, np.array2string(by_hand, precision=4))
+    per_triplet = jaxloss.triplet_margin_loss(
+        anchor, positive, negative, margin=0.2, eps=0.0, squared=True
+    )
+    expected = np.array2string(by_hand, precision=4)
+    show("per triplet  triplet_margin_loss(squared=True)", per_triplet, expected)
     show("batch mean   (the seed's loss.mean())", per_triplet.mean(), f"{by_hand.mean():.4f}")
     labels = jnp.array([0, 1, 0, 1])
     emb = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 2.0]])
-    show("in-batch batch_hard_triplet_loss(margin=0.2)",
-         jaxloss.batch_hard_triplet_loss(emb, labels, margin=0.2, squared=True), "mined in the batch")
+    hard = jaxloss.batch_hard_triplet_loss(emb, labels, margin=0.2, squared=True)
+    show("in-batch batch_hard_triplet_loss(margin=0.2)", hard, "mined in the batch")
 
 
 def main():

@@ -48,8 +48,12 @@ from ._metric_learning import npair_loss as npair_loss
 from ._metric_learning import ntxent as ntxent
 from ._metric_learning import positive_mask as positive_mask
 from ._metric_learning import semi_hard_triplet_loss as semi_hard_triplet_loss
-from ._metric_learning import soft_nearest_neighbor_loss as soft_nearest_neighbor_loss
-from ._metric_learning import supervised_contrastive_loss as supervised_contrastive_loss
+from ._metric_learning import (
+    soft_nearest_neighbor_loss as soft_nearest_neighbor_loss,
+)
+from ._metric_learning import (
+    supervised_contrastive_loss as supervised_contrastive_loss,
+)
 from ._metric_learning import triplet_margin_loss as triplet_margin_loss
 from ._metric_learning import triplet_mask as triplet_mask
 

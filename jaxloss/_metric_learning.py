@@ -211,7 +211,7 @@ def _prepare(embeddings, labels, fn):
 
 
 def _sorted_negatives(dist, neg):
-    """Each row's negative distances sorted ascending (non-negatives as +inf last) and their count."""
+    """Each row's negative distances sorted ascending (others +inf, last) and their count."""
     s = jnp.sort(jnp.where(neg, dist, jnp.inf), axis=-1)
     return s, jnp.sum(neg, axis=-1)
 
@@ -303,9 +303,13 @@ def triplet_margin_loss(
     shape = _checks.broadcast_shapes(anchors, negatives, ("anchors", "negatives"), fn)
     _checks.broadcast_shapes(positives, negatives, ("positives", "negatives"), fn)
     if not shape:
-        raise ValueError(f"{fn}: the embeddings need at least one dimension (the feature axis); got scalars.")
+        raise ValueError(
+            f"{fn}: the embeddings need at least one dimension (the feature axis); got scalars."
+        )
     (ax,) = _checks.check_axis(axis, len(shape), "axis", fn)
-    _checks.check_number(norm_degree, "norm_degree", fn, low=0.0, low_inclusive=False, allow_inf=True)
+    _checks.check_number(
+        norm_degree, "norm_degree", fn, low=0.0, low_inclusive=False, allow_inf=True
+    )
     _check_margin(margin, fn)
     _checks.check_number(eps, "eps", fn)
     a, p, n, out_dtype = _numerics.as_float(anchors, positives, negatives)
@@ -492,7 +496,7 @@ def semi_hard_triplet_loss(
     References:
       F. Schroff, D. Kalenichenko, J. Philbin, FaceNet, CVPR 2015.
 
-    TensorFlow Addons: tfa.losses.triplet_semihard_loss (re-implemented in the tests from its source)
+    TensorFlow Addons: tfa.losses.triplet_semihard_loss (re-implemented in the tests)
     """
     fn = "semi_hard_triplet_loss"
     x, labels, out_dtype = _prepare(embeddings, labels, fn)
@@ -514,7 +518,7 @@ def semi_hard_triplet_loss(
     return _numerics.safe_divide(jnp.sum(losses), jnp.sum(pos).astype(x.dtype)).astype(out_dtype)
 
 
-# --------------------------------------------------------------------------- pair losses (PyTorch's)
+# ------------------------------------------------------------------------- pair losses (PyTorch)
 
 
 def _pair_inputs(x1, x2, targets, fn, names):
@@ -524,10 +528,11 @@ def _pair_inputs(x1, x2, targets, fn, names):
 
 
 def cosine_embedding_loss(inputs1, inputs2, targets, *, margin: float = 0.0, axis: int = -1):
-    r"""Cosine embedding loss per pair: ``1 - cos`` for ``y = 1``, ``relu(cos - margin)`` for ``y = -1``.
+    r"""Cosine embedding loss per pair: ``1 - cos`` (y = 1), ``relu(cos - margin)`` (y = -1).
 
     .. math::
-        \cos = \frac{x_1 \cdot x_2}{\sqrt{(\lVert x_1\rVert^2 + 10^{-12})(\lVert x_2\rVert^2 + 10^{-12})}}
+        \cos = \frac{x_1 \cdot x_2}
+            {\sqrt{(\lVert x_1\rVert^2 + 10^{-12})(\lVert x_2\rVert^2 + 10^{-12})}}
 
     Targets other than 1 and -1 give 0 (as PyTorch).
 
@@ -590,7 +595,7 @@ def margin_ranking_loss(inputs1, inputs2, targets, *, margin: float = 0.0):
 
 
 def hinge_embedding_loss(inputs, targets, *, margin: float = 1.0):
-    r"""Hinge embedding loss per element: ``x`` where ``y = 1``, ``relu(margin - x)`` where ``y = -1``.
+    r"""Hinge embedding loss per element: ``x`` (``y = 1``), ``relu(margin - x)`` (``y = -1``).
 
     As PyTorch, an element whose target is neither 1 nor -1 gets both terms,
     ``x + relu(margin - x)``.
@@ -650,10 +655,12 @@ def contrastive_loss(embeddings_a, embeddings_b, labels, *, margin: float = 1.0,
       R. Hadsell, S. Chopra, Y. LeCun, Dimensionality Reduction by Learning an
       Invariant Mapping, CVPR 2006.
 
-    TensorFlow Addons: tfa.losses.contrastive_loss; pytorch-metric-learning: ContrastiveLoss (similar-pair term)
+    TensorFlow Addons: tfa.losses.contrastive_loss; pytorch-metric-learning: ContrastiveLoss
     """
     fn = "contrastive_loss"
-    shape = _checks.broadcast_shapes(embeddings_a, embeddings_b, ("embeddings_a", "embeddings_b"), fn)
+    shape = _checks.broadcast_shapes(
+        embeddings_a, embeddings_b, ("embeddings_a", "embeddings_b"), fn
+    )
     if not shape:
         raise ValueError(f"{fn}: the embeddings need a feature axis; got scalars.")
     (ax,) = _checks.check_axis(axis, len(shape), "axis", fn)
@@ -740,7 +747,7 @@ def _contrastive_setup(embeddings, labels, fn, temperature, axis_name):
 
 
 def ntxent(embeddings, labels, temperature: float = 0.07, *, axis_name=None):
-    r"""NT-Xent (SimCLR's normalized temperature-scaled cross-entropy), optax's signature and values.
+    r"""NT-Xent (SimCLR's normalized temperature-scaled cross-entropy), as optax's ``ntxent``.
 
     With ``s_ij = cos(e_i, e_j) / T``, ``P`` the ordered positive pairs
     (same label, ``i != j``) and ``N(i)`` the negatives of ``i``,
@@ -777,7 +784,9 @@ def ntxent(embeddings, labels, temperature: float = 0.07, *, axis_name=None):
     optax: ntxent; pytorch-metric-learning: NTXentLoss
     """
     fn = "ntxent"
-    sims, pos, neg, _, dtype, out_dtype = _contrastive_setup(embeddings, labels, fn, temperature, axis_name)
+    sims, pos, neg, _, dtype, out_dtype = _contrastive_setup(
+        embeddings, labels, fn, temperature, axis_name
+    )
     lse_neg, has_neg = _masked_logsumexp(sims, neg)
     terms = jnp.where(has_neg[:, None], jax.nn.softplus(lse_neg[:, None] - sims), 0)
     total = jnp.sum(jnp.where(pos, terms, 0))
@@ -828,12 +837,16 @@ def supervised_contrastive_loss(embeddings, labels, *, temperature: float = 0.1,
     has_pos = n_pos > 0
     mean_pos = _numerics.safe_divide(jnp.sum(jnp.where(pos, sims, 0), axis=-1), n_pos.astype(dtype))
     per_anchor = jnp.where(has_pos, lse_all - mean_pos, 0)
-    return _global_mean(jnp.sum(per_anchor), jnp.sum(has_pos).astype(dtype), axis_name).astype(out_dtype)
+    return _global_mean(jnp.sum(per_anchor), jnp.sum(has_pos).astype(dtype), axis_name).astype(
+        out_dtype
+    )
 
 
 def _cross_entropy_on_diagonal(queries, keys, fn, temperature, normalize, axis_name, precision):
     _checks.check_ndim(queries, "queries" if fn == "info_nce" else "anchors", fn, ndim=2)
-    _checks.check_same_shape(queries, keys, ("queries", "keys") if fn == "info_nce" else ("anchors", "positives"), fn)
+    _checks.check_same_shape(
+        queries, keys, ("queries", "keys") if fn == "info_nce" else ("anchors", "positives"), fn
+    )
     q, k, out_dtype = _numerics.as_float(queries, keys)
     if normalize:
         q, k = _normalize(q), _normalize(k)
@@ -884,7 +897,9 @@ def info_nce(queries, keys, *, temperature: float = 0.07, normalize: bool = True
     """
     fn = "info_nce"
     _check_temperature(temperature, fn)
-    return _cross_entropy_on_diagonal(queries, keys, fn, temperature, normalize, axis_name, _HIGHEST)
+    return _cross_entropy_on_diagonal(
+        queries, keys, fn, temperature, normalize, axis_name, _HIGHEST
+    )
 
 
 def npair_loss(anchors, positives, *, precision=_HIGHEST):
@@ -927,7 +942,8 @@ def lifted_structured_loss(embeddings, labels, *, margin: float = 1.0, precision
     For every unordered positive pair ``{i, j}``, with ``N(i)`` the negatives of ``i``,
 
     .. math::
-        J_{ij} = \log\Big(\sum_{k \in N(i)} e^{m - D_{ik}} + \sum_{l \in N(j)} e^{m - D_{jl}}\Big) + D_{ij},
+        J_{ij} = \log\Big(\sum_{k \in N(i)} e^{m - D_{ik}}
+                         + \sum_{l \in N(j)} e^{m - D_{jl}}\Big) + D_{ij},
         \qquad L = \frac{1}{2|P|} \sum_{\{i, j\} \in P} \max(J_{ij}, 0)^2
 
     with Euclidean ``D`` and ``|P|`` the number of unordered positive pairs: the
@@ -979,7 +995,8 @@ def soft_nearest_neighbor_loss(embeddings, labels, *, temperature: float = 1.0, 
     r"""Soft nearest neighbour loss (Frosst et al. 2019), squared Euclidean distances.
 
     .. math::
-        \ell_i = -\log \frac{\sum_{j \ne i,\, y_j = y_i} e^{-D_{ij}/T}}{\sum_{k \ne i} e^{-D_{ik}/T}},
+        \ell_i = -\log \frac{\sum_{j \ne i,\, y_j = y_i} e^{-D_{ij}/T}}
+                              {\sum_{k \ne i} e^{-D_{ik}/T}},
         \qquad D_{ij} = \lVert x_i - x_j \rVert^2
 
     and the result is the **mean of ell_i over the anchors that have at least
@@ -1015,4 +1032,6 @@ def soft_nearest_neighbor_loss(embeddings, labels, *, temperature: float = 1.0, 
     lse_pos, has_pos = _masked_logsumexp(logits, pos)
     lse_all, _ = _masked_logsumexp(logits, ~jnp.eye(x.shape[0], dtype=bool))
     per_anchor = jnp.where(has_pos, lse_all - lse_pos, 0)
-    return _numerics.safe_divide(jnp.sum(per_anchor), jnp.sum(has_pos).astype(x.dtype)).astype(out_dtype)
+    return _numerics.safe_divide(jnp.sum(per_anchor), jnp.sum(has_pos).astype(x.dtype)).astype(
+        out_dtype
+    )

@@ -244,7 +244,8 @@ def triplet_margin_with_distance_loss(
 
     >>> import jax.numpy as jnp
     >>> a, p, n = jnp.zeros((2, 3)), jnp.full((2, 3), 0.1), jnp.ones((2, 3))
-    >>> triplet_margin_with_distance_loss(a, p, n, distance_function=lambda x, y: ((x - y) ** 2).sum(-1))
+    >>> squared = lambda x, y: ((x - y) ** 2).sum(-1)
+    >>> triplet_margin_with_distance_loss(a, p, n, distance_function=squared)
     Array(0., dtype=float32)
 
     PyTorch: torch.nn.functional.triplet_margin_with_distance_loss
@@ -262,9 +263,15 @@ def triplet_margin_with_distance_loss(
 
 
 def cosine_embedding_loss(
-    input1, input2, target, margin: float = 0, size_average=None, reduce=None, reduction: str = "mean"
+    input1,
+    input2,
+    target,
+    margin: float = 0,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
 ):
-    """``torch.nn.functional.cosine_embedding_loss``: ``1 - cos`` (y = 1), ``relu(cos - margin)`` (y = -1).
+    """``torch.nn.functional.cosine_embedding_loss``: ``1 - cos`` or ``relu(cos - margin)``.
 
     Inputs ``(N, D)`` with target ``(N,)``, or ``(D,)`` with a 0-d target.
     Core: :func:`jaxloss.cosine_embedding_loss`.
@@ -279,7 +286,9 @@ def cosine_embedding_loss(
     reduction = legacy_reduction(size_average, reduce, reduction)
     t_dim = np.ndim(target)
     if t_dim not in (0, 1):
-        raise ValueError(f"{fn}: `target` must be 0-D or 1-D (multi-target is not supported); got {t_dim}-D.")
+        raise ValueError(
+            f"{fn}: `target` must be 0-D or 1-D (multi-target is not supported); got {t_dim}-D."
+        )
     want = t_dim + 1
     if np.ndim(input1) != want or np.ndim(input2) != want:
         raise ValueError(
@@ -291,7 +300,13 @@ def cosine_embedding_loss(
 
 
 def margin_ranking_loss(
-    input1, input2, target, margin: float = 0, size_average=None, reduce=None, reduction: str = "mean"
+    input1,
+    input2,
+    target,
+    margin: float = 0,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
 ):
     """``torch.nn.functional.margin_ranking_loss``: ``relu(-y (x1 - x2) + margin)``, reduced.
 
