@@ -732,21 +732,21 @@ def _masked_logsumexp(x, mask, axis=-1):
     return jnp.where(has, lse, 0), has
 
 
-def _contrastive_setup(embeddings, labels, fn, temperature, axis_name):
+def _contrastive_setup(embeddings, labels, fn, temperature, axis_name, precision):
     """Cosine similarities / temperature of local anchors against all candidates, and masks."""
     x, labels, out_dtype = _prepare(embeddings, labels, fn)
     _check_temperature(temperature, fn)
     u = _normalize(x)
     all_u, offset = _gather(u, axis_name)
     all_labels, _ = _gather(labels, axis_name)
-    sims = jnp.matmul(u, all_u.T, precision=_HIGHEST) / temperature
+    sims = jnp.matmul(u, all_u.T, precision=precision) / temperature
     b, n = sims.shape
     is_self = (jnp.arange(b)[:, None] + offset) == jnp.arange(n)[None, :]
     same = labels[:, None] == all_labels[None, :]
     return sims, same & ~is_self, ~same, is_self, x.dtype, out_dtype
 
 
-def ntxent(embeddings, labels, temperature: float = 0.07, *, axis_name=None):
+def ntxent(embeddings, labels, temperature: float = 0.07, *, axis_name=None, precision=_HIGHEST):
     r"""NT-Xent (SimCLR's normalized temperature-scaled cross-entropy), as optax's ``ntxent``.
 
     With ``s_ij = cos(e_i, e_j) / T``, ``P`` the ordered positive pairs
@@ -767,6 +767,7 @@ def ntxent(embeddings, labels, temperature: float = 0.07, *, axis_name=None):
       axis_name: inside ``shard_map``/``pmap``, the mapped axis: the loss is
         that of the batch concatenated over the devices (every device's
         embeddings are candidates) and is the same on every device.
+      precision: precision of the similarity matrix product.
 
     Returns:
       A scalar.
@@ -785,7 +786,7 @@ def ntxent(embeddings, labels, temperature: float = 0.07, *, axis_name=None):
     """
     fn = "ntxent"
     sims, pos, neg, _, dtype, out_dtype = _contrastive_setup(
-        embeddings, labels, fn, temperature, axis_name
+        embeddings, labels, fn, temperature, axis_name, precision
     )
     lse_neg, has_neg = _masked_logsumexp(sims, neg)
     terms = jnp.where(has_neg[:, None], jax.nn.softplus(lse_neg[:, None] - sims), 0)
@@ -793,7 +794,9 @@ def ntxent(embeddings, labels, temperature: float = 0.07, *, axis_name=None):
     return _global_mean(total, jnp.sum(pos).astype(dtype), axis_name).astype(out_dtype)
 
 
-def supervised_contrastive_loss(embeddings, labels, *, temperature: float = 0.1, axis_name=None):
+def supervised_contrastive_loss(
+    embeddings, labels, *, temperature: float = 0.1, axis_name=None, precision=_HIGHEST
+):
     r"""Supervised contrastive loss (Khosla et al. 2020, the ``L_out`` form).
 
     With ``s_ij = cos(e_i, e_j) / T``, ``P(i)`` the positives of ``i`` (same
@@ -813,6 +816,7 @@ def supervised_contrastive_loss(embeddings, labels, *, temperature: float = 0.1,
       temperature: positive temperature ``T``.
       axis_name: as in :func:`ntxent`: the loss of the batch concatenated over
         the devices.
+      precision: precision of the similarity matrix product.
 
     Returns:
       A scalar.
@@ -830,7 +834,7 @@ def supervised_contrastive_loss(embeddings, labels, *, temperature: float = 0.1,
     """
     fn = "supervised_contrastive_loss"
     sims, pos, _, is_self, dtype, out_dtype = _contrastive_setup(
-        embeddings, labels, fn, temperature, axis_name
+        embeddings, labels, fn, temperature, axis_name, precision
     )
     lse_all, _ = _masked_logsumexp(sims, ~is_self)
     n_pos = jnp.sum(pos, axis=-1)
@@ -859,7 +863,15 @@ def _cross_entropy_on_diagonal(queries, keys, fn, temperature, normalize, axis_n
     return _global_mean(jnp.sum(per_query), count, axis_name).astype(out_dtype)
 
 
-def info_nce(queries, keys, *, temperature: float = 0.07, normalize: bool = True, axis_name=None):
+def info_nce(
+    queries,
+    keys,
+    *,
+    temperature: float = 0.07,
+    normalize: bool = True,
+    axis_name=None,
+    precision=_HIGHEST,
+):
     r"""InfoNCE for query/key pairs: each query's own key against every other key.
 
     With ``s_ij = q_i . k_j / T`` (cosine similarities when ``normalize``),
@@ -879,6 +891,7 @@ def info_nce(queries, keys, *, temperature: float = 0.07, normalize: bool = True
       axis_name: inside ``shard_map``/``pmap``, every device's keys are
         negatives of every query, and the result is the mean over all queries
         of all devices.
+      precision: precision of the similarity matrix product.
 
     Returns:
       A scalar.
@@ -898,7 +911,7 @@ def info_nce(queries, keys, *, temperature: float = 0.07, normalize: bool = True
     fn = "info_nce"
     _check_temperature(temperature, fn)
     return _cross_entropy_on_diagonal(
-        queries, keys, fn, temperature, normalize, axis_name, _HIGHEST
+        queries, keys, fn, temperature, normalize, axis_name, precision
     )
 
 
