@@ -14,6 +14,7 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
+import jax.test_util
 import numpy as np
 import optax
 import pytest
@@ -597,6 +598,13 @@ def test_coincident_embeddings_and_degenerate_batches(name):
         assert np.isfinite(np.asarray(grad)).all(), (name, case)
         if case == "no_positives":
             assert float(value) == 0.0 and not np.asarray(grad).any(), (name, case)
+
+
+@pytest.mark.parametrize("name", sorted(BATCH_LOSSES))
+def test_batch_loss_gradients_match_finite_differences(name):
+    x, labels = _batch(28, n=9, classes=3)
+    loss = jax.jit(BATCH_LOSSES[name])
+    jax.test_util.check_grads(lambda e: loss(e, labels), (jnp.asarray(x),), order=1, modes=["rev"])
 
 
 def test_pair_losses_finite_at_coincidence():
