@@ -59,10 +59,10 @@ def _lp(power=1):
 
 @pytest.mark.parametrize("p", [1, 2, 3, 1.5])
 @pytest.mark.parametrize("swap", [False, True])
-def test_triplet_margin_loss_matches_torch(p, swap, variant):
+def test_triplet_margin_loss_matches_torch(p, swap):
     r = rng(1)
     a, pos, neg = (r.normal(size=(6, 4)) for _ in range(3))
-    fn = variant(
+    fn = jax.jit(
         lambda a, b, c: jaxloss.triplet_margin_loss(a, b, c, norm_degree=p, margin=0.7, swap=swap)
     )
     assert_matches_torch(
@@ -222,9 +222,9 @@ def test_batch_hard_matches_brute_force(metric, squared, soft, variant):
     "metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)]
 )
 @pytest.mark.parametrize("margin", [0.0, 0.5, 3.0])
-def test_batch_all_matches_brute_force(metric, squared, margin, variant):
+def test_batch_all_matches_brute_force(metric, squared, margin):
     x, labels = _batch(7, n=10, classes=3)
-    fn = variant(
+    fn = jax.jit(
         lambda e, lab: jaxloss.batch_all_triplet_loss(
             e, lab, margin=margin, metric=metric, squared=squared
         )
