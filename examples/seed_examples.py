@@ -16,7 +16,7 @@ import jaxloss.torch as jt
 
 def show(title, value, expected):
     value = np.asarray(value)
-    print(f"{title:<48} {np.array2string(value, precision=4):<28} (seed: {expected})")
+    print(f"{title:<48} {np.array2string(value, precision=4):<28} (expected: {expected})")
 
 
 def norms():
@@ -61,9 +61,31 @@ def divergences():
     show("L via jaxloss.torch.cross_entropy(logits, idx)", torch_l, f"{manual:.4f}")
 
 
+def triplet():
+    print("== Triplet loss, squared distances, margin 0.2 (the seed's triplet_loss module) ==")
+    anchor = jnp.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    positive = jnp.array([[0.1, 0.0], [1.0, 0.5], [0.0, 0.0]])
+    negative = jnp.array([[0.3, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    # seed: relu(||p - q||^2 - ||p - r||^2 + 0.2), then .mean()
+    pos = ((anchor - positive) ** 2).sum(1)
+    neg = ((anchor - negative) ** 2).sum(1)
+    by_hand = np.maximum(pos - neg + 0.2, 0)
+    per_triplet = jaxloss.triplet_margin_loss(
+        anchor, positive, negative, margin=0.2, eps=0.0, squared=True
+    )
+    expected = np.array2string(by_hand, precision=4)
+    show("per triplet  triplet_margin_loss(squared=True)", per_triplet, expected)
+    show("batch mean   (the seed's loss.mean())", per_triplet.mean(), f"{by_hand.mean():.4f}")
+    labels = jnp.array([0, 1, 0, 1])
+    emb = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 2.0]])
+    hard = jaxloss.batch_hard_triplet_loss(emb, labels, margin=0.2, squared=True)
+    show("in-batch batch_hard_triplet_loss(margin=0.2)", hard, "mined in the batch")
+
+
 def main():
     norms()
     divergences()
+    triplet()
 
 
 if __name__ == "__main__":

@@ -66,6 +66,25 @@ from ._classification import (
     softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels,
 )
 
+# --------------------------------------------------------------------------- metric learning
+from ._metric_learning import batch_all_triplet_loss as batch_all_triplet_loss
+from ._metric_learning import batch_hard_triplet_loss as batch_hard_triplet_loss
+from ._metric_learning import contrastive_loss as contrastive_loss
+from ._metric_learning import cosine_embedding_loss as cosine_embedding_loss
+from ._metric_learning import hinge_embedding_loss as hinge_embedding_loss
+from ._metric_learning import info_nce as info_nce
+from ._metric_learning import lifted_structured_loss as lifted_structured_loss
+from ._metric_learning import margin_ranking_loss as margin_ranking_loss
+from ._metric_learning import negative_mask as negative_mask
+from ._metric_learning import npair_loss as npair_loss
+from ._metric_learning import ntxent as ntxent
+from ._metric_learning import positive_mask as positive_mask
+from ._metric_learning import semi_hard_triplet_loss as semi_hard_triplet_loss
+from ._metric_learning import soft_nearest_neighbor_loss as soft_nearest_neighbor_loss
+from ._metric_learning import supervised_contrastive_loss as supervised_contrastive_loss
+from ._metric_learning import triplet_margin_loss as triplet_margin_loss
+from ._metric_learning import triplet_mask as triplet_mask
+
 # --------------------------------------------------------------------------- run-time input validation
 from ._validation import check_inputs as check_inputs
 
@@ -75,46 +94,63 @@ from . import torch as torch
 
 __all__ = [
     "absolute_error",
+    "batch_all_triplet_loss",
+    "batch_hard_triplet_loss",
     "bhattacharyya_distance",
     "binary_cross_entropy",
     "check_inputs",
+    "contrastive_loss",
     "convex_kl_divergence",
+    "cosine_embedding_loss",
     "cross_entropy",
     "entropy",
     "frobenius_norm",
     "generalized_kl_divergence",
     "hellinger_distance",
+    "hinge_embedding_loss",
     "huber_loss",
+    "info_nce",
     "jensen_shannon_distance",
     "js_divergence",
     "kl_divergence",
     "kl_divergence_with_log_targets",
     "knn",
     "l2_loss",
+    "lifted_structured_loss",
+    "margin_ranking_loss",
     "matrix_norm",
     "mean_average_precision_at_r",
+    "negative_mask",
     "norm",
+    "npair_loss",
+    "ntxent",
     "nuclear_norm",
     "pack_bits",
+    "positive_mask",
     "precision_at_k",
     "r_precision",
     "recall_at_k",
     "reduce",
     "renyi_divergence",
     "safe_softmax_cross_entropy",
+    "semi_hard_triplet_loss",
     "sharded_knn",
     "sigmoid_binary_cross_entropy",
     "sigmoid_focal_loss",
     "smooth_l1_loss",
     "smooth_labels",
+    "soft_nearest_neighbor_loss",
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_integer_labels",
     "spectral_norm",
     "squared_error",
+    "supervised_contrastive_loss",
     "symmetric_kl_divergence",
     "testing",
     "torch",
     "total_variation_distance",
+    "triplet_margin_loss",
+    "triplet_mask",
     "unpack_bits",
     "vector_norm",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _checks, _classification, _divergences, _norms, _numerics, _regression
+from .. import _checks, _classification, _divergences, _metric_learning, _norms, _numerics, _regression
 from . import linalg as linalg
 from ._common import apply_reduction, cast, legacy_reduction
 
@@ -414,3 +414,179 @@ __all__ += [
 
 
 # --------------------------------------------------------------------------- metric learning (issue 5)
+__all__ += [
+    "cosine_embedding_loss",
+    "hinge_embedding_loss",
+    "margin_ranking_loss",
+    "triplet_margin_loss",
+    "triplet_margin_with_distance_loss",
+]
+
+
+def _check_positive_margin(margin, fn):
+    if not _checks.is_traced(margin) and margin <= 0:
+        raise ValueError(f"{fn}: `margin` must be greater than 0 (as PyTorch); got {margin!r}.")
+
+
+def _check_same_ndim(arrays, names, fn):
+    dims = [np.ndim(a) for a in arrays]
+    if len(set(dims)) != 1:
+        shown = ", ".join(f"{n} {d}D" for n, d in zip(names, dims, strict=True))
+        raise ValueError(f"{fn}: the inputs must have the same number of dimensions; got {shown}.")
+
+
+def triplet_margin_loss(
+    anchor,
+    positive,
+    negative,
+    margin: float = 1.0,
+    p: float = 2,
+    eps: float = 1e-6,
+    swap: bool = False,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+):
+    """``torch.nn.functional.triplet_margin_loss``: ``relu(d(a, p) - d(a, n) + margin)``, reduced.
+
+    ``d(x, y) = ||x - y + eps||_p`` over the last dim; ``swap`` uses
+    ``min(d(a, n), d(p, n))``. Core: :func:`jaxloss.triplet_margin_loss`.
+
+    >>> import jax.numpy as jnp
+    >>> a, p, n = jnp.zeros((2, 3)), jnp.full((2, 3), 0.1), jnp.full((2, 3), 0.5)
+    >>> triplet_margin_loss(a, p, n)
+    Array(0.3071..., dtype=float32)
+
+    PyTorch: torch.nn.functional.triplet_margin_loss
+    """
+    fn = "triplet_margin_loss"
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_positive_margin(margin, fn)
+    _check_same_ndim((anchor, positive, negative), ("anchor", "positive", "negative"), fn)
+    values = _metric_learning.triplet_margin_loss(
+        anchor, positive, negative, -1, p, margin, eps, swap=swap
+    )
+    return apply_reduction(values, reduction, fn)
+
+
+def _torch_pairwise_distance(x1, x2, p=2.0, eps=1e-6):
+    # PyTorch's pairwise_distance default, ``||x1 - x2 + eps||_p`` over the last dim.
+    a, b, out_dtype = _numerics.as_float(x1, x2)
+    return _metric_learning._lp_distance(a, b, p, eps, -1).astype(out_dtype)
+
+
+def triplet_margin_with_distance_loss(
+    anchor,
+    positive,
+    negative,
+    *,
+    distance_function=None,
+    margin: float = 1.0,
+    swap: bool = False,
+    reduction: str = "mean",
+):
+    """``torch.nn.functional.triplet_margin_with_distance_loss`` with a JAX ``distance_function``.
+
+    ``distance_function(x, y)`` returns row-matched distances (default:
+    PyTorch's ``pairwise_distance``, ``||x - y + 1e-6||_2``).
+
+    >>> import jax.numpy as jnp
+    >>> a, p, n = jnp.zeros((2, 3)), jnp.full((2, 3), 0.1), jnp.ones((2, 3))
+    >>> squared = lambda x, y: ((x - y) ** 2).sum(-1)
+    >>> triplet_margin_with_distance_loss(a, p, n, distance_function=squared)
+    Array(0., dtype=float32)
+
+    PyTorch: torch.nn.functional.triplet_margin_with_distance_loss
+    """
+    fn = "triplet_margin_with_distance_loss"
+    _checks.check_reduction(reduction, fn)
+    _check_positive_margin(margin, fn)
+    _check_same_ndim((anchor, positive, negative), ("anchor", "positive", "negative"), fn)
+    distance = _torch_pairwise_distance if distance_function is None else distance_function
+    d_ap = distance(anchor, positive)
+    d_an = distance(anchor, negative)
+    d_pn = distance(positive, negative) if swap else None
+    values = _metric_learning._triplet_hinge(d_ap, d_an, d_pn, margin, swap)
+    return apply_reduction(values, reduction, fn)
+
+
+def cosine_embedding_loss(
+    input1,
+    input2,
+    target,
+    margin: float = 0,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+):
+    """``torch.nn.functional.cosine_embedding_loss``: ``1 - cos`` or ``relu(cos - margin)``.
+
+    Inputs ``(N, D)`` with target ``(N,)``, or ``(D,)`` with a 0-d target.
+    Core: :func:`jaxloss.cosine_embedding_loss`.
+
+    >>> import jax.numpy as jnp
+    >>> cosine_embedding_loss(jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 1.0]]), jnp.array([1]))
+    Array(0.2928..., dtype=float32)
+
+    PyTorch: torch.nn.functional.cosine_embedding_loss
+    """
+    fn = "cosine_embedding_loss"
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    t_dim = np.ndim(target)
+    if t_dim not in (0, 1):
+        raise ValueError(
+            f"{fn}: `target` must be 0-D or 1-D (multi-target is not supported); got {t_dim}-D."
+        )
+    want = t_dim + 1
+    if np.ndim(input1) != want or np.ndim(input2) != want:
+        raise ValueError(
+            f"{fn}: a {t_dim}-D target needs {want}-D inputs; got input1 {np.shape(input1)} "
+            f"and input2 {np.shape(input2)}."
+        )
+    values = _metric_learning.cosine_embedding_loss(input1, input2, target, margin=margin)
+    return apply_reduction(values, reduction, fn)
+
+
+def margin_ranking_loss(
+    input1,
+    input2,
+    target,
+    margin: float = 0,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+):
+    """``torch.nn.functional.margin_ranking_loss``: ``relu(-y (x1 - x2) + margin)``, reduced.
+
+    Core: :func:`jaxloss.margin_ranking_loss`.
+
+    >>> import jax.numpy as jnp
+    >>> margin_ranking_loss(jnp.array([1.0, 1.0]), jnp.array([0.5, 0.5]), jnp.array([1.0, -1.0]))
+    Array(0.25, dtype=float32)
+
+    PyTorch: torch.nn.functional.margin_ranking_loss
+    """
+    fn = "margin_ranking_loss"
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_same_ndim((input1, input2, target), ("input1", "input2", "target"), fn)
+    values = _metric_learning.margin_ranking_loss(input1, input2, target, margin=margin)
+    return apply_reduction(values, reduction, fn)
+
+
+def hinge_embedding_loss(
+    input, target, margin: float = 1.0, size_average=None, reduce=None, reduction: str = "mean"
+):
+    """``torch.nn.functional.hinge_embedding_loss``: ``x`` (y = 1), ``relu(margin - x)`` (y = -1).
+
+    Core: :func:`jaxloss.hinge_embedding_loss`.
+
+    >>> import jax.numpy as jnp
+    >>> hinge_embedding_loss(jnp.array([0.3, 0.3]), jnp.array([1.0, -1.0]))
+    Array(0.5, dtype=float32)
+
+    PyTorch: torch.nn.functional.hinge_embedding_loss
+    """
+    fn = "hinge_embedding_loss"
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    values = _metric_learning.hinge_embedding_loss(input, target, margin=margin)
+    return apply_reduction(values, reduction, fn)

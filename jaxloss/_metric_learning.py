@@ -1,0 +1,1050 @@
+"""Metric learning: the triplet family (with in-batch mining as masks) and the contrastive family.
+
+Two kinds of losses live here.
+
+* **Losses over explicit examples** (a triplet, a pair, a pair of scores)
+  return one value per example, like optax: :func:`triplet_margin_loss`,
+  :func:`contrastive_loss`, :func:`cosine_embedding_loss`,
+  :func:`margin_ranking_loss`, :func:`hinge_embedding_loss`.
+* **Losses defined over a whole batch** (in-batch mining, NT-Xent, supervised
+  contrastive, lifted structured, N-pair, InfoNCE, soft nearest neighbour)
+  return a scalar; each docstring says exactly what is averaged. Anchors (or
+  pairs) that have no positive are left out of the average, a mean over an
+  empty set is 0 (never NaN), and value and gradient stay finite when
+  embeddings coincide.
+
+In-batch mining never builds variable-length index lists: every miner works
+with fixed-shape boolean masks over the ``(B, B)`` distance matrix (see
+:func:`positive_mask`, :func:`negative_mask`, :func:`triplet_mask`), so a
+whole training step jit-compiles. The distance matrix comes from one matrix
+product (``precision=HIGHEST`` by default), clamped at 0, with an exact zero
+diagonal and a zero-at-zero square-root gradient.
+
+NT-Xent, InfoNCE and supervised contrastive accept ``axis_name``: inside
+``shard_map`` or ``pmap`` the candidates (negatives and positives) are
+gathered from every device, the loss is the loss of the global batch, and the
+gradient reaches the local embeddings through the gather's transpose.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _checks, _numerics
+
+__all__ = [
+    "batch_all_triplet_loss",
+    "batch_hard_triplet_loss",
+    "contrastive_loss",
+    "cosine_embedding_loss",
+    "hinge_embedding_loss",
+    "info_nce",
+    "lifted_structured_loss",
+    "margin_ranking_loss",
+    "negative_mask",
+    "npair_loss",
+    "ntxent",
+    "positive_mask",
+    "semi_hard_triplet_loss",
+    "soft_nearest_neighbor_loss",
+    "supervised_contrastive_loss",
+    "triplet_margin_loss",
+    "triplet_mask",
+]
+
+METRICS = ("euclidean", "cosine")
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_labels(labels, n: int, fn: str, name: str = "labels"):
+    """Class labels: a 1-D integer array with one entry per embedding."""
+    if isinstance(labels, (list, tuple)):
+        labels = np.asarray(labels)
+    _checks.check_integer(labels, name, fn)
+    _checks.check_ndim(labels, name, fn, ndim=1)
+    if labels.shape[0] != n:
+        raise ValueError(
+            f"{fn}: `{name}` must have one entry per embedding (length {n}); "
+            f"got length {labels.shape[0]}."
+        )
+    return jnp.asarray(labels)
+
+
+def _check_embeddings(embeddings, fn: str, name: str = "embeddings"):
+    _checks.check_ndim(embeddings, name, fn, ndim=2)
+    return embeddings
+
+
+def _check_metric(metric, squared, fn: str):
+    _checks.check_option(metric, "metric", METRICS, fn)
+    if squared and metric != "euclidean":
+        raise ValueError(
+            f"{fn}: `squared=True` applies to the 'euclidean' metric only; got metric={metric!r}."
+        )
+
+
+def _check_margin(margin, fn: str):
+    return _checks.check_number(margin, "margin", fn, low=0.0)
+
+
+def _check_temperature(temperature, fn: str):
+    return _checks.check_number(temperature, "temperature", fn, low=0.0, low_inclusive=False)
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def positive_mask(labels):
+    """``(B, B)`` boolean mask of positive pairs: ``labels[i] == labels[j]`` and ``i != j``.
+
+    Args:
+      labels: ``(B,)`` integer class labels.
+
+    Returns:
+      ``(B, B)`` boolean array.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> positive_mask(jnp.array([0, 0, 1])).astype(int)
+      Array([[0, 1, 0],
+             [1, 0, 0],
+             [0, 0, 0]], dtype=int32)
+
+    Reference: pytorch-metric-learning ``get_all_pairs_indices`` (positive pairs).
+    """
+    labels = _check_labels(labels, np.shape(labels)[0] if np.ndim(labels) else -1, "positive_mask")
+    same = labels[:, None] == labels[None, :]
+    return same & ~jnp.eye(labels.shape[0], dtype=bool)
+
+
+def negative_mask(labels):
+    """``(B, B)`` boolean mask of negative pairs: ``labels[i] != labels[j]``.
+
+    Args:
+      labels: ``(B,)`` integer class labels.
+
+    Returns:
+      ``(B, B)`` boolean array (its diagonal is False).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> negative_mask(jnp.array([0, 0, 1])).astype(int)
+      Array([[0, 0, 1],
+             [0, 0, 1],
+             [1, 1, 0]], dtype=int32)
+
+    Reference: pytorch-metric-learning ``get_all_pairs_indices`` (negative pairs).
+    """
+    labels = _check_labels(labels, np.shape(labels)[0] if np.ndim(labels) else -1, "negative_mask")
+    return labels[:, None] != labels[None, :]
+
+
+def triplet_mask(labels):
+    """``(B, B, B)`` boolean mask of valid triplets ``(a, p, n)``.
+
+    ``mask[a, p, n]`` is True when ``p != a``, ``labels[p] == labels[a]`` and
+    ``labels[n] != labels[a]``. It has ``B^3`` entries: the losses of this
+    module never build it (they sort each row of the distance matrix instead),
+    it is there for users writing their own miners on small batches.
+
+    Args:
+      labels: ``(B,)`` integer class labels.
+
+    Returns:
+      ``(B, B, B)`` boolean array.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> int(triplet_mask(jnp.array([0, 0, 1])).sum())  # (0, 1, 2) and (1, 0, 2)
+      2
+
+    Reference: pytorch-metric-learning ``get_all_triplets_indices``.
+    """
+    labels = _check_labels(labels, np.shape(labels)[0] if np.ndim(labels) else -1, "triplet_mask")
+    pos = positive_mask(labels)
+    neg = negative_mask(labels)
+    return pos[:, :, None] & neg[:, None, :]
+
+
+# --------------------------------------------------------------------------- distance matrices
+
+
+def _normalize(x):
+    """``x / max(||x||, sqrt(eps))`` row-wise (optax's ``cosine_similarity`` epsilon)."""
+    tiny = jnp.sqrt(jnp.finfo(x.dtype).eps).astype(x.dtype)
+    norm = _numerics.p_norm(x, 2.0, axis=-1, keepdims=True)
+    return x / jnp.maximum(norm, tiny)
+
+
+def _distance_matrix(x, *, metric="euclidean", squared=False, precision=_HIGHEST):
+    """``(B, B)`` in-batch distances of the rows of ``x`` through one matrix product.
+
+    * euclidean: ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` clamped at 0 (gradient 0
+      where clamped), an exact zero diagonal, then the safe square root
+      (gradient 0 at 0) unless ``squared``;
+    * cosine: ``1 - cos(x_i, x_j)`` clamped at 0, exact zero diagonal.
+
+    Coincident rows give distance (about) 0 and a finite gradient.
+    """
+    n = x.shape[0]
+    eye = jnp.eye(n, dtype=bool)
+    if metric == "cosine":
+        u = _normalize(x)
+        d = 1 - jnp.matmul(u, u.T, precision=precision)
+        return jnp.where((d > 0) & ~eye, d, 0)
+    sq_norms = jnp.sum(x * x, axis=-1)
+    gram = jnp.matmul(x, x.T, precision=precision)
+    sq = sq_norms[:, None] + sq_norms[None, :] - 2 * gram
+    sq = jnp.where((sq > 0) & ~eye, sq, 0)
+    return sq if squared else _numerics.sqrt(sq)
+
+
+def _prepare(embeddings, labels, fn):
+    _check_embeddings(embeddings, fn)
+    labels = _check_labels(labels, np.shape(embeddings)[0], fn)
+    x, out_dtype = _numerics.as_float(embeddings)
+    return x, labels, out_dtype
+
+
+def _sorted_negatives(dist, neg):
+    """Each row's negative distances sorted ascending (others +inf, last) and their count."""
+    s = jnp.sort(jnp.where(neg, dist, jnp.inf), axis=-1)
+    return s, jnp.sum(neg, axis=-1)
+
+
+_row_searchsorted_left = jax.vmap(lambda a, v: jnp.searchsorted(a, v, side="left"))
+_row_searchsorted_right = jax.vmap(lambda a, v: jnp.searchsorted(a, v, side="right"))
+
+
+# --------------------------------------------------------------------------- triplet family
+
+
+def _triplet_hinge(d_ap, d_an, d_pn, margin, swap):
+    """``relu(d_ap - min(d_an, d_pn if swap) + margin)``: the triplet hinge on distances."""
+    if swap:
+        d_an = jnp.minimum(d_an, d_pn)
+    return jax.nn.relu(d_ap - d_an + margin)
+
+
+def _lp_distance(x, y, p, eps, axis, squared=False):
+    """PyTorch's ``pairwise_distance``: ``||x - y + eps||_p`` over ``axis`` (``^2`` if squared)."""
+    diff = x - y + eps
+    if squared and p == 2:
+        return jnp.sum(diff * diff, axis=axis)
+    d = _numerics.p_norm(diff, p, axis=axis)
+    return d * d if squared else d
+
+
+def triplet_margin_loss(
+    anchors,
+    positives,
+    negatives,
+    axis: int = -1,
+    norm_degree: float = 2,
+    margin: float = 1.0,
+    eps: float = 1e-6,
+    *,
+    swap: bool = False,
+    squared: bool = False,
+):
+    r"""Triplet margin loss per triplet: ``relu(d(a, p) - d(a, n) + margin)``.
+
+    .. math::
+        d(x, y) = \lVert x - y + \epsilon \rVert_p, \qquad
+        \ell = \max(d(a, p) - d(a, n) + m, 0)
+
+    optax's signature and per-example output with PyTorch's numbers: ``eps`` is
+    added to the difference (as ``torch.nn.functional.pairwise_distance``), and
+    odd degrees take the absolute value (optax forgets it). With ``swap`` the
+    negative distance is ``min(d(a, n), d(p, n))`` (Balntas et al. 2016, as
+    PyTorch). With ``squared`` the distances are squared, ``d(x, y)^2``: with
+    ``norm_degree=2``, ``margin=0.2`` and ``eps=0`` this is the seed notes'
+    ``relu(||p - q||^2 - ||p - r||^2 + 0.2)``.
+
+    Args:
+      anchors: ``(..., d)`` anchor embeddings.
+      positives: ``(..., d)`` positives, broadcastable with ``anchors``.
+      negatives: ``(..., d)`` negatives, broadcastable with ``anchors``.
+      axis: the feature axis the distances are taken over.
+      norm_degree: ``p`` of the ``p``-norm distance (any positive real).
+      margin: non-negative margin.
+      eps: added to every difference before the norm (PyTorch's ``eps``).
+      swap: use the distance swap.
+      squared: use squared distances.
+
+    Returns:
+      The loss of each triplet: the broadcast shape without ``axis``.
+
+    Gradient: finite everywhere; 0 at a tie of the hinge (``jax.nn.relu``) and
+    0 for a zero distance (safe norm).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> a = jnp.array([[0.0, 0.0], [1.0, 1.0]])
+      >>> p = jnp.array([[0.1, 0.1], [1.1, 1.1]])
+      >>> n = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> triplet_margin_loss(a, p, n)
+      Array([0.14142, 0.14142], dtype=float32)
+      >>> triplet_margin_loss(a, p, n, margin=0.2, eps=0.0, squared=True)  # the seed's form
+      Array([0., 0.], dtype=float32)
+
+    References:
+      V. Balntas et al., Learning local feature descriptors with triplets and
+      shallow convolutional neural networks, BMVC 2016.
+
+    PyTorch: torch.nn.functional.triplet_margin_loss(reduction="none"); optax: triplet_margin_loss
+    """
+    fn = "triplet_margin_loss"
+    _checks.broadcast_shapes(anchors, positives, ("anchors", "positives"), fn)
+    shape = _checks.broadcast_shapes(anchors, negatives, ("anchors", "negatives"), fn)
+    _checks.broadcast_shapes(positives, negatives, ("positives", "negatives"), fn)
+    if not shape:
+        raise ValueError(
+            f"{fn}: the embeddings need at least one dimension (the feature axis); got scalars."
+        )
+    (ax,) = _checks.check_axis(axis, len(shape), "axis", fn)
+    _checks.check_number(
+        norm_degree, "norm_degree", fn, low=0.0, low_inclusive=False, allow_inf=True
+    )
+    _check_margin(margin, fn)
+    _checks.check_number(eps, "eps", fn)
+    a, p, n, out_dtype = _numerics.as_float(anchors, positives, negatives)
+    d_ap = _lp_distance(a, p, norm_degree, eps, ax, squared)
+    d_an = _lp_distance(a, n, norm_degree, eps, ax, squared)
+    d_pn = _lp_distance(p, n, norm_degree, eps, ax, squared) if swap else None
+    return _triplet_hinge(d_ap, d_an, d_pn, margin, swap).astype(out_dtype)
+
+
+def batch_hard_triplet_loss(
+    embeddings,
+    labels,
+    *,
+    margin: float = 1.0,
+    squared: bool = False,
+    metric: str = "euclidean",
+    soft: bool = False,
+    precision=_HIGHEST,
+):
+    r"""Batch-hard triplet loss (Hermans et al. 2017): hardest positive vs hardest negative.
+
+    For every anchor ``a`` with at least one positive and one negative,
+
+    .. math::
+        \ell_a = \max(\max_{p \in P(a)} D_{ap} - \min_{n \in N(a)} D_{an} + m, 0)
+
+    (``softplus(max D_ap - min D_an + m)`` with ``soft=True``: Hermans' soft
+    margin is ``soft=True, margin=0``; pytorch-metric-learning's
+    ``smooth_loss`` keeps the margin, as here). The result is the **mean of
+    ell_a over the anchors that have a positive and a negative**; anchors
+    without either are left out, and the mean over no anchor is 0.
+
+    Args:
+      embeddings: ``(B, d)`` embeddings.
+      labels: ``(B,)`` integer class labels.
+      margin: non-negative margin ``m``.
+      squared: use squared Euclidean distances.
+      metric: ``"euclidean"`` or ``"cosine"`` (``D = 1 - cos``).
+      soft: softplus instead of the hinge.
+      precision: precision of the Gram matrix product.
+
+    Returns:
+      A scalar.
+
+    Gradient: finite when embeddings coincide (zero-distance gradient 0); the
+    max/min gradient is shared between tied entries.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[0.0, 0.0], [0.0, 1.0], [3.0, 0.0], [3.0, 2.0]])
+      >>> batch_hard_triplet_loss(x, jnp.array([0, 0, 1, 1]), margin=1.0)
+      Array(0., dtype=float32)
+      >>> batch_hard_triplet_loss(x, jnp.array([0, 1, 0, 1]), margin=1.0)
+      Array(2.5811..., dtype=float32)
+
+    References:
+      A. Hermans, L. Beyer, B. Leibe, In Defense of the Triplet Loss for
+      Person Re-Identification, 2017.
+
+    pytorch-metric-learning: TripletMarginLoss + BatchHardMiner (reducer=MeanReducer())
+    """
+    fn = "batch_hard_triplet_loss"
+    x, labels, out_dtype = _prepare(embeddings, labels, fn)
+    _check_metric(metric, squared, fn)
+    _check_margin(margin, fn)
+    dist = _distance_matrix(x, metric=metric, squared=squared, precision=precision)
+    pos = positive_mask(labels)
+    neg = negative_mask(labels)
+    hardest_pos = jnp.max(jnp.where(pos, dist, -jnp.inf), axis=-1)
+    hardest_neg = jnp.min(jnp.where(neg, dist, jnp.inf), axis=-1)
+    valid = jnp.any(pos, axis=-1) & jnp.any(neg, axis=-1)
+    violation = jnp.where(valid, hardest_pos, 0) - jnp.where(valid, hardest_neg, 0) + margin
+    per_anchor = jax.nn.softplus(violation) if soft else jax.nn.relu(violation)
+    total = jnp.sum(jnp.where(valid, per_anchor, 0))
+    return _numerics.safe_divide(total, jnp.sum(valid).astype(x.dtype)).astype(out_dtype)
+
+
+def batch_all_triplet_loss(
+    embeddings,
+    labels,
+    *,
+    margin: float = 1.0,
+    squared: bool = False,
+    metric: str = "euclidean",
+    precision=_HIGHEST,
+):
+    r"""Batch-all triplet loss: the mean over the valid triplets whose loss is positive.
+
+    Over every valid triplet ``(a, p, n)`` (``p != a`` with the label of ``a``,
+    ``n`` with another label) the loss is ``relu(D_ap - D_an + m)``; the result
+    is the **sum of these losses divided by the number of triplets with a
+    positive loss** (Hermans et al.'s "batch all", pytorch-metric-learning's
+    default ``AvgNonZeroReducer``), and 0 when no triplet has a positive loss.
+
+    The ``B^3`` triplets are never built: each row of the distance matrix is
+    sorted once, and for every positive pair the violating negatives are
+    counted and summed with a binary search and prefix sums
+    (``O(B^2 log B)`` time, ``O(B^2)`` memory).
+
+    Args:
+      embeddings: ``(B, d)`` embeddings.
+      labels: ``(B,)`` integer class labels.
+      margin: non-negative margin ``m``.
+      squared: use squared Euclidean distances.
+      metric: ``"euclidean"`` or ``"cosine"``.
+      precision: precision of the Gram matrix product.
+
+    Returns:
+      A scalar.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.5, 0.0], [3.0, 2.0]])
+      >>> batch_all_triplet_loss(x, jnp.array([0, 0, 1, 1]), margin=1.0)
+      Array(0.9464..., dtype=float32)
+
+    pytorch-metric-learning: TripletMarginLoss (all triplets, default AvgNonZeroReducer)
+    """
+    fn = "batch_all_triplet_loss"
+    x, labels, out_dtype = _prepare(embeddings, labels, fn)
+    _check_metric(metric, squared, fn)
+    _check_margin(margin, fn)
+    dist = _distance_matrix(x, metric=metric, squared=squared, precision=precision)
+    pos = positive_mask(labels)
+    s, _ = _sorted_negatives(dist, negative_mask(labels))
+    threshold = dist + margin  # [a, p]: a negative violates iff D_an < D_ap + m
+    count = _row_searchsorted_left(s, threshold)  # [a, p]
+    prefix = jnp.concatenate(
+        [jnp.zeros_like(s[:, :1]), jnp.cumsum(jnp.where(jnp.isfinite(s), s, 0), axis=-1)], axis=-1
+    )
+    below = jnp.take_along_axis(prefix, count, axis=-1)  # sum of the violating D_an
+    count = jnp.where(pos, count, 0)
+    total = jnp.sum(jnp.where(pos, count * threshold - below, 0))
+    return _numerics.safe_divide(total, jnp.sum(count).astype(x.dtype)).astype(out_dtype)
+
+
+def semi_hard_triplet_loss(
+    embeddings,
+    labels,
+    *,
+    margin: float = 1.0,
+    squared: bool = False,
+    metric: str = "euclidean",
+    precision=_HIGHEST,
+):
+    r"""Semi-hard triplet loss (FaceNet) exactly as TensorFlow Addons' ``triplet_semihard_loss``.
+
+    For every positive pair ``(a, p)`` (``p != a``, same label) the negative is
+    the closest negative farther than the positive,
+    ``min{D_an : D_an > D_ap}``; if there is none, the farthest negative
+    ``max_n D_an``; if ``a`` has no negative at all, the smallest entry of the
+    row (0, the diagonal), as TF-Addons' masked maximum gives. The result is
+
+    .. math::
+        \frac{1}{|P|} \sum_{(a, p) \in P} \max(D_{ap} - D_{an^*} + m, 0)
+
+    the **mean over all ordered positive pairs** (including those with zero
+    loss), 0 when there is no positive pair (TF-Addons returns NaN). TF-Addons'
+    masked min/max shift (``(D - rowmax) + rowmax``) is reproduced, so the
+    values agree to the last bit on the same distance matrix. TF-Addons'
+    ``distance_metric="L_2"`` (its default) is ``squared=True`` here, its
+    ``"L_1"`` (unsquared Euclidean) is ``squared=False``.
+
+    Memory is ``O(B^2)`` (TF-Addons builds a ``B^3`` tile): rows are sorted and
+    the semi-hard negative is found by binary search.
+
+    Args:
+      embeddings: ``(B, d)`` embeddings.
+      labels: ``(B,)`` integer class labels.
+      margin: non-negative margin ``m``.
+      squared: use squared Euclidean distances.
+      metric: ``"euclidean"`` or ``"cosine"``.
+      precision: precision of the Gram matrix product.
+
+    Returns:
+      A scalar.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.5, 0.0], [3.0, 2.0]])
+      >>> semi_hard_triplet_loss(x, jnp.array([0, 0, 1, 1]), margin=1.0)
+      Array(0.6830..., dtype=float32)
+
+    References:
+      F. Schroff, D. Kalenichenko, J. Philbin, FaceNet, CVPR 2015.
+
+    TensorFlow Addons: tfa.losses.triplet_semihard_loss (re-implemented in the tests)
+    """
+    fn = "semi_hard_triplet_loss"
+    x, labels, out_dtype = _prepare(embeddings, labels, fn)
+    _check_metric(metric, squared, fn)
+    _check_margin(margin, fn)
+    dist = _distance_matrix(x, metric=metric, squared=squared, precision=precision)
+    pos = positive_mask(labels)
+    neg = negative_mask(labels)
+    s, n_neg = _sorted_negatives(dist, neg)
+    first_farther = _row_searchsorted_right(s, dist)  # [a, p]: first sorted D_an > D_ap
+    has_outside = first_farther < n_neg[:, None]
+    row_max = jnp.max(dist, axis=-1, keepdims=True)
+    row_min = jnp.min(dist, axis=-1, keepdims=True)
+    gathered = jnp.take_along_axis(s, jnp.minimum(first_farther, s.shape[-1] - 1), axis=-1)
+    outside = (jnp.where(has_outside, gathered, row_max) - row_max) + row_max
+    inside = jnp.max(jnp.where(neg, dist - row_min, 0), axis=-1, keepdims=True) + row_min
+    semi_hard = jnp.where(has_outside, outside, inside)
+    losses = jnp.where(pos, jax.nn.relu(margin + dist - semi_hard), 0)
+    return _numerics.safe_divide(jnp.sum(losses), jnp.sum(pos).astype(x.dtype)).astype(out_dtype)
+
+
+# ------------------------------------------------------------------------- pair losses (PyTorch)
+
+
+def _pair_inputs(x1, x2, targets, fn, names):
+    _checks.broadcast_shapes(x1, x2, names[:2], fn)
+    a, b, t, out_dtype = _numerics.as_float(x1, x2, targets)
+    return a, b, t, _numerics.output_dtype(jnp.asarray(x1).dtype, jnp.asarray(x2).dtype)
+
+
+def cosine_embedding_loss(inputs1, inputs2, targets, *, margin: float = 0.0, axis: int = -1):
+    r"""Cosine embedding loss per pair: ``1 - cos`` (y = 1), ``relu(cos - margin)`` (y = -1).
+
+    .. math::
+        \cos = \frac{x_1 \cdot x_2}
+            {\sqrt{(\lVert x_1\rVert^2 + 10^{-12})(\lVert x_2\rVert^2 + 10^{-12})}}
+
+    Targets other than 1 and -1 give 0 (as PyTorch).
+
+    Args:
+      inputs1: ``(..., d)`` first embeddings.
+      inputs2: ``(..., d)`` second embeddings (broadcastable).
+      targets: ``(...)`` targets in ``{1, -1}``.
+      margin: margin of the dissimilar term, in ``[-1, 1]``.
+      axis: the feature axis.
+
+    Returns:
+      One loss per pair, shape ``(...)``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> cosine_embedding_loss(jnp.array([[1.0, 0.0], [1.0, 1.0]]),
+      ...                       jnp.array([[0.0, 1.0], [1.0, 1.0]]), jnp.array([1, -1]))
+      Array([1., 1.], dtype=float32)
+
+    PyTorch: torch.nn.functional.cosine_embedding_loss(reduction="none")
+    """
+    fn = "cosine_embedding_loss"
+    _checks.check_number(margin, "margin", fn, low=-1.0, high=1.0)
+    a, b, t, out_dtype = _pair_inputs(inputs1, inputs2, targets, fn, ("inputs1", "inputs2"))
+    ndim = max(a.ndim, b.ndim)
+    if ndim == 0:
+        raise ValueError(f"{fn}: the inputs need a feature axis; got scalars.")
+    (ax,) = _checks.check_axis(axis, ndim, "axis", fn)
+    eps = 1e-12
+    dot = jnp.sum(a * b, axis=ax)
+    cos = dot / jnp.sqrt((jnp.sum(a * a, axis=ax) + eps) * (jnp.sum(b * b, axis=ax) + eps))
+    out = jnp.where(t == 1, 1 - cos, 0) + jnp.where(t == -1, jax.nn.relu(cos - margin), 0)
+    return out.astype(out_dtype)
+
+
+def margin_ranking_loss(inputs1, inputs2, targets, *, margin: float = 0.0):
+    r"""Margin ranking loss per pair: ``relu(-y (x_1 - x_2) + margin)``.
+
+    Args:
+      inputs1: scores, any shape.
+      inputs2: scores, broadcastable with ``inputs1``.
+      targets: ``1`` where ``inputs1`` should rank higher, ``-1`` otherwise.
+      margin: the margin.
+
+    Returns:
+      One loss per element of the broadcast shape.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> margin_ranking_loss(jnp.array([1.0, 1.0]), jnp.array([0.5, 0.5]), jnp.array([1, -1]))
+      Array([0. , 0.5], dtype=float32)
+
+    PyTorch: torch.nn.functional.margin_ranking_loss(reduction="none")
+    """
+    fn = "margin_ranking_loss"
+    _checks.check_number(margin, "margin", fn)
+    _checks.broadcast_shapes(inputs1, targets, ("inputs1", "targets"), fn)
+    a, b, t, out_dtype = _pair_inputs(inputs1, inputs2, targets, fn, ("inputs1", "inputs2"))
+    return jax.nn.relu(-t * (a - b) + margin).astype(out_dtype)
+
+
+def hinge_embedding_loss(inputs, targets, *, margin: float = 1.0):
+    r"""Hinge embedding loss per element: ``x`` (``y = 1``), ``relu(margin - x)`` (``y = -1``).
+
+    As PyTorch, an element whose target is neither 1 nor -1 gets both terms,
+    ``x + relu(margin - x)``.
+
+    Args:
+      inputs: values (usually distances), any shape.
+      targets: ``1`` / ``-1``, broadcastable with ``inputs``.
+      margin: the margin.
+
+    Returns:
+      One loss per element of the broadcast shape.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> hinge_embedding_loss(jnp.array([0.3, 0.3]), jnp.array([1, -1]))
+      Array([0.3, 0.7], dtype=float32)
+
+    PyTorch: torch.nn.functional.hinge_embedding_loss(reduction="none")
+    """
+    fn = "hinge_embedding_loss"
+    _checks.check_number(margin, "margin", fn)
+    _checks.broadcast_shapes(inputs, targets, ("inputs", "targets"), fn)
+    x, t, _ = _numerics.as_float(inputs, targets)
+    out_dtype = _numerics.output_dtype(jnp.asarray(inputs).dtype)
+    out = jnp.where(t != 1, jax.nn.relu(margin - x), 0) + jnp.where(t != -1, x, 0)
+    return out.astype(out_dtype)
+
+
+def contrastive_loss(embeddings_a, embeddings_b, labels, *, margin: float = 1.0, axis: int = -1):
+    r"""Contrastive loss per pair (Hadsell et al. 2006): ``y d^2 + (1 - y) relu(margin - d)^2``.
+
+    ``d = ||a - b||_2`` over ``axis``; ``y = 1`` for a similar pair and 0 for
+    a dissimilar one (booleans, integers or floats in ``[0, 1]``), as
+    TensorFlow Addons' ``contrastive_loss`` (which takes ``d`` directly).
+
+    Args:
+      embeddings_a: ``(..., d)`` first embeddings.
+      embeddings_b: ``(..., d)`` second embeddings (broadcastable).
+      labels: ``(...)`` pair labels, 1 similar, 0 dissimilar.
+      margin: non-negative margin.
+      axis: the feature axis.
+
+    Returns:
+      One loss per pair, shape ``(...)``.
+
+    Gradient: finite for coincident embeddings (the square root's gradient is
+    0 at 0 and the similar term uses ``d^2`` directly).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> a = jnp.array([[0.0, 0.0], [0.0, 0.0]])
+      >>> b = jnp.array([[0.3, 0.4], [0.3, 0.4]])
+      >>> contrastive_loss(a, b, jnp.array([1, 0]))
+      Array([0.25, 0.25], dtype=float32)
+
+    References:
+      R. Hadsell, S. Chopra, Y. LeCun, Dimensionality Reduction by Learning an
+      Invariant Mapping, CVPR 2006.
+
+    TensorFlow Addons: tfa.losses.contrastive_loss; pytorch-metric-learning: ContrastiveLoss
+    """
+    fn = "contrastive_loss"
+    shape = _checks.broadcast_shapes(
+        embeddings_a, embeddings_b, ("embeddings_a", "embeddings_b"), fn
+    )
+    if not shape:
+        raise ValueError(f"{fn}: the embeddings need a feature axis; got scalars.")
+    (ax,) = _checks.check_axis(axis, len(shape), "axis", fn)
+    pair_shape = shape[:ax] + shape[ax + 1 :]
+    try:
+        np.broadcast_shapes(np.shape(labels), pair_shape)
+    except ValueError:
+        raise ValueError(
+            f"{fn}: `labels` must broadcast to the pair shape {pair_shape}; got {np.shape(labels)}."
+        ) from None
+    _check_margin(margin, fn)
+    a, b, out_dtype = _numerics.as_float(embeddings_a, embeddings_b)
+    y = jnp.asarray(labels).astype(a.dtype)
+    diff = a - b
+    sq = jnp.sum(diff * diff, axis=ax)
+    d = _numerics.sqrt(sq)
+    return (y * sq + (1 - y) * jax.nn.relu(margin - d) ** 2).astype(out_dtype)
+
+
+# --------------------------------------------------------------------------- contrastive family
+
+
+def _gather(x, axis_name):
+    """All candidates: ``x`` itself, or its concatenation over the devices of ``axis_name``."""
+    if axis_name is None:
+        return x, 0
+    gathered = jax.lax.all_gather(x, axis_name, tiled=True)
+    return gathered, jax.lax.axis_index(axis_name) * x.shape[0]
+
+
+def _psum_local_gradient(x, axis_name):
+    """``psum(x)`` whose cotangent goes back unchanged to each device's own ``x``.
+
+    Every device holds the same global value, and the gradient of that value
+    reaches the local terms once (the gather's transpose adds the
+    cross-device terms). A plain ``psum`` transposes to a ``psum`` under
+    ``pmap``, which would multiply the gradient by the number of devices;
+    this one gives the same gradient under ``pmap`` and ``shard_map``.
+    """
+
+    @jax.custom_vjp
+    def total(x):
+        return jax.lax.psum(x, axis_name)
+
+    def fwd(x):
+        return total(x), None
+
+    def bwd(_, ct):
+        return (jax.lax.pcast(ct, axis_name, to="varying"),)
+
+    total.defvjp(fwd, bwd)
+    return total(x)
+
+
+def _global_mean(total, count, axis_name):
+    if axis_name is not None:
+        total = _psum_local_gradient(total, axis_name)
+        count = jax.lax.psum(jax.lax.stop_gradient(count), axis_name)
+    return _numerics.safe_divide(total, count)
+
+
+def _masked_logsumexp(x, mask, axis=-1):
+    """``log sum_{mask} exp(x)`` and whether the mask is non-empty (value 0 where empty)."""
+    has = jnp.any(mask, axis=axis)
+    m = jax.lax.stop_gradient(jnp.max(jnp.where(mask, x, -jnp.inf), axis=axis, keepdims=True))
+    m = jnp.where(jnp.isfinite(m), m, 0)
+    total = jnp.sum(jnp.where(mask, jnp.exp(jnp.where(mask, x - m, 0)), 0), axis=axis)
+    lse = jnp.log(jnp.where(has, total, 1)) + jnp.squeeze(m, axis)
+    return jnp.where(has, lse, 0), has
+
+
+def _contrastive_setup(embeddings, labels, fn, temperature, axis_name, precision):
+    """Cosine similarities / temperature of local anchors against all candidates, and masks."""
+    x, labels, out_dtype = _prepare(embeddings, labels, fn)
+    _check_temperature(temperature, fn)
+    u = _normalize(x)
+    all_u, offset = _gather(u, axis_name)
+    all_labels, _ = _gather(labels, axis_name)
+    sims = jnp.matmul(u, all_u.T, precision=precision) / temperature
+    b, n = sims.shape
+    is_self = (jnp.arange(b)[:, None] + offset) == jnp.arange(n)[None, :]
+    same = labels[:, None] == all_labels[None, :]
+    return sims, same & ~is_self, ~same, is_self, x.dtype, out_dtype
+
+
+def ntxent(embeddings, labels, temperature: float = 0.07, *, axis_name=None, precision=_HIGHEST):
+    r"""NT-Xent (SimCLR's normalized temperature-scaled cross-entropy), as optax's ``ntxent``.
+
+    With ``s_ij = cos(e_i, e_j) / T``, ``P`` the ordered positive pairs
+    (same label, ``i != j``) and ``N(i)`` the negatives of ``i``,
+
+    .. math::
+        L = \frac{1}{|P|} \sum_{(i, j) \in P}
+            -\log \frac{e^{s_{ij}}}{e^{s_{ij}} + \sum_{k \in N(i)} e^{s_{ik}}}
+
+    the **mean over all ordered positive pairs**; 0 when there is none (optax
+    returns NaN). Each term is computed as ``softplus(LSE_N(i) - s_ij)``.
+
+    Args:
+      embeddings: ``(B, d)`` embeddings (normalized inside, with optax's
+        epsilon: norms below ``sqrt(finfo.eps)`` are clipped).
+      labels: ``(B,)`` integer labels; equal labels are positive pairs.
+      temperature: positive temperature ``T``.
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis: the loss is
+        that of the batch concatenated over the devices (every device's
+        embeddings are candidates) and is the same on every device.
+      precision: precision of the similarity matrix product.
+
+    Returns:
+      A scalar.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+      >>> ntxent(x, jnp.array([0, 0, 1, 1]), 0.5)
+      Array(0.2964..., dtype=float32)
+
+    References:
+      T. Chen et al., A Simple Framework for Contrastive Learning of Visual
+      Representations, ICML 2020.
+
+    optax: ntxent; pytorch-metric-learning: NTXentLoss
+    """
+    fn = "ntxent"
+    sims, pos, neg, _, dtype, out_dtype = _contrastive_setup(
+        embeddings, labels, fn, temperature, axis_name, precision
+    )
+    lse_neg, has_neg = _masked_logsumexp(sims, neg)
+    terms = jnp.where(has_neg[:, None], jax.nn.softplus(lse_neg[:, None] - sims), 0)
+    total = jnp.sum(jnp.where(pos, terms, 0))
+    return _global_mean(total, jnp.sum(pos).astype(dtype), axis_name).astype(out_dtype)
+
+
+def supervised_contrastive_loss(
+    embeddings, labels, *, temperature: float = 0.1, axis_name=None, precision=_HIGHEST
+):
+    r"""Supervised contrastive loss (Khosla et al. 2020, the ``L_out`` form).
+
+    With ``s_ij = cos(e_i, e_j) / T``, ``P(i)`` the positives of ``i`` (same
+    label, ``j != i``) and ``A(i)`` every ``j != i``,
+
+    .. math::
+        \ell_i = -\frac{1}{|P(i)|} \sum_{p \in P(i)}
+                 \log \frac{e^{s_{ip}}}{\sum_{a \in A(i)} e^{s_{ia}}}
+
+    and the result is the **mean of ell_i over the anchors that have at least
+    one positive**; anchors without positives are left out, 0 when there is
+    none.
+
+    Args:
+      embeddings: ``(B, d)`` embeddings (normalized inside).
+      labels: ``(B,)`` integer class labels.
+      temperature: positive temperature ``T``.
+      axis_name: as in :func:`ntxent`: the loss of the batch concatenated over
+        the devices.
+      precision: precision of the similarity matrix product.
+
+    Returns:
+      A scalar.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+      >>> supervised_contrastive_loss(x, jnp.array([0, 0, 1, 1]), temperature=0.5)
+      Array(0.2964..., dtype=float32)
+
+    References:
+      P. Khosla et al., Supervised Contrastive Learning, NeurIPS 2020.
+
+    pytorch-metric-learning: SupConLoss (which returns 0 for a batch with no negative pair)
+    """
+    fn = "supervised_contrastive_loss"
+    sims, pos, _, is_self, dtype, out_dtype = _contrastive_setup(
+        embeddings, labels, fn, temperature, axis_name, precision
+    )
+    lse_all, _ = _masked_logsumexp(sims, ~is_self)
+    n_pos = jnp.sum(pos, axis=-1)
+    has_pos = n_pos > 0
+    mean_pos = _numerics.safe_divide(jnp.sum(jnp.where(pos, sims, 0), axis=-1), n_pos.astype(dtype))
+    per_anchor = jnp.where(has_pos, lse_all - mean_pos, 0)
+    return _global_mean(jnp.sum(per_anchor), jnp.sum(has_pos).astype(dtype), axis_name).astype(
+        out_dtype
+    )
+
+
+def _cross_entropy_on_diagonal(queries, keys, fn, temperature, normalize, axis_name, precision):
+    _checks.check_ndim(queries, "queries" if fn == "info_nce" else "anchors", fn, ndim=2)
+    _checks.check_same_shape(
+        queries, keys, ("queries", "keys") if fn == "info_nce" else ("anchors", "positives"), fn
+    )
+    q, k, out_dtype = _numerics.as_float(queries, keys)
+    if normalize:
+        q, k = _normalize(q), _normalize(k)
+    all_k, offset = _gather(k, axis_name)
+    logits = jnp.matmul(q, all_k.T, precision=precision) / temperature
+    target = jnp.arange(q.shape[0]) + offset
+    own = jnp.take_along_axis(logits, target[:, None], axis=-1)[:, 0]
+    per_query = jax.nn.logsumexp(logits, axis=-1) - own
+    count = jnp.asarray(q.shape[0], q.dtype)
+    return _global_mean(jnp.sum(per_query), count, axis_name).astype(out_dtype)
+
+
+def info_nce(
+    queries,
+    keys,
+    *,
+    temperature: float = 0.07,
+    normalize: bool = True,
+    axis_name=None,
+    precision=_HIGHEST,
+):
+    r"""InfoNCE for query/key pairs: each query's own key against every other key.
+
+    With ``s_ij = q_i . k_j / T`` (cosine similarities when ``normalize``),
+
+    .. math::
+        L = \frac{1}{B} \sum_i -\log \frac{e^{s_{ii}}}{\sum_j e^{s_{ij}}}
+
+    the **mean over the queries**: softmax cross-entropy of the rows of
+    ``queries @ keys.T / T`` with the diagonal as target (CLIP's one
+    direction, MoCo with in-batch negatives).
+
+    Args:
+      queries: ``(B, d)`` queries.
+      keys: ``(B, d)`` keys; ``keys[i]`` is the positive of ``queries[i]``.
+      temperature: positive temperature ``T``.
+      normalize: L2-normalize queries and keys first.
+      axis_name: inside ``shard_map``/``pmap``, every device's keys are
+        negatives of every query, and the result is the mean over all queries
+        of all devices.
+      precision: precision of the similarity matrix product.
+
+    Returns:
+      A scalar.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> q = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> info_nce(q, q, temperature=1.0)
+      Array(0.3132..., dtype=float32)
+
+    References:
+      A. van den Oord, Y. Li, O. Vinyals, Representation Learning with
+      Contrastive Predictive Coding, 2018.
+
+    PyTorch: torch.nn.functional.cross_entropy(q @ k.T / T, arange(B))
+    """
+    fn = "info_nce"
+    _check_temperature(temperature, fn)
+    return _cross_entropy_on_diagonal(
+        queries, keys, fn, temperature, normalize, axis_name, precision
+    )
+
+
+def npair_loss(anchors, positives, *, precision=_HIGHEST):
+    r"""N-pair loss (Sohn 2016): each anchor's own positive against the other anchors' positives.
+
+    .. math::
+        L = \frac{1}{B} \sum_i -\log \frac{e^{a_i \cdot p_i}}{\sum_j e^{a_i \cdot p_j}}
+
+    the **mean over the anchors** of the softmax cross-entropy of
+    ``anchors @ positives.T`` with the diagonal as target (raw dot products,
+    no temperature; the paper's L2 penalty on the embeddings is left to the
+    caller).
+
+    Args:
+      anchors: ``(B, d)`` anchors, one per class.
+      positives: ``(B, d)`` positives; ``positives[i]`` has the class of ``anchors[i]``.
+      precision: precision of the matrix product.
+
+    Returns:
+      A scalar.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> a = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> npair_loss(a, a)
+      Array(0.3132..., dtype=float32)
+
+    References:
+      K. Sohn, Improved Deep Metric Learning with Multi-class N-pair Loss
+      Objective, NeurIPS 2016.
+
+    pytorch-metric-learning: NPairsLoss
+    """
+    return _cross_entropy_on_diagonal(anchors, positives, "npair_loss", 1.0, False, None, precision)
+
+
+def lifted_structured_loss(embeddings, labels, *, margin: float = 1.0, precision=_HIGHEST):
+    r"""Lifted structured loss (Oh Song et al. 2016).
+
+    For every unordered positive pair ``{i, j}``, with ``N(i)`` the negatives of ``i``,
+
+    .. math::
+        J_{ij} = \log\Big(\sum_{k \in N(i)} e^{m - D_{ik}}
+                         + \sum_{l \in N(j)} e^{m - D_{jl}}\Big) + D_{ij},
+        \qquad L = \frac{1}{2|P|} \sum_{\{i, j\} \in P} \max(J_{ij}, 0)^2
+
+    with Euclidean ``D`` and ``|P|`` the number of unordered positive pairs: the
+    **mean over positive pairs of relu(J)^2 / 2**. A pair none of whose members
+    has a negative has ``J = -inf`` and contributes 0 (pytorch-metric-learning
+    uses ``D_ij`` there); 0 when there is no positive pair.
+
+    Args:
+      embeddings: ``(B, d)`` embeddings.
+      labels: ``(B,)`` integer class labels.
+      margin: non-negative margin ``m``.
+      precision: precision of the Gram matrix product.
+
+    Returns:
+      A scalar.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[0.0, 0.0], [0.0, 1.0], [3.0, 0.0], [3.0, 1.0]])
+      >>> lifted_structured_loss(x, jnp.array([0, 0, 1, 1]))
+      Array(0.0475..., dtype=float32)
+
+    References:
+      H. Oh Song, Y. Xiang, S. Jegelka, S. Savarese, Deep Metric Learning via
+      Lifted Structured Feature Embedding, CVPR 2016.
+
+    pytorch-metric-learning: LiftedStructureLoss (LpDistance(normalize_embeddings=False))
+    """
+    fn = "lifted_structured_loss"
+    x, labels, out_dtype = _prepare(embeddings, labels, fn)
+    _check_margin(margin, fn)
+    dist = _distance_matrix(x, precision=precision)
+    pos = positive_mask(labels)
+    lse, has = _masked_logsumexp(margin - dist, negative_mask(labels))
+    # log(exp(lse_i) + exp(lse_j)) over the members that have negatives
+    hi, hj = has[:, None], has[None, :]
+    li, lj = lse[:, None], lse[None, :]
+    top = jax.lax.stop_gradient(jnp.where(hi & hj, jnp.maximum(li, lj), jnp.where(hi, li, lj)))
+    total = jnp.where(hi, jnp.exp(jnp.where(hi, li - top, 0)), 0) + jnp.where(
+        hj, jnp.exp(jnp.where(hj, lj - top, 0)), 0
+    )
+    valid = pos & (hi | hj)
+    j = top + jnp.log(jnp.where(valid, total, 1)) + dist
+    per_pair = jnp.where(valid, jax.nn.relu(j) ** 2, 0) / 2
+    return _numerics.safe_divide(jnp.sum(per_pair), jnp.sum(pos).astype(x.dtype)).astype(out_dtype)
+
+
+def soft_nearest_neighbor_loss(embeddings, labels, *, temperature: float = 1.0, precision=_HIGHEST):
+    r"""Soft nearest neighbour loss (Frosst et al. 2019), squared Euclidean distances.
+
+    .. math::
+        \ell_i = -\log \frac{\sum_{j \ne i,\, y_j = y_i} e^{-D_{ij}/T}}
+                              {\sum_{k \ne i} e^{-D_{ik}/T}},
+        \qquad D_{ij} = \lVert x_i - x_j \rVert^2
+
+    and the result is the **mean of ell_i over the anchors that have at least
+    one positive** (the paper averages over every anchor and needs a
+    stabilising epsilon for anchors without one); 0 when there is none.
+
+    Args:
+      embeddings: ``(B, d)`` embeddings.
+      labels: ``(B,)`` integer class labels.
+      temperature: positive temperature ``T``.
+      precision: precision of the Gram matrix product.
+
+    Returns:
+      A scalar.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[0.0, 0.0], [0.0, 1.0], [2.0, 0.0], [2.0, 1.0]])
+      >>> soft_nearest_neighbor_loss(x, jnp.array([0, 0, 1, 1]))
+      Array(0.0658..., dtype=float32)
+
+    References:
+      N. Frosst, N. Papernot, G. Hinton, Analyzing and Improving
+      Representations with the Soft Nearest Neighbor Loss, ICML 2019.
+
+    Reference: a brute-force NumPy / PyTorch implementation of the formula (tests).
+    """
+    fn = "soft_nearest_neighbor_loss"
+    x, labels, out_dtype = _prepare(embeddings, labels, fn)
+    _check_temperature(temperature, fn)
+    logits = -_distance_matrix(x, squared=True, precision=precision) / temperature
+    pos = positive_mask(labels)
+    lse_pos, has_pos = _masked_logsumexp(logits, pos)
+    lse_all, _ = _masked_logsumexp(logits, ~jnp.eye(x.shape[0], dtype=bool))
+    per_anchor = jnp.where(has_pos, lse_all - lse_pos, 0)
+    return _numerics.safe_divide(jnp.sum(per_anchor), jnp.sum(has_pos).astype(x.dtype)).astype(
+        out_dtype
+    )

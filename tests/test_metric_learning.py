@@ -1,0 +1,839 @@
+"""Tests of the metric-learning losses (issue 5).
+
+References: PyTorch (torch.nn.functional), pytorch-metric-learning (pml), optax,
+TensorFlow Addons' triplet_semihard_loss (re-implemented below from its source),
+and brute-force loops over all triplets / pairs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import jax.test_util
+import numpy as np
+import optax
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pytorch_metric_learning import distances as pml_distances
+from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning import miners as pml_miners
+from pytorch_metric_learning import reducers as pml_reducers
+
+import jaxloss
+import jaxloss.torch as jt
+from jaxloss import _metric_learning as ml
+from tests.helpers import assert_matches_torch, rng
+
+BATCH_LOSSES = {
+    "batch_hard": jaxloss.batch_hard_triplet_loss,
+    "batch_all": jaxloss.batch_all_triplet_loss,
+    "semi_hard": jaxloss.semi_hard_triplet_loss,
+    "ntxent": jaxloss.ntxent,
+    "supcon": jaxloss.supervised_contrastive_loss,
+    "lifted": jaxloss.lifted_structured_loss,
+    "snn": jaxloss.soft_nearest_neighbor_loss,
+}
+
+
+def _batch(seed=0, n=12, d=5, classes=3, scale=1.0):
+    r = rng(seed)
+    x = r.normal(size=(n, d)) * scale
+    labels = r.integers(0, classes, size=n).astype(np.int64)
+    return x, labels
+
+
+def _lp(power=1):
+    return pml_distances.LpDistance(normalize_embeddings=False, p=2, power=power)
+
+
+# --------------------------------------------------------------------------- triplet_margin_loss
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 1.5])
+@pytest.mark.parametrize("swap", [False, True])
+def test_triplet_margin_loss_matches_torch(p, swap):
+    r = rng(1)
+    a, pos, neg = (r.normal(size=(6, 4)) for _ in range(3))
+    fn = jax.jit(
+        lambda a, b, c: jaxloss.triplet_margin_loss(a, b, c, norm_degree=p, margin=0.7, swap=swap)
+    )
+    assert_matches_torch(
+        fn,
+        lambda a, b, c: F.triplet_margin_loss(
+            a, b, c, margin=0.7, p=p, swap=swap, reduction="none"
+        ),
+        a,
+        pos,
+        neg,
+    )
+
+
+def test_triplet_margin_loss_matches_optax_p2():
+    r = rng(2)
+    a, p, n = (jnp.asarray(r.normal(size=(7, 3))) for _ in range(3))
+    ours = jaxloss.triplet_margin_loss(a, p, n, eps=0.0)
+    ref = optax.losses.triplet_margin_loss(a, p, n, eps=0.0)
+    np.testing.assert_allclose(ours, ref, rtol=1e-12)
+    g1 = jax.grad(lambda a: jaxloss.triplet_margin_loss(a, p, n, eps=0.0).sum())(a)
+    g2 = jax.grad(lambda a: optax.losses.triplet_margin_loss(a, p, n, eps=0.0).sum())(a)
+    np.testing.assert_allclose(g1, g2, rtol=1e-10)
+    # positional calls in optax's order keep working
+    np.testing.assert_allclose(
+        jaxloss.triplet_margin_loss(a, p, n, -1, 2, 0.5, 0.0),
+        optax.losses.triplet_margin_loss(a, p, n, -1, 2, 0.5, 0.0),
+    )
+
+
+def test_triplet_margin_loss_squared_is_seed_formula(variant):
+    r = rng(3)
+    a, p, n = (r.normal(size=(8, 4)) * 0.3 for _ in range(3))
+
+    def seed(anchor, positive, negative):
+        pos_dist = (anchor - positive).pow(2).sum(1)
+        neg_dist = (anchor - negative).pow(2).sum(1)
+        return F.relu(pos_dist - neg_dist + 0.2)
+
+    fn = variant(
+        lambda a, b, c: jaxloss.triplet_margin_loss(a, b, c, margin=0.2, eps=0.0, squared=True)
+    )
+    assert_matches_torch(fn, seed, a, p, n)
+
+
+def test_triplet_margin_loss_axis_and_zero_distance():
+    r = rng(4)
+    a, p, n = (r.normal(size=(3, 5, 2)) for _ in range(3))
+    np.testing.assert_allclose(
+        jaxloss.triplet_margin_loss(a, p, n, axis=1),
+        jaxloss.triplet_margin_loss(
+            np.moveaxis(a, 1, -1), np.moveaxis(p, 1, -1), np.moveaxis(n, 1, -1)
+        ),
+    )
+    x = jnp.ones((2, 3))
+    for p_ in (1, 2, 3):
+        g = jax.grad(
+            lambda a, p_=p_: jaxloss.triplet_margin_loss(a, x, x + 5, norm_degree=p_, eps=0.0).sum()
+        )(x)
+        assert np.isfinite(g).all()
+
+
+def test_triplet_margin_loss_half_precision():
+    a = jnp.ones((2, 3), jnp.bfloat16)
+    out = jaxloss.triplet_margin_loss(a, a * 0.5, a * 2)
+    assert out.dtype == jnp.bfloat16
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def test_masks_match_loops():
+    labels = np.array([0, 1, 0, 2, 1, 0])
+    pos, neg, trip = (
+        np.asarray(f(jnp.asarray(labels)))
+        for f in (jaxloss.positive_mask, jaxloss.negative_mask, jaxloss.triplet_mask)
+    )
+    n = len(labels)
+    for i in range(n):
+        for j in range(n):
+            assert pos[i, j] == (i != j and labels[i] == labels[j])
+            assert neg[i, j] == (labels[i] != labels[j])
+            for k in range(n):
+                assert trip[i, j, k] == (pos[i, j] and labels[k] != labels[i])
+
+
+def test_distance_matrix_exact_zero_diagonal_and_finite_grads():
+    x = jnp.asarray(rng(5).normal(size=(6, 3)))
+    x = x.at[3].set(x[1])  # duplicate rows
+    for metric, squared in (("euclidean", False), ("euclidean", True), ("cosine", False)):
+        d = ml._distance_matrix(x, metric=metric, squared=squared)
+        assert (np.diag(np.asarray(d)) == 0).all()
+        assert (np.asarray(d) >= 0).all()
+        g = jax.grad(
+            lambda x, m=metric, s=squared: ml._distance_matrix(x, metric=m, squared=s).sum()
+        )(x)
+        assert np.isfinite(np.asarray(g)).all()
+    ref = torch.cdist(torch.tensor(np.asarray(x)), torch.tensor(np.asarray(x))).numpy()
+    np.testing.assert_allclose(ml._distance_matrix(x), ref, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- brute-force references
+
+
+def _np_dist(x, metric="euclidean", squared=False):
+    if metric == "cosine":
+        u = x / np.linalg.norm(x, axis=1, keepdims=True)
+        d = 1 - u @ u.T
+        np.fill_diagonal(d, 0)
+        return d
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    return d**2 if squared else d
+
+
+def _brute_batch_hard(x, labels, margin, metric="euclidean", squared=False, soft=False):
+    d = _np_dist(x, metric, squared)
+    losses = []
+    for a in range(len(x)):
+        ps = [d[a, p] for p in range(len(x)) if p != a and labels[p] == labels[a]]
+        ns = [d[a, n] for n in range(len(x)) if labels[n] != labels[a]]
+        if ps and ns:
+            v = max(ps) - min(ns) + margin
+            losses.append(np.log1p(np.exp(v)) if soft else max(v, 0.0))
+    return np.mean(losses) if losses else 0.0
+
+
+def _brute_batch_all(x, labels, margin, metric="euclidean", squared=False):
+    d = _np_dist(x, metric, squared)
+    losses = []
+    n = len(x)
+    for a in range(n):
+        for p in range(n):
+            for k in range(n):
+                if p != a and labels[p] == labels[a] and labels[k] != labels[a]:
+                    v = d[a, p] - d[a, k] + margin
+                    if v > 0:
+                        losses.append(v)
+    return np.mean(losses) if losses else 0.0
+
+
+@pytest.mark.parametrize(
+    "metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)]
+)
+@pytest.mark.parametrize("soft", [False, True])
+def test_batch_hard_matches_brute_force(metric, squared, soft, variant):
+    x, labels = _batch(6, n=11, classes=3)
+    fn = variant(
+        lambda e, lab: jaxloss.batch_hard_triplet_loss(
+            e, lab, margin=0.3, metric=metric, squared=squared, soft=soft
+        )
+    )
+    np.testing.assert_allclose(
+        fn(x, labels), _brute_batch_hard(x, labels, 0.3, metric, squared, soft), rtol=1e-10
+    )
+
+
+@pytest.mark.parametrize(
+    "metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)]
+)
+@pytest.mark.parametrize("margin", [0.0, 0.5, 3.0])
+def test_batch_all_matches_brute_force(metric, squared, margin):
+    x, labels = _batch(7, n=10, classes=3)
+    fn = jax.jit(
+        lambda e, lab: jaxloss.batch_all_triplet_loss(
+            e, lab, margin=margin, metric=metric, squared=squared
+        )
+    )
+    np.testing.assert_allclose(
+        fn(x, labels), _brute_batch_all(x, labels, margin, metric, squared), rtol=1e-10
+    )
+
+
+# ------------------------------------------------------------------------ pytorch-metric-learning
+
+
+@pytest.mark.parametrize(
+    "metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)]
+)
+@pytest.mark.parametrize("soft", [False, True])
+def test_batch_hard_matches_pml(metric, squared, soft):
+    x, labels = _batch(8, n=16, classes=4)
+    dist = pml_distances.CosineSimilarity() if metric == "cosine" else _lp(2 if squared else 1)
+    loss_fn = pml_losses.TripletMarginLoss(
+        margin=0.4, smooth_loss=soft, distance=dist, reducer=pml_reducers.MeanReducer()
+    )
+    miner = pml_miners.BatchHardMiner(distance=dist)
+
+    def ref(e, lab):
+        return loss_fn(e, lab, miner(e, lab))
+
+    assert_matches_torch(
+        lambda e, lab: jaxloss.batch_hard_triplet_loss(
+            e, lab, margin=0.4, metric=metric, squared=squared, soft=soft
+        ),
+        ref,
+        x,
+        labels,
+    )
+
+
+@pytest.mark.parametrize(
+    "metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)]
+)
+def test_batch_all_matches_pml_default_reducer(metric, squared):
+    x, labels = _batch(9, n=14, classes=3)
+    dist = pml_distances.CosineSimilarity() if metric == "cosine" else _lp(2 if squared else 1)
+    loss_fn = pml_losses.TripletMarginLoss(margin=0.5, distance=dist)  # AvgNonZeroReducer
+    assert_matches_torch(
+        lambda e, lab: jaxloss.batch_all_triplet_loss(
+            e, lab, margin=0.5, metric=metric, squared=squared
+        ),
+        lambda e, lab: loss_fn(e, lab),
+        x,
+        labels,
+    )
+
+
+def test_supervised_contrastive_matches_pml(variant):
+    x, labels = _batch(10, n=12, classes=5)  # some anchors have no positive
+    labels[-1] = 99  # a class of one
+    loss_fn = pml_losses.SupConLoss(temperature=0.3)
+    fn = variant(lambda e, lab: jaxloss.supervised_contrastive_loss(e, lab, temperature=0.3))
+    assert_matches_torch(fn, lambda e, lab: loss_fn(e, lab), x, labels)
+
+
+def test_ntxent_matches_pml_and_optax():
+    x, labels = _batch(11, n=10, classes=4)
+    loss_fn = pml_losses.NTXentLoss(temperature=0.2)
+    fn = jax.jit(lambda e, lab: jaxloss.ntxent(e, lab, 0.2))
+    assert_matches_torch(fn, lambda e, lab: loss_fn(e, lab), x, labels)
+    e, lab = jnp.asarray(x), jnp.asarray(labels)
+    np.testing.assert_allclose(fn(e, lab), optax.ntxent(e, lab, 0.2), rtol=1e-12)
+    np.testing.assert_allclose(
+        jax.grad(fn)(e, lab), jax.grad(optax.ntxent)(e, lab, 0.2), rtol=1e-9, atol=1e-12
+    )
+    # optax's default temperature and positional order
+    np.testing.assert_allclose(jaxloss.ntxent(e, lab), optax.ntxent(e, lab), rtol=1e-12)
+
+
+def test_lifted_structured_matches_pml():
+    x, labels = _batch(12, n=12, classes=3, scale=0.5)
+    loss_fn = pml_losses.LiftedStructureLoss(neg_margin=1.5, pos_margin=0, distance=_lp())
+    fn = jax.jit(lambda e, lab: jaxloss.lifted_structured_loss(e, lab, margin=1.5))
+    assert_matches_torch(fn, lambda e, lab: loss_fn(e, lab), x, labels)
+
+
+def test_npair_matches_pml_and_torch():
+    r = rng(13)
+    a, p = r.normal(size=(6, 4)), r.normal(size=(6, 4))
+    loss_fn = pml_losses.NPairsLoss(
+        distance=pml_distances.DotProductSimilarity(normalize_embeddings=False)
+    )
+    labels = torch.arange(6).repeat(2)
+    fn = jax.jit(jaxloss.npair_loss)
+    assert_matches_torch(fn, lambda a, p: loss_fn(torch.cat([a, p]), labels), a, p)
+    assert_matches_torch(fn, lambda a, p: F.cross_entropy(a @ p.T, torch.arange(6)), a, p)
+
+
+def test_info_nce_matches_torch():
+    r = rng(14)
+    q, k = r.normal(size=(7, 4)), r.normal(size=(7, 4))
+    fn = jax.jit(lambda q, k: jaxloss.info_nce(q, k, temperature=0.2))
+    assert_matches_torch(
+        fn,
+        lambda q, k: F.cross_entropy(F.normalize(q) @ F.normalize(k).T / 0.2, torch.arange(7)),
+        q,
+        k,
+    )
+    fn = jax.jit(lambda q, k: jaxloss.info_nce(q, k, temperature=2.0, normalize=False))
+    assert_matches_torch(fn, lambda q, k: F.cross_entropy(q @ k.T / 2.0, torch.arange(7)), q, k)
+
+
+def test_contrastive_loss_matches_formula_and_pml():
+    r = rng(15)
+    a, b = r.normal(size=(9, 3)) * 0.6, r.normal(size=(9, 3)) * 0.6
+    y = r.integers(0, 2, size=9)
+
+    def ref(a, b, y):
+        d = F.pairwise_distance(a, b, eps=0)
+        return y * d**2 + (1 - y) * F.relu(1.3 - d) ** 2
+
+    fn = jax.jit(lambda a, b, y: jaxloss.contrastive_loss(a, b, y, margin=1.3))
+    assert_matches_torch(fn, ref, a, b, y)
+    # pml ContrastiveLoss agrees on the similar-pair term (LpDistance(power=2)); its
+    # dissimilar term is relu(m - d^2), not relu(m - d)^2, so only similar pairs are compared.
+    pml_fn = pml_losses.ContrastiveLoss(
+        pos_margin=0, distance=_lp(2), reducer=pml_reducers.MeanReducer()
+    )
+    idx = torch.arange(9)
+    empty = torch.zeros(0, dtype=torch.long)
+    assert_matches_torch(
+        lambda a, b: jaxloss.contrastive_loss(a, b, jnp.ones(9, int)).mean(),
+        lambda a, b: pml_fn(torch.cat([a, b]), indices_tuple=(idx, idx + 9, empty, empty)),
+        a,
+        b,
+    )
+
+
+def _torch_snn(x, labels, t):
+    d = torch.cdist(x, x) ** 2
+    n = x.shape[0]
+    eye = torch.eye(n, dtype=torch.bool)
+    same = (labels[:, None] == labels[None]) & ~eye
+    logits = (-d / t).masked_fill(eye, -torch.inf)
+    lse_all = torch.logsumexp(logits, 1)
+    lse_pos = torch.logsumexp(logits.masked_fill(~same, -torch.inf), 1)
+    keep = same.any(1)
+    return (lse_all - lse_pos)[keep].mean()
+
+
+def test_soft_nearest_neighbor_matches_formula():
+    x, labels = _batch(16, n=10, classes=3)
+    labels[0] = 7
+    fn = jax.jit(lambda e, lab: jaxloss.soft_nearest_neighbor_loss(e, lab, temperature=2.0))
+    assert_matches_torch(fn, lambda e, lab: _torch_snn(e, lab, 2.0), x, labels)
+
+
+# --------------------------------------------------------------------------- TF-Addons semi-hard
+
+
+def _tfa_semihard(labels, embeddings, margin, squared):
+    """TensorFlow Addons' triplet_semihard_loss, line by line in PyTorch (tile, masked min/max)."""
+
+    def masked_maximum(data, mask):
+        axis_minimums = data.min(1, keepdim=True).values
+        return ((data - axis_minimums) * mask).max(1, keepdim=True).values + axis_minimums
+
+    def masked_minimum(data, mask):
+        axis_maximums = data.max(1, keepdim=True).values
+        return ((data - axis_maximums) * mask).min(1, keepdim=True).values + axis_maximums
+
+    def pairwise_distance(e, squared):  # tfa.losses.metric_learning.pairwise_distance
+        sq = (e**2).sum(1, keepdim=True) + (e**2).sum(1)[None] - 2 * e @ e.T
+        sq = sq.clamp_min(0.0)
+        error_mask = sq <= 0.0
+        d = sq if squared else torch.sqrt(sq + error_mask.to(sq.dtype) * 1e-16)
+        d = d * (~error_mask).to(d.dtype)
+        n = e.shape[0]
+        return d * (torch.ones(n, n, dtype=d.dtype) - torch.eye(n, dtype=d.dtype))
+
+    labels = labels.reshape(-1, 1)
+    pdist = pairwise_distance(embeddings, squared)
+    adjacency = labels == labels.T
+    adjacency_not = ~adjacency
+    b = labels.shape[0]
+    pdist_tile = pdist.repeat(b, 1)
+    mask = adjacency_not.repeat(b, 1) & (pdist_tile > pdist.T.reshape(-1, 1))
+    mask_final = (mask.to(pdist.dtype).sum(1, keepdim=True) > 0.0).reshape(b, b).T
+    adjacency_not = adjacency_not.to(pdist.dtype)
+    mask = mask.to(pdist.dtype)
+    negatives_outside = masked_minimum(pdist_tile, mask).reshape(b, b).T
+    negatives_inside = masked_maximum(pdist, adjacency_not).repeat(1, b)
+    semi_hard_negatives = torch.where(mask_final, negatives_outside, negatives_inside)
+    loss_mat = margin + pdist - semi_hard_negatives
+    mask_positives = adjacency.to(pdist.dtype) - torch.eye(b, dtype=pdist.dtype)
+    num_positives = mask_positives.sum()
+    return (loss_mat * mask_positives).clamp_min(0.0).sum() / num_positives
+
+
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("margin", [0.2, 1.0])
+def test_semi_hard_matches_tfa(squared, margin):
+    x, labels = _batch(17, n=14, classes=4)
+    labels[0] = 50  # an anchor without positives
+    fn = jax.jit(
+        lambda e, lab: jaxloss.semi_hard_triplet_loss(e, lab, margin=margin, squared=squared)
+    )
+    assert_matches_torch(fn, lambda e, lab: _tfa_semihard(lab, e, margin, squared), x, labels)
+
+
+def test_semi_hard_anchor_without_negatives_matches_tfa():
+    x, labels = _batch(18, n=8, classes=2)
+    labels[:] = [0, 0, 0, 1, 1, 1, 2, 2]
+    # class 2 has negatives; force a class whose members see no semi-hard negative
+    x[6:] *= 10
+    out = jaxloss.semi_hard_triplet_loss(x, labels, squared=True)
+    ref = _tfa_semihard(torch.tensor(labels), torch.tensor(x), 1.0, True)
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-12)
+    one_class = np.zeros(8, int)  # no negatives at all: TF-Addons uses the row minimum (0)
+    out = jaxloss.semi_hard_triplet_loss(x, one_class, squared=True)
+    ref = _tfa_semihard(torch.tensor(one_class), torch.tensor(x), 1.0, True)
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- PyTorch face
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_torch_triplet_margin_loss(reduction):
+    r = rng(19)
+    a, p, n = (r.normal(size=(5, 3)) for _ in range(3))
+    fn = jax.jit(
+        lambda a, p, n: jt.triplet_margin_loss(
+            a, p, n, margin=0.5, p=3, swap=True, reduction=reduction
+        )
+    )
+    assert_matches_torch(
+        fn,
+        lambda a, p, n: F.triplet_margin_loss(
+            a, p, n, margin=0.5, p=3, swap=True, reduction=reduction
+        ),
+        a,
+        p,
+        n,
+    )
+    assert_matches_torch(
+        lambda a, p, n: jt.triplet_margin_loss(a, p, n, reduce=False),
+        lambda a, p, n: F.triplet_margin_loss(a, p, n, reduce=False),
+        a,
+        p,
+        n,
+    )
+    assert_matches_torch(
+        jt.triplet_margin_loss, F.triplet_margin_loss, a[0], p[0], n[0]
+    )  # unbatched
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_torch_triplet_margin_with_distance_loss(swap):
+    r = rng(20)
+    a, p, n = (r.normal(size=(6, 3)) for _ in range(3))
+    assert_matches_torch(
+        lambda a, p, n: jt.triplet_margin_with_distance_loss(a, p, n, swap=swap, margin=2.0),
+        lambda a, p, n: F.triplet_margin_with_distance_loss(a, p, n, swap=swap, margin=2.0),
+        a,
+        p,
+        n,
+    )
+
+    def jdist(x, y):
+        return 1 - jnp.sum(x * y, -1) / jnp.linalg.norm(x, axis=-1) / jnp.linalg.norm(y, axis=-1)
+
+    assert_matches_torch(
+        lambda a, p, n: jt.triplet_margin_with_distance_loss(
+            a, p, n, distance_function=jdist, swap=swap, reduction="none"
+        ),
+        lambda a, p, n: F.triplet_margin_with_distance_loss(
+            a,
+            p,
+            n,
+            distance_function=lambda x, y: 1 - F.cosine_similarity(x, y),
+            swap=swap,
+            reduction="none",
+        ),
+        a,
+        p,
+        n,
+    )
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.3, -0.5])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_torch_cosine_embedding_loss(margin, reduction):
+    r = rng(21)
+    a, b = r.normal(size=(8, 3)), r.normal(size=(8, 3))
+    y = np.array([1, -1, 1, -1, 0, 2, 1, -1])
+    assert_matches_torch(
+        lambda a, b, y: jt.cosine_embedding_loss(a, b, y, margin=margin, reduction=reduction),
+        lambda a, b, y: F.cosine_embedding_loss(a, b, y, margin=margin, reduction=reduction),
+        a,
+        b,
+        y,
+    )
+    assert_matches_torch(
+        lambda a, b: jt.cosine_embedding_loss(a, b, np.array(-1), margin=margin),
+        lambda a, b: F.cosine_embedding_loss(a, b, torch.tensor(-1), margin=margin),
+        a[0],
+        b[0],
+    )
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_torch_margin_ranking_and_hinge_embedding(reduction):
+    r = rng(22)
+    x1, x2 = r.normal(size=10), r.normal(size=10)
+    y = np.array([1.0, -1.0] * 5)
+    fn = jax.jit(lambda a, b, y: jt.margin_ranking_loss(a, b, y, margin=0.2, reduction=reduction))
+    assert_matches_torch(
+        fn,
+        lambda a, b, y: F.margin_ranking_loss(a, b, y, margin=0.2, reduction=reduction),
+        x1,
+        x2,
+        y,
+    )
+    y3 = np.array([1.0, -1.0, 0.0, 2.0, 1.0] * 2)
+    fn = jax.jit(lambda a, y: jt.hinge_embedding_loss(a, y, margin=0.7, reduction=reduction))
+    assert_matches_torch(
+        fn,
+        lambda a, y: F.hinge_embedding_loss(a, y, margin=0.7, reduction=reduction),
+        np.abs(x1),
+        y3,
+        argnums=[0],
+    )
+
+
+def test_torch_face_errors():
+    a = jnp.ones((3, 2))
+    with pytest.raises(ValueError, match="margin"):
+        jt.triplet_margin_loss(a, a, a, margin=0.0)
+    with pytest.raises(ValueError, match="margin"):
+        jt.triplet_margin_with_distance_loss(a, a, a, margin=-1.0)
+    with pytest.raises(ValueError, match="dimensions"):
+        jt.triplet_margin_loss(a, a, a[0])
+    with pytest.raises(ValueError, match="reduction"):
+        jt.triplet_margin_loss(a, a, a, reduction="avg")
+    with pytest.raises(ValueError, match="target"):
+        jt.cosine_embedding_loss(a, a, jnp.ones((3, 1)))
+    with pytest.raises(ValueError, match="inputs"):
+        jt.cosine_embedding_loss(a, a, jnp.array(1))
+    with pytest.raises(ValueError, match="dimensions"):
+        jt.margin_ranking_loss(a, a, jnp.ones(3))
+
+
+# --------------------------------------------------------------------------- edge cases
+
+
+@pytest.mark.parametrize("name", sorted(BATCH_LOSSES))
+def test_coincident_embeddings_and_degenerate_batches(name):
+    loss = BATCH_LOSSES[name]
+    x, labels = _batch(23, n=8, classes=2)
+    x[3] = x[1]
+    x[5] = x[1]
+    cases = {
+        "duplicates": (x, labels),
+        "all_equal": (np.ones_like(x), labels),
+        "zeros": (np.zeros_like(x), labels),
+        "single_class": (x, np.zeros(8, int)),
+        "no_positives": (x, np.arange(8)),
+    }
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    for case, (e, lab) in cases.items():
+        value, grad = value_and_grad(jnp.asarray(e), jnp.asarray(lab))
+        assert np.isfinite(value), (name, case)
+        assert np.isfinite(np.asarray(grad)).all(), (name, case)
+        if case == "no_positives":
+            assert float(value) == 0.0 and not np.asarray(grad).any(), (name, case)
+
+
+@pytest.mark.parametrize("name", sorted(BATCH_LOSSES))
+def test_batch_loss_gradients_match_finite_differences(name):
+    x, labels = _batch(28, n=9, classes=3)
+    loss = jax.jit(BATCH_LOSSES[name])
+    jax.test_util.check_grads(lambda e: loss(e, labels), (jnp.asarray(x),), order=1, modes=["rev"])
+
+
+def test_pair_losses_finite_at_coincidence():
+    x = jnp.ones((3, 4))
+    for fn in (
+        lambda a: jaxloss.contrastive_loss(a, x, jnp.array([1, 0, 1])).sum(),
+        lambda a: jaxloss.info_nce(a, x).sum(),
+        lambda a: jaxloss.npair_loss(a, x),
+        lambda a: jaxloss.triplet_margin_loss(a, x, x, eps=0.0, swap=True).sum(),
+        lambda a: jaxloss.cosine_embedding_loss(a * 0, x, jnp.array([1, -1, 1])).sum(),
+    ):
+        assert np.isfinite(np.asarray(jax.grad(fn)(x))).all()
+
+
+def test_ntxent_no_positive_pairs_is_zero_not_nan():
+    x = jnp.asarray(rng(24).normal(size=(4, 3)))
+    assert float(jaxloss.ntxent(x, jnp.arange(4))) == 0.0
+    assert np.isnan(float(optax.ntxent(x, jnp.arange(4))))  # what optax does
+
+
+def test_lifted_single_class_is_zero():
+    x = jnp.asarray(rng(25).normal(size=(5, 3)))
+    value, grad = jax.value_and_grad(jaxloss.lifted_structured_loss)(x, jnp.zeros(5, int))
+    assert float(value) == 0.0 and np.isfinite(np.asarray(grad)).all()
+
+
+def test_half_precision_batch_losses():
+    x, labels = _batch(26, n=8)
+    for loss in BATCH_LOSSES.values():
+        out = loss(jnp.asarray(x, jnp.bfloat16), labels)
+        assert out.dtype == jnp.bfloat16
+        np.testing.assert_allclose(
+            float(out), float(loss(jnp.asarray(x, jnp.float32), labels)), rtol=5e-2, atol=5e-2
+        )
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("name", sorted(BATCH_LOSSES))
+def test_batch_loss_errors(name):
+    loss = BATCH_LOSSES[name]
+    x = jnp.ones((4, 3))
+    with pytest.raises(ValueError, match=r"labels.*length 4.*got length 3"):
+        loss(x, jnp.array([0, 1, 0]))
+    with pytest.raises(TypeError, match=r"labels.*integer dtype.*float"):
+        loss(x, jnp.array([0.0, 1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"labels.*1 dimension"):
+        loss(x, jnp.zeros((4, 1), int))
+    with pytest.raises(ValueError, match=r"embeddings.*2 dimensions"):
+        loss(jnp.ones(4), jnp.zeros(4, int))
+    if name in ("ntxent", "supcon", "snn"):
+        with pytest.raises(ValueError, match="temperature"):
+            loss(x, jnp.zeros(4, int), temperature=0.0) if name != "ntxent" else loss(
+                x, jnp.zeros(4, int), -1.0
+            )
+    else:
+        with pytest.raises(ValueError, match="margin"):
+            loss(x, jnp.zeros(4, int), margin=-0.1)
+
+
+def test_option_errors():
+    x, lab = jnp.ones((4, 3)), jnp.zeros(4, int)
+    with pytest.raises(ValueError, match=r"metric.*'euclidean', 'cosine'.*Did you mean 'cosine'"):
+        jaxloss.batch_hard_triplet_loss(x, lab, metric="cosin")
+    with pytest.raises(ValueError, match="squared"):
+        jaxloss.batch_all_triplet_loss(x, lab, metric="cosine", squared=True)
+    with pytest.raises(ValueError, match=r"anchors.*negatives.*broadcastable"):
+        jaxloss.triplet_margin_loss(x, x, jnp.ones((4, 2)))
+    with pytest.raises(ValueError, match="margin"):
+        jaxloss.triplet_margin_loss(x, x, x, margin=-1.0)
+    with pytest.raises(ValueError, match=r"queries.*keys.*same shape"):
+        jaxloss.info_nce(x, jnp.ones((5, 3)))
+    with pytest.raises(ValueError, match="temperature"):
+        jaxloss.info_nce(x, x, temperature=0.0)
+    with pytest.raises(ValueError, match=r"anchors.*positives.*same shape"):
+        jaxloss.npair_loss(x, jnp.ones((4, 2)))
+    with pytest.raises(ValueError, match="labels"):
+        jaxloss.contrastive_loss(x, x, jnp.ones(5))
+    with pytest.raises(ValueError, match="margin"):
+        jaxloss.contrastive_loss(x, x, jnp.ones(4), margin=-1.0)
+    with pytest.raises(ValueError, match="margin"):
+        jaxloss.cosine_embedding_loss(x, x, jnp.ones(4), margin=2.0)
+    with pytest.raises(TypeError, match="labels"):
+        jaxloss.positive_mask(jnp.ones(3))
+
+
+# --------------------------------------------------------------------------- properties
+
+
+_JITTED_MINERS = [
+    jax.jit(f)
+    for f in (
+        jaxloss.batch_hard_triplet_loss,
+        jaxloss.batch_all_triplet_loss,
+        jaxloss.semi_hard_triplet_loss,
+        jaxloss.lifted_structured_loss,
+    )
+]
+
+
+@settings(max_examples=10)
+@given(st.integers(0, 10_000), st.floats(0.0, 2.0))
+def test_batch_losses_invariant_to_permutation_and_translation(seed, margin):
+    x, labels = _batch(seed, n=9, classes=3)
+    perm = rng(seed + 1).permutation(9)
+    shift = rng(seed + 2).normal(size=(1, 5)) * 3
+    for fn in _JITTED_MINERS:
+        base = float(fn(x, labels, margin=margin))
+        assert base >= 0
+        np.testing.assert_allclose(
+            float(fn(x[perm], labels[perm], margin=margin)), base, rtol=1e-9, atol=1e-12
+        )
+        np.testing.assert_allclose(
+            float(fn(x + shift, labels, margin=margin)), base, rtol=1e-6, atol=1e-9
+        )
+
+
+@settings(max_examples=10)
+@given(st.integers(0, 10_000))
+def test_batch_hard_bounds_batch_all(seed):
+    # every anchor's hardest triplet is at least as violating as the mean of its violating triplets
+    x, labels = _batch(seed, n=9, classes=3)
+    hard = _JITTED_MINERS[0](x, labels, margin=10.0)  # large margin: every triplet violates
+    all_ = _JITTED_MINERS[1](x, labels, margin=10.0)
+    assert float(hard) >= float(all_) - 1e-9
+    trip = (
+        jaxloss.triplet_margin_loss
+    )  # batch-all with every triplet active equals the mean triplet loss
+    mask = np.asarray(jaxloss.triplet_mask(labels))
+    a, p, n = np.nonzero(mask)
+    if len(a):
+        np.testing.assert_allclose(
+            float(all_), float(trip(x[a], x[p], x[n], margin=10.0, eps=0.0).mean()), rtol=1e-9
+        )
+
+
+# --------------------------------------------------------------------------- across devices
+
+
+_SHARDED = textwrap.dedent(
+    """
+    import numpy as np, jax, jax.numpy as jnp
+    from functools import partial
+    from jax.sharding import Mesh, PartitionSpec as P
+    import jaxloss
+    jax.config.update("jax_enable_x64", True)
+    assert jax.device_count() == 4
+    r = np.random.default_rng(0)
+    x = jnp.asarray(r.normal(size=(16, 5)))
+    k = jnp.asarray(r.normal(size=(16, 5)))
+    labels = jnp.asarray(r.integers(0, 5, size=16))
+    mesh = Mesh(np.array(jax.devices()), ("d",))
+    cases = {
+        "ntxent": (lambda e, lab, k: jaxloss.ntxent(e, lab, 0.3),
+                   lambda e, lab, k: jaxloss.ntxent(e, lab, 0.3, axis_name="d")),
+        "supcon": (lambda e, lab, k: jaxloss.supervised_contrastive_loss(e, lab, temperature=0.3),
+                   lambda e, lab, k: jaxloss.supervised_contrastive_loss(
+                       e, lab, temperature=0.3, axis_name="d")),
+        "info_nce": (lambda e, lab, k: jaxloss.info_nce(e, k, temperature=0.3),
+                     lambda e, lab, k: jaxloss.info_nce(e, k, temperature=0.3, axis_name="d")),
+    }
+    for name, (single, sharded) in cases.items():
+        v0, g0 = jax.value_and_grad(single, argnums=(0, 2))(x, labels, k)
+        smap = jax.shard_map(sharded, mesh=mesh, in_specs=(P("d"), P("d"), P("d")), out_specs=P())
+        v1, g1 = jax.jit(jax.value_and_grad(smap, argnums=(0, 2)))(x, labels, k)
+        np.testing.assert_allclose(v1, v0, rtol=1e-12)
+        for a, b in zip(g1, g0):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        # pmap: per-device gradient of the (replicated) global loss
+        def local(e, lab, kk):
+            return jax.value_and_grad(sharded, argnums=(0, 2))(e, lab, kk)
+        v2, g2 = jax.pmap(local, axis_name="d")(
+            x.reshape(4, 4, 5), labels.reshape(4, 4), k.reshape(4, 4, 5))
+        np.testing.assert_allclose(v2, np.full(4, v0), rtol=1e-12)
+        for a, b in zip(g2, g0):
+            np.testing.assert_allclose(np.asarray(a).reshape(16, 5), b, rtol=1e-9, atol=1e-12)
+        print(name, "ok")
+    """
+)
+
+
+def test_axis_name_gathers_negatives_across_devices():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env["JAX_PLATFORMS"] = "cpu"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, "-c", _SHARDED], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("ok") == 3
+
+
+# ------------------------------------------------------------------ training (the seed's loop)
+
+
+def test_flax_nnx_training_reduces_batch_hard_loss():
+    from flax import nnx
+
+    r = rng(27)
+    centers = r.normal(size=(4, 8)) * 1.5
+    labels = np.repeat(np.arange(4), 16)
+    inputs = jnp.asarray(centers[labels] + r.normal(size=(64, 8)), jnp.float32)
+    labels = jnp.asarray(labels)
+
+    class Model(nnx.Module):
+        def __init__(self, rngs):
+            self.l1 = nnx.Linear(8, 32, rngs=rngs)
+            self.l2 = nnx.Linear(32, 4, rngs=rngs)
+
+        def __call__(self, x):
+            return self.l2(nnx.relu(self.l1(x)))
+
+    model = Model(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+
+    def loss_fn(model):
+        return jaxloss.batch_hard_triplet_loss(model(inputs), labels, margin=0.2, squared=True)
+
+    @nnx.jit
+    def step(model, optimizer):
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    first = float(loss_fn(model))
+    for _ in range(60):
+        step(model, optimizer)
+    last = float(loss_fn(model))
+    assert np.isfinite(last) and last < 0.5 * first, (first, last)
