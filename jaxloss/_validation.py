@@ -113,7 +113,9 @@ def check_inputs(
         _check(jnp.all(lp <= atol), f"{fn}: `log_probabilities` must be <= 0; found {{v}}.", v=jnp.max(lp))
         dev = jnp.max(jnp.abs(jax.nn.logsumexp(lp, axis=axis)), initial=0.0)
         _check(
-            dev <= atol, f"{fn}: `log_probabilities` must log-sum-exp to 0 along axis {axis}; off by {{v}}.", v=dev
+            dev <= atol,
+            f"{fn}: `log_probabilities` must log-sum-exp to 0 along axis {axis}; off by {{v}}.",
+            v=dev,
         )
     if targets01 is not None:
         t = jnp.asarray(targets01)
