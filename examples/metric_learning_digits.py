@@ -197,7 +197,7 @@ def train(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loss", choices=LOSSES, default="batch_hard")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--margin", type=float, default=0.2)
     parser.add_argument("--dim", type=int, default=32)
@@ -213,7 +213,8 @@ def main(argv=None):
     print()
     print(f"loss: {args.loss}, {args.steps} steps in {result['seconds']:.1f} s, final running loss "
           f"{result['final_loss']:.4f}")
-    print(f"{'held-out digits (540)':<24}{'untrained':>12}{'trained':>12}")
+    heading = f"held-out digits ({len(result['labels'])})"
+    print(f"{heading:<24}{'untrained':>12}{'trained':>12}")
     print(f"{'precision@1':<24}{b1:>12.3f}{a1:>12.3f}")
     print(f"{'mAP@R':<24}{bm:>12.3f}{am:>12.3f}")
     if args.plot:
