@@ -27,6 +27,12 @@ from ._regression import smooth_l1_loss as smooth_l1_loss
 from ._regression import squared_error as squared_error
 
 # --------------------------------------------------------------------------- distances (issue 3)
+from ._distances import cdist as cdist
+from ._distances import cosine_distance as cosine_distance
+from ._distances import cosine_similarity as cosine_similarity
+from ._distances import pairwise_distance as pairwise_distance
+from ._distances import pdist as pdist
+from ._distances import squareform as squareform
 
 # --------------------------------------------------------------------------- search (issue 6)
 

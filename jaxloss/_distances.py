@@ -362,54 +362,80 @@ def _rowwise(name, params, x, y):
 # Each works on x (B, n, d), y (B, m, d) and returns (B, n, m).
 
 
-def _eye_like(n):
-    return jax.lax.broadcasted_iota(jnp.int32, (n, n), 0) == jax.lax.broadcasted_iota(jnp.int32, (n, n), 1)
+def _set_diagonal(out, diag):
+    """``out[:, i, i] = diag[:, i]`` (an in-place scatter, no pass over the matrix)."""
+    i = jnp.arange(out.shape[1])
+    return out.at[:, i, i].set(diag.astype(out.dtype), indices_are_sorted=True, unique_indices=True)
 
 
-def _with_exact_diagonal(out, name, params, x, y):
-    """Replaces the diagonal of a square all-pairs result by the row-matched value."""
-    if x.shape[1] != y.shape[1]:
-        return out
-    diag = _rowwise(name, params, x, y)  # (B, n)
-    eye = _eye_like(x.shape[1])
-    return jnp.where(eye, diag[:, :, None], out)
+def _gram(a, b, precision, **kwargs):
+    """``a @ b^T`` per batch: (B, n, k), (B, m, k) -> (B, n, m); a plain 2-D product for B == 1."""
+    if a.shape[0] == 1 and b.shape[0] == 1:
+        return jnp.dot(a[0], b[0].T, precision=precision, **kwargs)[None]
+    return jnp.einsum("bnd,bmd->bnm", a, b, precision=precision, **kwargs)
 
 
-def _gram(a, b, precision):
-    return jnp.einsum("bnd,bmd->bnm", a, b, precision=precision)
+#: Squared distances below SNAP * sqrt(d + 2) * eps * (|x|^2 + |y|^2) (centred norms) are
+#: rounding noise of the product (measured: at most 0.52 sqrt(d + 2) eps for identical points)
+#: and are returned as 0.
+SNAP = 4.0
+#: All-pairs problems with n * m * d at most this many elements are computed directly
+#: (exact differences, no product).
+DIRECT_ELEMENTS = 1 << 18
 
 
 def _squared_gram(x, y, precision, metric_matrix=None):
-    """``|x_i - y_j|^2`` (or with a metric matrix) via one product, after centring."""
-    n, m = x.shape[1], y.shape[1]
+    """``(x_i - y_j)^T S (x_i - y_j)`` (S = I by default) via one product, after centring.
+
+    The norms ride in the product: ``[-2 S x, x^T S x, 1] . [y, 1, y^T S y]``;
+    the only pass after it clamps at 0 and zeroes values within rounding noise.
+    Small problems are computed directly from the differences.
+    """
+    bsz, n, d = x.shape
+    m = y.shape[1]
+    if bsz * n * m * d <= DIRECT_ELEMENTS:
+        diff = x[:, :, None, :] - y[:, None, :, :]
+        if metric_matrix is None:
+            return jnp.sum(diff * diff, axis=-1)
+        return jax.nn.relu(jnp.einsum("bnmi,ij,bnmj->bnm", diff, metric_matrix, diff, precision=precision))
     mu = (jnp.sum(x, axis=1, keepdims=True) + jnp.sum(y, axis=1, keepdims=True)) / max(n + m, 1)
     xc, yc = x - mu, y - mu
-    xs = xc if metric_matrix is None else jnp.einsum("bnd,de->bne", xc, metric_matrix, precision=precision)
-    ys = yc if metric_matrix is None else jnp.einsum("bnd,de->bne", yc, metric_matrix, precision=precision)
-    xx = jnp.sum(xs * xc, axis=-1)
-    yy = jnp.sum(ys * yc, axis=-1)
-    g = _gram(xs, yc, precision)
-    return jax.nn.relu(xx[:, :, None] + yy[:, None, :] - 2 * g)
+    if metric_matrix is None:
+        xs, ys = xc, yc
+    else:
+        xs = jnp.einsum("bnd,de->bne", xc, metric_matrix, precision=precision)
+        ys = jnp.einsum("bnd,de->bne", yc, metric_matrix, precision=precision)
+    xx = jnp.sum(xs * xc, axis=-1, keepdims=True)
+    yy = jnp.sum(ys * yc, axis=-1, keepdims=True)
+    a = jnp.concatenate([-2 * xs, xx, jnp.ones_like(xx)], axis=-1)
+    b = jnp.concatenate([yc, jnp.ones_like(yy), yy], axis=-1)
+    d2 = _gram(a, b, precision)
+    c = SNAP * math.sqrt(d + 2) * float(jnp.finfo(d2.dtype).eps)
+    noise = c * (jnp.abs(xx) + jnp.swapaxes(jnp.abs(yy), 1, 2))
+    return jnp.where(d2 <= noise, 0.0, d2)
 
 
 def _gram_metric(name, params, x, y, precision):
+    """Gram-path metrics; when n == m the diagonal is recomputed row-matched (exact)."""
     w = params.get("w")
+    square = x.shape[1] == y.shape[1]
     if name == "dot":
         return _gram(x, y, precision)
-    if name in ("euclidean", "sqeuclidean", "seuclidean"):
+    if name in ("euclidean", "sqeuclidean", "seuclidean", "mahalanobis"):
+        sym = None
         if name == "seuclidean":
             scale = 1.0 / jnp.sqrt(params["V"])
         else:
             scale = None if w is None else jnp.sqrt(w)
         xs, ys = (x, y) if scale is None else (x * scale, y * scale)
-        d2 = _squared_gram(xs, ys, precision)
+        if name == "mahalanobis":
+            vi = params["VI"]
+            sym = 0.5 * (vi + vi.T)  # the quadratic form only sees the symmetric part
+        d2 = _squared_gram(xs, ys, precision, sym)
         out = d2 if name == "sqeuclidean" else _numerics.sqrt(d2)
-        return _with_exact_diagonal(out, name, params, x, y)
-    if name == "mahalanobis":
-        vi = params["VI"]
-        sym = 0.5 * (vi + vi.T)
-        out = _numerics.sqrt(_squared_gram(x, y, precision, sym))
-        return _with_exact_diagonal(out, name, params, x, y)
+        if square:  # exact diagonal, written after the last elementwise pass (in place)
+            out = _set_diagonal(out, _rowwise(name, params, x, y))
+        return out
     # cosine / correlation
     xs, ys = x, y
     if name == "correlation" and params.get("centered", True):
@@ -421,7 +447,9 @@ def _gram_metric(name, params, x, y, precision):
     uy, zy = _unit(ys)
     out = jnp.clip(1.0 - _gram(ux, uy, precision), 0.0, 2.0)
     out = jnp.where(zx[:, :, None] & zy[:, None, :], 0.0, out)  # two zero vectors: same point
-    return _with_exact_diagonal(out, name, params, x, y)
+    if square:
+        out = _set_diagonal(out, _rowwise(name, params, x, y))
+    return out
 
 
 def _count_gram(a, b, w, precision):
@@ -430,9 +458,8 @@ def _count_gram(a, b, w, precision):
         exact = a.shape[-1] < (1 << 24)
         ct = jnp.float32 if exact else a.dtype
         # 0/1 products are exact at any matmul precision; accumulate in float32.
-        ntt = jnp.einsum(
-            "bnd,bmd->bnm", a.astype(ct), b.astype(ct), precision=jax.lax.Precision.DEFAULT,
-            preferred_element_type=ct,
+        ntt = _gram(
+            a.astype(ct), b.astype(ct), jax.lax.Precision.DEFAULT, preferred_element_type=ct
         ).astype(a.dtype)
         return ntt, jnp.sum(a, -1), jnp.sum(b, -1), jnp.asarray(a.shape[-1], a.dtype)
     ntt = _gram(a * w, b, precision)
