@@ -7,9 +7,8 @@ that every formula of the seed works here.
 
 from __future__ import annotations
 
-import numpy as np
-
 import jax.numpy as jnp
+import numpy as np
 
 import jaxloss
 import jaxloss.torch as jt
@@ -34,8 +33,29 @@ def norms():
     show("core nuclear_norm", jaxloss.nuclear_norm(residual), "2.8284")
 
 
+def distances():
+    print("== All-pairs and row-matched distances (cdist, Hamming) ==")
+    a = jnp.array([[1, 1, 1], [2, 2, 2]])
+    b = jnp.array([[2, 2, 2], [1, 1, 1], [2, 2, 2], [1, 1, 1], [2, 2, 2]])
+    show("broadcast Euclidean matrix  cdist(a, b)", jaxloss.cdist(a, b),
+         "[[1.7321, 0., 1.7321, 0., 1.7321], [0., 1.7321, 0., 1.7321, 0.]]")
+    preds = jnp.array([[0, 0, 1], [0, 1, 0]])
+    target = jnp.array([[1, 0, 1], [0, 1, 0]])
+    samplewise = jt.binary_hamming_distance(preds, target, multidim_average="samplewise")
+    show("BinaryHammingDistance samplewise", samplewise, "[0.3333, 0.0000]")
+    rowmatched = jaxloss.pairwise_distance(preds, target, "hamming")
+    show("row-matched hamming  pairwise_distance", rowmatched, "[0.3333, 0.0000]")
+    query = jnp.array([[0, 0, 2]])
+    database = jnp.array([[0, 0, 1], [0, 1, 0]])
+    allpairs = jaxloss.cdist(query, database, "hamming")
+    show("DistanceMetric('hamming')  cdist(metric='hamming')", allpairs, "[[0.3333, 0.6667]]")
+    show("torch.cdist(p=0)", jt.cdist(query.astype(jnp.float32), database.astype(jnp.float32), p=0),
+         "[[1., 2.]]")
+
+
 def main():
     norms()
+    distances()
 
 
 if __name__ == "__main__":

@@ -82,28 +82,61 @@ METRICS = (
 
 #: scipy's aliases, plus "manhattan".
 ALIASES = {
-    "chebychev": "chebyshev", "cheby": "chebyshev", "cheb": "chebyshev", "ch": "chebyshev",
-    "cblock": "cityblock", "cb": "cityblock", "c": "cityblock", "manhattan": "cityblock",
-    "co": "correlation", "cos": "cosine",
-    "euclid": "euclidean", "eu": "euclidean", "e": "euclidean",
-    "matching": "hamming", "hamm": "hamming", "ha": "hamming", "h": "hamming",
-    "jacc": "jaccard", "ja": "jaccard", "j": "jaccard",
+    "chebychev": "chebyshev",
+    "cheby": "chebyshev",
+    "cheb": "chebyshev",
+    "ch": "chebyshev",
+    "cblock": "cityblock",
+    "cb": "cityblock",
+    "c": "cityblock",
+    "manhattan": "cityblock",
+    "co": "correlation",
+    "cos": "cosine",
+    "euclid": "euclidean",
+    "eu": "euclidean",
+    "e": "euclidean",
+    "matching": "hamming",
+    "hamm": "hamming",
+    "ha": "hamming",
+    "h": "hamming",
+    "jacc": "jaccard",
+    "ja": "jaccard",
+    "j": "jaccard",
     "js": "jensenshannon",
-    "mahal": "mahalanobis", "mah": "mahalanobis",
-    "mi": "minkowski", "m": "minkowski", "pnorm": "minkowski",
-    "se": "seuclidean", "s": "seuclidean",
-    "sqe": "sqeuclidean", "sqeuclid": "sqeuclidean",
+    "mahal": "mahalanobis",
+    "mah": "mahalanobis",
+    "mi": "minkowski",
+    "m": "minkowski",
+    "pnorm": "minkowski",
+    "se": "seuclidean",
+    "s": "seuclidean",
+    "sqe": "sqeuclidean",
+    "sqeuclid": "sqeuclidean",
     "inner": "dot",
 }
 
 _BOOLEAN = ("dice", "jaccard", "rogerstanimoto", "russellrao", "sokalsneath", "yule")
 _GRAM = ("euclidean", "sqeuclidean", "seuclidean", "mahalanobis", "cosine", "correlation", "dot")
 _PARAMS = {
-    "braycurtis": ("w",), "canberra": ("w",), "chebyshev": ("w",), "cityblock": ("w",),
-    "correlation": ("w", "centered"), "cosine": ("w",), "dice": ("w",), "dot": (),
-    "euclidean": ("w",), "hamming": ("w",), "jaccard": ("w",), "jensenshannon": ("base",),
-    "mahalanobis": ("VI",), "minkowski": ("p", "w"), "rogerstanimoto": ("w",),
-    "russellrao": ("w",), "seuclidean": ("V",), "sokalsneath": ("w",), "sqeuclidean": ("w",),
+    "braycurtis": ("w",),
+    "canberra": ("w",),
+    "chebyshev": ("w",),
+    "cityblock": ("w",),
+    "correlation": ("w", "centered"),
+    "cosine": ("w",),
+    "dice": ("w",),
+    "dot": (),
+    "euclidean": ("w",),
+    "hamming": ("w",),
+    "jaccard": ("w",),
+    "jensenshannon": ("base",),
+    "mahalanobis": ("VI",),
+    "minkowski": ("p", "w"),
+    "rogerstanimoto": ("w",),
+    "russellrao": ("w",),
+    "seuclidean": ("V",),
+    "sokalsneath": ("w",),
+    "sqeuclidean": ("w",),
     "yule": ("w",),
 }
 #: Largest number of elements of one (rows, rows, features) tile of the tiled metrics.
@@ -117,7 +150,9 @@ def _resolve_metric(metric, fn: str):
     if callable(metric):
         return metric
     if not isinstance(metric, str):
-        raise TypeError(f"{fn}: `metric` must be a metric name or a callable f(u, v); got {metric!r}.")
+        raise TypeError(
+            f"{fn}: `metric` must be a metric name or a callable f(u, v); got {metric!r}."
+        )
     name = metric.lower()
     name = ALIASES.get(name, name)
     if name not in METRICS:
@@ -138,12 +173,16 @@ def _check_params(name, params: dict, d: int, fn: str) -> dict:
     for key in params:
         if key not in allowed:
             shown = ", ".join(allowed) if allowed else "none"
-            raise TypeError(f"{fn}: metric {name!r} takes no parameter {key!r}; its parameters: {shown}.")
+            raise TypeError(
+                f"{fn}: metric {name!r} takes no parameter {key!r}; its parameters: {shown}."
+            )
     out = dict(params)
     if "w" in out and out["w"] is not None:
         w = jnp.asarray(out["w"])
         if w.ndim != 1 or w.shape[0] != d:
-            raise ValueError(f"{fn}: `w` must have shape ({d},) (one weight per feature); got {w.shape}.")
+            raise ValueError(
+                f"{fn}: `w` must have shape ({d},) (one weight per feature); got {w.shape}."
+            )
         if not _checks.is_traced(out["w"]) and bool(np.any(np.asarray(w) < 0)):
             raise ValueError(f"{fn}: `w` must be non-negative; got {np.asarray(w)}.")
         out["w"] = w
@@ -206,7 +245,9 @@ def _stacked_rows(x, y):
 def _default_variances(x, y, fn):
     rows = _stacked_rows(x, y)
     if rows.shape[0] < 2:
-        raise ValueError(f"{fn}: seuclidean needs `V` or at least 2 rows to estimate it; got {rows.shape[0]}.")
+        raise ValueError(
+            f"{fn}: seuclidean needs `V` or at least 2 rows to estimate it; got {rows.shape[0]}."
+        )
     return jnp.var(rows, axis=0, ddof=1)
 
 
@@ -352,7 +393,9 @@ def _rowwise(name, params, x, y):
             x, y = _center_rows(x, w), _center_rows(y, w)
         return _cosine_rowwise(x, y, w)
     if name == "jensenshannon":
-        return _jensenshannon_terms(_normalize_distribution(x), _normalize_distribution(y), params.get("base"))
+        return _jensenshannon_terms(
+            _normalize_distribution(x), _normalize_distribution(y), params.get("base")
+        )
     if name == "dot":
         return jnp.sum(x * y, axis=-1)
     raise AssertionError(name)
@@ -397,7 +440,9 @@ def _squared_gram(x, y, precision, metric_matrix=None):
         diff = x[:, :, None, :] - y[:, None, :, :]
         if metric_matrix is None:
             return jnp.sum(diff * diff, axis=-1)
-        return jax.nn.relu(jnp.einsum("bnmi,ij,bnmj->bnm", diff, metric_matrix, diff, precision=precision))
+        return jax.nn.relu(
+            jnp.einsum("bnmi,ij,bnmj->bnm", diff, metric_matrix, diff, precision=precision)
+        )
     mu = (jnp.sum(x, axis=1, keepdims=True) + jnp.sum(y, axis=1, keepdims=True)) / max(n + m, 1)
     xc, yc = x - mu, y - mu
     if metric_matrix is None:
@@ -567,11 +612,15 @@ def _unequal_count(x, y, w, dtype, precision, normalize):
 def _check_pair_shapes(x, y, fn):
     if x.ndim < 2:
         raise ValueError(
-            f"{fn}: `x` must have shape (..., n, d) with at least 2 dimensions; got shape {x.shape}. "
+            f"{fn}: `x` must have shape (..., n, d) with at least 2 dimensions; "
+            f"got shape {x.shape}. "
             "Use x[None] for a single point, or pairwise_distance for row-matched pairs."
         )
     if y.ndim < 2:
-        raise ValueError(f"{fn}: `y` must have shape (..., m, d) with at least 2 dimensions; got shape {y.shape}.")
+        raise ValueError(
+            f"{fn}: `y` must have shape (..., m, d) with at least 2 dimensions; "
+            f"got shape {y.shape}."
+        )
     if x.shape[-1] != y.shape[-1]:
         raise ValueError(
             f"{fn}(x, y) needs x.shape[-1] == y.shape[-1] (the same number of features); "
@@ -581,7 +630,8 @@ def _check_pair_shapes(x, y, fn):
         return tuple(np.broadcast_shapes(x.shape[:-2], y.shape[:-2]))
     except ValueError:
         raise ValueError(
-            f"{fn}: the batch dimensions of `x` {x.shape[:-2]} and `y` {y.shape[:-2]} do not broadcast."
+            f"{fn}: the batch dimensions of `x` {x.shape[:-2]} and `y` {y.shape[:-2]} "
+            "do not broadcast."
         ) from None
 
 
@@ -769,7 +819,9 @@ def squareform(x, force: str = "no", checks: bool = True):
         rows, cols = np.triu_indices(x.shape[0], 1)
         return x[rows, cols]
     if x.ndim != 1:
-        raise ValueError(f"squareform: expected a 1-D condensed vector or a 2-D matrix; got shape {x.shape}.")
+        raise ValueError(
+            f"squareform: expected a 1-D condensed vector or a 2-D matrix; got shape {x.shape}."
+        )
     k = x.shape[0]
     n = int(round((1 + math.sqrt(1 + 8 * k)) / 2))
     if n * (n - 1) // 2 != k:
@@ -801,9 +853,11 @@ def pairwise_distance(x, y, metric="euclidean", *, axis: int = -1, **params):
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> pairwise_distance(jnp.array([[0.0, 0.0], [1.0, 1.0]]), jnp.array([[3.0, 4.0], [1.0, 1.0]]))
+      >>> x = jnp.array([[0.0, 0.0], [1.0, 1.0]])
+      >>> pairwise_distance(x, jnp.array([[3.0, 4.0], [1.0, 1.0]]))
       Array([5., 0.], dtype=float32)
-      >>> pairwise_distance(jnp.array([[0, 0, 1], [0, 1, 0]]), jnp.array([[1, 0, 1], [0, 1, 0]]), "hamming")
+      >>> preds, labels = jnp.array([[0, 0, 1], [0, 1, 0]]), jnp.array([[1, 0, 1], [0, 1, 0]])
+      >>> pairwise_distance(preds, labels, "hamming")
       Array([0.33333334, 0.        ], dtype=float32)
 
     scipy: scipy.spatial.distance (the single-pair functions); PyTorch:
@@ -861,7 +915,8 @@ def cosine_similarity(predictions, targets, *, epsilon=0.0, axis=-1, where=None)
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> cosine_similarity(jnp.array([[1.0, 0.0], [0.0, 0.0]]), jnp.array([[1.0, 1.0], [1.0, 1.0]]))
+      >>> u = jnp.array([[1.0, 0.0], [0.0, 0.0]])
+      >>> cosine_similarity(u, jnp.array([[1.0, 1.0], [1.0, 1.0]]))
       Array([0.70710677, 0.        ], dtype=float32)
 
     optax: cosine_similarity

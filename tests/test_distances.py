@@ -22,14 +22,36 @@ from sklearn.metrics.pairwise import cosine_distances
 import jaxloss
 import jaxloss.torch as jt
 from jaxloss import _distances
-
 from tests.helpers import assert_matches_torch, rng
 
-NUMERIC = ["braycurtis", "canberra", "chebyshev", "cityblock", "correlation", "cosine", "euclidean",
-           "jensenshannon", "mahalanobis", "minkowski", "seuclidean", "sqeuclidean", "hamming"]
+NUMERIC = [
+    "braycurtis",
+    "canberra",
+    "chebyshev",
+    "cityblock",
+    "correlation",
+    "cosine",
+    "euclidean",
+    "jensenshannon",
+    "mahalanobis",
+    "minkowski",
+    "seuclidean",
+    "sqeuclidean",
+    "hamming",
+]
 BOOLEAN = ["dice", "hamming", "jaccard", "rogerstanimoto", "russellrao", "sokalsneath", "yule"]
-WEIGHTED = ["braycurtis", "canberra", "chebyshev", "cityblock", "correlation", "cosine", "euclidean",
-            "minkowski", "sqeuclidean", "hamming"]
+WEIGHTED = [
+    "braycurtis",
+    "canberra",
+    "chebyshev",
+    "cityblock",
+    "correlation",
+    "cosine",
+    "euclidean",
+    "minkowski",
+    "sqeuclidean",
+    "hamming",
+]
 ALL = sorted(set(NUMERIC + BOOLEAN))
 
 
@@ -91,15 +113,19 @@ def test_weighted_metrics_match_scipy(metric):
     w[2] = 0.0
     kw = {"p": 1.5} if metric == "minkowski" else {}
     np.testing.assert_allclose(
-        jaxloss.cdist(x, y, metric, w=w, **kw), ssd.cdist(x, y, metric, w=w, **kw), rtol=1e-10, atol=1e-12
+        jaxloss.cdist(x, y, metric, w=w, **kw),
+        ssd.cdist(x, y, metric, w=w, **kw),
+        rtol=1e-10,
+        atol=1e-12,
     )
 
 
 @pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 3.0, math.inf])
 def test_minkowski_orders_match_scipy(p):
     x, y = _data("minkowski", 6, 5, 4)
-    np.testing.assert_allclose(jaxloss.cdist(x, y, "minkowski", p=p), ssd.cdist(x, y, "minkowski", p=p),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        jaxloss.cdist(x, y, "minkowski", p=p), ssd.cdist(x, y, "minkowski", p=p), rtol=1e-10
+    )
 
 
 def test_jensenshannon_base_matches_scipy():
@@ -117,18 +143,26 @@ def test_default_variances_and_inverse_covariance_match_scipy():
 
 def test_non_binary_hamming_and_jaccard_match_scipy():
     r = rng(5)
-    x, y = r.integers(0, 3, size=(30, 40)).astype(float), r.integers(0, 3, size=(25, 40)).astype(float)
+    x, y = (
+        r.integers(0, 3, size=(30, 40)).astype(float),
+        r.integers(0, 3, size=(25, 40)).astype(float),
+    )
     for metric in ("hamming", "jaccard"):
         np.testing.assert_allclose(jaxloss.cdist(x, y, metric), ssd.cdist(x, y, metric), rtol=1e-12)
     # torch.cdist(p=0) counts unequal coordinates of any values
-    np.testing.assert_allclose(jt.cdist(x, y, p=0), torch.cdist(torch.tensor(x), torch.tensor(y), p=0))
+    np.testing.assert_allclose(
+        jt.cdist(x, y, p=0), torch.cdist(torch.tensor(x), torch.tensor(y), p=0)
+    )
 
 
 def test_boolean_metrics_accept_bool_and_01():
     x, y = _data("dice", 8, 7, 9)
     for metric in BOOLEAN:
-        np.testing.assert_allclose(jaxloss.cdist(x, y, metric), jaxloss.cdist(x.astype(float), y.astype(int),
-                                                                              metric), rtol=1e-12)
+        np.testing.assert_allclose(
+            jaxloss.cdist(x, y, metric),
+            jaxloss.cdist(x.astype(float), y.astype(int), metric),
+            rtol=1e-12,
+        )
 
 
 def test_tiled_metrics_match_scipy_and_bound_memory(monkeypatch):
@@ -140,7 +174,7 @@ def test_tiled_metrics_match_scipy_and_bound_memory(monkeypatch):
     np.testing.assert_allclose(jaxloss.cdist(xi, yi, "hamming"), ssd.cdist(xi, yi, "hamming"))
     g = jax.grad(lambda a: jnp.sum(jaxloss.cdist(a, y, "cityblock")))(x)
     np.testing.assert_allclose(g, np.sign(x[:, None, :] - y[None]).sum(1), rtol=1e-12)
-    # the tiles are (at most) 64 elements: the largest intermediate of the compiled function is small
+    # tiles hold at most 64 elements: no (13, 11, 5) intermediate in the compiled function
     hlo = jax.jit(lambda a: jaxloss.cdist(a, y, "cityblock")).lower(x).as_text()
     assert "13x11x5" not in hlo
 
@@ -154,15 +188,21 @@ def test_callable_metric_matches_scipy():
     got = jaxloss.cdist(x, y, f, scale=2.0)
     want = ssd.cdist(x, y, lambda u, v: 2.0 * np.sum((u - v) ** 4) ** 0.25)
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    np.testing.assert_allclose(jaxloss.pdist(x, f), ssd.pdist(x, lambda u, v: np.sum((u - v) ** 4) ** 0.25))
+    np.testing.assert_allclose(
+        jaxloss.pdist(x, f), ssd.pdist(x, lambda u, v: np.sum((u - v) ** 4) ** 0.25)
+    )
 
 
 def test_correlation_uncentered_is_cosine_and_single_pair_functions():
     x, y = _data("x", 4, 3, 5)
-    np.testing.assert_allclose(jaxloss.cdist(x, y, "correlation", centered=False),
-                               ssd.cdist(x, y, "cosine"), rtol=1e-12)
-    np.testing.assert_allclose(jaxloss.pairwise_distance(x[0], y[0], "correlation", centered=False),
-                               ssd.correlation(x[0], y[0], centered=False), rtol=1e-12)
+    np.testing.assert_allclose(
+        jaxloss.cdist(x, y, "correlation", centered=False), ssd.cdist(x, y, "cosine"), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        jaxloss.pairwise_distance(x[0], y[0], "correlation", centered=False),
+        ssd.correlation(x[0], y[0], centered=False),
+        rtol=1e-12,
+    )
 
 
 def test_squareform_round_trip_matches_scipy():
@@ -187,14 +227,20 @@ def test_cdist_entry_equals_pairwise_distance(metric):
     rowmatched = jaxloss.pairwise_distance(x[:, None, :], y[None, :, :], metric, **kw)
     np.testing.assert_allclose(full, rowmatched, rtol=1e-9, atol=1e-12)
     i, j = 2, 5
-    np.testing.assert_allclose(full[i, j], jaxloss.pairwise_distance(x[i], y[j], metric, **kw), rtol=1e-9)
+    np.testing.assert_allclose(
+        full[i, j], jaxloss.pairwise_distance(x[i], y[j], metric, **kw), rtol=1e-9
+    )
 
 
 def test_pairwise_distance_axis_and_broadcasting():
     x, y = _data("x", 4, 4, 3)
-    np.testing.assert_allclose(jaxloss.pairwise_distance(x.T, y.T, "cityblock", axis=0),
-                               jaxloss.pairwise_distance(x, y, "cityblock"))
-    np.testing.assert_allclose(jaxloss.pairwise_distance(x, y[0]), [ssd.euclidean(a, y[0]) for a in x])
+    np.testing.assert_allclose(
+        jaxloss.pairwise_distance(x.T, y.T, "cityblock", axis=0),
+        jaxloss.pairwise_distance(x, y, "cityblock"),
+    )
+    np.testing.assert_allclose(
+        jaxloss.pairwise_distance(x, y[0]), [ssd.euclidean(a, y[0]) for a in x]
+    )
 
 
 # --------------------------------------------------------------------------- batches, dtypes
@@ -208,16 +254,26 @@ def test_batched_cdist_broadcasts_like_torch():
     for b in range(2):
         for c in range(3):
             np.testing.assert_allclose(got[b, c], ssd.cdist(x[b, c], y[c]), rtol=1e-12)
-    np.testing.assert_allclose(jaxloss.cdist(x, y, "cosine")[1, 2], ssd.cdist(x[1, 2], y[2], "cosine"),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        jaxloss.cdist(x, y, "cosine")[1, 2],
+        ssd.cdist(x[1, 2], y[2], "cosine"),
+        rtol=1e-10,
+        atol=1e-12,
+    )
 
 
 def test_dtypes():
     x = jnp.asarray(rng(0).normal(size=(4, 3)), jnp.float16)
     assert jaxloss.cdist(x, x).dtype == jnp.float16
-    assert jaxloss.cdist(x.astype(jnp.float32), "cosine" and x.astype(jnp.float32)).dtype == jnp.float32
+    assert (
+        jaxloss.cdist(x.astype(jnp.float32), "cosine" and x.astype(jnp.float32)).dtype
+        == jnp.float32
+    )
     assert jaxloss.cdist(jnp.ones((2, 3), int), jnp.ones((2, 3), int)).dtype == jnp.float64
-    assert jaxloss.cdist(jnp.ones((2, 3), bool), jnp.ones((2, 3), bool), "jaccard").dtype == jnp.float64
+    assert (
+        jaxloss.cdist(jnp.ones((2, 3), bool), jnp.ones((2, 3), bool), "jaccard").dtype
+        == jnp.float64
+    )
 
 
 def test_dot_similarity():
@@ -234,19 +290,37 @@ def test_gram_path_is_far_more_accurate_than_torch_mm():
     y = np.concatenate([x[:100][::-1], (r.normal(size=(200, 256)) * 10 + 50).astype(np.float32)])
     exact = ssd.cdist(x.astype(np.float64), y.astype(np.float64))
     ours = np.asarray(jax.jit(jaxloss.cdist)(jnp.asarray(x), jnp.asarray(y)), np.float64)
-    theirs = torch.cdist(torch.from_numpy(x), torch.from_numpy(y), compute_mode="use_mm_for_euclid_dist")
+    theirs = torch.cdist(
+        torch.from_numpy(x), torch.from_numpy(y), compute_mode="use_mm_for_euclid_dist"
+    )
     err_ours = np.abs(ours - exact).max()
     err_torch = np.abs(theirs.double().numpy() - exact).max()
     assert err_ours < err_torch / 10, (err_ours, err_torch)
     assert err_ours < 1e-2
     # duplicated points (y[:100] are rows of x) are at distance exactly 0
     assert np.all(ours[np.arange(99, -1, -1), np.arange(100)] == 0)
-    for same in (jax.jit(jaxloss.cdist)(jnp.asarray(x)), jax.jit(jaxloss.cdist)(jnp.asarray(x), jnp.asarray(x))):
+    for same in (
+        jax.jit(jaxloss.cdist)(jnp.asarray(x)),
+        jax.jit(jaxloss.cdist)(jnp.asarray(x), jnp.asarray(x)),
+    ):
         assert np.all(np.diag(np.asarray(same)) == 0)
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine", "correlation", "seuclidean",
-                                    "mahalanobis", "jaccard", "hamming", "cityblock", "jensenshannon"])
+@pytest.mark.parametrize(
+    "metric",
+    [
+        "euclidean",
+        "sqeuclidean",
+        "cosine",
+        "correlation",
+        "seuclidean",
+        "mahalanobis",
+        "jaccard",
+        "hamming",
+        "cityblock",
+        "jensenshannon",
+    ],
+)
 def test_exact_zero_diagonal(metric):
     x, _ = _data(metric, 80, 1, 60, seed=3)
     kw = _kwargs(metric, 60)
@@ -265,11 +339,13 @@ def test_finite_gradients_at_coincident_points_and_zero_vectors(metric):
     y[0] = 0.0
     x[1] = y[1]
     kw = _kwargs(metric, 5)
-    for f in (lambda a, b: jaxloss.cdist(a, b, metric, **kw),
-              lambda a, b: jaxloss.pairwise_distance(a[:3], b, metric, **kw)):
+    for f in (
+        lambda a, b: jaxloss.cdist(a, b, metric, **kw),
+        lambda a, b: jaxloss.pairwise_distance(a[:3], b, metric, **kw),
+    ):
         val = f(x, y)
         assert np.all(np.isfinite(val)), metric
-        grads = jax.jit(jax.grad(lambda a, b: jnp.sum(f(a, b)), argnums=(0, 1)))(x, y)
+        grads = jax.jit(jax.grad(lambda a, b, f=f: jnp.sum(f(a, b)), argnums=(0, 1)))(x, y)
         assert all(np.all(np.isfinite(g)) for g in grads), metric
 
 
@@ -281,7 +357,9 @@ def test_zero_vector_conventions():
     assert float(jaxloss.cosine_similarity(z, v)) == 0.0
     x = np.array([z, v, 2 * v])
     # scikit-learn: a zero vector has similarity 0 with everything else
-    np.testing.assert_allclose(jaxloss.cdist(x, x[1:], "cosine"), cosine_distances(x, x[1:]), atol=1e-12)
+    np.testing.assert_allclose(
+        jaxloss.cdist(x, x[1:], "cosine"), cosine_distances(x, x[1:]), atol=1e-12
+    )
     for metric in ("braycurtis", "dice", "sokalsneath", "jensenshannon"):
         assert float(jaxloss.pairwise_distance(z, z, metric)) == 0.0
 
@@ -293,7 +371,8 @@ def test_euclidean_gradient_matches_torch_at_coincident_points():
     assert_matches_torch(
         lambda a, b: jaxloss.cdist(a, b),
         lambda a, b: torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist"),
-        x, y,
+        x,
+        y,
     )
 
 
@@ -308,7 +387,8 @@ def test_torch_cdist_every_p_batched(p):
     assert_matches_torch(
         lambda a, b: jt.cdist(a, b, p=p),
         lambda a, b: torch.cdist(a, b, p=p, compute_mode="donot_use_mm_for_euclid_dist"),
-        x, y,
+        x,
+        y,
     )
 
 
@@ -333,10 +413,15 @@ def test_torch_pairwise_distance(p, keepdim):
     assert_matches_torch(
         lambda a, b: jt.pairwise_distance(a, b, p=p, keepdim=keepdim),
         lambda a, b: torch.nn.functional.pairwise_distance(a, b, p=p, keepdim=keepdim),
-        x, y,
+        x,
+        y,
     )
-    assert_matches_torch(lambda a, b: jt.pairwise_distance(a, b, eps=0.1),
-                         lambda a, b: torch.nn.functional.pairwise_distance(a, b, eps=0.1), x[0], y)
+    assert_matches_torch(
+        lambda a, b: jt.pairwise_distance(a, b, eps=0.1),
+        lambda a, b: torch.nn.functional.pairwise_distance(a, b, eps=0.1),
+        x[0],
+        y,
+    )
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1])
@@ -349,16 +434,23 @@ def test_torch_cosine_similarity_eps_semantics(dim):
     assert_matches_torch(
         lambda a, b: jt.cosine_similarity(a, b, dim=dim),
         lambda a, b: torch.nn.functional.cosine_similarity(a, b, dim=dim),
-        x, y, dtypes=("float64",),
+        x,
+        y,
+        dtypes=("float64",),
     )
     x2 = r.normal(size=(4, 3))
     assert_matches_torch(
         lambda a, b: jt.cosine_similarity(a, b, dim=dim, eps=1e-3),
         lambda a, b: torch.nn.functional.cosine_similarity(a, b, dim=dim, eps=1e-3),
-        x2, y,
+        x2,
+        y,
     )
-    assert_matches_torch(lambda a, b: jt.cosine_similarity(a, b),
-                         lambda a, b: torch.nn.functional.cosine_similarity(a, b), x2[0:1], y)
+    assert_matches_torch(
+        lambda a, b: jt.cosine_similarity(a, b),
+        lambda a, b: torch.nn.functional.cosine_similarity(a, b),
+        x2[0:1],
+        y,
+    )
 
 
 @pytest.mark.parametrize("average", ["global", "samplewise"])
@@ -370,12 +462,21 @@ def test_binary_hamming_distance_matches_torchmetrics(average, kind, ignore_inde
     if ignore_index is not None:
         target[0, 0, :3] = ignore_index
         target[1] = ignore_index  # a sample with nothing to count
-    preds = {"int": r.integers(0, 2, size=(4, 3, 5)), "prob": r.uniform(size=(4, 3, 5)),
-             "logit": r.normal(size=(4, 3, 5)) * 3}[kind]
-    want = tmf.binary_hamming_distance(torch.from_numpy(preds), torch.from_numpy(target),
-                                       multidim_average=average, ignore_index=ignore_index, threshold=0.4)
-    got = jt.binary_hamming_distance(preds, target, multidim_average=average, ignore_index=ignore_index,
-                                     threshold=0.4)
+    preds = {
+        "int": r.integers(0, 2, size=(4, 3, 5)),
+        "prob": r.uniform(size=(4, 3, 5)),
+        "logit": r.normal(size=(4, 3, 5)) * 3,
+    }[kind]
+    want = tmf.binary_hamming_distance(
+        torch.from_numpy(preds),
+        torch.from_numpy(target),
+        multidim_average=average,
+        ignore_index=ignore_index,
+        threshold=0.4,
+    )
+    got = jt.binary_hamming_distance(
+        preds, target, multidim_average=average, ignore_index=ignore_index, threshold=0.4
+    )
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-6)
 
 
@@ -386,11 +487,19 @@ def test_cosine_similarity_matches_optax():
     r = rng(9)
     a, b = r.normal(size=(4, 6)), r.normal(size=(4, 6))
     mask = r.uniform(size=(4, 6)) > 0.3
-    np.testing.assert_allclose(jaxloss.cosine_similarity(a, b), optax.cosine_similarity(a, b), rtol=1e-12)
-    np.testing.assert_allclose(jaxloss.cosine_distance(a, b, epsilon=0.5, axis=0),
-                               optax.cosine_distance(a, b, epsilon=0.5, axis=0), rtol=1e-12)
-    np.testing.assert_allclose(jaxloss.cosine_similarity(a, b, where=mask),
-                               optax.cosine_similarity(a, b, where=mask), rtol=1e-12)
+    np.testing.assert_allclose(
+        jaxloss.cosine_similarity(a, b), optax.cosine_similarity(a, b), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        jaxloss.cosine_distance(a, b, epsilon=0.5, axis=0),
+        optax.cosine_distance(a, b, epsilon=0.5, axis=0),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        jaxloss.cosine_similarity(a, b, where=mask),
+        optax.cosine_similarity(a, b, where=mask),
+        rtol=1e-12,
+    )
     z = np.zeros((1, 6))
     assert np.isnan(optax.cosine_similarity(z, b[:1])).all()
     g = jax.grad(lambda u: jnp.sum(jaxloss.cosine_distance(u, b[:1])))(z)
@@ -399,12 +508,20 @@ def test_cosine_similarity_matches_optax():
 
 def test_sklearn_distance_metrics():
     a, b = np.array([[0, 0, 2]]), np.array([[0, 0, 1], [0, 1, 0]])
-    np.testing.assert_allclose(jaxloss.cdist(a, b, "hamming"), DistanceMetric.get_metric("hamming").pairwise(a, b))
+    np.testing.assert_allclose(
+        jaxloss.cdist(a, b, "hamming"), DistanceMetric.get_metric("hamming").pairwise(a, b)
+    )
     x, y = _data("jensenshannon", 6, 5, 4)  # non-negative: sklearn's braycurtis uses |u| + |v|
-    for name, metric in [("manhattan", "manhattan"), ("chebyshev", "chebyshev"), ("euclidean", "euclidean"),
-                         ("canberra", "canberra"), ("braycurtis", "braycurtis")]:
-        np.testing.assert_allclose(jaxloss.cdist(x, y, metric), DistanceMetric.get_metric(name).pairwise(x, y),
-                                   rtol=1e-12)
+    for name, metric in [
+        ("manhattan", "manhattan"),
+        ("chebyshev", "chebyshev"),
+        ("euclidean", "euclidean"),
+        ("canberra", "canberra"),
+        ("braycurtis", "braycurtis"),
+    ]:
+        np.testing.assert_allclose(
+            jaxloss.cdist(x, y, metric), DistanceMetric.get_metric(name).pairwise(x, y), rtol=1e-12
+        )
 
 
 # --------------------------------------------------------------------------- the seed's examples
@@ -416,17 +533,28 @@ def test_seed_examples():
     seed = (a[:, None, :] - b[None, :, :]).astype(float)
     seed = np.sqrt((np.abs(np.asarray(seed)) ** 2).sum(-1))
     np.testing.assert_array_equal(jaxloss.cdist(a, b), seed)
-    np.testing.assert_array_equal(jt.cdist(a.astype(jnp.float32), b.astype(jnp.float32)), seed.astype(np.float32))
+    np.testing.assert_array_equal(
+        jt.cdist(a.astype(jnp.float32), b.astype(jnp.float32)), seed.astype(np.float32)
+    )
     bb = jnp.array([[0, 0, 1], [0, 1, 0]])
     cc = jnp.array([[1, 0, 1], [0, 1, 0]])
     got = jt.binary_hamming_distance(bb, cc, multidim_average="samplewise")
     np.testing.assert_allclose(got, [1 / 3, 0.0], rtol=1e-6)
-    np.testing.assert_allclose(got, tmf.binary_hamming_distance(torch.tensor(np.asarray(bb)), torch.tensor(
-        np.asarray(cc)), multidim_average="samplewise").numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        got,
+        tmf.binary_hamming_distance(
+            torch.tensor(np.asarray(bb)),
+            torch.tensor(np.asarray(cc)),
+            multidim_average="samplewise",
+        ).numpy(),
+        rtol=1e-6,
+    )
     np.testing.assert_allclose(jaxloss.pairwise_distance(bb, cc, "hamming"), [1 / 3, 0.0])
     q, db = np.array([[0, 0, 2]]), np.array([[0, 0, 1], [0, 1, 0]])
     np.testing.assert_allclose(jaxloss.cdist(q, db, "hamming"), [[1 / 3, 2 / 3]])
-    np.testing.assert_array_equal(jt.cdist(q.astype(np.float32), db.astype(np.float32), p=0), [[1.0, 2.0]])
+    np.testing.assert_array_equal(
+        jt.cdist(q.astype(np.float32), db.astype(np.float32), p=0), [[1.0, 2.0]]
+    )
 
 
 # --------------------------------------------------------------------------- axioms
@@ -434,7 +562,15 @@ def test_seed_examples():
 _points = hnp.arrays(np.float64, (3, 4), elements=st.floats(-10, 10, allow_nan=False, width=32))
 _nonneg = hnp.arrays(np.float64, (3, 4), elements=st.floats(0, 10, allow_nan=False, width=32))
 _bits = hnp.arrays(np.bool_, (3, 6))
-TRUE_METRICS = ["euclidean", "cityblock", "chebyshev", "minkowski", "canberra", "seuclidean", "mahalanobis"]
+TRUE_METRICS = [
+    "euclidean",
+    "cityblock",
+    "chebyshev",
+    "minkowski",
+    "canberra",
+    "seuclidean",
+    "mahalanobis",
+]
 
 
 def _check_axioms(d, triangle, tol=1e-9):
@@ -464,7 +600,9 @@ def test_axioms_jensenshannon(x):
 @given(_bits)
 def test_axioms_boolean_metrics(x):
     for metric in ["hamming", "jaccard", "dice", "rogerstanimoto", "sokalsneath", "yule"]:
-        _check_axioms(jaxloss.cdist(x, x, metric), triangle=metric in ("hamming", "jaccard", "rogerstanimoto"))
+        _check_axioms(
+            jaxloss.cdist(x, x, metric), triangle=metric in ("hamming", "jaccard", "rogerstanimoto")
+        )
 
 
 # --------------------------------------------------------------------------- errors

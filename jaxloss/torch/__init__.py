@@ -181,7 +181,9 @@ def _check_p(p, fn):
     if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
         raise TypeError(f"{fn}: `p` must be a real number; got {p!r}.")
     if math.isnan(p) or p < 0:
-        raise ValueError(f"{fn}: `p` must be a non-negative number (0, any positive p, or inf); got {p!r}.")
+        raise ValueError(
+            f"{fn}: `p` must be a non-negative number (0, any positive p, or inf); got {p!r}."
+        )
     return float(p)
 
 
@@ -247,7 +249,9 @@ def pairwise_distance(x1, x2, p: float = 2.0, eps: float = 1e-6, keepdim: bool =
     _checks.broadcast_shapes(x1, x2, ("x1", "x2"), "pairwise_distance")
     diff = jnp.asarray(x1) - jnp.asarray(x2)
     if diff.ndim == 0:
-        raise ValueError("pairwise_distance: `x1` and `x2` must have at least 1 dimension; got scalars.")
+        raise ValueError(
+            "pairwise_distance: `x1` and `x2` must have at least 1 dimension; got scalars."
+        )
     return _norms.vector_norm(diff + eps, ord=p, axis=-1, keepdims=keepdim)
 
 
@@ -305,8 +309,10 @@ def binary_hamming_distance(
             raise ValueError(f"{fn}: `ignore_index` must be an int or None; got {ignore_index!r}.")
         _checks.check_same_shape(preds, target, ("preds", "target"), fn)
         if multidim_average == "samplewise" and jnp.ndim(preds) < 2:
-            raise ValueError(f"{fn}: multidim_average='samplewise' needs inputs with at least 2 dims; "
-                             f"got shape {jnp.shape(preds)}.")
+            raise ValueError(
+                f"{fn}: multidim_average='samplewise' needs inputs with at least 2 dims; "
+                f"got shape {jnp.shape(preds)}."
+            )
     preds, target = jnp.asarray(preds), jnp.asarray(target)
     if jnp.issubdtype(preds.dtype, jnp.floating):
         p = preds.astype(jnp.float32) if _numerics.is_low_precision(preds.dtype) else preds
