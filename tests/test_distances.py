@@ -328,7 +328,7 @@ def test_exact_zero_diagonal(metric):
         assert np.all(np.diag(np.asarray(out)) == 0), metric
 
 
-# --------------------------------------------------------------------------- zero vectors, gradients
+# ---------------------------------------------------------------- zero vectors, gradients
 
 
 @pytest.mark.parametrize("metric", ALL + ["dot"])
