@@ -657,15 +657,16 @@ def _cdist_core(x, y, name, params, precision, fn, p0_count=False):
             params[key] = jnp.asarray(params[key]).astype(dtype)
     params = _prepare(name, params, x, y if y_given else None, fn)
     n, m = x.shape[-2], y.shape[-2]
-    xb = jnp.broadcast_to(x, (*batch, n, d)).reshape(-1, n, d)
-    yb = jnp.broadcast_to(y, (*batch, m, d)).reshape(-1, m, d)
+    bsz = math.prod(batch)
+    xb = jnp.broadcast_to(x, (*batch, n, d)).reshape(bsz, n, d)
+    yb = jnp.broadcast_to(y, (*batch, m, d)).reshape(bsz, m, d)
     if p0_count or name == "hamming":
-        rx = jnp.broadcast_to(raw_x, (*batch, n, d)).reshape(-1, n, d)
-        ry = jnp.broadcast_to(raw_y, (*batch, m, d)).reshape(-1, m, d)
+        rx = jnp.broadcast_to(raw_x, (*batch, n, d)).reshape(bsz, n, d)
+        ry = jnp.broadcast_to(raw_y, (*batch, m, d)).reshape(bsz, m, d)
         out = _unequal_count(rx, ry, params.get("w"), dtype, precision, normalize=not p0_count)
     elif name in _BOOLEAN:
-        rx = jnp.broadcast_to(raw_x, (*batch, n, d)).reshape(-1, n, d)
-        ry = jnp.broadcast_to(raw_y, (*batch, m, d)).reshape(-1, m, d)
+        rx = jnp.broadcast_to(raw_x, (*batch, n, d)).reshape(bsz, n, d)
+        ry = jnp.broadcast_to(raw_y, (*batch, m, d)).reshape(bsz, m, d)
         out = _boolean_metric(name, params, rx, ry, dtype, precision)
     elif not callable(name) and name in _GRAM:
         out = _gram_metric(name, params, xb, yb, precision)

@@ -660,3 +660,11 @@ def test_jit_with_static_metric():
     np.testing.assert_allclose(f(x, y), ssd.cdist(x, y, "cityblock"))
     g = jax.jit(jaxloss.cdist, static_argnames="metric")
     np.testing.assert_allclose(g(x, y, metric="canberra"), ssd.cdist(x, y, "canberra"))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "hamming", "jaccard", "cityblock"])
+def test_empty_inputs(metric):
+    assert jaxloss.cdist(np.ones((0, 3)), np.ones((2, 3)), metric).shape == (0, 2)
+    assert jaxloss.cdist(np.ones((2, 3, 3)), np.ones((2, 0, 3)), metric).shape == (2, 3, 0)
+    assert jaxloss.pdist(np.ones((1, 3)), metric).shape == (0,)
+    np.testing.assert_array_equal(jaxloss.cdist(np.ones((2, 0)), np.ones((3, 0)), metric), 0)
