@@ -223,8 +223,10 @@ def test_cdist_entry_equals_pairwise_distance(metric):
     n, m, d = 9, 7, 6
     x, y = _data(metric, n, m, d, seed=7)
     kw = _kwargs(metric, d)
-    full = jaxloss.cdist(x, y, metric, **kw)
-    rowmatched = jaxloss.pairwise_distance(x[:, None, :], y[None, :, :], metric, **kw)
+    full = jax.jit(lambda a, b: jaxloss.cdist(a, b, metric, **kw))(x, y)
+    rowmatched = jax.jit(lambda a, b: jaxloss.pairwise_distance(a, b, metric, **kw))(
+        x[:, None, :], y[None, :, :]
+    )
     np.testing.assert_allclose(full, rowmatched, rtol=1e-9, atol=1e-12)
     i, j = 2, 5
     np.testing.assert_allclose(
@@ -266,8 +268,8 @@ def test_dtypes():
     x = jnp.asarray(rng(0).normal(size=(4, 3)), jnp.float16)
     assert jaxloss.cdist(x, x).dtype == jnp.float16
     assert (
-        jaxloss.cdist(x.astype(jnp.float32), "cosine" and x.astype(jnp.float32)).dtype
-        == jnp.float32
+    x32 = x.astype(jnp.float32)
+    assert jaxloss.cdist(x32, x32, "cosine").dtype == jnp.float32
     )
     assert jaxloss.cdist(jnp.ones((2, 3), int), jnp.ones((2, 3), int)).dtype == jnp.float64
     assert (
@@ -343,7 +345,7 @@ def test_finite_gradients_at_coincident_points_and_zero_vectors(metric):
         lambda a, b: jaxloss.cdist(a, b, metric, **kw),
         lambda a, b: jaxloss.pairwise_distance(a[:3], b, metric, **kw),
     ):
-        val = f(x, y)
+        val = jax.jit(f)(x, y)
         assert np.all(np.isfinite(val)), metric
         grads = jax.jit(jax.grad(lambda a, b, f=f: jnp.sum(f(a, b)), argnums=(0, 1)))(x, y)
         assert all(np.all(np.isfinite(g)) for g in grads), metric
@@ -369,7 +371,7 @@ def test_euclidean_gradient_matches_torch_at_coincident_points():
     x = r.normal(size=(40, 70))
     y = np.concatenate([x[:5], r.normal(size=(50, 70))])
     assert_matches_torch(
-        lambda a, b: jaxloss.cdist(a, b),
+        jax.jit(lambda a, b: jaxloss.cdist(a, b)),
         lambda a, b: torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist"),
         x,
         y,
@@ -385,7 +387,7 @@ def test_torch_cdist_every_p_batched(p):
     x, y = r.normal(size=(2, 5, 4)), r.normal(size=(2, 6, 4))
     y[0, 0] = x[0, 1]
     assert_matches_torch(
-        lambda a, b: jt.cdist(a, b, p=p),
+        jax.jit(lambda a, b: jt.cdist(a, b, p=p)),
         lambda a, b: torch.cdist(a, b, p=p, compute_mode="donot_use_mm_for_euclid_dist"),
         x,
         y,
@@ -395,13 +397,13 @@ def test_torch_cdist_every_p_batched(p):
 def test_torch_cdist_large_uses_gram_and_matches():
     r = rng(4)
     x, y = r.normal(size=(2, 30, 130)), r.normal(size=(1, 35, 130))
-    assert_matches_torch(lambda a, b: jt.cdist(a, b), lambda a, b: torch.cdist(a, b), x, y)
+    assert_matches_torch(jax.jit(lambda a, b: jt.cdist(a, b)), lambda a, b: torch.cdist(a, b), x, y)
 
 
 @pytest.mark.parametrize("p", [0.0, 1.0, 2.0, 2.5, math.inf])
 def test_torch_pdist(p):
     x = rng(5).normal(size=(6, 3))
-    assert_matches_torch(lambda a: jt.pdist(a, p=p), lambda a: torch.pdist(a, p=p), x)
+    assert_matches_torch(jax.jit(lambda a: jt.pdist(a, p=p)), lambda a: torch.pdist(a, p=p), x)
 
 
 @pytest.mark.parametrize("p", [2.0, 1.0, 0.0, math.inf, -math.inf, -1.0, 0.5, 3.0])
@@ -411,7 +413,7 @@ def test_torch_pairwise_distance(p, keepdim):
     x, y = r.normal(size=(4, 5)), r.normal(size=(4, 5))
     y[1] = x[1]
     assert_matches_torch(
-        lambda a, b: jt.pairwise_distance(a, b, p=p, keepdim=keepdim),
+        jax.jit(lambda a, b: jt.pairwise_distance(a, b, p=p, keepdim=keepdim)),
         lambda a, b: torch.nn.functional.pairwise_distance(a, b, p=p, keepdim=keepdim),
         x,
         y,
@@ -432,7 +434,7 @@ def test_torch_cosine_similarity_eps_semantics(dim):
     x[1] = 0.0  # zero vector
     y[2] = [3e-9, -1e-9, 2e-9]
     assert_matches_torch(
-        lambda a, b: jt.cosine_similarity(a, b, dim=dim),
+        jax.jit(lambda a, b: jt.cosine_similarity(a, b, dim=dim)),
         lambda a, b: torch.nn.functional.cosine_similarity(a, b, dim=dim),
         x,
         y,
@@ -440,7 +442,7 @@ def test_torch_cosine_similarity_eps_semantics(dim):
     )
     x2 = r.normal(size=(4, 3))
     assert_matches_torch(
-        lambda a, b: jt.cosine_similarity(a, b, dim=dim, eps=1e-3),
+        jax.jit(lambda a, b: jt.cosine_similarity(a, b, dim=dim, eps=1e-3)),
         lambda a, b: torch.nn.functional.cosine_similarity(a, b, dim=dim, eps=1e-3),
         x2,
         y,
