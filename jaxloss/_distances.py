@@ -402,20 +402,28 @@ def _rowwise(name, params, x, y):
 
 
 # --------------------------------------------------------------------------- all-pairs kernels
-# Each works on x (B, n, d), y (B, m, d) and returns (B, n, m).
+# Each works on one pair of matrices x (n, d), y (m, d) and returns (n, m); _per_matrix maps
+# them over the flattened batch (a plain call for a batch of one, so XLA sees 2-D work).
+
+
+def _per_matrix(fn, x, y, sequential=False):
+    """``fn`` over x (B, n, d), y (B, m, d): direct for B == 1, lax.map or vmap otherwise."""
+    if x.shape[0] == 1:
+        return fn(x[0], y[0])[None]
+    if sequential:  # peak memory of one matrix at a time
+        return jax.lax.map(lambda xy: fn(xy[0], xy[1]), (x, y))
+    return jax.vmap(fn)(x, y)
 
 
 def _set_diagonal(out, diag):
-    """``out[:, i, i] = diag[:, i]`` (an in-place scatter, no pass over the matrix)."""
-    i = jnp.arange(out.shape[1])
-    return out.at[:, i, i].set(diag.astype(out.dtype), indices_are_sorted=True, unique_indices=True)
+    """``out[i, i] = diag[i]`` (an in-place scatter, no pass over the matrix)."""
+    i = jnp.arange(out.shape[0])
+    return out.at[i, i].set(diag.astype(out.dtype), indices_are_sorted=True, unique_indices=True)
 
 
 def _gram(a, b, precision, **kwargs):
-    """``a @ b^T`` per batch: (B, n, k), (B, m, k) -> (B, n, m); a plain 2-D product for B == 1."""
-    if a.shape[0] == 1 and b.shape[0] == 1:
-        return jnp.dot(a[0], b[0].T, precision=precision, **kwargs)[None]
-    return jnp.einsum("bnd,bmd->bnm", a, b, precision=precision, **kwargs)
+    """``a @ b^T``: (n, k), (m, k) -> (n, m)."""
+    return jnp.dot(a, b.T, precision=precision, **kwargs)
 
 
 #: Squared distances below SNAP * sqrt(d + 2) * eps * (|x|^2 + |y|^2) (centred norms) are
@@ -434,36 +442,36 @@ def _squared_gram(x, y, precision, metric_matrix=None):
     the only pass after it clamps at 0 and zeroes values within rounding noise.
     Small problems are computed directly from the differences.
     """
-    bsz, n, d = x.shape
-    m = y.shape[1]
-    if bsz * n * m * d <= DIRECT_ELEMENTS:
-        diff = x[:, :, None, :] - y[:, None, :, :]
+    n, d = x.shape
+    m = y.shape[0]
+    if n * m * d <= DIRECT_ELEMENTS:
+        diff = x[:, None, :] - y[None, :, :]
         if metric_matrix is None:
             return jnp.sum(diff * diff, axis=-1)
         return jax.nn.relu(
-            jnp.einsum("bnmi,ij,bnmj->bnm", diff, metric_matrix, diff, precision=precision)
+            jnp.einsum("nmi,ij,nmj->nm", diff, metric_matrix, diff, precision=precision)
         )
-    mu = (jnp.sum(x, axis=1, keepdims=True) + jnp.sum(y, axis=1, keepdims=True)) / max(n + m, 1)
+    mu = (jnp.sum(x, axis=0) + jnp.sum(y, axis=0)) / max(n + m, 1)
     xc, yc = x - mu, y - mu
     if metric_matrix is None:
         xs, ys = xc, yc
     else:
-        xs = jnp.einsum("bnd,de->bne", xc, metric_matrix, precision=precision)
-        ys = jnp.einsum("bnd,de->bne", yc, metric_matrix, precision=precision)
+        xs = jnp.dot(xc, metric_matrix, precision=precision)
+        ys = jnp.dot(yc, metric_matrix, precision=precision)
     xx = jnp.sum(xs * xc, axis=-1, keepdims=True)
     yy = jnp.sum(ys * yc, axis=-1, keepdims=True)
     a = jnp.concatenate([-2 * xs, xx, jnp.ones_like(xx)], axis=-1)
     b = jnp.concatenate([yc, jnp.ones_like(yy), yy], axis=-1)
     d2 = _gram(a, b, precision)
     c = SNAP * math.sqrt(d + 2) * float(jnp.finfo(d2.dtype).eps)
-    noise = c * (jnp.abs(xx) + jnp.swapaxes(jnp.abs(yy), 1, 2))
+    noise = c * (jnp.abs(xx) + jnp.abs(yy).T)
     return jnp.where(d2 <= noise, 0.0, d2)
 
 
 def _gram_metric(name, params, x, y, precision):
     """Gram-path metrics; when n == m the diagonal is recomputed row-matched (exact)."""
     w = params.get("w")
-    square = x.shape[1] == y.shape[1]
+    square = x.shape[0] == y.shape[0]
     if name == "dot":
         return _gram(x, y, precision)
     if name in ("euclidean", "sqeuclidean", "seuclidean", "mahalanobis"):
@@ -491,7 +499,7 @@ def _gram_metric(name, params, x, y, precision):
     ux, zx = _unit(xs)
     uy, zy = _unit(ys)
     out = jnp.clip(1.0 - _gram(ux, uy, precision), 0.0, 2.0)
-    out = jnp.where(zx[:, :, None] & zy[:, None, :], 0.0, out)  # two zero vectors: same point
+    out = jnp.where(zx[:, None] & zy[None, :], 0.0, out)  # two zero vectors: same point
     if square:
         out = _set_diagonal(out, _rowwise(name, params, x, y))
     return out
@@ -516,8 +524,8 @@ def _boolean_metric(name, params, x, y, dtype, precision):
     a = (x != 0).astype(dtype)
     b = (y != 0).astype(dtype)
     ntt, sa, sb, total = _count_gram(a, b, None if w is None else w.astype(dtype), precision)
-    ntf = sa[:, :, None] - ntt
-    nft = sb[:, None, :] - ntt
+    ntf = sa[:, None] - ntt
+    nft = sb[None, :] - ntt
     return _from_counts(name, ntt, ntf, nft, total)
 
 
@@ -536,12 +544,12 @@ def _pad_rows(a, block):
     return jnp.concatenate([a, jnp.broadcast_to(a[-1:], (extra, *a.shape[1:]))], axis=0)
 
 
-def _tiled_single(kernel, x, y, budget):
-    """kernel(x (bx, d), y (by, d)) -> (bx, by) over tiles; x (n, d), y (m, d)."""
+def _tiled(kernel, x, y):
+    """kernel(x (bx, d), y (by, d)) -> (bx, by) over tiles of at most BLOCK_ELEMENTS."""
     n, m, d = x.shape[0], y.shape[0], x.shape[1]
     if n == 0 or m == 0:
         return jnp.zeros((n, m), kernel(x[:0], y[:0]).dtype)
-    bx, by = _tile_sizes(n, m, d, budget)
+    bx, by = _tile_sizes(n, m, d, BLOCK_ELEMENTS)
     if bx == n and by == m:
         return kernel(x, y)
     xt = _pad_rows(x, bx).reshape(-1, bx, d)
@@ -556,13 +564,9 @@ def _tiled_single(kernel, x, y, budget):
     return out[:n, :m]
 
 
-def _tiled(kernel, x, y, budget=None):
-    budget = BLOCK_ELEMENTS if budget is None else budget
+def _too_big_for_vmap(x, y):
     bsz, n, d = x.shape
-    m = y.shape[1]
-    if bsz * n * m * d <= budget:
-        return jax.vmap(kernel)(x, y)
-    return jax.lax.map(lambda xy: _tiled_single(kernel, xy[0], xy[1], budget), (x, y))
+    return bsz * n * y.shape[1] * d > BLOCK_ELEMENTS
 
 
 def _elementwise_metric(name, params, x, y):
@@ -576,7 +580,8 @@ def _elementwise_metric(name, params, x, y):
         def kernel(xb, yb):  # noqa: F811
             return _jensenshannon_terms(xb[:, None, :], yb[None, :, :], base)
 
-    return _tiled(kernel, x, y)
+    fn = functools.partial(_tiled, kernel)
+    return _per_matrix(fn, x, y, sequential=_too_big_for_vmap(x, y))
 
 
 def _is_binary(a):
@@ -584,20 +589,25 @@ def _is_binary(a):
 
 
 def _unequal_count(x, y, w, dtype, precision, normalize):
-    """Number (or weighted fraction) of unequal coordinates: GEMM for 0/1 data, tiles otherwise."""
+    """Number (or weighted fraction) of unequal coordinates: GEMM for 0/1 data, tiles otherwise.
+
+    x (B, n, d), y (B, m, d). The 0/1 test runs once over the whole batch.
+    """
     total = jnp.asarray(x.shape[-1], dtype) if w is None else jnp.sum(w)
 
-    def by_gemm(x, y):
+    def gemm(x, y):
         a, b = (x != 0).astype(dtype), (y != 0).astype(dtype)
         ntt, sa, sb, _ = _count_gram(a, b, w, precision)
-        return sa[:, :, None] + sb[:, None, :] - 2 * ntt
+        return sa[:, None] + sb[None, :] - 2 * ntt
+
+    def kernel(xb, yb):
+        return _weighted_sum((xb[:, None, :] != yb[None, :, :]).astype(dtype), w)
+
+    def by_gemm(x, y):
+        return _per_matrix(gemm, x, y)
 
     def by_tiles(x, y):
-        def kernel(xb, yb):
-            ne = (xb[:, None, :] != yb[None, :, :]).astype(dtype)
-            return _weighted_sum(ne, w)
-
-        return _tiled(kernel, x, y)
+        return _per_matrix(functools.partial(_tiled, kernel), x, y, _too_big_for_vmap(x, y))
 
     if x.dtype == jnp.bool_ and y.dtype == jnp.bool_:
         count = by_gemm(x, y)
@@ -667,9 +677,11 @@ def _cdist_core(x, y, name, params, precision, fn, p0_count=False):
     elif name in _BOOLEAN:
         rx = jnp.broadcast_to(raw_x, (*batch, n, d)).reshape(bsz, n, d)
         ry = jnp.broadcast_to(raw_y, (*batch, m, d)).reshape(bsz, m, d)
-        out = _boolean_metric(name, params, rx, ry, dtype, precision)
+        out = _per_matrix(
+            lambda u, v: _boolean_metric(name, params, u, v, dtype, precision), rx, ry
+        )
     elif not callable(name) and name in _GRAM:
-        out = _gram_metric(name, params, xb, yb, precision)
+        out = _per_matrix(lambda u, v: _gram_metric(name, params, u, v, precision), xb, yb)
     else:
         out = _elementwise_metric(name, params, xb, yb)
     return out.reshape(*batch, n, m), out_dtype
