@@ -468,12 +468,21 @@ def _squared_gram(x, y, precision, metric_matrix=None):
     return jnp.where(d2 <= noise, 0.0, d2)
 
 
-def _gram_metric(name, params, x, y, precision):
-    """Gram-path metrics; when n == m the diagonal is recomputed row-matched (exact)."""
+def _symmetrize(out, symmetric):
+    # (a + b) / 2 == (b + a) / 2 exactly: cdist(x) is exactly symmetric.
+    return 0.5 * (out + out.T) if symmetric else out
+
+
+def _gram_metric(name, params, x, y, precision, symmetric=False):
+    """Gram-path metrics; when n == m the diagonal is recomputed row-matched (exact).
+
+    ``symmetric`` (``y`` is ``x``) averages the result with its transpose, so the
+    matrix is exactly symmetric despite the rounding of the product.
+    """
     w = params.get("w")
     square = x.shape[0] == y.shape[0]
     if name == "dot":
-        return _gram(x, y, precision)
+        return _symmetrize(_gram(x, y, precision), symmetric)
     if name in ("euclidean", "sqeuclidean", "seuclidean", "mahalanobis"):
         sym = None
         if name == "seuclidean":
@@ -484,7 +493,7 @@ def _gram_metric(name, params, x, y, precision):
         if name == "mahalanobis":
             vi = params["VI"]
             sym = 0.5 * (vi + vi.T)  # the quadratic form only sees the symmetric part
-        d2 = _squared_gram(xs, ys, precision, sym)
+        d2 = _symmetrize(_squared_gram(xs, ys, precision, sym), symmetric)
         out = d2 if name == "sqeuclidean" else _numerics.sqrt(d2)
         if square:  # exact diagonal, written after the last elementwise pass (in place)
             out = _set_diagonal(out, _rowwise(name, params, x, y))
@@ -498,7 +507,7 @@ def _gram_metric(name, params, x, y, precision):
         xs, ys = xs * sw, ys * sw
     ux, zx = _unit(xs)
     uy, zy = _unit(ys)
-    out = jnp.clip(1.0 - _gram(ux, uy, precision), 0.0, 2.0)
+    out = jnp.clip(1.0 - _symmetrize(_gram(ux, uy, precision), symmetric), 0.0, 2.0)
     out = jnp.where(zx[:, None] & zy[None, :], 0.0, out)  # two zero vectors: same point
     if square:
         out = _set_diagonal(out, _rowwise(name, params, x, y))
@@ -647,6 +656,7 @@ def _check_pair_shapes(x, y, fn):
 
 def _cdist_core(x, y, name, params, precision, fn, p0_count=False):
     """All-pairs values for 2+-D x, y (y may be None); returns (values, out_dtype)."""
+    same = y is None or y is x  # cdist(x) / cdist(x, x): exactly symmetric result
     x = jnp.asarray(x)
     y_given = y is not None
     y = x if y is None else jnp.asarray(y)
@@ -681,7 +691,11 @@ def _cdist_core(x, y, name, params, precision, fn, p0_count=False):
             lambda u, v: _boolean_metric(name, params, u, v, dtype, precision), rx, ry
         )
     elif not callable(name) and name in _GRAM:
-        out = _per_matrix(lambda u, v: _gram_metric(name, params, u, v, precision), xb, yb)
+
+        def gram(u, v):
+            return _gram_metric(name, params, u, v, precision, same)
+
+        out = _per_matrix(gram, xb, yb)
     else:
         out = _elementwise_metric(name, params, xb, yb)
     return out.reshape(*batch, n, m), out_dtype

@@ -668,3 +668,14 @@ def test_empty_inputs(metric):
     assert jaxloss.cdist(np.ones((2, 3, 3)), np.ones((2, 0, 3)), metric).shape == (2, 3, 0)
     assert jaxloss.pdist(np.ones((1, 3)), metric).shape == (0,)
     np.testing.assert_array_equal(jaxloss.cdist(np.ones((2, 0)), np.ones((3, 0)), metric), 0)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine", "correlation", "dot"])
+def test_gram_path_self_distances_are_exactly_symmetric(metric):
+    x = rng(11).normal(size=(90, 70)) * 10 + 50
+    for out in (jaxloss.cdist(x, None, metric), jax.jit(lambda a: jaxloss.cdist(a, a, metric))(x)):
+        out = np.asarray(out)
+        np.testing.assert_array_equal(out, out.T)
+    if metric != "dot":
+        full = np.asarray(jaxloss.cdist(x, None, metric))
+        np.testing.assert_allclose(jaxloss.squareform(full), jaxloss.pdist(x, metric), rtol=1e-12)
