@@ -82,8 +82,29 @@ def triplet():
     show("in-batch batch_hard_triplet_loss(margin=0.2)", hard, "mined in the batch")
 
 
+def distances():
+    print("== All-pairs and row-matched distances (cdist, Hamming) ==")
+    a = jnp.array([[1, 1, 1], [2, 2, 2]])
+    b = jnp.array([[2, 2, 2], [1, 1, 1], [2, 2, 2], [1, 1, 1], [2, 2, 2]])
+    show("broadcast Euclidean matrix  cdist(a, b)", jaxloss.cdist(a, b),
+         "[[1.7321, 0., 1.7321, 0., 1.7321], [0., 1.7321, 0., 1.7321, 0.]]")
+    preds = jnp.array([[0, 0, 1], [0, 1, 0]])
+    target = jnp.array([[1, 0, 1], [0, 1, 0]])
+    samplewise = jt.binary_hamming_distance(preds, target, multidim_average="samplewise")
+    show("BinaryHammingDistance samplewise", samplewise, "[0.3333, 0.0000]")
+    rowmatched = jaxloss.pairwise_distance(preds, target, "hamming")
+    show("row-matched hamming  pairwise_distance", rowmatched, "[0.3333, 0.0000]")
+    query = jnp.array([[0, 0, 2]])
+    database = jnp.array([[0, 0, 1], [0, 1, 0]])
+    allpairs = jaxloss.cdist(query, database, "hamming")
+    show("DistanceMetric('hamming')  cdist(metric='hamming')", allpairs, "[[0.3333, 0.6667]]")
+    show("torch.cdist(p=0)", jt.cdist(query.astype(jnp.float32), database.astype(jnp.float32), p=0),
+         "[[1., 2.]]")
+
+
 def main():
     norms()
+    distances()
     divergences()
     triplet()
 

@@ -32,6 +32,14 @@ from ._regression import squared_error as squared_error
 from ._bits import pack_bits as pack_bits
 from ._bits import unpack_bits as unpack_bits
 
+# --------------------------------------------------------------------------- distances
+from ._distances import cdist as cdist
+from ._distances import cosine_distance as cosine_distance
+from ._distances import cosine_similarity as cosine_similarity
+from ._distances import pairwise_distance as pairwise_distance
+from ._distances import pdist as pdist
+from ._distances import squareform as squareform
+
 # --------------------------------------------------------------------------- search and retrieval metrics
 from ._search import knn as knn
 from ._search import mean_average_precision_at_r as mean_average_precision_at_r
@@ -98,10 +106,13 @@ __all__ = [
     "batch_hard_triplet_loss",
     "bhattacharyya_distance",
     "binary_cross_entropy",
+    "cdist",
     "check_inputs",
     "contrastive_loss",
     "convex_kl_divergence",
+    "cosine_distance",
     "cosine_embedding_loss",
+    "cosine_similarity",
     "cross_entropy",
     "entropy",
     "frobenius_norm",
@@ -126,6 +137,8 @@ __all__ = [
     "ntxent",
     "nuclear_norm",
     "pack_bits",
+    "pairwise_distance",
+    "pdist",
     "positive_mask",
     "precision_at_k",
     "r_precision",
@@ -144,6 +157,7 @@ __all__ = [
     "softmax_cross_entropy_with_integer_labels",
     "spectral_norm",
     "squared_error",
+    "squareform",
     "supervised_contrastive_loss",
     "symmetric_kl_divergence",
     "testing",

@@ -162,6 +162,176 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weigh
 
 # --------------------------------------------------------------------------- distances (issue 3)
 
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from .. import _checks, _distances, _numerics  # noqa: E402
+
+__all__ += ["binary_hamming_distance", "cdist", "cosine_similarity", "pairwise_distance", "pdist"]
+
+_CDIST_MODES = (
+    "use_mm_for_euclid_dist_if_necessary",
+    "use_mm_for_euclid_dist",
+    "donot_use_mm_for_euclid_dist",
+)
+
+
+def _check_p(p, fn):
+    import math  # noqa: PLC0415
+
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fn}: `p` must be a real number; got {p!r}.")
+    if math.isnan(p) or p < 0:
+        raise ValueError(
+            f"{fn}: `p` must be a non-negative number (0, any positive p, or inf); got {p!r}."
+        )
+    return float(p)
+
+
+def cdist(x1, x2, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if_necessary"):
+    """``torch.cdist``: ``out[..., i, j] = ||x1[..., i, :] - x2[..., j, :]||_p``.
+
+    Any ``p >= 0``: ``p = 0`` counts unequal coordinates, ``p = inf`` is the
+    largest absolute difference. Batch dims broadcast. ``compute_mode`` is
+    accepted and checked, but every mode computes ``p = 2`` the same way: one
+    matrix product of centred data with an exact diagonal, which is more
+    accurate than PyTorch's matrix-product path (see :func:`jaxloss.cdist`).
+    Gradients are 0 where two points coincide (as PyTorch).
+
+    Args:
+      x1: ``(..., P, M)``. x2: ``(..., R, M)``. p: the order. compute_mode:
+      one of PyTorch's three strings.
+
+    Returns:
+      ``(..., P, R)`` distances.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> cdist(jnp.array([[0.0, 0.0, 2.0]]), jnp.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]), p=0)
+      Array([[1., 2.]], dtype=float32)
+
+    PyTorch: torch.cdist
+    """
+    p = _check_p(p, "cdist")
+    _checks.check_option(compute_mode, "compute_mode", _CDIST_MODES, "cdist")
+    return _distances.minkowski_cdist(x1, x2, p, fn="cdist")
+
+
+def pdist(input, p: float = 2):
+    """``torch.pdist``: distances between the rows of a 2-D input, ``i < j`` in row-major order.
+
+    >>> import jax.numpy as jnp
+    >>> pdist(jnp.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]]))
+    Array([ 5., 10.,  5.], dtype=float32)
+
+    PyTorch: torch.pdist
+    """
+    p = _check_p(p, "pdist")
+    _checks.check_ndim(input, "input", "pdist", ndim=2)
+    full = _distances.minkowski_cdist(input, input, p, fn="pdist")
+    rows, cols = np.triu_indices(full.shape[0], 1)
+    return full[rows, cols]
+
+
+def pairwise_distance(x1, x2, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False):
+    """``torch.nn.functional.pairwise_distance``: ``||x1 - x2 + eps||_p`` over the last dim.
+
+    PyTorch adds ``eps`` to the difference (not to the norm), so two equal
+    rows are at distance ``eps * M^(1/p)``; any real ``p`` (0, negative, inf)
+    is the vector norm of that order. Inputs broadcast; the norm is over the
+    last dim of the broadcast shape.
+
+    >>> import jax.numpy as jnp
+    >>> pairwise_distance(jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0]]), eps=0.0)
+    Array([5.], dtype=float32)
+
+    PyTorch: torch.nn.functional.pairwise_distance
+    """
+    _checks.broadcast_shapes(x1, x2, ("x1", "x2"), "pairwise_distance")
+    diff = jnp.asarray(x1) - jnp.asarray(x2)
+    if diff.ndim == 0:
+        raise ValueError(
+            "pairwise_distance: `x1` and `x2` must have at least 1 dimension; got scalars."
+        )
+    return _norms.vector_norm(diff + eps, ord=p, axis=-1, keepdims=keepdim)
+
+
+def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8):
+    """``torch.nn.functional.cosine_similarity`` with PyTorch 2.x's exact ``eps`` rule.
+
+    ``sum((x1 / max(|x1|, eps)) * (x2 / max(|x2|, eps)))`` over ``dim``: each
+    norm is clamped at ``eps`` separately (not their product). As in PyTorch
+    the clamp acts on the value only; the gradient flows through the unclamped
+    norm (0 at a zero vector), so it matches PyTorch's, and it is finite.
+
+    >>> import jax.numpy as jnp
+    >>> cosine_similarity(jnp.array([[1.0, 0.0], [0.0, 0.0]]), jnp.array([[1.0, 1.0], [1.0, 1.0]]))
+    Array([0.70710677, 0.        ], dtype=float32)
+
+    PyTorch: torch.nn.functional.cosine_similarity
+    """
+    shape = _checks.broadcast_shapes(x1, x2, ("x1", "x2"), "cosine_similarity")
+    a, b, out_dtype = _numerics.as_float(x1, x2)
+    a, b = jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
+    axis = _checks.check_axis(dim, len(shape), "dim", "cosine_similarity")[0]
+    return _distances.torch_cosine_similarity(a, b, axis, eps).astype(out_dtype)
+
+
+def binary_hamming_distance(
+    preds,
+    target,
+    threshold: float = 0.5,
+    multidim_average: str = "global",
+    ignore_index=None,
+    validate_args: bool = True,
+):
+    """torchmetrics' ``binary_hamming_distance``: the fraction of wrong binary labels.
+
+    Float ``preds`` outside ``[0, 1]`` are treated as logits (sigmoid), then
+    ``preds > threshold``. Positions where ``target == ignore_index`` are left
+    out. ``"global"`` averages over everything (a scalar); ``"samplewise"``
+    over all dims but the first (shape ``(N,)``). As torchmetrics, a sample
+    with nothing left to count has distance 1.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> b = jnp.array([[0, 0, 1], [0, 1, 0]])
+      >>> c = jnp.array([[1, 0, 1], [0, 1, 0]])
+      >>> binary_hamming_distance(b, c, multidim_average="samplewise")
+      Array([0.33333334, 0.        ], dtype=float32)
+
+    torchmetrics: torchmetrics.functional.classification.binary_hamming_distance
+    """
+    fn = "binary_hamming_distance"
+    _checks.check_option(multidim_average, "multidim_average", ("global", "samplewise"), fn)
+    if validate_args:
+        _checks.check_number(threshold, "threshold", fn, low=0.0, high=1.0)
+        if ignore_index is not None and not isinstance(ignore_index, (int, np.integer)):
+            raise ValueError(f"{fn}: `ignore_index` must be an int or None; got {ignore_index!r}.")
+        _checks.check_same_shape(preds, target, ("preds", "target"), fn)
+        if multidim_average == "samplewise" and jnp.ndim(preds) < 2:
+            raise ValueError(
+                f"{fn}: multidim_average='samplewise' needs inputs with at least 2 dims; "
+                f"got shape {jnp.shape(preds)}."
+            )
+    preds, target = jnp.asarray(preds), jnp.asarray(target)
+    if jnp.issubdtype(preds.dtype, jnp.floating):
+        p = preds.astype(jnp.float32) if _numerics.is_low_precision(preds.dtype) else preds
+        in_range = jnp.all((p >= 0) & (p <= 1))
+        p = jnp.where(in_range, p, jax.nn.sigmoid(p))
+        preds = p > threshold
+    preds = preds.reshape(preds.shape[0], -1) if preds.ndim else preds.reshape(1, 1)
+    target = target.reshape(target.shape[0], -1) if target.ndim else target.reshape(1, 1)
+    valid = (target == 0) | (target == 1)
+    if ignore_index is not None:
+        valid = valid & (target != ignore_index)
+    wrong = valid & (preds.astype(target.dtype) != target)
+    axes = (0, 1) if multidim_average == "global" else (1,)
+    dtype = _numerics.default_float_dtype()
+    num = jnp.sum(wrong, axis=axes).astype(dtype)
+    den = jnp.sum(valid, axis=axes).astype(dtype)
+    return _numerics.safe_divide(num, den, 1.0)
+
 
 # ------------------------------------------------------------------ divergences and cross-entropy (issue 4)
 
