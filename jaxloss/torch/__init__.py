@@ -13,20 +13,45 @@ are immutable).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _checks, _classification, _divergences, _metric_learning, _norms, _numerics, _regression
+from .. import (
+    _checks,
+    _classification,
+    _distances,
+    _divergences,
+    _metric_learning,
+    _norms,
+    _numerics,
+    _regression,
+)
+from . import _common
 from . import linalg as linalg
-from ._common import apply_reduction, cast, legacy_reduction
 
 __all__ = [
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "binary_hamming_distance",
+    "cdist",
+    "cosine_embedding_loss",
+    "cosine_similarity",
+    "cross_entropy",
+    "hinge_embedding_loss",
     "huber_loss",
+    "kl_div",
     "l1_loss",
     "linalg",
+    "margin_ranking_loss",
     "mse_loss",
+    "nll_loss",
     "norm",
+    "pairwise_distance",
+    "pdist",
     "smooth_l1_loss",
+    "triplet_margin_loss",
+    "triplet_margin_with_distance_loss",
 ]
 
 # --------------------------------------------------------------------------- norms
@@ -62,7 +87,7 @@ def norm(input, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
     """
     if out is not None:
         raise TypeError("norm: `out` is not supported in JAX (arrays are immutable); omit it.")
-    x = cast(input, dtype)
+    x = _common.cast(input, dtype)
     dims = None if dim is None else ((dim,) if isinstance(dim, (int, np.integer)) else tuple(dim))
     if isinstance(p, str):
         if p == "fro" and (dims is None or len(dims) <= 2):
@@ -83,15 +108,15 @@ def norm(input, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
 
 def _weighted_residual(values, input, weight, reduction, fn, weighted_mean):
     if weight is None:
-        return apply_reduction(values, reduction, fn)
+        return _common.apply_reduction(values, reduction, fn)
     if tuple(np.shape(weight)) != tuple(np.shape(input)):
         raise ValueError(
             f"{fn}: `weight` must have the shape of `input`; got {tuple(np.shape(weight))} "
             f"and {tuple(np.shape(input))}."
         )
     if weighted_mean:  # sum(w * v) / sum(w), as PyTorch's mse_loss and l1_loss
-        return apply_reduction(values, reduction, fn, weights=weight)
-    return apply_reduction(values * weight, reduction, fn)
+        return _common.apply_reduction(values, reduction, fn, weights=weight)
+    return _common.apply_reduction(values * weight, reduction, fn)
 
 
 def mse_loss(
@@ -107,7 +132,7 @@ def mse_loss(
 
     PyTorch: torch.nn.functional.mse_loss
     """
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = _common.legacy_reduction(size_average, reduce, reduction)
     values = _regression.squared_error(input, target)
     return _weighted_residual(values, input, weight, reduction, "mse_loss", True)
 
@@ -125,7 +150,7 @@ def l1_loss(
 
     PyTorch: torch.nn.functional.l1_loss
     """
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = _common.legacy_reduction(size_average, reduce, reduction)
     values = _regression.absolute_error(input, target)
     return _weighted_residual(values, input, weight, reduction, "l1_loss", True)
 
@@ -141,9 +166,9 @@ def smooth_l1_loss(
 
     PyTorch: torch.nn.functional.smooth_l1_loss
     """
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = _common.legacy_reduction(size_average, reduce, reduction)
     values = _regression.smooth_l1_loss(input, target, beta=beta)
-    return apply_reduction(values, reduction, "smooth_l1_loss")
+    return _common.apply_reduction(values, reduction, "smooth_l1_loss")
 
 
 def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weight=None):
@@ -160,14 +185,9 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weigh
     return _weighted_residual(values, input, weight, reduction, "huber_loss", False)
 
 
-# --------------------------------------------------------------------------- distances (issue 3)
+# --------------------------------------------------------------------------- distances
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
-from .. import _checks, _distances, _numerics  # noqa: E402
-
-__all__ += ["binary_hamming_distance", "cdist", "cosine_similarity", "pairwise_distance", "pdist"]
 
 _CDIST_MODES = (
     "use_mm_for_euclid_dist_if_necessary",
@@ -333,7 +353,7 @@ def binary_hamming_distance(
     return _numerics.safe_divide(num, den, 1.0)
 
 
-# ------------------------------------------------------------------ divergences and cross-entropy (issue 4)
+# --------------------------------------------------------------------------- divergences and cross-entropy
 
 
 def _check_same_shape(input, target, fn):
@@ -369,11 +389,11 @@ def kl_div(
     PyTorch: torch.nn.functional.kl_div
     """
     fn = "kl_div"
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = _common.legacy_reduction(size_average, reduce, reduction)
     _checks.check_reduction(reduction, fn, ("none", "batchmean", "sum", "mean"))
     core = _divergences.kl_divergence_with_log_targets if log_target else _divergences.kl_divergence
     values = core(input, target, axis=())
-    return apply_reduction(values, reduction, fn, ("none", "batchmean", "sum", "mean"))
+    return _common.apply_reduction(values, reduction, fn, ("none", "batchmean", "sum", "mean"))
 
 
 def _class_last(input, fn):
@@ -443,7 +463,7 @@ def cross_entropy(
     PyTorch: torch.nn.functional.cross_entropy
     """
     fn = "cross_entropy"
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = _common.legacy_reduction(size_average, reduce, reduction)
     _checks.check_reduction(reduction, fn)
     _checks.check_number(label_smoothing, "label_smoothing", fn, low=0, high=1)
     x, class_axis = _class_last(input, fn)
@@ -462,7 +482,7 @@ def cross_entropy(
         if weight is not None:
             probs = probs * jnp.asarray(weight, probs.dtype)
         values = _classification.softmax_cross_entropy(x, probs)
-        return apply_reduction(values, reduction, fn)
+        return _common.apply_reduction(values, reduction, fn)
     return _integer_label_loss(
         x, target, weight, ignore_index, reduction, label_smoothing, True, fn
     )
@@ -514,7 +534,7 @@ def nll_loss(
     PyTorch: torch.nn.functional.nll_loss
     """
     fn = "nll_loss"
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = _common.legacy_reduction(size_average, reduce, reduction)
     _checks.check_reduction(reduction, fn)
     x, _ = _class_last(input, fn)
     _check_weight(weight, x.shape[-1], fn)
@@ -538,11 +558,11 @@ def binary_cross_entropy(
     PyTorch: torch.nn.functional.binary_cross_entropy
     """
     fn = "binary_cross_entropy"
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = _common.legacy_reduction(size_average, reduce, reduction)
     _checks.check_reduction(reduction, fn)
     _check_same_shape(input, target, fn)
     values = _classification.binary_cross_entropy(input, target, log_clamp=-100.0)
-    return apply_reduction(_times_weight(values, weight, fn), reduction, fn)
+    return _common.apply_reduction(_times_weight(values, weight, fn), reduction, fn)
 
 
 def binary_cross_entropy_with_logits(
@@ -567,30 +587,16 @@ def binary_cross_entropy_with_logits(
     PyTorch: torch.nn.functional.binary_cross_entropy_with_logits
     """
     fn = "binary_cross_entropy_with_logits"
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = _common.legacy_reduction(size_average, reduce, reduction)
     _checks.check_reduction(reduction, fn)
     _check_same_shape(input, target, fn)
     values = _classification.sigmoid_binary_cross_entropy(input, target, pos_weight=pos_weight)
-    return apply_reduction(_times_weight(values, weight, fn), reduction, fn)
+    return _common.apply_reduction(_times_weight(values, weight, fn), reduction, fn)
 
 
-__all__ += [
-    "binary_cross_entropy",
-    "binary_cross_entropy_with_logits",
-    "cross_entropy",
-    "kl_div",
-    "nll_loss",
-]
 
 
-# --------------------------------------------------------------------------- metric learning (issue 5)
-__all__ += [
-    "cosine_embedding_loss",
-    "hinge_embedding_loss",
-    "margin_ranking_loss",
-    "triplet_margin_loss",
-    "triplet_margin_with_distance_loss",
-]
+# --------------------------------------------------------------------------- metric learning
 
 
 def _check_positive_margin(margin, fn):
@@ -630,13 +636,13 @@ def triplet_margin_loss(
     PyTorch: torch.nn.functional.triplet_margin_loss
     """
     fn = "triplet_margin_loss"
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = _common.legacy_reduction(size_average, reduce, reduction)
     _check_positive_margin(margin, fn)
     _check_same_ndim((anchor, positive, negative), ("anchor", "positive", "negative"), fn)
     values = _metric_learning.triplet_margin_loss(
         anchor, positive, negative, -1, p, margin, eps, swap=swap
     )
-    return apply_reduction(values, reduction, fn)
+    return _common.apply_reduction(values, reduction, fn)
 
 
 def _torch_pairwise_distance(x1, x2, p=2.0, eps=1e-6):
@@ -677,7 +683,7 @@ def triplet_margin_with_distance_loss(
     d_an = distance(anchor, negative)
     d_pn = distance(positive, negative) if swap else None
     values = _metric_learning._triplet_hinge(d_ap, d_an, d_pn, margin, swap)
-    return apply_reduction(values, reduction, fn)
+    return _common.apply_reduction(values, reduction, fn)
 
 
 def cosine_embedding_loss(
@@ -701,7 +707,7 @@ def cosine_embedding_loss(
     PyTorch: torch.nn.functional.cosine_embedding_loss
     """
     fn = "cosine_embedding_loss"
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = _common.legacy_reduction(size_average, reduce, reduction)
     t_dim = np.ndim(target)
     if t_dim not in (0, 1):
         raise ValueError(
@@ -714,7 +720,7 @@ def cosine_embedding_loss(
             f"and input2 {np.shape(input2)}."
         )
     values = _metric_learning.cosine_embedding_loss(input1, input2, target, margin=margin)
-    return apply_reduction(values, reduction, fn)
+    return _common.apply_reduction(values, reduction, fn)
 
 
 def margin_ranking_loss(
@@ -737,10 +743,10 @@ def margin_ranking_loss(
     PyTorch: torch.nn.functional.margin_ranking_loss
     """
     fn = "margin_ranking_loss"
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = _common.legacy_reduction(size_average, reduce, reduction)
     _check_same_ndim((input1, input2, target), ("input1", "input2", "target"), fn)
     values = _metric_learning.margin_ranking_loss(input1, input2, target, margin=margin)
-    return apply_reduction(values, reduction, fn)
+    return _common.apply_reduction(values, reduction, fn)
 
 
 def hinge_embedding_loss(
@@ -757,6 +763,6 @@ def hinge_embedding_loss(
     PyTorch: torch.nn.functional.hinge_embedding_loss
     """
     fn = "hinge_embedding_loss"
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = _common.legacy_reduction(size_average, reduce, reduction)
     values = _metric_learning.hinge_embedding_loss(input, target, margin=margin)
-    return apply_reduction(values, reduction, fn)
+    return _common.apply_reduction(values, reduction, fn)

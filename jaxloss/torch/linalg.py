@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _norms
-from ._common import cast
+from ._common import cast as _cast
 
 __all__ = ["matrix_norm", "norm", "vector_norm"]
 
@@ -23,7 +23,7 @@ def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None):
 
     PyTorch: torch.linalg.vector_norm
     """
-    return _norms.vector_norm(cast(x, dtype), ord, dim, keepdim)
+    return _norms.vector_norm(_cast(x, dtype), ord, dim, keepdim)
 
 
 def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None):
@@ -35,7 +35,7 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None
 
     PyTorch: torch.linalg.matrix_norm
     """
-    return _norms.matrix_norm(cast(A, dtype), ord, dim, keepdim)
+    return _norms.matrix_norm(_cast(A, dtype), ord, dim, keepdim)
 
 
 def norm(A, ord=None, dim=None, keepdim: bool = False, *, dtype=None):
@@ -50,7 +50,7 @@ def norm(A, ord=None, dim=None, keepdim: bool = False, *, dtype=None):
 
     PyTorch: torch.linalg.norm
     """
-    A = cast(A, dtype)
+    A = _cast(A, dtype)
     if dim is not None and not isinstance(dim, (int, np.integer)):
         dim = tuple(dim)
         if len(dim) not in (1, 2):
