@@ -94,3 +94,36 @@ def test_errors():
         packed_hamming_distances(jnp.zeros((2, 1), jnp.uint32), jnp.zeros((2, 2), jnp.uint32))
     with pytest.raises(ValueError, match="must have 2 dimensions"):
         packed_hamming_distances(jnp.zeros((2,), jnp.uint32), jnp.zeros((2, 2), jnp.uint32))
+
+
+# --------------------------------------------------------------------------- cdist / pdist on packed codes
+
+
+@pytest.mark.parametrize("num_bits", [3, 32, 70, 256])
+def test_cdist_and_pdist_on_packed_codes_match_scipy(num_bits):
+    import scipy.spatial.distance as sd
+
+    r = np.random.default_rng(num_bits)
+    a = r.integers(0, 2, (7, num_bits)).astype(bool)
+    b = r.integers(0, 2, (5, num_bits)).astype(bool)
+    pa, pb = jaxloss.pack_bits(a), jaxloss.pack_bits(b)
+    counts = jaxloss.cdist(pa, pb, "hamming")
+    assert counts.dtype == jnp.int32
+    np.testing.assert_allclose(counts, sd.cdist(a, b, "hamming") * num_bits, rtol=1e-12)
+    np.testing.assert_allclose(jaxloss.cdist(pa, pb, "hamming", num_bits=num_bits), sd.cdist(a, b, "hamming"),
+                               rtol=1e-6)
+    np.testing.assert_allclose(jaxloss.pdist(pa, "hamming", num_bits=num_bits), sd.pdist(a, "hamming"), rtol=1e-6)
+    np.testing.assert_array_equal(jnp.diagonal(jaxloss.cdist(pa, metric="hamming")), np.zeros(7))
+    batched = jaxloss.cdist(jnp.stack([pa, pa]), pb, "hamming")
+    np.testing.assert_array_equal(batched, jnp.stack([counts, counts]))
+    np.testing.assert_array_equal(jax.jit(lambda u, v: jaxloss.cdist(u, v, "hamming"))(pa, pb), counts)
+
+
+def test_cdist_packed_errors():
+    pa = jaxloss.pack_bits(jnp.ones((3, 40), bool))
+    with pytest.raises(TypeError, match="`y` must hold packed codes"):
+        jaxloss.cdist(pa, jnp.ones((3, 2)), "hamming")
+    with pytest.raises(ValueError, match="only `num_bits`"):
+        jaxloss.cdist(pa, pa, "hamming", w=jnp.ones(2))
+    with pytest.raises(ValueError, match="`num_bits`"):
+        jaxloss.cdist(pa, pa, "hamming", num_bits=65)
