@@ -11,27 +11,17 @@ value_and_grad). Times are medians after warm-up; ratios are peer / jaxloss.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
+from benchmarks._timing import median_time, torch_device, torch_sync
 
 LABEL_SMOOTHING = 0.1
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up (compilation)
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _jax_timer(loss, logits, labels):
@@ -64,13 +54,15 @@ def run(quick: bool) -> list[dict]:
         targets = optax.smooth_labels(jax.nn.one_hot(b, c, dtype=a.dtype), LABEL_SMOOTHING)
         return optax.softmax_cross_entropy(a, targets).mean()
 
-    xt = torch.from_numpy(x_np).requires_grad_(True)
-    yt = torch.from_numpy(y_np)
+    dev = torch_device()
+    xt = torch.from_numpy(x_np).to(dev).requires_grad_(True)
+    yt = torch.from_numpy(y_np).to(dev)
 
     def torch_step():
         xt.grad = None
         loss = torch.nn.functional.cross_entropy(xt, yt, label_smoothing=LABEL_SMOOTHING)
         loss.backward()
+        torch_sync()
 
     # same numbers first (the benchmark compares equal work)
     v_ours = float(ours(logits, labels))
@@ -82,9 +74,9 @@ def run(quick: bool) -> list[dict]:
         v_torch
     )
 
-    jax_s = _median_time(_jax_timer(ours, logits, labels), repeats)
-    optax_s = _median_time(_jax_timer(theirs, logits, labels), repeats)
-    torch_s = _median_time(torch_step, repeats)
+    jax_s = median_time(_jax_timer(ours, logits, labels), repeats)
+    optax_s = median_time(_jax_timer(theirs, logits, labels), repeats)
+    torch_s = median_time(torch_step, repeats)
     return [
         {
             "operation": "softmax CE, integer labels, label_smoothing=0.1, value+grad",

@@ -23,26 +23,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def _time(fn, repeats: int) -> float:
-    start = time.perf_counter()
-    fn()  # warm-up (compilation for JAX)
-    first = time.perf_counter() - start
-    if first > 3.0:
-        return first
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from benchmarks._timing import median_time, torch_device, torch_sync
 
 
 def _jax(fn, *args):
@@ -66,17 +52,21 @@ def run(quick: bool = False) -> list[dict]:
         x = rng.normal(size=(n, d)).astype(np.float32)
         y = rng.normal(size=(n, d)).astype(np.float32)
         jx, jy = jnp.asarray(x), jnp.asarray(y)
-        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        dev = torch_device()
+        tx, ty = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
+
+        def synced(f):
+            return lambda: (f(), torch_sync())
         cdist = functools.partial(jaxloss.cdist, metric="euclidean")
-        ours = _time(_jax(cdist, jx, jy), repeats)
+        ours = median_time(_jax(cdist, jx, jy), repeats)
         times = {}
         for name in peers:
             if name == "torch.cdist":
-                fn = lambda: torch.cdist(tx, ty)  # noqa: E731
+                fn = synced(lambda: torch.cdist(tx, ty))
             elif name == "jax matmul x @ y.T (bound)":
                 fn = _jax(lambda a, b: jnp.dot(a, b.T, precision=jax.lax.Precision.HIGHEST), jx, jy)
             elif name == "torch matmul x @ y.T (bound)":
-                fn = lambda: tx @ ty.T  # noqa: E731
+                fn = synced(lambda: tx @ ty.T)
             elif name == "sklearn euclidean_distances":
                 fn = lambda: euclidean_distances(x, y)  # noqa: E731
             elif name == "scipy cdist":
@@ -87,7 +77,7 @@ def run(quick: bool = False) -> list[dict]:
                 fn = lambda: np.sqrt(((x[:, None, :] - y[None, :, :]) ** 2).sum(-1))  # noqa: E731
             else:
                 raise ValueError(name)
-            times[name] = _time(fn, repeats)
+            times[name] = median_time(fn, repeats)
         rows.append(
             {
                 "operation": "euclidean cdist float32",
@@ -115,16 +105,18 @@ def run(quick: bool = False) -> list[dict]:
     xb = rng.uniform(size=(n, d)) > 0.5
     yb = rng.uniform(size=(n, d)) > 0.5
     hamming = functools.partial(jaxloss.cdist, metric="hamming")
-    ours = _time(_jax(hamming, jnp.asarray(xb), jnp.asarray(yb)), repeats)
-    tx, ty = torch.from_numpy(xb.astype(np.float32)), torch.from_numpy(yb.astype(np.float32))
+    ours = median_time(_jax(hamming, jnp.asarray(xb), jnp.asarray(yb)), repeats)
+    dev = torch_device()
+    tx = torch.from_numpy(xb.astype(np.float32)).to(dev)
+    ty = torch.from_numpy(yb.astype(np.float32)).to(dev)
     rows.append(
         {
             "operation": "binary hamming cdist (bool)",
             "shapes": f"{n}x{n}x{d} bits",
             "jaxloss_s": ours,
             "peers": {
-                "torch.cdist(p=0)": _time(lambda: torch.cdist(tx, ty, p=0), repeats),
-                "scipy cdist hamming": _time(lambda: ssd.cdist(xb, yb, "hamming"), repeats),
+                "torch.cdist(p=0)": median_time(lambda: (torch.cdist(tx, ty, p=0), torch_sync()), repeats),
+                "scipy cdist hamming": median_time(lambda: ssd.cdist(xb, yb, "hamming"), repeats),
             },
         }
     )

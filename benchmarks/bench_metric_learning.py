@@ -8,25 +8,13 @@ median of several runs after warm-up (JAX: jitted ``value_and_grad`` with
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
-
-
-def _median_time(fn, repeats):
-    fn()  # warm-up (compilation)
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from benchmarks._timing import median_time, torch_device, torch_sync
 
 
 def _jax_runner(loss, x, labels, **kw):
@@ -43,14 +31,15 @@ def _jax_runner(loss, x, labels, **kw):
 def _torch_runner(loss_fn, x, labels, miner=None):
     import torch  # noqa: PLC0415
 
-    lt = torch.from_numpy(labels)
-    xt0 = torch.from_numpy(x)
+    lt = torch.from_numpy(labels).to(torch_device())
+    xt0 = torch.from_numpy(x).to(torch_device())
 
     def run():
         xt = xt0.clone().requires_grad_(True)
         indices = miner(xt, lt) if miner is not None else None
         value = loss_fn(xt, lt, indices)
         value.backward()
+        torch_sync()
 
     return run
 
@@ -67,8 +56,8 @@ def run(quick: bool) -> list[dict]:
     def case(operation, b, d, classes, jax_loss, jax_kw, pml_loss, pml_miner=None):
         x = r.normal(size=(b, d)).astype(np.float32)
         labels = r.integers(0, classes, size=b).astype(np.int64)
-        ours = _median_time(_jax_runner(jax_loss, x, labels, **jax_kw), repeats)
-        peer = _median_time(_torch_runner(pml_loss, x, labels, pml_miner), repeats)
+        ours = median_time(_jax_runner(jax_loss, x, labels, **jax_kw), repeats)
+        peer = median_time(_torch_runner(pml_loss, x, labels, pml_miner), repeats)
         rows.append(
             {
                 "operation": operation,

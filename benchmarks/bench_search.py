@@ -7,24 +7,13 @@ Run: ``python -m benchmarks.bench_search [--quick]`` (full size: 16,384 queries 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
-
-
-def _median_time(fn, repeats):
-    fn()  # warm-up (compilation)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from benchmarks._timing import median_time
 
 
 def _agreement(a, b):
@@ -74,9 +63,9 @@ def bench_l2(nq, m, d, k, repeats):
 
     index = faiss.IndexFlatL2(d)
     index.add(x)
-    t_ours = _median_time(ours, repeats)
-    t_faiss = _median_time(lambda: index.search(q, k), repeats)
-    t_torch = _median_time(lambda: _torch_chunked(q, x, k), repeats)
+    t_ours = median_time(ours, repeats)
+    t_faiss = median_time(lambda: index.search(q, k), repeats)
+    t_torch = median_time(lambda: _torch_chunked(q, x, k), repeats)
     _, i_ours = ours()
     _, i_faiss = index.search(q, k)
     return {
@@ -101,13 +90,13 @@ def bench_hamming(nq, m, bits, k, repeats):
     def ours():
         return jax.block_until_ready(jaxloss.knn(qw, xw, k, metric="hamming"))
 
-    t_ours = _median_time(ours, repeats)
+    t_ours = median_time(ours, repeats)
     peers, agreement = {}, {}
     if faiss is not None:
         index = faiss.IndexBinaryFlat(bits)
         index.add(np.packbits(xb, axis=1, bitorder="little"))
         q8 = np.packbits(qb, axis=1, bitorder="little")
-        peers["faiss IndexBinaryFlat"] = _median_time(lambda: index.search(q8, k), repeats)
+        peers["faiss IndexBinaryFlat"] = median_time(lambda: index.search(q8, k), repeats)
         # random codes have many tied counts, so compare the distances (the indices of
         # ties may legitimately differ: faiss does not promise the lowest index first)
         d_ours, _ = ours()

@@ -22,7 +22,7 @@ def test_readme_opens_with_two_commands():
     assert len(commands) >= 2
     demo, tests = commands[0], commands[1]
     assert "\n" not in demo and "\n" not in tests
-    assert "pip install" in demo and "examples/" in demo
+    assert "pip install" in demo and "examples/metric_learning_digits.py" in demo
     assert "pip install" in tests and '".[test]"' in tests and "pytest" in tests
     # nothing but the title and one line of prose before the first command
     head = (ROOT / "README.md").read_text().split("```bash")[0]
@@ -50,3 +50,39 @@ def test_seed_examples_script_runs(capsys, monkeypatch):
     runpy.run_path(str(ROOT / "examples" / "seed_examples.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "2.8284" in out
+
+
+def _python_blocks():
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)\n```", text, flags=re.S)
+
+
+def test_readme_quickstart_trains_with_flax():
+    import jax.numpy as jnp
+    import numpy as np
+
+    namespace: dict = {}
+    exec(_python_blocks()[0], namespace)  # noqa: S102 - the README's own code
+    model, optimizer, step = namespace["model"], namespace["optimizer"], namespace["train_step"]
+    r = np.random.default_rng(0)
+    images = jnp.asarray(r.normal(size=(32, 64)), jnp.float32)
+    labels = jnp.asarray(np.repeat(np.arange(8), 4))
+    losses = [float(step(model, optimizer, images, labels)) for _ in range(30)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def test_readme_port_and_checker_snippets_run():
+    import jax.numpy as jnp
+    import numpy as np
+
+    r = np.random.default_rng(1)
+    namespace = {
+        "logits": jnp.asarray(r.normal(size=(6, 4)), jnp.float32),
+        "targets": jnp.array([0, 1, 2, 3, -100, 1]),
+        "w": jnp.array([1.0, 2.0, 0.5, 1.0]),
+        "queries": jnp.ones((3, 5)),
+        "database": jnp.zeros((4, 5)),
+    }
+    exec(_python_blocks()[1], namespace)  # noqa: S102
+    assert namespace["dist"].shape == (3, 4) and np.isfinite(float(namespace["loss"]))
+    exec(_python_blocks()[2], {})  # noqa: S102 - asserts report.ok itself

@@ -1,0 +1,59 @@
+"""Smoke tests of the examples: each runs a few steps and checks what it reports."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("loss", ["batch_hard", "batch_all", "semi_hard", "supcon", "seed_triplet"])
+def test_metric_learning_digits_trains_and_improves_retrieval(loss, tmp_path):
+    demo = _load("metric_learning_digits")
+    png = tmp_path / "demo.png"
+    result = demo.main(["--loss", loss, "--steps", "150", "--plot", str(png), "--no-progress"])
+    (p1_before, p1_after), (map_before, map_after) = result["p1"], result["map_r"]
+    assert p1_after > p1_before + 0.03, result["p1"]
+    assert map_after > map_before + 0.2, result["map_r"]
+    assert png.stat().st_size > 10_000
+
+
+def test_metric_learning_digits_is_reproducible():
+    demo = _load("metric_learning_digits")
+    args = ["--steps", "30", "--plot", "", "--no-progress"]
+    a, b = demo.main(args), demo.main(args)
+    assert a["p1"] == b["p1"] and a["map_r"] == b["map_r"]
+
+
+def test_classification_label_smoothing_reports_accuracy_and_calibration():
+    example = _load("classification_label_smoothing")
+    results = example.main(["--smoothing", "0", "0.1", "--epochs", "3"])
+    for r in results.values():
+        assert 0.8 < r["accuracy"] <= 1.0
+        assert 0.0 <= r["ece"] <= 1.0
+    assert results[0.1]["mean_confidence"] < results[0.0]["mean_confidence"]
+
+
+def test_port_from_pytorch_matches_torch(capsys):
+    example = _load("port_from_pytorch")
+    diffs = example.main()
+    assert len(diffs) >= 12 and max(diffs) < 1e-5
+    assert "largest difference from PyTorch" in capsys.readouterr().out
+
+
+def test_retrieval_eval_small_database():
+    example = _load("retrieval_eval")
+    result = example.main(["--database", "20000", "--queries", "300", "--classes", "50",
+                           "--chunk", "100", "--no-progress"])
+    assert result["precision@1"] > 0.5 and np.isfinite(result["seconds"])
