@@ -3,9 +3,9 @@
 Two kinds of losses live here.
 
 * **Losses over explicit examples** (a triplet, a pair, a pair of scores)
-  return one value per example, like optax: :func:`triplet_margin_loss`,
-  :func:`contrastive_loss`, :func:`cosine_embedding_loss`,
-  :func:`margin_ranking_loss`, :func:`hinge_embedding_loss`.
+  return one value per example, like optax: ``triplet_margin_loss``,
+  ``contrastive_loss``, ``cosine_embedding_loss``,
+  ``margin_ranking_loss``, ``hinge_embedding_loss``.
 * **Losses defined over a whole batch** (in-batch mining, NT-Xent, supervised
   contrastive, lifted structured, N-pair, InfoNCE, soft nearest neighbour)
   return a scalar; each docstring says exactly what is averaged. Anchors (or
@@ -15,7 +15,7 @@ Two kinds of losses live here.
 
 In-batch mining never builds variable-length index lists: every miner works
 with fixed-shape boolean masks over the ``(B, B)`` distance matrix (see
-:func:`positive_mask`, :func:`negative_mask`, :func:`triplet_mask`), so a
+``positive_mask``, ``negative_mask``, ``triplet_mask``), so a
 whole training step jit-compiles. The distance matrix comes from one matrix
 product (``precision=HIGHEST`` by default), clamped at 0, with an exact zero
 diagonal and a zero-at-zero square-root gradient.
@@ -814,7 +814,7 @@ def supervised_contrastive_loss(
       embeddings: ``(B, d)`` embeddings (normalized inside).
       labels: ``(B,)`` integer class labels.
       temperature: positive temperature ``T``.
-      axis_name: as in :func:`ntxent`: the loss of the batch concatenated over
+      axis_name: as in ``ntxent``: the loss of the batch concatenated over
         the devices.
       precision: precision of the similarity matrix product.
 
