@@ -449,11 +449,11 @@ def sharded_knn(
 
     Running it on a multi-GPU host: every local GPU is a JAX device, so
 
-    .. code-block:: python
-
-        mesh = jax.make_mesh((jax.device_count(),), ("data",))
-        database = jax.device_put(database, NamedSharding(mesh, P("data")))
-        d, i = jaxloss.sharded_knn(queries, database, 10, mesh=mesh)
+    ```python
+    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    database = jax.device_put(database, NamedSharding(mesh, P("data")))
+    d, i = jaxloss.sharded_knn(queries, database, 10, mesh=mesh)
+    ```
 
     (on several hosts, call ``jax.distributed.initialize()`` first and build the
     mesh over ``jax.devices()``). To try it on a CPU, start Python with
@@ -640,6 +640,7 @@ def precision_at_k(
         neighbours, nearest first (the ``indices`` of ``knn``).
       query_labels: ``(q,)`` int labels of the queries.
       reference_labels: ``(m,)`` int labels of the reference (database) rows.
+      k: neighbours considered (``None``: all columns left), static.
       exclude_self: the queries are the first ``q`` rows of the reference set
         (e.g. ``knn(x, x, K)``): query ``i``'s own index ``i`` is dropped from its
         list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
@@ -649,7 +650,6 @@ def precision_at_k(
         least one relevant reference item (others are skipped, as
         pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
         ``(q,)`` per-query values (0 for such queries).
-      k: neighbours considered (``None``: all columns left), static.
 
     Returns:
       scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
@@ -694,6 +694,7 @@ def recall_at_k(
         neighbours, nearest first (the ``indices`` of ``knn``).
       query_labels: ``(q,)`` int labels of the queries.
       reference_labels: ``(m,)`` int labels of the reference (database) rows.
+      k: neighbours considered (``None``: all columns left), static.
       exclude_self: the queries are the first ``q`` rows of the reference set
         (e.g. ``knn(x, x, K)``): query ``i``'s own index ``i`` is dropped from its
         list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
@@ -703,7 +704,6 @@ def recall_at_k(
         least one relevant reference item (others are skipped, as
         pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
         ``(q,)`` per-query values (0 for such queries).
-      k: neighbours considered (``None``: all columns left), static.
 
     Returns:
       scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
