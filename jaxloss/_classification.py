@@ -247,6 +247,13 @@ def safe_softmax_cross_entropy(logits, labels):
 
     (jaxloss's ``softmax_cross_entropy`` is already safe at ``-inf`` logits.)
 
+    Args:
+      logits: ``(..., C)`` unnormalised log-probabilities.
+      labels: ``(..., C)`` target probabilities.
+
+    Returns:
+      ``(...,)`` per-example losses.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> safe_softmax_cross_entropy(jnp.array([0.0, -jnp.inf]), jnp.array([1.0, 0.0]))

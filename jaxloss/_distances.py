@@ -971,6 +971,16 @@ def cosine_distance(predictions, targets, *, epsilon=0.0, axis=-1, where=None):
 
     A zero vector has similarity 0, so distance 1 (optax returns NaN).
 
+    Args:
+      predictions: ``(..., d)`` vectors.
+      targets: ``(..., d)`` vectors, broadcastable with ``predictions``.
+      epsilon: lower bound of the squared norms (optax's ``epsilon``).
+      axis: the vector axis.
+      where: optional boolean mask of the coordinates to include.
+
+    Returns:
+      ``1 - cosine_similarity``, with ``axis`` reduced.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> cosine_distance(jnp.array([1.0, 0.0]), jnp.array([0.0, 2.0]))

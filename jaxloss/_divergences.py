@@ -241,6 +241,15 @@ def generalized_kl_divergence(log_predictions, targets, axis=-1, where=None):
 def convex_kl_divergence(log_predictions, targets, axis=-1, where=None):
     """optax's older name of ``generalized_kl_divergence`` (same arguments and values).
 
+    Args:
+      log_predictions: ``(..., n)`` log ``q``.
+      targets: ``p``, broadcastable.
+      axis: axis or axes summed over.
+      where: optional boolean mask.
+
+    Returns:
+      The divergence, with ``axis`` reduced.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> convex_kl_divergence(jnp.log(jnp.array([1.0, 2.0])), jnp.array([1.0, 1.0]))

@@ -197,6 +197,14 @@ def matrix_norm(x, ord="fro", axis=(-2, -1), keepdims: bool = False):
 def frobenius_norm(x, axis=(-2, -1), keepdims: bool = False):
     """``sqrt(sum_ij x_ij^2)`` over two axes; ``matrix_norm(x, "fro", axis, keepdims)``.
 
+    Args:
+      x: ``(..., m, n)`` array.
+      axis: the two matrix axes.
+      keepdims: keep the reduced axes as size 1.
+
+    Returns:
+      The norm, with ``axis`` reduced.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> frobenius_norm(jnp.ones((2, 2)))
@@ -210,6 +218,14 @@ def frobenius_norm(x, axis=(-2, -1), keepdims: bool = False):
 def nuclear_norm(x, axis=(-2, -1), keepdims: bool = False):
     """The sum of singular values ``tr(sqrt(X^T X))``; ``matrix_norm(x, "nuc", ...)``.
 
+    Args:
+      x: ``(..., m, n)`` array.
+      axis: the two matrix axes.
+      keepdims: keep the reduced axes as size 1.
+
+    Returns:
+      The norm, with ``axis`` reduced.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> nuclear_norm(jnp.ones((2, 4)))
@@ -222,6 +238,14 @@ def nuclear_norm(x, axis=(-2, -1), keepdims: bool = False):
 
 def spectral_norm(x, axis=(-2, -1), keepdims: bool = False):
     """The largest singular value; ``matrix_norm(x, 2, ...)``.
+
+    Args:
+      x: ``(..., m, n)`` array.
+      axis: the two matrix axes.
+      keepdims: keep the reduced axes as size 1.
+
+    Returns:
+      The norm, with ``axis`` reduced.
 
     Examples:
       >>> import jax.numpy as jnp

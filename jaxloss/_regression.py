@@ -42,6 +42,13 @@ def squared_error(predictions, targets=None):
 def l2_loss(predictions, targets=None):
     """``0.5 * (predictions - targets)^2`` elementwise, as optax's ``l2_loss``.
 
+    Args:
+      predictions: array, any shape.
+      targets: array broadcastable with ``predictions`` (None: zeros).
+
+    Returns:
+      Elementwise ``0.5 (predictions - targets)^2``, broadcast shape.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> l2_loss(jnp.array([2.0]), jnp.array([0.0]))
@@ -55,6 +62,13 @@ def l2_loss(predictions, targets=None):
 
 def absolute_error(predictions, targets=None):
     """Elementwise ``|predictions - targets|``, gradient ``sign`` (0 at a tie, as PyTorch).
+
+    Args:
+      predictions: array, any shape.
+      targets: array broadcastable with ``predictions`` (None: zeros).
+
+    Returns:
+      Elementwise ``|predictions - targets|``, broadcast shape.
 
     Examples:
       >>> import jax.numpy as jnp

@@ -129,6 +129,18 @@ def mse_loss(
 
     With ``weight`` (same shape as ``input``) the mean is ``sum(w v) / sum(w)``.
 
+    Args:
+      input: array, any shape.
+      target: array of the same shape.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+      weight: optional weights of ``input``'s shape.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> mse_loss(jnp.array([1.0, 3.0]), jnp.array([0.0, 0.0]))
@@ -148,6 +160,18 @@ def l1_loss(
 
     With ``weight`` (same shape as ``input``) the mean is ``sum(w v) / sum(w)``.
 
+    Args:
+      input: array, any shape.
+      target: array of the same shape.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+      weight: optional weights of ``input``'s shape.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> l1_loss(jnp.array([1.0, -3.0]), jnp.array([0.0, 0.0]))
@@ -165,6 +189,18 @@ def smooth_l1_loss(
 ):
     """``torch.nn.functional.smooth_l1_loss`` (``beta = 0`` is the L1 loss).
 
+    Args:
+      input: array, any shape.
+      target: array of the same shape.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+      beta: the L1/L2 switch point, ``>= 0``.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> smooth_l1_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), reduction="sum")
@@ -179,6 +215,16 @@ def smooth_l1_loss(
 
 def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weight=None):
     """``torch.nn.functional.huber_loss``; ``weight`` multiplies before a plain mean/sum.
+
+    Args:
+      input: array, any shape.
+      target: array of the same shape.
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+      delta: the L2/L1 switch point, ``> 0``.
+      weight: optional weights broadcastable to the elementwise losses.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -249,6 +295,13 @@ def cdist(x1, x2, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if
 def pdist(input, p: float = 2):
     """``torch.pdist``: distances between the rows of a 2-D input, ``i < j`` in row-major order.
 
+    Args:
+      input: ``(N, M)`` rows.
+      p: the order, ``>= 0`` (0, positive or inf).
+
+    Returns:
+      ``(N (N - 1) / 2,)`` distances.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> pdist(jnp.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]]))
@@ -270,6 +323,16 @@ def pairwise_distance(x1, x2, p: float = 2.0, eps: float = 1e-6, keepdim: bool =
     rows are at distance ``eps * M^(1/p)``; any real ``p`` (0, negative, inf)
     is the vector norm of that order. Inputs broadcast; the norm is over the
     last dim of the broadcast shape.
+
+    Args:
+      x1: ``(..., M)`` rows.
+      x2: ``(..., M)`` rows, broadcastable with ``x1``.
+      p: the order of the norm (any real number or inf).
+      eps: added to the difference ``x1 - x2``.
+      keepdim: keep the last dim as size 1.
+
+    Returns:
+      ``(...,)`` distances.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -294,6 +357,15 @@ def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8):
     norm is clamped at ``eps`` separately (not their product). As in PyTorch
     the clamp acts on the value only; the gradient flows through the unclamped
     norm (0 at a zero vector), so it matches PyTorch's, and it is finite.
+
+    Args:
+      x1: array.
+      x2: array broadcastable with ``x1``.
+      dim: the vector dim.
+      eps: lower bound of each norm.
+
+    Returns:
+      The similarities, with ``dim`` reduced.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -324,6 +396,18 @@ def binary_hamming_distance(
     out. ``"global"`` averages over everything (a scalar); ``"samplewise"``
     over all dims but the first (shape ``(N,)``). As torchmetrics, a sample
     with nothing left to count has distance 1.
+
+    Args:
+      preds: ``(N, ...)`` predictions: 0/1 integers or booleans, probabilities,
+        or logits (floats outside ``[0, 1]``).
+      target: ``(N, ...)`` 0/1 targets.
+      threshold: probability above which a prediction is 1.
+      multidim_average: ``"global"`` or ``"samplewise"``.
+      ignore_index: a target value left out of the count (None: none).
+      validate_args: check the arguments (torchmetrics' option).
+
+    Returns:
+      A scalar (``"global"``) or ``(N,)`` distances (``"samplewise"``).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -393,6 +477,18 @@ def kl_div(
     divides the sum by ``input.shape[0]`` (the mathematical KL per example);
     ``"mean"`` divides by the number of elements, as PyTorch. Terms with
     ``p = 0`` are 0 with gradient 0 even when ``input = -inf`` (PyTorch: NaN).
+
+    Args:
+      input: log-probabilities ``log q``, any shape.
+      target: probabilities ``p`` (log-probabilities with ``log_target``), same shape.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default), ``"batchmean"`` or ``"sum"``.
+      log_target: ``target`` holds log-probabilities.
+
+    Returns:
+      A scalar, or the elementwise terms with ``reduction="none"``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -464,6 +560,21 @@ def cross_entropy(
 
     A mean over no target (all ignored) is 0 here (PyTorch: NaN). Class indices
     outside ``[0, C)`` give NaN (PyTorch raises).
+
+    Args:
+      input: ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` logits.
+      target: integer class indices (``input``'s shape without the class dim)
+        or probabilities (``input``'s shape).
+      weight: optional ``(C,)`` class weights.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      ignore_index: target index that contributes nothing (class indices only).
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+      label_smoothing: in ``[0, 1]``.
+
+    Returns:
+      A scalar, or the per-example losses with ``reduction="none"``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -541,6 +652,19 @@ def nll_loss(
     ``target`` integer class indices; ``"mean"`` divides by the summed
     ``w[y_i]`` of the non-ignored targets (0 if there is none; PyTorch: NaN).
 
+    Args:
+      input: ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` log-probabilities.
+      target: integer class indices (``input``'s shape without the class dim).
+      weight: optional ``(C,)`` class weights.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      ignore_index: target index that contributes nothing.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the per-example losses with ``reduction="none"``.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> nll_loss(jnp.log(jnp.array([[0.5, 0.5], [0.25, 0.75]])), jnp.array([0, 1]))
@@ -564,6 +688,18 @@ def binary_cross_entropy(
     ``w * -(y log p + (1 - y) log(1 - p))`` with both logs clamped at -100;
     ``"mean"`` is the plain mean of the weighted terms. Gradient with respect
     to ``input``: PyTorch's ``w (p - y) / max(p (1 - p), 1e-12)``.
+
+    Args:
+      input: probabilities, any shape.
+      target: targets in ``[0, 1]``, same shape.
+      weight: optional weights broadcastable to the elementwise losses.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -594,6 +730,19 @@ def binary_cross_entropy_with_logits(
 
     ``w * -(pw y log sigmoid(x) + (1 - y) log sigmoid(-x))``; ``pos_weight``
     broadcasts against the last (class) dim; ``"mean"`` is the plain mean.
+
+    Args:
+      input: logits, any shape.
+      target: targets in ``[0, 1]``, same shape.
+      weight: optional weights broadcastable to the elementwise losses.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+      pos_weight: optional weight of the positive term, broadcast against the last dim.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -645,6 +794,22 @@ def triplet_margin_loss(
     ``d(x, y) = ||x - y + eps||_p`` over the last dim; ``swap`` uses
     ``min(d(a, n), d(p, n))``. Core: ``jaxloss.triplet_margin_loss``.
 
+    Args:
+      anchor: ``(N, D)`` or ``(D,)``.
+      positive: same shape as ``anchor``.
+      negative: same shape as ``anchor``.
+      margin: ``> 0``.
+      p: the order of the distance.
+      eps: added to the differences.
+      swap: use ``min(d(a, n), d(p, n))`` as the negative distance.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the ``(N,)`` per-example losses with ``reduction="none"``.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> a, p, n = jnp.zeros((2, 3)), jnp.full((2, 3), 0.1), jnp.full((2, 3), 0.5)
@@ -684,6 +849,18 @@ def triplet_margin_with_distance_loss(
     ``distance_function(x, y)`` returns row-matched distances (default:
     PyTorch's ``pairwise_distance``, ``||x - y + 1e-6||_2``).
 
+    Args:
+      anchor: ``(N, D)`` or ``(D,)``.
+      positive: same shape as ``anchor``.
+      negative: same shape as ``anchor``.
+      distance_function: ``f(x, y)`` returning row-matched distances (None: PyTorch's ``pairwise_distance``).
+      margin: ``> 0``.
+      swap: use ``min(d(a, n), d(p, n))`` as the negative distance.
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the ``(N,)`` per-example losses with ``reduction="none"``.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> a, p, n = jnp.zeros((2, 3)), jnp.full((2, 3), 0.1), jnp.ones((2, 3))
@@ -718,6 +895,19 @@ def cosine_embedding_loss(
 
     Inputs ``(N, D)`` with target ``(N,)``, or ``(D,)`` with a 0-d target.
     Core: ``jaxloss.cosine_embedding_loss``.
+
+    Args:
+      input1: ``(N, D)`` or ``(D,)``.
+      input2: same shape as ``input1``.
+      target: ``(N,)`` (or 0-d) labels, 1 (similar) or -1 (dissimilar).
+      margin: in ``[-1, 1]``.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the ``(N,)`` per-example losses with ``reduction="none"``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -756,6 +946,19 @@ def margin_ranking_loss(
 
     Core: ``jaxloss.margin_ranking_loss``.
 
+    Args:
+      input1: ``(N,)`` scores (or 0-d).
+      input2: scores of the same shape.
+      target: 1 (``input1`` should rank higher) or -1, same shape.
+      margin: the required gap.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> margin_ranking_loss(jnp.array([1.0, 1.0]), jnp.array([0.5, 0.5]), jnp.array([1.0, -1.0]))
@@ -776,6 +979,18 @@ def hinge_embedding_loss(
     """``torch.nn.functional.hinge_embedding_loss``: ``x`` (y = 1), ``relu(margin - x)`` (y = -1).
 
     Core: ``jaxloss.hinge_embedding_loss``.
+
+    Args:
+      input: distances, any shape.
+      target: 1 or -1, same shape.
+      margin: the hinge of the ``-1`` terms.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
 
     Examples:
       >>> import jax.numpy as jnp

@@ -17,6 +17,16 @@ __all__ = ["matrix_norm", "norm", "vector_norm"]
 def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None):
     """``torch.linalg.vector_norm``: core ``jaxloss.vector_norm`` over ``dim``.
 
+    Args:
+      x: array.
+      ord: the order (any real number or inf).
+      dim: None (all dims), an int or a tuple of ints.
+      keepdim: keep the reduced dims as size 1.
+      dtype: cast ``x`` to this dtype first.
+
+    Returns:
+      The norm(s), with ``dim`` reduced.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> vector_norm(jnp.array([3.0, 4.0]))
@@ -29,6 +39,16 @@ def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None):
 
 def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None):
     """``torch.linalg.matrix_norm``: core ``jaxloss.matrix_norm`` over ``dim``.
+
+    Args:
+      A: ``(..., m, n)`` array.
+      ord: ``"fro"``, ``"nuc"``, 2, -2, 1, -1, inf or -inf.
+      dim: the two matrix dims.
+      keepdim: keep the reduced dims as size 1.
+      dtype: cast ``A`` to this dtype first.
+
+    Returns:
+      The norm(s), with ``dim`` reduced.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -45,6 +65,16 @@ def norm(A, ord=None, dim=None, keepdim: bool = False, *, dtype=None):
 
     With ``dim=None`` and ``ord=None`` the input is flattened (2-norm); with
     ``dim=None`` and ``ord`` given the input must be 1-D or 2-D.
+
+    Args:
+      A: array.
+      ord: None, a vector order (with an int ``dim``) or a matrix order (with two dims).
+      dim: None, an int or a pair of ints.
+      keepdim: keep the reduced dims as size 1.
+      dtype: cast ``A`` to this dtype first.
+
+    Returns:
+      The norm(s), with ``dim`` reduced.
 
     Examples:
       >>> import jax.numpy as jnp
