@@ -6,7 +6,8 @@
   suite runs (``--doctest-modules``), and an entry ``::: <full name>`` in a page
   under ``docs/api/``.
 * The docstring mkdocstrings renders (read statically from the source by
-  griffe) is the one ``help()`` shows (no docstring assembled at import time).
+  griffe) is the one ``help()`` shows (no docstring assembled at import time),
+  and its ``Args:`` section documents every parameter, one entry each.
 * The porting page lists every ``jaxloss.torch`` function.
 * ``python -m mkdocs build --strict`` succeeds without a warning, and the site
   has an entry for every public name.
@@ -106,6 +107,26 @@ def test_rendered_docstrings_are_the_runtime_docstrings():
         if static is None or static.value.strip() != inspect.cleandoc(obj.__doc__).strip():
             mismatched.append(name)
     assert not mismatched, f"docstrings changed at import time (mkdocs shows the source text): {mismatched}"
+
+
+def test_every_parameter_is_documented():
+    griffe = pytest.importorskip("griffe")
+    package = griffe.load("jaxloss", search_paths=[str(ROOT)], resolve_aliases=False)
+    problems = []
+    for name, obj in PUBLIC.items():
+        if inspect.isclass(obj):
+            continue
+        static = package[name.removeprefix("jaxloss.")].docstring
+        sections = static.parse("google", warn_missing_types=False, warn_unknown_params=False)
+        documented = {
+            param.name.lstrip("*") for section in sections if section.kind.value == "parameters"
+            for param in section.value
+        }
+        params = set(inspect.signature(obj).parameters)
+        if params - documented or documented - params:
+            problems.append(f"{name}: undocumented {sorted(params - documented)}, "
+                            f"not parameters {sorted(documented - params)}")
+    assert not problems, "Args sections (one 'name: description' line per parameter):\n" + "\n".join(problems)
 
 
 def test_porting_page_maps_every_torch_function():
