@@ -8,7 +8,7 @@ least significant bit (little-endian within and across words; this is
 The last word is padded with zero bits, so padding never changes a Hamming
 distance between two codes packed the same way.
 
-This module depends only on :mod:`jaxloss._numerics` and :mod:`jaxloss._checks`
+This module depends only on ``jaxloss._numerics`` and ``jaxloss._checks``
 so that the distance module can use it.
 """
 
@@ -79,7 +79,7 @@ def pack_bits(bits, axis: int = -1):
 
 
 def unpack_bits(words, num_bits: int, axis: int = -1):
-    """Unpacks ``uint32`` words made by :func:`pack_bits` into ``num_bits`` booleans.
+    """Unpacks ``uint32`` words made by ``pack_bits`` into ``num_bits`` booleans.
 
     Args:
       words: ``(..., w, ...)`` unsigned integer array of packed codes.
@@ -95,7 +95,7 @@ def unpack_bits(words, num_bits: int, axis: int = -1):
       >>> unpack_bits(jnp.array([5], dtype=jnp.uint32), 3)
       Array([ True, False,  True], dtype=bool)
 
-    Reference: inverse of :func:`pack_bits` (tested with ``numpy.unpackbits``).
+    Reference: inverse of ``pack_bits`` (tested with ``numpy.unpackbits``).
     """
     words = jnp.asarray(words)
     _checks.check_ndim(words, "words", "unpack_bits", min_ndim=1)
@@ -151,7 +151,7 @@ def packed_hamming_distances(x_words, y_words, *, block_size: int | None = None)
     ``(n, m)`` result is bounded.
 
     Args:
-      x_words: ``(n, w)`` uint32 packed codes (from :func:`pack_bits`).
+      x_words: ``(n, w)`` uint32 packed codes (from ``pack_bits``).
       y_words: ``(m, w)`` uint32 packed codes.
       block_size: rows of ``y`` per block (``None``: automatic).
 

@@ -4,7 +4,7 @@ Functions with optax's names keep optax's signatures and values on ordinary
 inputs; every option jaxloss adds is keyword-only. Values and gradients are
 finite where the mathematics has a finite limit: ``-inf`` logits with a zero
 label (optax's ``softmax_cross_entropy``: NaN), saturated logits of ``+-1e4``,
-zero and one probabilities in :func:`binary_cross_entropy`.
+zero and one probabilities in ``binary_cross_entropy``.
 """
 
 from __future__ import annotations
@@ -158,7 +158,8 @@ def binary_cross_entropy(predictions, targets, *, log_clamp=None, axis=(), where
       predictions: probabilities ``p`` in ``[0, 1]`` (outside: NaN).
       targets: targets ``y`` in ``[0, 1]``, broadcastable to ``predictions``.
       log_clamp: None or the lower bound of the logs (keyword-only).
-      axis: axes summed over (default none). where: optional boolean mask.
+      axis: axes summed over (default none).
+      where: optional boolean mask.
 
     Returns:
       The losses, of the broadcast shape without ``axis``.
@@ -242,13 +243,21 @@ def softmax_cross_entropy(logits, labels, axis=-1, where=None):
 
 
 def safe_softmax_cross_entropy(logits, labels):
-    """optax's ``safe_softmax_cross_entropy``: :func:`softmax_cross_entropy` over the last axis.
+    """optax's ``safe_softmax_cross_entropy``: ``softmax_cross_entropy`` over the last axis.
 
-    (jaxloss's :func:`softmax_cross_entropy` is already safe at ``-inf`` logits.)
+    (jaxloss's ``softmax_cross_entropy`` is already safe at ``-inf`` logits.)
 
-    >>> import jax.numpy as jnp
-    >>> safe_softmax_cross_entropy(jnp.array([0.0, -jnp.inf]), jnp.array([1.0, 0.0]))
-    Array(0., dtype=float32)
+    Args:
+      logits: ``(..., C)`` unnormalised log-probabilities.
+      labels: ``(..., C)`` target probabilities.
+
+    Returns:
+      ``(...,)`` per-example losses.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> safe_softmax_cross_entropy(jnp.array([0.0, -jnp.inf]), jnp.array([1.0, 0.0]))
+      Array(0., dtype=float32)
 
     optax: safe_softmax_cross_entropy
     """
@@ -264,7 +273,8 @@ def smooth_labels(labels, alpha, *, axis=-1, where=None):
     Args:
       labels: ``(..., n)`` one-hot or soft labels (integers are promoted).
       alpha: the smoothing factor in ``[0, 1]``.
-      axis: the class axis or axes. where: optional mask of classes.
+      axis: the class axis or axes.
+      where: optional mask of classes.
 
     Returns:
       The smoothed labels, shaped like ``labels``.
@@ -375,7 +385,7 @@ def softmax_cross_entropy_with_integer_labels(
     ``loss_i = (1 - ls) w[y_i] (lse_i - x_{i,y_i}) + ls / C sum_c w_c (lse_i - x_{ic})``
 
     and 0 where ``y_i == ignore_index``. ``label_smoothing = ls`` equals the
-    cross-entropy with :func:`smooth_labels` of the one-hot labels. For a
+    cross-entropy with ``smooth_labels`` of the one-hot labels. For a
     weighted mean divide the sum by the summed ``weights[y_i]`` of the
     non-ignored examples (what ``jaxloss.torch.cross_entropy`` does).
 

@@ -2,9 +2,9 @@
 
 Two forms share one registry of metrics:
 
-* :func:`pairwise_distance` pairs rows one to one (broadcasting), like
+* ``pairwise_distance`` pairs rows one to one (broadcasting), like
   ``torch.nn.functional.pairwise_distance``;
-* :func:`cdist` / :func:`pdist` compare every row of ``x`` with every row of
+* ``cdist`` / ``pdist`` compare every row of ``x`` with every row of
   ``y``, like ``scipy.spatial.distance.cdist`` / ``pdist`` and ``torch.cdist``.
 
 Every numeric metric of ``scipy.spatial.distance.cdist`` is here with scipy's
@@ -823,13 +823,15 @@ def cdist(x, y=None, metric="euclidean", *, precision=HIGHEST, **params):
 def pdist(x, metric="euclidean", *, precision=HIGHEST, **params):
     """Condensed distances ``d(x[i], x[j])`` for ``i < j`` in scipy's (row-major) order.
 
-    Same metrics and parameters as :func:`cdist`. For ``n`` rows the result has
+    Same metrics and parameters as ``cdist``. For ``n`` rows the result has
     ``n (n - 1) / 2`` entries: ``(0,1), (0,2), ..., (0,n-1), (1,2), ...``;
-    :func:`squareform` turns it into the square matrix.
+    ``squareform`` turns it into the square matrix.
 
     Args:
       x: ``(..., n, d)``.
-      metric, precision, **params: as :func:`cdist`.
+      metric: as ``cdist``.
+      precision: as ``cdist``.
+      **params: as ``cdist``.
 
     Returns:
       ``(..., n (n - 1) / 2)`` distances.
@@ -912,7 +914,7 @@ def squareform(x, force: str = "no", checks: bool = True):
 def pairwise_distance(x, y, metric="euclidean", *, axis: int = -1, **params):
     """Row-matched distances ``metric(x[..., :], y[..., :])`` along ``axis`` (broadcasting).
 
-    The row-matched form of :func:`cdist`, with the same metrics, parameters
+    The row-matched form of ``cdist``, with the same metrics, parameters
     and edge-case rules: ``cdist(x, y)[i, j] == pairwise_distance(x[i], y[j])``.
     ``seuclidean``/``mahalanobis`` without ``V``/``VI`` estimate them from all
     rows of ``x`` and ``y``.
@@ -920,7 +922,7 @@ def pairwise_distance(x, y, metric="euclidean", *, axis: int = -1, **params):
     Args:
       x: array ``(..., d, ...)``.
       y: array broadcastable with ``x``.
-      metric: a metric name or a callable ``f(u, v)`` (see :func:`cdist`).
+      metric: a metric name or a callable ``f(u, v)`` (see ``cdist``).
       axis: the feature axis.
       **params: the metric's parameters.
 
@@ -1017,6 +1019,16 @@ def cosine_distance(predictions, targets, *, epsilon=0.0, axis=-1, where=None):
     """Cosine distance ``1 - cosine_similarity`` along ``axis`` (optax's signature).
 
     A zero vector has similarity 0, so distance 1 (optax returns NaN).
+
+    Args:
+      predictions: ``(..., d)`` vectors.
+      targets: ``(..., d)`` vectors, broadcastable with ``predictions``.
+      epsilon: lower bound of the squared norms (optax's ``epsilon``).
+      axis: the vector axis.
+      where: optional boolean mask of the coordinates to include.
+
+    Returns:
+      ``1 - cosine_similarity``, with ``axis`` reduced.
 
     Examples:
       >>> import jax.numpy as jnp

@@ -11,7 +11,7 @@ to the inputs) leaves out the masked entries.
 Zero probabilities follow the convention ``0 log 0 = 0`` (the seed's "terms
 where the probability is 0 contribute 0"): a term whose weight ``p`` is 0
 contributes 0 to the value and **0 to the gradient with respect to both
-arguments** (the subgradient of :func:`jaxloss._numerics.xlogy`), so values and
+arguments** (the subgradient of ``jaxloss._numerics.xlogy``), so values and
 gradients are finite wherever the divergence itself is finite. A divergence that
 is infinite in mathematics (``p > 0`` where ``q = 0``) is ``inf``, as in scipy.
 """
@@ -119,7 +119,8 @@ def cross_entropy(predictions, targets, *, axis=-1, where=None):
     Args:
       predictions: ``(..., n)`` probabilities ``q``.
       targets: probabilities ``p``, broadcastable to ``predictions``.
-      axis: axis or axes summed over. where: optional boolean mask.
+      axis: axis or axes summed over.
+      where: optional boolean mask.
 
     Returns:
       The cross-entropies, of the broadcast shape without ``axis``.
@@ -184,7 +185,8 @@ def kl_divergence_with_log_targets(log_predictions, log_targets, axis=-1, where=
     Args:
       log_predictions: ``(..., n)`` log-probabilities ``log q``.
       log_targets: log-probabilities ``log p``, broadcastable to ``log_predictions``.
-      axis: axis or axes summed over. where: optional boolean mask.
+      axis: axis or axes summed over.
+      where: optional boolean mask.
 
     Returns:
       The divergences, of the broadcast shape without ``axis``.
@@ -209,12 +211,14 @@ def kl_divergence_with_log_targets(log_predictions, log_targets, axis=-1, where=
 def generalized_kl_divergence(log_predictions, targets, axis=-1, where=None):
     """Generalised KL ``sum_i p_i log(p_i / q_i) - p_i + q_i`` for unnormalised ``p``, ``q``.
 
-    The Bregman divergence of ``x log x - x``; equal to :func:`kl_divergence`
+    The Bregman divergence of ``x log x - x``; equal to ``kl_divergence``
     for normalised distributions. Zero ``p_i`` are handled as there.
 
     Args:
-      log_predictions: ``(..., n)`` log ``q``. targets: ``p``, broadcastable.
-      axis: axis or axes summed over. where: optional boolean mask.
+      log_predictions: ``(..., n)`` log ``q``.
+      targets: ``p``, broadcastable.
+      axis: axis or axes summed over.
+      where: optional boolean mask.
 
     Returns:
       The divergences, of the broadcast shape without ``axis``.
@@ -235,11 +239,21 @@ def generalized_kl_divergence(log_predictions, targets, axis=-1, where=None):
 
 
 def convex_kl_divergence(log_predictions, targets, axis=-1, where=None):
-    """optax's older name of :func:`generalized_kl_divergence` (same arguments and values).
+    """optax's older name of ``generalized_kl_divergence`` (same arguments and values).
 
-    >>> import jax.numpy as jnp
-    >>> convex_kl_divergence(jnp.log(jnp.array([1.0, 2.0])), jnp.array([1.0, 1.0]))
-    Array(0.30685282, dtype=float32)
+    Args:
+      log_predictions: ``(..., n)`` log ``q``.
+      targets: ``p``, broadcastable.
+      axis: axis or axes summed over.
+      where: optional boolean mask.
+
+    Returns:
+      The divergence, with ``axis`` reduced.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> convex_kl_divergence(jnp.log(jnp.array([1.0, 2.0])), jnp.array([1.0, 1.0]))
+      Array(0.30685282, dtype=float32)
 
     optax: convex_kl_divergence
     """
@@ -253,8 +267,10 @@ def symmetric_kl_divergence(predictions, targets, *, axis=-1, where=None):
     """Symmetrised KL (Jeffreys) ``KL(p || q) + KL(q || p) = sum_i (p_i - q_i) log(p_i / q_i)``.
 
     Args:
-      predictions: ``(..., n)`` probabilities ``q``. targets: probabilities ``p``.
-      axis: axis or axes summed over. where: optional boolean mask.
+      predictions: ``(..., n)`` probabilities ``q``.
+      targets: probabilities ``p``.
+      axis: axis or axes summed over.
+      where: optional boolean mask.
 
     Returns:
       The divergences (``inf`` where one distribution is 0 and the other not).
@@ -289,9 +305,11 @@ def js_divergence(predictions, targets, *, base=None, axis=-1, where=None):
     probabilities included).
 
     Args:
-      predictions: ``(..., n)`` probabilities ``q``. targets: probabilities ``p``.
+      predictions: ``(..., n)`` probabilities ``q``.
+      targets: probabilities ``p``.
       base: logarithm base (``None``: natural log).
-      axis: axis or axes summed over. where: optional boolean mask.
+      axis: axis or axes summed over.
+      where: optional boolean mask.
 
     Returns:
       The divergences, of the broadcast shape without ``axis``.
@@ -322,9 +340,11 @@ def jensen_shannon_distance(predictions, targets, *, base=None, axis=-1, where=N
     0 where the distance is 0 (identical distributions).
 
     Args:
-      predictions: ``(..., n)`` probabilities. targets: probabilities.
+      predictions: ``(..., n)`` probabilities.
+      targets: probabilities.
       base: logarithm base (``None``: natural log).
-      axis: axis or axes summed over. where: optional boolean mask.
+      axis: axis or axes summed over.
+      where: optional boolean mask.
 
     Returns:
       The distances, of the broadcast shape without ``axis``.
@@ -347,8 +367,10 @@ def hellinger_distance(predictions, targets, *, axis=-1, where=None):
     probabilities and at ``p = q``.
 
     Args:
-      predictions: ``(..., n)`` probabilities. targets: probabilities.
-      axis: axis or axes summed over. where: optional boolean mask.
+      predictions: ``(..., n)`` probabilities.
+      targets: probabilities.
+      axis: axis or axes summed over.
+      where: optional boolean mask.
 
     Returns:
       The distances, of the broadcast shape without ``axis``.
@@ -370,8 +392,10 @@ def total_variation_distance(predictions, targets, *, axis=-1, where=None):
     """Total variation distance ``sum_i |p_i - q_i| / 2`` (gradient ``sign``, 0 at a tie).
 
     Args:
-      predictions: ``(..., n)`` probabilities. targets: probabilities.
-      axis: axis or axes summed over. where: optional boolean mask.
+      predictions: ``(..., n)`` probabilities.
+      targets: probabilities.
+      axis: axis or axes summed over.
+      where: optional boolean mask.
 
     Returns:
       The distances, of the broadcast shape without ``axis``.
@@ -394,8 +418,10 @@ def bhattacharyya_distance(predictions, targets, *, axis=-1, where=None):
     Equal to ``renyi_divergence(..., alpha=0.5) / 2`` for normalised inputs.
 
     Args:
-      predictions: ``(..., n)`` probabilities. targets: probabilities.
-      axis: axis or axes summed over. where: optional boolean mask.
+      predictions: ``(..., n)`` probabilities.
+      targets: probabilities.
+      axis: axis or axes summed over.
+      where: optional boolean mask.
 
     Returns:
       The distances, of the broadcast shape without ``axis``.
@@ -425,9 +451,11 @@ def renyi_divergence(predictions, targets, *, alpha, axis=-1, where=None):
     ``expm1``/``log1p`` path near ``alpha = 1`` so that the limit is continuous.
 
     Args:
-      predictions: ``(..., n)`` probabilities ``q``. targets: probabilities ``p``.
+      predictions: ``(..., n)`` probabilities ``q``.
+      targets: probabilities ``p``.
       alpha: the order, a number in ``[0, inf]`` (keyword-only).
-      axis: axis or axes summed over. where: optional boolean mask.
+      axis: axis or axes summed over.
+      where: optional boolean mask.
 
     Returns:
       The divergences, of the broadcast shape without ``axis``.

@@ -3,9 +3,9 @@
 Two kinds of losses live here.
 
 * **Losses over explicit examples** (a triplet, a pair, a pair of scores)
-  return one value per example, like optax: :func:`triplet_margin_loss`,
-  :func:`contrastive_loss`, :func:`cosine_embedding_loss`,
-  :func:`margin_ranking_loss`, :func:`hinge_embedding_loss`.
+  return one value per example, like optax: ``triplet_margin_loss``,
+  ``contrastive_loss``, ``cosine_embedding_loss``,
+  ``margin_ranking_loss``, ``hinge_embedding_loss``.
 * **Losses defined over a whole batch** (in-batch mining, NT-Xent, supervised
   contrastive, lifted structured, N-pair, InfoNCE, soft nearest neighbour)
   return a scalar; each docstring says exactly what is averaged. Anchors (or
@@ -15,7 +15,7 @@ Two kinds of losses live here.
 
 In-batch mining never builds variable-length index lists: every miner works
 with fixed-shape boolean masks over the ``(B, B)`` distance matrix (see
-:func:`positive_mask`, :func:`negative_mask`, :func:`triplet_mask`), so a
+``positive_mask``, ``negative_mask``, ``triplet_mask``), so a
 whole training step jit-compiles. The distance matrix comes from one matrix
 product (``precision=HIGHEST`` by default), clamped at 0, with an exact zero
 diagonal and a zero-at-zero square-root gradient.
@@ -253,9 +253,10 @@ def triplet_margin_loss(
 ):
     r"""Triplet margin loss per triplet: ``relu(d(a, p) - d(a, n) + margin)``.
 
-    .. math::
-        d(x, y) = \lVert x - y + \epsilon \rVert_p, \qquad
-        \ell = \max(d(a, p) - d(a, n) + m, 0)
+    $$
+    d(x, y) = \lVert x - y + \epsilon \rVert_p, \qquad
+    \ell = \max(d(a, p) - d(a, n) + m, 0)
+    $$
 
     optax's signature and per-example output with PyTorch's numbers: ``eps`` is
     added to the difference (as ``torch.nn.functional.pairwise_distance``), and
@@ -333,8 +334,9 @@ def batch_hard_triplet_loss(
 
     For every anchor ``a`` with at least one positive and one negative,
 
-    .. math::
-        \ell_a = \max(\max_{p \in P(a)} D_{ap} - \min_{n \in N(a)} D_{an} + m, 0)
+    $$
+    \ell_a = \max(\max_{p \in P(a)} D_{ap} - \min_{n \in N(a)} D_{an} + m, 0)
+    $$
 
     (``softplus(max D_ap - min D_an + m)`` with ``soft=True``: Hermans' soft
     margin is ``soft=True, margin=0``; pytorch-metric-learning's
@@ -463,8 +465,9 @@ def semi_hard_triplet_loss(
     ``max_n D_an``; if ``a`` has no negative at all, the smallest entry of the
     row (0, the diagonal), as TF-Addons' masked maximum gives. The result is
 
-    .. math::
-        \frac{1}{|P|} \sum_{(a, p) \in P} \max(D_{ap} - D_{an^*} + m, 0)
+    $$
+    \frac{1}{|P|} \sum_{(a, p) \in P} \max(D_{ap} - D_{an^*} + m, 0)
+    $$
 
     the **mean over all ordered positive pairs** (including those with zero
     loss), 0 when there is no positive pair (TF-Addons returns NaN). TF-Addons'
@@ -530,9 +533,10 @@ def _pair_inputs(x1, x2, targets, fn, names):
 def cosine_embedding_loss(inputs1, inputs2, targets, *, margin: float = 0.0, axis: int = -1):
     r"""Cosine embedding loss per pair: ``1 - cos`` (y = 1), ``relu(cos - margin)`` (y = -1).
 
-    .. math::
-        \cos = \frac{x_1 \cdot x_2}
-            {\sqrt{(\lVert x_1\rVert^2 + 10^{-12})(\lVert x_2\rVert^2 + 10^{-12})}}
+    $$
+    \cos = \frac{x_1 \cdot x_2}
+    {\sqrt{(\lVert x_1\rVert^2 + 10^{-12})(\lVert x_2\rVert^2 + 10^{-12})}}
+    $$
 
     Targets other than 1 and -1 give 0 (as PyTorch).
 
@@ -752,9 +756,10 @@ def ntxent(embeddings, labels, temperature: float = 0.07, *, axis_name=None, pre
     With ``s_ij = cos(e_i, e_j) / T``, ``P`` the ordered positive pairs
     (same label, ``i != j``) and ``N(i)`` the negatives of ``i``,
 
-    .. math::
-        L = \frac{1}{|P|} \sum_{(i, j) \in P}
-            -\log \frac{e^{s_{ij}}}{e^{s_{ij}} + \sum_{k \in N(i)} e^{s_{ik}}}
+    $$
+    L = \frac{1}{|P|} \sum_{(i, j) \in P}
+    -\log \frac{e^{s_{ij}}}{e^{s_{ij}} + \sum_{k \in N(i)} e^{s_{ik}}}
+    $$
 
     the **mean over all ordered positive pairs**; 0 when there is none (optax
     returns NaN). Each term is computed as ``softplus(LSE_N(i) - s_ij)``.
@@ -802,9 +807,10 @@ def supervised_contrastive_loss(
     With ``s_ij = cos(e_i, e_j) / T``, ``P(i)`` the positives of ``i`` (same
     label, ``j != i``) and ``A(i)`` every ``j != i``,
 
-    .. math::
-        \ell_i = -\frac{1}{|P(i)|} \sum_{p \in P(i)}
-                 \log \frac{e^{s_{ip}}}{\sum_{a \in A(i)} e^{s_{ia}}}
+    $$
+    \ell_i = -\frac{1}{|P(i)|} \sum_{p \in P(i)}
+    \log \frac{e^{s_{ip}}}{\sum_{a \in A(i)} e^{s_{ia}}}
+    $$
 
     and the result is the **mean of ell_i over the anchors that have at least
     one positive**; anchors without positives are left out, 0 when there is
@@ -814,7 +820,7 @@ def supervised_contrastive_loss(
       embeddings: ``(B, d)`` embeddings (normalized inside).
       labels: ``(B,)`` integer class labels.
       temperature: positive temperature ``T``.
-      axis_name: as in :func:`ntxent`: the loss of the batch concatenated over
+      axis_name: as in ``ntxent``: the loss of the batch concatenated over
         the devices.
       precision: precision of the similarity matrix product.
 
@@ -876,8 +882,9 @@ def info_nce(
 
     With ``s_ij = q_i . k_j / T`` (cosine similarities when ``normalize``),
 
-    .. math::
-        L = \frac{1}{B} \sum_i -\log \frac{e^{s_{ii}}}{\sum_j e^{s_{ij}}}
+    $$
+    L = \frac{1}{B} \sum_i -\log \frac{e^{s_{ii}}}{\sum_j e^{s_{ij}}}
+    $$
 
     the **mean over the queries**: softmax cross-entropy of the rows of
     ``queries @ keys.T / T`` with the diagonal as target (CLIP's one
@@ -918,8 +925,9 @@ def info_nce(
 def npair_loss(anchors, positives, *, precision=_HIGHEST):
     r"""N-pair loss (Sohn 2016): each anchor's own positive against the other anchors' positives.
 
-    .. math::
-        L = \frac{1}{B} \sum_i -\log \frac{e^{a_i \cdot p_i}}{\sum_j e^{a_i \cdot p_j}}
+    $$
+    L = \frac{1}{B} \sum_i -\log \frac{e^{a_i \cdot p_i}}{\sum_j e^{a_i \cdot p_j}}
+    $$
 
     the **mean over the anchors** of the softmax cross-entropy of
     ``anchors @ positives.T`` with the diagonal as target (raw dot products,
@@ -954,10 +962,11 @@ def lifted_structured_loss(embeddings, labels, *, margin: float = 1.0, precision
 
     For every unordered positive pair ``{i, j}``, with ``N(i)`` the negatives of ``i``,
 
-    .. math::
-        J_{ij} = \log\Big(\sum_{k \in N(i)} e^{m - D_{ik}}
-                         + \sum_{l \in N(j)} e^{m - D_{jl}}\Big) + D_{ij},
-        \qquad L = \frac{1}{2|P|} \sum_{\{i, j\} \in P} \max(J_{ij}, 0)^2
+    $$
+    J_{ij} = \log\Big(\sum_{k \in N(i)} e^{m - D_{ik}}
+    + \sum_{l \in N(j)} e^{m - D_{jl}}\Big) + D_{ij},
+    \qquad L = \frac{1}{2|P|} \sum_{\{i, j\} \in P} \max(J_{ij}, 0)^2
+    $$
 
     with Euclidean ``D`` and ``|P|`` the number of unordered positive pairs: the
     **mean over positive pairs of relu(J)^2 / 2**. A pair none of whose members
@@ -1007,10 +1016,11 @@ def lifted_structured_loss(embeddings, labels, *, margin: float = 1.0, precision
 def soft_nearest_neighbor_loss(embeddings, labels, *, temperature: float = 1.0, precision=_HIGHEST):
     r"""Soft nearest neighbour loss (Frosst et al. 2019), squared Euclidean distances.
 
-    .. math::
-        \ell_i = -\log \frac{\sum_{j \ne i,\, y_j = y_i} e^{-D_{ij}/T}}
-                              {\sum_{k \ne i} e^{-D_{ik}/T}},
-        \qquad D_{ij} = \lVert x_i - x_j \rVert^2
+    $$
+    \ell_i = -\log \frac{\sum_{j \ne i,\, y_j = y_i} e^{-D_{ij}/T}}
+    {\sum_{k \ne i} e^{-D_{ik}/T}},
+    \qquad D_{ij} = \lVert x_i - x_j \rVert^2
+    $$
 
     and the result is the **mean of ell_i over the anchors that have at least
     one positive** (the paper averages over every anchor and needs a

@@ -197,9 +197,18 @@ def matrix_norm(x, ord="fro", axis=(-2, -1), keepdims: bool = False):
 def frobenius_norm(x, axis=(-2, -1), keepdims: bool = False):
     """``sqrt(sum_ij x_ij^2)`` over two axes; ``matrix_norm(x, "fro", axis, keepdims)``.
 
-    >>> import jax.numpy as jnp
-    >>> frobenius_norm(jnp.ones((2, 2)))
-    Array(2., dtype=float32)
+    Args:
+      x: ``(..., m, n)`` array.
+      axis: the two matrix axes.
+      keepdims: keep the reduced axes as size 1.
+
+    Returns:
+      The norm, with ``axis`` reduced.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> frobenius_norm(jnp.ones((2, 2)))
+      Array(2., dtype=float32)
 
     PyTorch: torch.linalg.matrix_norm(ord="fro")
     """
@@ -209,9 +218,18 @@ def frobenius_norm(x, axis=(-2, -1), keepdims: bool = False):
 def nuclear_norm(x, axis=(-2, -1), keepdims: bool = False):
     """The sum of singular values ``tr(sqrt(X^T X))``; ``matrix_norm(x, "nuc", ...)``.
 
-    >>> import jax.numpy as jnp
-    >>> nuclear_norm(jnp.ones((2, 4)))
-    Array(2.828427, dtype=float32)
+    Args:
+      x: ``(..., m, n)`` array.
+      axis: the two matrix axes.
+      keepdims: keep the reduced axes as size 1.
+
+    Returns:
+      The norm, with ``axis`` reduced.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> nuclear_norm(jnp.ones((2, 4)))
+      Array(2.828427, dtype=float32)
 
     PyTorch: torch.linalg.matrix_norm(ord="nuc")
     """
@@ -221,9 +239,18 @@ def nuclear_norm(x, axis=(-2, -1), keepdims: bool = False):
 def spectral_norm(x, axis=(-2, -1), keepdims: bool = False):
     """The largest singular value; ``matrix_norm(x, 2, ...)``.
 
-    >>> import jax.numpy as jnp
-    >>> spectral_norm(jnp.diag(jnp.array([3.0, 1.0])))
-    Array(3., dtype=float32)
+    Args:
+      x: ``(..., m, n)`` array.
+      axis: the two matrix axes.
+      keepdims: keep the reduced axes as size 1.
+
+    Returns:
+      The norm, with ``axis`` reduced.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> spectral_norm(jnp.diag(jnp.array([3.0, 1.0])))
+      Array(3., dtype=float32)
 
     PyTorch: torch.linalg.matrix_norm(ord=2)
     """
@@ -241,7 +268,7 @@ def norm(x, ord=None, axis=None, keepdims: bool = False):
 
     Args:
       x: array.
-      ord: order, see :func:`vector_norm` and :func:`matrix_norm`.
+      ord: order, see ``vector_norm`` and ``matrix_norm``.
       axis: None, an int or a pair of ints.
       keepdims: keep reduced axes with size 1.
 

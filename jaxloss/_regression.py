@@ -42,9 +42,17 @@ def squared_error(predictions, targets=None):
 def l2_loss(predictions, targets=None):
     """``0.5 * (predictions - targets)^2`` elementwise, as optax's ``l2_loss``.
 
-    >>> import jax.numpy as jnp
-    >>> l2_loss(jnp.array([2.0]), jnp.array([0.0]))
-    Array([2.], dtype=float32)
+    Args:
+      predictions: array, any shape.
+      targets: array broadcastable with ``predictions`` (None: zeros).
+
+    Returns:
+      Elementwise ``0.5 (predictions - targets)^2``, broadcast shape.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> l2_loss(jnp.array([2.0]), jnp.array([0.0]))
+      Array([2.], dtype=float32)
 
     optax: l2_loss
     """
@@ -55,9 +63,17 @@ def l2_loss(predictions, targets=None):
 def absolute_error(predictions, targets=None):
     """Elementwise ``|predictions - targets|``, gradient ``sign`` (0 at a tie, as PyTorch).
 
-    >>> import jax.numpy as jnp
-    >>> absolute_error(jnp.array([2.0, -3.0]), jnp.array([1.0, 1.0]))
-    Array([1., 4.], dtype=float32)
+    Args:
+      predictions: array, any shape.
+      targets: array broadcastable with ``predictions`` (None: zeros).
+
+    Returns:
+      Elementwise ``|predictions - targets|``, broadcast shape.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> absolute_error(jnp.array([2.0, -3.0]), jnp.array([1.0, 1.0]))
+      Array([1., 4.], dtype=float32)
 
     PyTorch: torch.nn.functional.l1_loss(reduction="none")
     """

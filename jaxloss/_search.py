@@ -1,6 +1,6 @@
 """Exact k-nearest-neighbour search in blocks, sharded search, and retrieval metrics.
 
-:func:`knn` scans the database in blocks of rows (``lax.fori_loop``) and keeps
+``knn`` scans the database in blocks of rows (``lax.fori_loop``) and keeps
 a running top-k per query, so its peak memory is ``O(q_block * block + q * k)``
 whatever the database size; queries are processed in blocks too. Euclidean,
 squared Euclidean, cosine, dot and Hamming (0/1 codes) scores of a block are
@@ -13,13 +13,13 @@ stable (equal values keep their order, lowest position first), the running
 top-k comes before the newer block when they merge, shards merge in device
 order, and the final ``k`` are sorted by ``(distance, index)``.
 
-:func:`sharded_knn` splits the database over the devices of a mesh with
+``sharded_knn`` splits the database over the devices of a mesh with
 ``jax.shard_map``; each device searches its shard, and the partial top-k
 lists are gathered and merged into the global answer with global indices.
 
-The retrieval metrics (:func:`recall_at_k`, :func:`precision_at_k`,
-:func:`r_precision`, :func:`mean_average_precision_at_r`) take the neighbour
-indices returned by :func:`knn` and follow pytorch-metric-learning's
+The retrieval metrics (``recall_at_k``, ``precision_at_k``,
+``r_precision``, ``mean_average_precision_at_r``) take the neighbour
+indices returned by ``knn`` and follow pytorch-metric-learning's
 ``AccuracyCalculator``.
 """
 
@@ -345,7 +345,7 @@ def knn(
     * ``"cityblock"``: ``sum |q - x|`` (no GEMM; smaller blocks).
     * ``"hamming"``: for boolean or 0/1 codes (any non-zero value is a 1 bit),
       the fraction of differing bits as ``scipy.spatial.distance.cdist(...,
-      "hamming")``; for packed ``uint32`` codes (:func:`jaxloss.pack_bits`) the
+      "hamming")``; for packed ``uint32`` codes (``jaxloss.pack_bits``) the
       number of differing bits (int32), computed with ``population_count`` of
       the XOR, as faiss ``IndexBinaryFlat``.
     * ``"dot"``: maximum inner product search; returns the inner products,
@@ -442,18 +442,18 @@ def sharded_knn(
     The database rows are sharded over the mesh axis ``axis_name`` (padded to
     a multiple of the number of devices; padded rows never match); queries are
     replicated. With ``jax.shard_map`` every device runs the blocked search of
-    :func:`knn` on its shard and re-scores its ``min(k, shard)`` winners
+    ``knn`` on its shard and re-scores its ``min(k, shard)`` winners
     exactly; the partial lists are all-gathered and merged by a stable top-k in
     device order, so ties still go to the lowest global index. The result is
     the same as ``knn(queries, database, k, metric=metric)``.
 
     Running it on a multi-GPU host: every local GPU is a JAX device, so
 
-    .. code-block:: python
-
-        mesh = jax.make_mesh((jax.device_count(),), ("data",))
-        database = jax.device_put(database, NamedSharding(mesh, P("data")))
-        d, i = jaxloss.sharded_knn(queries, database, 10, mesh=mesh)
+    ```python
+    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    database = jax.device_put(database, NamedSharding(mesh, P("data")))
+    d, i = jaxloss.sharded_knn(queries, database, 10, mesh=mesh)
+    ```
 
     (on several hosts, call ``jax.distributed.initialize()`` first and build the
     mesh over ``jax.devices()``). To try it on a CPU, start Python with
@@ -466,11 +466,13 @@ def sharded_knn(
       k: number of neighbours, ``1 <= k <= m`` (static).
       mesh: a ``jax.sharding.Mesh``.
       axis_name: the mesh axis to shard the database over (default: the first).
-      metric, block_size, query_block_size, precision: as in :func:`knn`
-        (the block sizes apply within each shard).
+      metric: as in ``knn``.
+      block_size: as in ``knn`` (applies within each shard).
+      query_block_size: as in ``knn`` (applies within each shard).
+      precision: as in ``knn``.
 
     Returns:
-      ``(distances, indices)`` as :func:`knn`, with global row indices.
+      ``(distances, indices)`` as ``knn``, with global row indices.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -480,7 +482,7 @@ def sharded_knn(
       >>> sharded_knn(x[:1], x, 2, mesh=mesh)[1]
       Array([[0, 1]], dtype=int32)
 
-    Reference: :func:`knn` on one device (tested with 4 forced CPU devices).
+    Reference: ``knn`` on one device (tested with 4 forced CPU devices).
     """
     fn = "sharded_knn"
     queries, database, k, metric, packed = _check_inputs(queries, database, k, metric, fn)
@@ -619,23 +621,6 @@ def _check_metric_k(k, available, fn):
     return int(k)
 
 
-_METRIC_ARGS = """
-    Args:
-      neighbor_indices: ``(q, K)`` int reference indices of each query's
-        neighbours, nearest first (the ``indices`` of :func:`knn`).
-      query_labels: ``(q,)`` int labels of the queries.
-      reference_labels: ``(m,)`` int labels of the reference (database) rows.
-      exclude_self: the queries are the first ``q`` rows of the reference set
-        (e.g. ``knn(x, x, K)``): query ``i``'s own index ``i`` is dropped from its
-        list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
-        columns, and the query does not count as relevant to itself
-        (pytorch-metric-learning's ``ref_includes_query``).
-      reduction: ``"mean"`` (default) averages over the queries that have at
-        least one relevant reference item (others are skipped, as
-        pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
-        ``(q,)`` per-query values (0 for such queries)."""
-
-
 def precision_at_k(
     neighbor_indices,
     query_labels,
@@ -649,8 +634,22 @@ def precision_at_k(
 
     ``P@k(i) = (1/k) sum_{j<k} [label(n_ij) == label(q_i)]``; with ``k=1`` it
     is pytorch-metric-learning's ``precision_at_1``.
-    {args}
+
+    Args:
+      neighbor_indices: ``(q, K)`` int reference indices of each query's
+        neighbours, nearest first (the ``indices`` of ``knn``).
+      query_labels: ``(q,)`` int labels of the queries.
+      reference_labels: ``(m,)`` int labels of the reference (database) rows.
       k: neighbours considered (``None``: all columns left), static.
+      exclude_self: the queries are the first ``q`` rows of the reference set
+        (e.g. ``knn(x, x, K)``): query ``i``'s own index ``i`` is dropped from its
+        list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
+        columns, and the query does not count as relevant to itself
+        (pytorch-metric-learning's ``ref_includes_query``).
+      reduction: ``"mean"`` (default) averages over the queries that have at
+        least one relevant reference item (others are skipped, as
+        pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
+        ``(q,)`` per-query values (0 for such queries).
 
     Returns:
       scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
@@ -688,9 +687,23 @@ def recall_at_k(
 
     ``R@k(i) = max_{j<k} [label(n_ij) == label(q_i)]`` (0 or 1), the "Recall@K"
     of the metric-learning literature (CUB-200, SOP, In-Shop); with ``k=1`` it
-    equals :func:`precision_at_k` with ``k=1``.
-    {args}
+    equals ``precision_at_k`` with ``k=1``.
+
+    Args:
+      neighbor_indices: ``(q, K)`` int reference indices of each query's
+        neighbours, nearest first (the ``indices`` of ``knn``).
+      query_labels: ``(q,)`` int labels of the queries.
+      reference_labels: ``(m,)`` int labels of the reference (database) rows.
       k: neighbours considered (``None``: all columns left), static.
+      exclude_self: the queries are the first ``q`` rows of the reference set
+        (e.g. ``knn(x, x, K)``): query ``i``'s own index ``i`` is dropped from its
+        list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
+        columns, and the query does not count as relevant to itself
+        (pytorch-metric-learning's ``ref_includes_query``).
+      reduction: ``"mean"`` (default) averages over the queries that have at
+        least one relevant reference item (others are skipped, as
+        pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
+        ``(q,)`` per-query values (0 for such queries).
 
     Returns:
       scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
@@ -730,7 +743,21 @@ def r_precision(
     min(R_i, K)} [label(n_ij) == label(q_i)]``. It is exact when ``K >= max_i
     R_i`` (pytorch-metric-learning's ``k="max_bin_count"``); with fewer columns
     it is computed as pytorch-metric-learning does (over the first ``K``).
-    {args}
+
+    Args:
+      neighbor_indices: ``(q, K)`` int reference indices of each query's
+        neighbours, nearest first (the ``indices`` of ``knn``).
+      query_labels: ``(q,)`` int labels of the queries.
+      reference_labels: ``(m,)`` int labels of the reference (database) rows.
+      exclude_self: the queries are the first ``q`` rows of the reference set
+        (e.g. ``knn(x, x, K)``): query ``i``'s own index ``i`` is dropped from its
+        list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
+        columns, and the query does not count as relevant to itself
+        (pytorch-metric-learning's ``ref_includes_query``).
+      reduction: ``"mean"`` (default) averages over the queries that have at
+        least one relevant reference item (others are skipped, as
+        pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
+        ``(q,)`` per-query values (0 for such queries).
 
     Returns:
       scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
@@ -765,9 +792,23 @@ def mean_average_precision_at_r(
 
     ``MAP@R(i) = (1/R_i) sum_{j < R_i} P@(j+1)(i) * [label(n_ij) == label(q_i)]``
     (Musgrave et al., "A Metric Learning Reality Check", 2020), ``R_i`` as in
-    :func:`r_precision`. Exact when ``K >= max_i R_i``; with fewer columns it is
+    ``r_precision``. Exact when ``K >= max_i R_i``; with fewer columns it is
     computed as pytorch-metric-learning does (the missing terms count as 0).
-    {args}
+
+    Args:
+      neighbor_indices: ``(q, K)`` int reference indices of each query's
+        neighbours, nearest first (the ``indices`` of ``knn``).
+      query_labels: ``(q,)`` int labels of the queries.
+      reference_labels: ``(m,)`` int labels of the reference (database) rows.
+      exclude_self: the queries are the first ``q`` rows of the reference set
+        (e.g. ``knn(x, x, K)``): query ``i``'s own index ``i`` is dropped from its
+        list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
+        columns, and the query does not count as relevant to itself
+        (pytorch-metric-learning's ``ref_includes_query``).
+      reduction: ``"mean"`` (default) averages over the queries that have at
+        least one relevant reference item (others are skipped, as
+        pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
+        ``(q,)`` per-query values (0 for such queries).
 
     Returns:
       scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
@@ -793,8 +834,3 @@ def mean_average_precision_at_r(
     precision = jnp.cumsum(hits, axis=1) * hits / ranks
     per_query = nx.safe_divide(jnp.sum(precision, axis=1), counts.astype(dt))
     return _finish(per_query, counts, reduction)
-
-
-for _f in (precision_at_k, recall_at_k, r_precision, mean_average_precision_at_r):
-    _f.__doc__ = _f.__doc__.replace("    {args}", _METRIC_ARGS.strip("\n"))
-del _f

@@ -5,7 +5,7 @@ time. What cannot be seen then is the *data*: a class index out of range, a
 negative probability, a distribution that does not sum to 1, a NaN. Under
 ``jit`` jaxloss does not check these (it would cost a device-to-host sync in
 every step); labels out of range give NaN or garbage, as ``optax`` does. Users
-who want them caught call :func:`check_inputs`, which works eagerly (raising
+who want them caught call ``check_inputs``, which works eagerly (raising
 ``ValueError``) and under ``jax.experimental.checkify`` (inside ``jit``).
 """
 
@@ -69,15 +69,19 @@ def check_inputs(
 
     Called on concrete arrays it raises ``ValueError`` naming the argument and
     the offending value. Called inside a traced function (``jit``, ``grad``)
-    it records the checks with :func:`jax.experimental.checkify.check`, so the
+    it records the checks with ``jax.experimental.checkify.check``, so the
     function must be wrapped in ``checkify.checkify``; see the example.
 
     Args:
-      probabilities, log_probabilities, targets01, logits, labels, embeddings:
-        arrays to check (any shape); omitted ones are not checked.
+      probabilities: probabilities to check (any shape); omitted if None.
+      log_probabilities: log-probabilities to check (any shape); omitted if None.
+      targets01: binary targets or probabilities in ``[0, 1]``; omitted if None.
+      logits: logits to check (any shape); omitted if None.
+      labels: integer class indices (any shape); omitted if None.
       num_classes: number of classes for ``labels`` (required with it).
       ignore_index: a label value that is exempt from the range check.
       axis: the class / distribution axis.
+      embeddings: embeddings to check (any shape); omitted if None.
       atol: tolerance of the normalisation checks.
 
     Returns:

@@ -1,7 +1,7 @@
 """Cross-framework checking: run a jaxloss (or any JAX) function and its PyTorch
 counterpart on the same inputs and report value and gradient differences.
 
-The project's own reference tests use :func:`compare_with_torch`; a user
+The project's own reference tests use ``compare_with_torch``; a user
 validating a port uses the same function. PyTorch is imported only when the
 function is called.
 """
@@ -27,13 +27,51 @@ TOLERANCES = {
 
 
 def default_tolerance(dtype) -> tuple[float, float]:
-    """The ``(rtol, atol)`` used for ``dtype`` (a 1% error is never within it)."""
+    """The ``(rtol, atol)`` used for ``dtype`` (a 1% error is never within it).
+
+    ``compare_with_torch`` accepts a difference when
+    ``|jax - torch| <= atol * max(1, max |torch|) + rtol * |torch|``.
+    Unknown dtypes get the float32 tolerance.
+
+    Args:
+      dtype: a NumPy dtype or its name (``"float16"``, ``"bfloat16"``,
+        ``"float32"``, ``"float64"``).
+
+    Returns:
+      ``(rtol, atol)``, two floats.
+
+    Examples:
+      >>> from jaxloss.testing import default_tolerance
+      >>> default_tolerance("float32")
+      (0.0001, 1e-05)
+      >>> default_tolerance("float64")
+      (1e-09, 1e-10)
+    """
     return TOLERANCES[np.dtype(dtype).name if np.dtype(dtype).name in TOLERANCES else "float32"]
 
 
 @dataclasses.dataclass(frozen=True)
 class ComparisonRow:
-    """One compared quantity: ``what`` is ``"value[i]"`` or ``"grad[j]"``."""
+    """One compared quantity of a ``Comparison``: one output or one gradient in one dtype.
+
+    Attributes:
+      dtype: the dtype the inputs were cast to, e.g. ``"float32"``.
+      what: ``"value[i]"`` (the i-th output) or ``"grad[j]"`` (the gradient
+        with respect to the j-th input).
+      shape: the shape of the compared array.
+      max_abs: the largest absolute difference (NaN positions of PyTorch excluded).
+      max_rel: the largest relative difference.
+      reference_nan: how many entries PyTorch returned as NaN (excluded).
+      candidate_nonfinite: how many entries jaxloss returned non-finite where
+        PyTorch is finite (any such entry fails the row).
+      ok: every entry within the tolerance.
+
+    Examples:
+      >>> from jaxloss.testing import ComparisonRow
+      >>> row = ComparisonRow("float32", "value[0]", (3,), 1e-7, 2e-7, 0, 0, True)
+      >>> row.ok
+      True
+    """
 
     dtype: str
     what: str
@@ -47,7 +85,24 @@ class ComparisonRow:
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-    """The report of :func:`compare_with_torch`; ``ok`` is True when every row is."""
+    """The report of ``compare_with_torch``; ``ok`` is True when every row is.
+
+    A ``Comparison`` is truthy when ``ok``, so ``assert compare_with_torch(...)``
+    works; its ``repr`` is a table with one line per row, and ``worst()``
+    returns the row with the largest relative difference.
+
+    Attributes:
+      rows: one ``ComparisonRow`` per dtype and compared output or gradient.
+      rtol: the relative tolerance used, per dtype name.
+      atol: the absolute tolerance used, per dtype name.
+
+    Examples:
+      >>> from jaxloss.testing import Comparison, ComparisonRow
+      >>> row = ComparisonRow("float32", "value[0]", (3,), 1e-7, 2e-7, 0, 0, True)
+      >>> report = Comparison(rows=(row,), rtol={"float32": 1e-4}, atol={"float32": 1e-5})
+      >>> bool(report), report.worst().what
+      (True, 'value[0]')
+    """
 
     rows: tuple[ComparisonRow, ...]
     rtol: dict
@@ -141,7 +196,7 @@ def compare_with_torch(
     non-finite jaxloss value where PyTorch is finite is a failure.
 
     Tolerance: ``|jax - torch| <= atol * max(1, max|torch|) + rtol * |torch|``
-    with ``(rtol, atol)`` from :data:`TOLERANCES` (float32: 1e-4, 1e-5; float64:
+    with ``(rtol, atol)`` from ``TOLERANCES`` (float32: 1e-4, 1e-5; float64:
     1e-9, 1e-10) unless given; a 1% error is never ok.
 
     Args:
@@ -151,11 +206,12 @@ def compare_with_torch(
       grad: also compare gradients.
       dtypes: floating dtypes to run in; float64 runs with JAX's x64 enabled.
       argnums: which inputs to differentiate (default: every floating array).
-      rtol, atol: override the dtype's tolerance.
+      rtol: override the dtype's tolerance.
+      atol: override the dtype's tolerance.
       seed: seed of the random cotangent.
 
     Returns:
-      A :class:`Comparison`; ``report.ok`` is the verdict, ``repr(report)`` a table.
+      A ``Comparison``; ``report.ok`` is the verdict, ``repr(report)`` a table.
 
     Examples:
       >>> import numpy as np, torch, jaxloss

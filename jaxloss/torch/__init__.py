@@ -3,7 +3,7 @@
 ``jaxloss.torch`` mirrors ``torch.nn.functional``, ``torch.norm``,
 ``torch.cdist`` and ``torch.linalg`` the way ``jax.numpy`` mirrors NumPy: ported
 code changes its imports and gives PyTorch's numbers. Every function here is a
-thin layer over the core :mod:`jaxloss` API (never a second implementation) and
+thin layer over the core ``jaxloss`` API (never a second implementation) and
 this module never imports torch.
 
 Differences from PyTorch, by design: gradients are finite where PyTorch gives
@@ -68,8 +68,11 @@ def norm(input, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
       ``dim`` (flattened), for any real ``p`` including 0 and +-inf.
 
     Args:
-      input: array. p: ``"fro"``, ``"nuc"`` or a number. dim: None, int or
-      tuple. keepdim: keep reduced dims. out: unsupported (must be None).
+      input: array.
+      p: ``"fro"``, ``"nuc"`` or a number.
+      dim: None, an int or a tuple of ints.
+      keepdim: keep reduced dims.
+      out: unsupported (must be None).
       dtype: cast the input to this dtype first.
 
     Returns:
@@ -126,9 +129,22 @@ def mse_loss(
 
     With ``weight`` (same shape as ``input``) the mean is ``sum(w v) / sum(w)``.
 
-    >>> import jax.numpy as jnp
-    >>> mse_loss(jnp.array([1.0, 3.0]), jnp.array([0.0, 0.0]))
-    Array(5., dtype=float32)
+    Args:
+      input: array, any shape.
+      target: array of the same shape.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+      weight: optional weights of ``input``'s shape.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> mse_loss(jnp.array([1.0, 3.0]), jnp.array([0.0, 0.0]))
+      Array(5., dtype=float32)
 
     PyTorch: torch.nn.functional.mse_loss
     """
@@ -144,9 +160,22 @@ def l1_loss(
 
     With ``weight`` (same shape as ``input``) the mean is ``sum(w v) / sum(w)``.
 
-    >>> import jax.numpy as jnp
-    >>> l1_loss(jnp.array([1.0, -3.0]), jnp.array([0.0, 0.0]))
-    Array(2., dtype=float32)
+    Args:
+      input: array, any shape.
+      target: array of the same shape.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+      weight: optional weights of ``input``'s shape.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> l1_loss(jnp.array([1.0, -3.0]), jnp.array([0.0, 0.0]))
+      Array(2., dtype=float32)
 
     PyTorch: torch.nn.functional.l1_loss
     """
@@ -160,9 +189,22 @@ def smooth_l1_loss(
 ):
     """``torch.nn.functional.smooth_l1_loss`` (``beta = 0`` is the L1 loss).
 
-    >>> import jax.numpy as jnp
-    >>> smooth_l1_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), reduction="sum")
-    Array(2.625, dtype=float32)
+    Args:
+      input: array, any shape.
+      target: array of the same shape.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+      beta: the L1/L2 switch point, ``>= 0``.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> smooth_l1_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), reduction="sum")
+      Array(2.625, dtype=float32)
 
     PyTorch: torch.nn.functional.smooth_l1_loss
     """
@@ -174,9 +216,20 @@ def smooth_l1_loss(
 def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weight=None):
     """``torch.nn.functional.huber_loss``; ``weight`` multiplies before a plain mean/sum.
 
-    >>> import jax.numpy as jnp
-    >>> huber_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), reduction="none")
-    Array([0.125, 2.5  ], dtype=float32)
+    Args:
+      input: array, any shape.
+      target: array of the same shape.
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+      delta: the L2/L1 switch point, ``> 0``.
+      weight: optional weights broadcastable to the elementwise losses.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> huber_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), reduction="none")
+      Array([0.125, 2.5  ], dtype=float32)
 
     PyTorch: torch.nn.functional.huber_loss
     """
@@ -215,12 +268,14 @@ def cdist(x1, x2, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if
     largest absolute difference. Batch dims broadcast. ``compute_mode`` is
     accepted and checked, but every mode computes ``p = 2`` the same way: one
     matrix product of centred data with an exact diagonal, which is more
-    accurate than PyTorch's matrix-product path (see :func:`jaxloss.cdist`).
+    accurate than PyTorch's matrix-product path (see ``jaxloss.cdist``).
     Gradients are 0 where two points coincide (as PyTorch).
 
     Args:
-      x1: ``(..., P, M)``. x2: ``(..., R, M)``. p: the order. compute_mode:
-      one of PyTorch's three strings.
+      x1: ``(..., P, M)``.
+      x2: ``(..., R, M)``.
+      p: the order.
+      compute_mode: one of PyTorch's three strings.
 
     Returns:
       ``(..., P, R)`` distances.
@@ -240,9 +295,17 @@ def cdist(x1, x2, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if
 def pdist(input, p: float = 2):
     """``torch.pdist``: distances between the rows of a 2-D input, ``i < j`` in row-major order.
 
-    >>> import jax.numpy as jnp
-    >>> pdist(jnp.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]]))
-    Array([ 5., 10.,  5.], dtype=float32)
+    Args:
+      input: ``(N, M)`` rows.
+      p: the order, ``>= 0`` (0, positive or inf).
+
+    Returns:
+      ``(N (N - 1) / 2,)`` distances.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> pdist(jnp.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]]))
+      Array([ 5., 10.,  5.], dtype=float32)
 
     PyTorch: torch.pdist
     """
@@ -261,9 +324,20 @@ def pairwise_distance(x1, x2, p: float = 2.0, eps: float = 1e-6, keepdim: bool =
     is the vector norm of that order. Inputs broadcast; the norm is over the
     last dim of the broadcast shape.
 
-    >>> import jax.numpy as jnp
-    >>> pairwise_distance(jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0]]), eps=0.0)
-    Array([5.], dtype=float32)
+    Args:
+      x1: ``(..., M)`` rows.
+      x2: ``(..., M)`` rows, broadcastable with ``x1``.
+      p: the order of the norm (any real number or inf).
+      eps: added to the difference ``x1 - x2``.
+      keepdim: keep the last dim as size 1.
+
+    Returns:
+      ``(...,)`` distances.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> pairwise_distance(jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0]]), eps=0.0)
+      Array([5.], dtype=float32)
 
     PyTorch: torch.nn.functional.pairwise_distance
     """
@@ -284,9 +358,19 @@ def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8):
     the clamp acts on the value only; the gradient flows through the unclamped
     norm (0 at a zero vector), so it matches PyTorch's, and it is finite.
 
-    >>> import jax.numpy as jnp
-    >>> cosine_similarity(jnp.array([[1.0, 0.0], [0.0, 0.0]]), jnp.array([[1.0, 1.0], [1.0, 1.0]]))
-    Array([0.70710677, 0.        ], dtype=float32)
+    Args:
+      x1: array.
+      x2: array broadcastable with ``x1``.
+      dim: the vector dim.
+      eps: lower bound of each norm.
+
+    Returns:
+      The similarities, with ``dim`` reduced.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> cosine_similarity(jnp.array([[1.0, 0.0], [0.0, 0.0]]), jnp.array([[1.0, 1.0], [1.0, 1.0]]))
+      Array([0.70710677, 0.        ], dtype=float32)
 
     PyTorch: torch.nn.functional.cosine_similarity
     """
@@ -312,6 +396,18 @@ def binary_hamming_distance(
     out. ``"global"`` averages over everything (a scalar); ``"samplewise"``
     over all dims but the first (shape ``(N,)``). As torchmetrics, a sample
     with nothing left to count has distance 1.
+
+    Args:
+      preds: ``(N, ...)`` predictions: 0/1 integers or booleans, probabilities,
+        or logits (floats outside ``[0, 1]``).
+      target: ``(N, ...)`` 0/1 targets.
+      threshold: probability above which a prediction is 1.
+      multidim_average: ``"global"`` or ``"samplewise"``.
+      ignore_index: a target value left out of the count (None: none).
+      validate_args: check the arguments (torchmetrics' option).
+
+    Returns:
+      A scalar (``"global"``) or ``(N,)`` distances (``"samplewise"``).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -382,9 +478,22 @@ def kl_div(
     ``"mean"`` divides by the number of elements, as PyTorch. Terms with
     ``p = 0`` are 0 with gradient 0 even when ``input = -inf`` (PyTorch: NaN).
 
-    >>> import jax.numpy as jnp
-    >>> kl_div(jnp.log(jnp.array([[0.5, 0.5]])), jnp.array([[1.0, 0.0]]), reduction="batchmean")
-    Array(0.6931472, dtype=float32)
+    Args:
+      input: log-probabilities ``log q``, any shape.
+      target: probabilities ``p`` (log-probabilities with ``log_target``), same shape.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default), ``"batchmean"`` or ``"sum"``.
+      log_target: ``target`` holds log-probabilities.
+
+    Returns:
+      A scalar, or the elementwise terms with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> kl_div(jnp.log(jnp.array([[0.5, 0.5]])), jnp.array([[1.0, 0.0]]), reduction="batchmean")
+      Array(0.6931472, dtype=float32)
 
     PyTorch: torch.nn.functional.kl_div
     """
@@ -452,13 +561,29 @@ def cross_entropy(
     A mean over no target (all ignored) is 0 here (PyTorch: NaN). Class indices
     outside ``[0, C)`` give NaN (PyTorch raises).
 
-    >>> import jax.numpy as jnp
-    >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
-    >>> cross_entropy(logits, jnp.array([0, 1]))
-    Array(1.6139643, dtype=float32)
-    >>> weight = jnp.array([1.0, 2.0, 1.0])
-    >>> cross_entropy(logits, jnp.array([0, 1]), weight=weight, label_smoothing=0.1)
-    Array(2.0118263, dtype=float32)
+    Args:
+      input: ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` logits.
+      target: integer class indices (``input``'s shape without the class dim)
+        or probabilities (``input``'s shape).
+      weight: optional ``(C,)`` class weights.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      ignore_index: target index that contributes nothing (class indices only).
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+      label_smoothing: in ``[0, 1]``.
+
+    Returns:
+      A scalar, or the per-example losses with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
+      >>> cross_entropy(logits, jnp.array([0, 1]))
+      Array(1.6139643, dtype=float32)
+      >>> weight = jnp.array([1.0, 2.0, 1.0])
+      >>> cross_entropy(logits, jnp.array([0, 1]), weight=weight, label_smoothing=0.1)
+      Array(2.0118263, dtype=float32)
 
     PyTorch: torch.nn.functional.cross_entropy
     """
@@ -527,9 +652,23 @@ def nll_loss(
     ``target`` integer class indices; ``"mean"`` divides by the summed
     ``w[y_i]`` of the non-ignored targets (0 if there is none; PyTorch: NaN).
 
-    >>> import jax.numpy as jnp
-    >>> nll_loss(jnp.log(jnp.array([[0.5, 0.5], [0.25, 0.75]])), jnp.array([0, 1]))
-    Array(0.4904146, dtype=float32)
+    Args:
+      input: ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` log-probabilities.
+      target: integer class indices (``input``'s shape without the class dim).
+      weight: optional ``(C,)`` class weights.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      ignore_index: target index that contributes nothing.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the per-example losses with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> nll_loss(jnp.log(jnp.array([[0.5, 0.5], [0.25, 0.75]])), jnp.array([0, 1]))
+      Array(0.4904146, dtype=float32)
 
     PyTorch: torch.nn.functional.nll_loss
     """
@@ -550,10 +689,23 @@ def binary_cross_entropy(
     ``"mean"`` is the plain mean of the weighted terms. Gradient with respect
     to ``input``: PyTorch's ``w (p - y) / max(p (1 - p), 1e-12)``.
 
-    >>> import jax.numpy as jnp
-    >>> p, y = jnp.array([0.9, 0.2, 0.0]), jnp.array([1.0, 0.0, 1.0])
-    >>> binary_cross_entropy(p, y, reduction="none")
-    Array([  0.10536055,   0.22314355, 100.        ], dtype=float32)
+    Args:
+      input: probabilities, any shape.
+      target: targets in ``[0, 1]``, same shape.
+      weight: optional weights broadcastable to the elementwise losses.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> p, y = jnp.array([0.9, 0.2, 0.0]), jnp.array([1.0, 0.0, 1.0])
+      >>> binary_cross_entropy(p, y, reduction="none")
+      Array([  0.10536055,   0.22314355, 100.        ], dtype=float32)
 
     PyTorch: torch.nn.functional.binary_cross_entropy
     """
@@ -579,10 +731,24 @@ def binary_cross_entropy_with_logits(
     ``w * -(pw y log sigmoid(x) + (1 - y) log sigmoid(-x))``; ``pos_weight``
     broadcasts against the last (class) dim; ``"mean"`` is the plain mean.
 
-    >>> import jax.numpy as jnp
-    >>> x, y = jnp.array([1e4, -1e4]), jnp.array([1.0, 1.0])
-    >>> binary_cross_entropy_with_logits(x, y, reduction="none")
-    Array([    0., 10000.], dtype=float32)
+    Args:
+      input: logits, any shape.
+      target: targets in ``[0, 1]``, same shape.
+      weight: optional weights broadcastable to the elementwise losses.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+      pos_weight: optional weight of the positive term, broadcast against the last dim.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x, y = jnp.array([1e4, -1e4]), jnp.array([1.0, 1.0])
+      >>> binary_cross_entropy_with_logits(x, y, reduction="none")
+      Array([    0., 10000.], dtype=float32)
 
     PyTorch: torch.nn.functional.binary_cross_entropy_with_logits
     """
@@ -626,12 +792,29 @@ def triplet_margin_loss(
     """``torch.nn.functional.triplet_margin_loss``: ``relu(d(a, p) - d(a, n) + margin)``, reduced.
 
     ``d(x, y) = ||x - y + eps||_p`` over the last dim; ``swap`` uses
-    ``min(d(a, n), d(p, n))``. Core: :func:`jaxloss.triplet_margin_loss`.
+    ``min(d(a, n), d(p, n))``. Core: ``jaxloss.triplet_margin_loss``.
 
-    >>> import jax.numpy as jnp
-    >>> a, p, n = jnp.zeros((2, 3)), jnp.full((2, 3), 0.1), jnp.full((2, 3), 0.5)
-    >>> triplet_margin_loss(a, p, n)
-    Array(0.3071..., dtype=float32)
+    Args:
+      anchor: ``(N, D)`` or ``(D,)``.
+      positive: same shape as ``anchor``.
+      negative: same shape as ``anchor``.
+      margin: ``> 0``.
+      p: the order of the distance.
+      eps: added to the differences.
+      swap: use ``min(d(a, n), d(p, n))`` as the negative distance.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the ``(N,)`` per-example losses with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> a, p, n = jnp.zeros((2, 3)), jnp.full((2, 3), 0.1), jnp.full((2, 3), 0.5)
+      >>> triplet_margin_loss(a, p, n)
+      Array(0.3071..., dtype=float32)
 
     PyTorch: torch.nn.functional.triplet_margin_loss
     """
@@ -666,11 +849,24 @@ def triplet_margin_with_distance_loss(
     ``distance_function(x, y)`` returns row-matched distances (default:
     PyTorch's ``pairwise_distance``, ``||x - y + 1e-6||_2``).
 
-    >>> import jax.numpy as jnp
-    >>> a, p, n = jnp.zeros((2, 3)), jnp.full((2, 3), 0.1), jnp.ones((2, 3))
-    >>> squared = lambda x, y: ((x - y) ** 2).sum(-1)
-    >>> triplet_margin_with_distance_loss(a, p, n, distance_function=squared)
-    Array(0., dtype=float32)
+    Args:
+      anchor: ``(N, D)`` or ``(D,)``.
+      positive: same shape as ``anchor``.
+      negative: same shape as ``anchor``.
+      distance_function: ``f(x, y)`` returning row-matched distances (None: PyTorch's ``pairwise_distance``).
+      margin: ``> 0``.
+      swap: use ``min(d(a, n), d(p, n))`` as the negative distance.
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the ``(N,)`` per-example losses with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> a, p, n = jnp.zeros((2, 3)), jnp.full((2, 3), 0.1), jnp.ones((2, 3))
+      >>> squared = lambda x, y: ((x - y) ** 2).sum(-1)
+      >>> triplet_margin_with_distance_loss(a, p, n, distance_function=squared)
+      Array(0., dtype=float32)
 
     PyTorch: torch.nn.functional.triplet_margin_with_distance_loss
     """
@@ -698,11 +894,25 @@ def cosine_embedding_loss(
     """``torch.nn.functional.cosine_embedding_loss``: ``1 - cos`` or ``relu(cos - margin)``.
 
     Inputs ``(N, D)`` with target ``(N,)``, or ``(D,)`` with a 0-d target.
-    Core: :func:`jaxloss.cosine_embedding_loss`.
+    Core: ``jaxloss.cosine_embedding_loss``.
 
-    >>> import jax.numpy as jnp
-    >>> cosine_embedding_loss(jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 1.0]]), jnp.array([1]))
-    Array(0.2928..., dtype=float32)
+    Args:
+      input1: ``(N, D)`` or ``(D,)``.
+      input2: same shape as ``input1``.
+      target: ``(N,)`` (or 0-d) labels, 1 (similar) or -1 (dissimilar).
+      margin: in ``[-1, 1]``.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the ``(N,)`` per-example losses with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> cosine_embedding_loss(jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 1.0]]), jnp.array([1]))
+      Array(0.2928..., dtype=float32)
 
     PyTorch: torch.nn.functional.cosine_embedding_loss
     """
@@ -734,11 +944,25 @@ def margin_ranking_loss(
 ):
     """``torch.nn.functional.margin_ranking_loss``: ``relu(-y (x1 - x2) + margin)``, reduced.
 
-    Core: :func:`jaxloss.margin_ranking_loss`.
+    Core: ``jaxloss.margin_ranking_loss``.
 
-    >>> import jax.numpy as jnp
-    >>> margin_ranking_loss(jnp.array([1.0, 1.0]), jnp.array([0.5, 0.5]), jnp.array([1.0, -1.0]))
-    Array(0.25, dtype=float32)
+    Args:
+      input1: ``(N,)`` scores (or 0-d).
+      input2: scores of the same shape.
+      target: 1 (``input1`` should rank higher) or -1, same shape.
+      margin: the required gap.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> margin_ranking_loss(jnp.array([1.0, 1.0]), jnp.array([0.5, 0.5]), jnp.array([1.0, -1.0]))
+      Array(0.25, dtype=float32)
 
     PyTorch: torch.nn.functional.margin_ranking_loss
     """
@@ -754,11 +978,24 @@ def hinge_embedding_loss(
 ):
     """``torch.nn.functional.hinge_embedding_loss``: ``x`` (y = 1), ``relu(margin - x)`` (y = -1).
 
-    Core: :func:`jaxloss.hinge_embedding_loss`.
+    Core: ``jaxloss.hinge_embedding_loss``.
 
-    >>> import jax.numpy as jnp
-    >>> hinge_embedding_loss(jnp.array([0.3, 0.3]), jnp.array([1.0, -1.0]))
-    Array(0.5, dtype=float32)
+    Args:
+      input: distances, any shape.
+      target: 1 or -1, same shape.
+      margin: the hinge of the ``-1`` terms.
+      size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
+        None they override ``reduction`` as in PyTorch.
+      reduce: PyTorch's deprecated argument (see ``size_average``).
+      reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+      A scalar, or the elementwise losses (shape of the broadcast inputs) with ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> hinge_embedding_loss(jnp.array([0.3, 0.3]), jnp.array([1.0, -1.0]))
+      Array(0.5, dtype=float32)
 
     PyTorch: torch.nn.functional.hinge_embedding_loss
     """

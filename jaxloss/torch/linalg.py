@@ -1,7 +1,7 @@
 """``jaxloss.torch.linalg``: ``torch.linalg.norm``, ``vector_norm`` and ``matrix_norm``.
 
 Same argument names, defaults and semantics as PyTorch; thin wrappers over
-:mod:`jaxloss`'s core norms. ``dtype=`` casts the input before computing.
+``jaxloss``'s core norms. ``dtype=`` casts the input before computing.
 """
 
 from __future__ import annotations
@@ -15,11 +15,22 @@ __all__ = ["matrix_norm", "norm", "vector_norm"]
 
 
 def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None):
-    """``torch.linalg.vector_norm``: core :func:`jaxloss.vector_norm` over ``dim``.
+    """``torch.linalg.vector_norm``: core ``jaxloss.vector_norm`` over ``dim``.
 
-    >>> import jax.numpy as jnp
-    >>> vector_norm(jnp.array([3.0, 4.0]))
-    Array(5., dtype=float32)
+    Args:
+      x: array.
+      ord: the order (any real number or inf).
+      dim: None (all dims), an int or a tuple of ints.
+      keepdim: keep the reduced dims as size 1.
+      dtype: cast ``x`` to this dtype first.
+
+    Returns:
+      The norm(s), with ``dim`` reduced.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> vector_norm(jnp.array([3.0, 4.0]))
+      Array(5., dtype=float32)
 
     PyTorch: torch.linalg.vector_norm
     """
@@ -27,11 +38,22 @@ def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None):
 
 
 def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None):
-    """``torch.linalg.matrix_norm``: core :func:`jaxloss.matrix_norm` over ``dim``.
+    """``torch.linalg.matrix_norm``: core ``jaxloss.matrix_norm`` over ``dim``.
 
-    >>> import jax.numpy as jnp
-    >>> matrix_norm(jnp.eye(3), ord="nuc")
-    Array(3., dtype=float32)
+    Args:
+      A: ``(..., m, n)`` array.
+      ord: ``"fro"``, ``"nuc"``, 2, -2, 1, -1, inf or -inf.
+      dim: the two matrix dims.
+      keepdim: keep the reduced dims as size 1.
+      dtype: cast ``A`` to this dtype first.
+
+    Returns:
+      The norm(s), with ``dim`` reduced.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> matrix_norm(jnp.eye(3), ord="nuc")
+      Array(3., dtype=float32)
 
     PyTorch: torch.linalg.matrix_norm
     """
@@ -44,9 +66,20 @@ def norm(A, ord=None, dim=None, keepdim: bool = False, *, dtype=None):
     With ``dim=None`` and ``ord=None`` the input is flattened (2-norm); with
     ``dim=None`` and ``ord`` given the input must be 1-D or 2-D.
 
-    >>> import jax.numpy as jnp
-    >>> norm(jnp.array([[1.0, 2.0], [3.0, 4.0]]), ord=2)
-    Array(5.46..., dtype=float32)
+    Args:
+      A: array.
+      ord: None, a vector order (with an int ``dim``) or a matrix order (with two dims).
+      dim: None, an int or a pair of ints.
+      keepdim: keep the reduced dims as size 1.
+      dtype: cast ``A`` to this dtype first.
+
+    Returns:
+      The norm(s), with ``dim`` reduced.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> norm(jnp.array([[1.0, 2.0], [3.0, 4.0]]), ord=2)
+      Array(5.46..., dtype=float32)
 
     PyTorch: torch.linalg.norm
     """
