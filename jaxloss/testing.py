@@ -82,7 +82,8 @@ class Comparison:
 
 
 def _is_float_array(x) -> bool:
-    return isinstance(x, (np.ndarray, jax.Array)) and np.issubdtype(np.asarray(x).dtype, np.floating)
+    # jnp.issubdtype: NumPy does not count ml_dtypes' bfloat16 as floating
+    return isinstance(x, (np.ndarray, jax.Array)) and jnp.issubdtype(np.asarray(x).dtype, jnp.floating)
 
 
 def _flatten(out) -> list:
