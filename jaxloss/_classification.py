@@ -10,6 +10,7 @@ zero and one probabilities in :func:`binary_cross_entropy`.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -299,7 +300,8 @@ def _move_class_axis(x, axis, fn, name="logits"):
         raise ValueError(f"{fn}: `axis` must name at least one class axis; got {axis!r}.")
     batch = tuple(a for a in range(x.ndim) if a not in axes)
     x = jnp.transpose(x, batch + axes)
-    return x.reshape(x.shape[: len(batch)] + (-1,))
+    # not -1: a reshape cannot infer it when a batch dim is 0
+    return x.reshape(x.shape[: len(batch)] + (math.prod(x.shape[len(batch) :]),))
 
 
 def _integer_label_terms(
