@@ -13,6 +13,8 @@ are immutable).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -355,8 +357,11 @@ def binary_hamming_distance(
         in_range = jnp.all((p >= 0) & (p <= 1))
         p = jnp.where(in_range, p, jax.nn.sigmoid(p))
         preds = p > threshold
-    preds = preds.reshape(preds.shape[0], -1) if preds.ndim else preds.reshape(1, 1)
-    target = target.reshape(target.shape[0], -1) if target.ndim else target.reshape(1, 1)
+    # not reshape(n, -1): it cannot infer -1 for an empty batch (n = 0)
+    preds, target = (
+        a.reshape(a.shape[0], math.prod(a.shape[1:])) if a.ndim else a.reshape(1, 1)
+        for a in (preds, target)
+    )
     valid = (target == 0) | (target == 1)
     if ignore_index is not None:
         valid = valid & (target != ignore_index)
