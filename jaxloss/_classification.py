@@ -237,7 +237,13 @@ def softmax_cross_entropy(logits, labels, axis=-1, where=None):
     y = jnp.asarray(labels).astype(x.dtype)
     axes = None if axis is None else _checks.check_axis(axis, x.ndim, "axis", fn)
     where = _expand_where(where, x, axes)
-    log_probs = jax.nn.log_softmax(x, axis=axes, where=where)
+    softmax_where = where
+    if where is not None:
+        # a row with every class masked: its loss is an empty sum (0); the softmax is taken
+        # over all of its classes so that it stays finite (log_softmax over nothing gives NaN
+        # gradients, which 0 * NaN would carry into the logits)
+        softmax_where = where | ~jnp.any(where, axis=axes, keepdims=True)
+    log_probs = jax.nn.log_softmax(x, axis=axes, where=softmax_where)
     out = -jnp.sum(_numerics.x_times_log(y, log_probs), axis=axes, where=where)
     return out.astype(out_dtype)
 
