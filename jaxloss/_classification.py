@@ -293,6 +293,8 @@ def smooth_labels(labels, alpha, *, axis=-1, where=None):
             count *= y.shape[a]
     else:
         count = jnp.sum(jnp.asarray(where, bool), axis=axes, keepdims=True)
+        # every class masked: no mass to spread (alpha / 0 was inf)
+        count = jnp.where(count > 0, count, jnp.inf)
     return ((1.0 - alpha) * y + alpha / count).astype(out_dtype)
 
 
