@@ -10,6 +10,7 @@ zero and one probabilities in ``binary_cross_entropy``.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -237,7 +238,13 @@ def softmax_cross_entropy(logits, labels, axis=-1, where=None):
     y = jnp.asarray(labels).astype(x.dtype)
     axes = None if axis is None else _checks.check_axis(axis, x.ndim, "axis", fn)
     where = _expand_where(where, x, axes)
-    log_probs = jax.nn.log_softmax(x, axis=axes, where=where)
+    softmax_where = where
+    if where is not None:
+        # a row with every class masked: its loss is an empty sum (0); the softmax is taken
+        # over all of its classes so that it stays finite (log_softmax over nothing gives NaN
+        # gradients, which 0 * NaN would carry into the logits)
+        softmax_where = where | ~jnp.any(where, axis=axes, keepdims=True)
+    log_probs = jax.nn.log_softmax(x, axis=axes, where=softmax_where)
     out = -jnp.sum(_numerics.x_times_log(y, log_probs), axis=axes, where=where)
     return out.astype(out_dtype)
 
@@ -296,6 +303,8 @@ def smooth_labels(labels, alpha, *, axis=-1, where=None):
             count *= y.shape[a]
     else:
         count = jnp.sum(jnp.asarray(where, bool), axis=axes, keepdims=True)
+        # every class masked: no mass to spread (alpha / 0 was inf)
+        count = jnp.where(count > 0, count, jnp.inf)
     return ((1.0 - alpha) * y + alpha / count).astype(out_dtype)
 
 
@@ -309,7 +318,8 @@ def _move_class_axis(x, axis, fn, name="logits"):
         raise ValueError(f"{fn}: `axis` must name at least one class axis; got {axis!r}.")
     batch = tuple(a for a in range(x.ndim) if a not in axes)
     x = jnp.transpose(x, batch + axes)
-    return x.reshape(x.shape[: len(batch)] + (-1,))
+    # not -1: a reshape cannot infer it when a batch dim is 0
+    return x.reshape(x.shape[: len(batch)] + (math.prod(x.shape[len(batch) :]),))
 
 
 def _integer_label_terms(

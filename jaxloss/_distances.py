@@ -904,7 +904,8 @@ def squareform(x, force: str = "no", checks: bool = True):
     n = int(round((1 + math.sqrt(1 + 8 * k)) / 2))
     if n * (n - 1) // 2 != k:
         raise ValueError(
-            f"squareform: a condensed vector has n (n - 1) / 2 entries for some n; got {k} entries."
+            f"squareform: `x`, a condensed vector, must have n (n - 1) / 2 entries for some n; "
+            f"got {k} entries."
         )
     rows, cols = np.triu_indices(n, 1)
     out = jnp.zeros((n, n), x.dtype).at[rows, cols].set(x)

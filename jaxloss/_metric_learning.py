@@ -380,8 +380,9 @@ def batch_hard_triplet_loss(
     dist = _distance_matrix(x, metric=metric, squared=squared, precision=precision)
     pos = positive_mask(labels)
     neg = negative_mask(labels)
-    hardest_pos = jnp.max(jnp.where(pos, dist, -jnp.inf), axis=-1)
-    hardest_neg = jnp.min(jnp.where(neg, dist, jnp.inf), axis=-1)
+    # initial=: an empty batch (B = 0) reduces over a zero-size axis
+    hardest_pos = jnp.max(jnp.where(pos, dist, -jnp.inf), axis=-1, initial=-jnp.inf)
+    hardest_neg = jnp.min(jnp.where(neg, dist, jnp.inf), axis=-1, initial=jnp.inf)
     valid = jnp.any(pos, axis=-1) & jnp.any(neg, axis=-1)
     violation = jnp.where(valid, hardest_pos, 0) - jnp.where(valid, hardest_neg, 0) + margin
     per_anchor = jax.nn.softplus(violation) if soft else jax.nn.relu(violation)
@@ -511,11 +512,13 @@ def semi_hard_triplet_loss(
     s, n_neg = _sorted_negatives(dist, neg)
     first_farther = _row_searchsorted_right(s, dist)  # [a, p]: first sorted D_an > D_ap
     has_outside = first_farther < n_neg[:, None]
-    row_max = jnp.max(dist, axis=-1, keepdims=True)
-    row_min = jnp.min(dist, axis=-1, keepdims=True)
+    # initial=: an empty batch (B = 0) reduces over a zero-size axis (no effect otherwise;
+    # the `inside` row always holds the 0 of the anchor itself)
+    row_max = jnp.max(dist, axis=-1, keepdims=True, initial=-jnp.inf)
+    row_min = jnp.min(dist, axis=-1, keepdims=True, initial=jnp.inf)
     gathered = jnp.take_along_axis(s, jnp.minimum(first_farther, s.shape[-1] - 1), axis=-1)
     outside = (jnp.where(has_outside, gathered, row_max) - row_max) + row_max
-    inside = jnp.max(jnp.where(neg, dist - row_min, 0), axis=-1, keepdims=True) + row_min
+    inside = jnp.max(jnp.where(neg, dist - row_min, 0), axis=-1, keepdims=True, initial=0) + row_min
     semi_hard = jnp.where(has_outside, outside, inside)
     losses = jnp.where(pos, jax.nn.relu(margin + dist - semi_hard), 0)
     return _numerics.safe_divide(jnp.sum(losses), jnp.sum(pos).astype(x.dtype)).astype(out_dtype)
@@ -729,7 +732,9 @@ def _global_mean(total, count, axis_name):
 def _masked_logsumexp(x, mask, axis=-1):
     """``log sum_{mask} exp(x)`` and whether the mask is non-empty (value 0 where empty)."""
     has = jnp.any(mask, axis=axis)
-    m = jax.lax.stop_gradient(jnp.max(jnp.where(mask, x, -jnp.inf), axis=axis, keepdims=True))
+    m = jax.lax.stop_gradient(
+        jnp.max(jnp.where(mask, x, -jnp.inf), axis=axis, keepdims=True, initial=-jnp.inf)
+    )
     m = jnp.where(jnp.isfinite(m), m, 0)
     total = jnp.sum(jnp.where(mask, jnp.exp(jnp.where(mask, x - m, 0)), 0), axis=axis)
     lse = jnp.log(jnp.where(has, total, 1)) + jnp.squeeze(m, axis)

@@ -566,6 +566,8 @@ def _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_
     _checks.check_ndim(ql, "query_labels", fn, ndim=1)
     _checks.check_ndim(rl, "reference_labels", fn, ndim=1)
     _checks.check_integer(idx, "neighbor_indices", fn)
+    _checks.check_integer(ql, "query_labels", fn)
+    _checks.check_integer(rl, "reference_labels", fn)
     if idx.shape[0] != ql.shape[0]:
         raise ValueError(
             f"{fn}: `neighbor_indices` needs one row per query; got shape {idx.shape} "

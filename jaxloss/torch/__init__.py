@@ -13,6 +13,8 @@ are immutable).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -93,6 +95,7 @@ def norm(input, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
     x = _common.cast(input, dtype)
     dims = None if dim is None else ((dim,) if isinstance(dim, (int, np.integer)) else tuple(dim))
     if isinstance(p, str):
+        _checks.check_option(p, "p", ("fro", "nuc"), "norm")
         if p == "fro" and (dims is None or len(dims) <= 2):
             return _norms.vector_norm(x, 2, dims, keepdim)
         if dims is None:
@@ -107,6 +110,11 @@ def norm(input, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
 
 
 # --------------------------------------------------------------------------- residual losses
+
+
+def _check_broadcast(a, b, names, fn):
+    # the core would name its own arguments (`predictions`, `targets`); name PyTorch's
+    _checks.broadcast_shapes(a, b, names, fn)
 
 
 def _weighted_residual(values, input, weight, reduction, fn, weighted_mean):
@@ -149,6 +157,7 @@ def mse_loss(
     PyTorch: torch.nn.functional.mse_loss
     """
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
+    _check_broadcast(input, target, ("input", "target"), "mse_loss")
     values = _regression.squared_error(input, target)
     return _weighted_residual(values, input, weight, reduction, "mse_loss", True)
 
@@ -180,6 +189,7 @@ def l1_loss(
     PyTorch: torch.nn.functional.l1_loss
     """
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
+    _check_broadcast(input, target, ("input", "target"), "l1_loss")
     values = _regression.absolute_error(input, target)
     return _weighted_residual(values, input, weight, reduction, "l1_loss", True)
 
@@ -209,6 +219,7 @@ def smooth_l1_loss(
     PyTorch: torch.nn.functional.smooth_l1_loss
     """
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
+    _check_broadcast(input, target, ("input", "target"), "smooth_l1_loss")
     values = _regression.smooth_l1_loss(input, target, beta=beta)
     return _common.apply_reduction(values, reduction, "smooth_l1_loss")
 
@@ -233,6 +244,7 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weigh
 
     PyTorch: torch.nn.functional.huber_loss
     """
+    _check_broadcast(input, target, ("input", "target"), "huber_loss")
     values = _regression.huber_loss(input, target, delta=delta)
     # PyTorch's weighted huber_loss takes the plain mean of w * v (not sum(w v) / sum(w)).
     return _weighted_residual(values, input, weight, reduction, "huber_loss", False)
@@ -289,6 +301,11 @@ def cdist(x1, x2, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if
     """
     p = _check_p(p, "cdist")
     _checks.check_option(compute_mode, "compute_mode", _CDIST_MODES, "cdist")
+    if np.ndim(x1) >= 1 and np.ndim(x2) >= 1 and np.shape(x1)[-1] != np.shape(x2)[-1]:
+        raise ValueError(
+            f"cdist: `x1` and `x2` must have the same number of features (last dim); got "
+            f"shapes {tuple(np.shape(x1))} and {tuple(np.shape(x2))}."
+        )
     return _distances.minkowski_cdist(x1, x2, p, fn="cdist")
 
 
@@ -436,8 +453,11 @@ def binary_hamming_distance(
         in_range = jnp.all((p >= 0) & (p <= 1))
         p = jnp.where(in_range, p, jax.nn.sigmoid(p))
         preds = p > threshold
-    preds = preds.reshape(preds.shape[0], -1) if preds.ndim else preds.reshape(1, 1)
-    target = target.reshape(target.shape[0], -1) if target.ndim else target.reshape(1, 1)
+    # not reshape(n, -1): it cannot infer -1 for an empty batch (n = 0)
+    preds, target = (
+        a.reshape(a.shape[0], math.prod(a.shape[1:])) if a.ndim else a.reshape(1, 1)
+        for a in (preds, target)
+    )
     valid = (target == 0) | (target == 1)
     if ignore_index is not None:
         valid = valid & (target != ignore_index)
@@ -500,6 +520,7 @@ def kl_div(
     fn = "kl_div"
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
     _checks.check_reduction(reduction, fn, ("none", "batchmean", "sum", "mean"))
+    _check_broadcast(input, target, ("input", "target"), fn)
     core = _divergences.kl_divergence_with_log_targets if log_target else _divergences.kl_divergence
     values = core(input, target, axis=())
     return _common.apply_reduction(values, reduction, fn, ("none", "batchmean", "sum", "mean"))
@@ -822,6 +843,8 @@ def triplet_margin_loss(
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
     _check_positive_margin(margin, fn)
     _check_same_ndim((anchor, positive, negative), ("anchor", "positive", "negative"), fn)
+    _check_broadcast(anchor, positive, ("anchor", "positive"), fn)
+    _check_broadcast(anchor, negative, ("anchor", "negative"), fn)
     values = _metric_learning.triplet_margin_loss(
         anchor, positive, negative, -1, p, margin, eps, swap=swap
     )
@@ -929,6 +952,7 @@ def cosine_embedding_loss(
             f"{fn}: a {t_dim}-D target needs {want}-D inputs; got input1 {np.shape(input1)} "
             f"and input2 {np.shape(input2)}."
         )
+    _check_broadcast(input1, input2, ("input1", "input2"), fn)
     values = _metric_learning.cosine_embedding_loss(input1, input2, target, margin=margin)
     return _common.apply_reduction(values, reduction, fn)
 
@@ -969,6 +993,7 @@ def margin_ranking_loss(
     fn = "margin_ranking_loss"
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
     _check_same_ndim((input1, input2, target), ("input1", "input2", "target"), fn)
+    _check_broadcast(input1, input2, ("input1", "input2"), fn)
     values = _metric_learning.margin_ranking_loss(input1, input2, target, margin=margin)
     return _common.apply_reduction(values, reduction, fn)
 

@@ -1,0 +1,258 @@
+"""Bad input, everywhere: every public function against wrong ranks, mismatched shapes,
+wrong dtypes and invalid options.
+
+Each case must raise ``ValueError`` or ``TypeError`` whose message names the
+offending argument (in backquotes, as ``_checks`` writes it), eagerly AND under
+``jax.jit`` (arrays traced, options static): the error is raised at trace
+time, before anything runs. ``test_every_public_function_has_a_bad_input_case``
+keeps the table complete.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxloss
+import jaxloss.torch as jt
+import jaxloss.torch.linalg as jtl
+from tests.registry import SPECS
+
+
+def f(*shape, dtype="float32"):
+    return jnp.ones(shape, dtype)
+
+
+def i(*shape):
+    return jnp.zeros(shape, jnp.int32)
+
+
+P = jnp.full((4, 3), 1 / 3, jnp.float32)  # valid distributions
+X, Y = f(4, 3), f(4, 3)
+L = jnp.array([0, 0, 1, 1], jnp.int32)
+NB = jnp.zeros((4, 2), jnp.int32)  # neighbour indices
+REF = jnp.array([0, 1, 0, 1, 0, 1], jnp.int32)
+V = ValueError
+T = TypeError
+
+
+def _mesh():
+    return jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+
+
+def _sharded(q, db, **kw):
+    return jaxloss.sharded_knn(q, db, mesh=_mesh(), **kw)
+
+
+# (registry name, function, array arguments, static keyword arguments, exception, argument named)
+CASES = [
+    # norms
+    ("vector_norm", jaxloss.vector_norm, (X,), dict(ord="fro"), V, "ord"),
+    ("vector_norm", jaxloss.vector_norm, (X,), dict(axis=2), V, "axis"),
+    ("vector_norm", jaxloss.vector_norm, (X,), dict(axis=(1, 1)), V, "axis"),
+    ("matrix_norm", jaxloss.matrix_norm, (f(3),), {}, V, "x"),
+    ("matrix_norm", jaxloss.matrix_norm, (f(3, 3),), dict(ord="bogus"), V, "ord"),
+    ("norm", jaxloss.norm, (f(2, 2, 2),), dict(ord=2), V, "ord"),
+    ("norm", jaxloss.norm, (X,), dict(ord="nuc", axis=0), V, "ord"),
+    ("nuclear_norm", jaxloss.nuclear_norm, (f(3),), {}, V, "x"),
+    ("frobenius_norm", jaxloss.frobenius_norm, (f(3),), {}, V, "x"),
+    ("spectral_norm", jaxloss.spectral_norm, (f(3),), {}, V, "x"),
+    # residual losses
+    ("absolute_error", jaxloss.absolute_error, (X, f(4, 2)), {}, V, "targets"),
+    ("huber_loss", jaxloss.huber_loss, (X, Y), dict(delta=-1.0), V, "delta"),
+    ("huber_loss", jaxloss.huber_loss, (X, f(4, 2)), {}, V, "targets"),
+    ("l2_loss", jaxloss.l2_loss, (X, f(4, 2)), {}, V, "targets"),
+    ("smooth_l1_loss", jaxloss.smooth_l1_loss, (X, Y), dict(beta=-1.0), V, "beta"),
+    ("squared_error", jaxloss.squared_error, (X, f(4, 2)), {}, V, "targets"),
+    ("reduce", jaxloss.reduce, (X,), dict(reduction="avg"), V, "reduction"),
+    ("reduce", lambda v, w: jaxloss.reduce(v, where=w), (X, f(4, 2) > 0), {}, V, "where"),
+    ("reduce", lambda v, w: jaxloss.reduce(v, weights=w), (X, f(4, 2)), {}, V, "weights"),
+    # binary codes
+    ("pack_bits", jaxloss.pack_bits, (f(4, 8, dtype="complex64"),), {}, T, "bits"),
+    ("pack_bits", jaxloss.pack_bits, (jnp.zeros((4, 8), bool),), dict(axis=3), V, "axis"),
+    ("unpack_bits", jaxloss.unpack_bits, (f(4, 1),), dict(num_bits=8), T, "words"),
+    ("unpack_bits", jaxloss.unpack_bits, (jnp.zeros((4, 1), jnp.uint32),), dict(num_bits=64), V,
+     "num_bits"),
+    # distances
+    ("cdist", jaxloss.cdist, (X, f(5, 2)), {}, V, "y"),  # equinox style: "cdist(x, y) needs"
+    ("cdist", jaxloss.cdist, (X, Y), dict(metric="euclidian"), V, "metric"),
+    ("cdist", jaxloss.cdist, (f(3), Y), {}, V, "x"),
+    ("cdist", jaxloss.cdist, (X, Y), dict(metric="minkowski", p=-1.0), V, "p"),
+    ("pdist", jaxloss.pdist, (f(3),), {}, V, "x"),
+    ("pdist", jaxloss.pdist, (X,), dict(metric="bogus"), V, "metric"),
+    ("pairwise_distance", jaxloss.pairwise_distance, (X, f(4, 2)), {}, V, "y"),
+    ("pairwise_distance", jaxloss.pairwise_distance, (X, Y), dict(metric="bogus"), V, "metric"),
+    ("cosine_distance", jaxloss.cosine_distance, (X, f(4, 2)), {}, V, "targets"),
+    ("cosine_similarity", jaxloss.cosine_similarity, (X, f(4, 2)), {}, V, "targets"),
+    ("squareform", jaxloss.squareform, (f(4),), {}, V, "x"),
+    ("squareform", jaxloss.squareform, (f(3),), dict(force="bogus"), V, "force"),
+    # search
+    ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=7), V, "k"),
+    ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=0), V, "k"),
+    ("knn", jaxloss.knn, (X, f(6, 2)), dict(k=2), V, "database"),
+    ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=2, metric="bogus"), V, "metric"),
+    ("sharded_knn", _sharded, (X, f(6, 3)), dict(k=7), V, "k"),
+    ("sharded_knn", _sharded, (X, f(6, 2)), dict(k=2), V, "database"),
+    ("precision_at_k", jaxloss.precision_at_k, (NB, L, REF), dict(k=3), V, "k"),
+    ("precision_at_k", jaxloss.precision_at_k, (NB.astype(float), L, REF), {}, T, "neighbor_indices"),
+    ("precision_at_k", jaxloss.precision_at_k, (NB, L[:3], REF), {}, V, "neighbor_indices"),
+    ("precision_at_k", jaxloss.precision_at_k, (NB, L, REF), dict(reduction="avg"), V, "reduction"),
+    ("recall_at_k", jaxloss.recall_at_k, (NB, L, REF), dict(k=0), V, "k"),
+    ("recall_at_k", jaxloss.recall_at_k, (NB, L.astype(float), REF), {}, T, "query_labels"),
+    ("r_precision", jaxloss.r_precision, (NB, L, REF.astype(float)), {}, T, "reference_labels"),
+    ("r_precision", jaxloss.r_precision, (NB[0], L, REF), {}, V, "neighbor_indices"),
+    ("mean_average_precision_at_r", jaxloss.mean_average_precision_at_r, (NB, L[:3], REF), {}, V,
+     "neighbor_indices"),
+    # divergences
+    ("bhattacharyya_distance", jaxloss.bhattacharyya_distance, (P, f(4, 2)), {}, V, "targets"),
+    ("convex_kl_divergence", jaxloss.convex_kl_divergence, (P, f(4, 2)), {}, V, "targets"),
+    ("cross_entropy", jaxloss.cross_entropy, (P, f(4, 2)), {}, V, "targets"),
+    ("entropy", lambda p, w: jaxloss.entropy(p, where=w), (P, f(4, 2) > 0), {}, V, "where"),
+    ("entropy", jaxloss.entropy, (P,), dict(axis=2), V, "axis"),
+    ("generalized_kl_divergence", jaxloss.generalized_kl_divergence, (P, f(4, 2)), {}, V, "targets"),
+    ("hellinger_distance", jaxloss.hellinger_distance, (P, f(4, 2)), {}, V, "targets"),
+    ("jensen_shannon_distance", jaxloss.jensen_shannon_distance, (P, P), dict(base=-2.0), V, "base"),
+    ("js_divergence", jaxloss.js_divergence, (P, f(4, 2)), {}, V, "targets"),
+    ("kl_divergence", jaxloss.kl_divergence, (P, f(4, 2)), {}, V, "targets"),
+    ("kl_divergence", jaxloss.kl_divergence, (i(4, 3), P), {}, T, "log_predictions"),
+    ("kl_divergence_with_log_targets", jaxloss.kl_divergence_with_log_targets, (P, f(4, 2)), {}, V,
+     "log_targets"),
+    ("renyi_divergence", jaxloss.renyi_divergence, (P, P), dict(alpha=-1.0), V, "alpha"),
+    ("symmetric_kl_divergence", jaxloss.symmetric_kl_divergence, (P, f(4, 2)), {}, V, "targets"),
+    ("total_variation_distance", jaxloss.total_variation_distance, (P, f(4, 2)), {}, V, "targets"),
+    # classification
+    ("binary_cross_entropy", jaxloss.binary_cross_entropy, (P, f(4, 2)), {}, V, "targets"),
+    ("binary_cross_entropy", jaxloss.binary_cross_entropy, (P, P), dict(log_clamp=1.0), V,
+     "log_clamp"),
+    ("safe_softmax_cross_entropy", jaxloss.safe_softmax_cross_entropy, (X, f(4, 2)), {}, V, "labels"),
+    ("safe_softmax_cross_entropy", jaxloss.safe_softmax_cross_entropy, (i(4, 3), P), {}, T, "logits"),
+    ("sigmoid_binary_cross_entropy", jaxloss.sigmoid_binary_cross_entropy, (X, f(4, 2)), {}, V,
+     "labels"),
+    ("sigmoid_binary_cross_entropy", jaxloss.sigmoid_binary_cross_entropy, (i(4, 3), X), {}, T,
+     "logits"),
+    ("sigmoid_focal_loss", jaxloss.sigmoid_focal_loss, (X, Y), dict(gamma=-1.0), V, "gamma"),
+    ("sigmoid_focal_loss", jaxloss.sigmoid_focal_loss, (X, f(4, 2)), {}, V, "labels"),
+    ("smooth_labels", jaxloss.smooth_labels, (P,), dict(alpha=1.5), V, "alpha"),
+    ("softmax_cross_entropy", jaxloss.softmax_cross_entropy, (X, f(4, 2)), {}, V, "labels"),
+    ("softmax_cross_entropy", jaxloss.softmax_cross_entropy, (i(4, 3), P), {}, T, "logits"),
+    ("softmax_cross_entropy_with_integer_labels", jaxloss.softmax_cross_entropy_with_integer_labels,
+     (X, L.astype(jnp.float32)), {}, T, "labels"),
+    ("softmax_cross_entropy_with_integer_labels", jaxloss.softmax_cross_entropy_with_integer_labels,
+     (i(4, 3), L), {}, T, "logits"),
+    ("softmax_cross_entropy_with_integer_labels", jaxloss.softmax_cross_entropy_with_integer_labels,
+     (X, L[:3]), {}, V, "labels"),
+    ("softmax_cross_entropy_with_integer_labels", jaxloss.softmax_cross_entropy_with_integer_labels,
+     (X, L), dict(label_smoothing=1.5), V, "label_smoothing"),
+    # metric learning
+    ("triplet_margin_loss", jaxloss.triplet_margin_loss, (X, Y, f(4, 2)), {}, V, "negatives"),
+    ("triplet_margin_loss", jaxloss.triplet_margin_loss, (X, Y, Y), dict(margin=-1.0), V, "margin"),
+    ("triplet_margin_loss", jaxloss.triplet_margin_loss, (X, Y, Y), dict(norm_degree=0.0), V,
+     "norm_degree"),
+    ("batch_all_triplet_loss", jaxloss.batch_all_triplet_loss, (X, L.astype(float)), {}, T, "labels"),
+    ("batch_all_triplet_loss", jaxloss.batch_all_triplet_loss, (X, L), dict(margin=-1.0), V, "margin"),
+    ("batch_hard_triplet_loss", jaxloss.batch_hard_triplet_loss, (X, L[:3]), {}, V, "labels"),
+    ("batch_hard_triplet_loss", jaxloss.batch_hard_triplet_loss, (X, L), dict(metric="bogus"), V,
+     "metric"),
+    ("semi_hard_triplet_loss", jaxloss.semi_hard_triplet_loss, (f(4), L), {}, V, "embeddings"),
+    ("semi_hard_triplet_loss", jaxloss.semi_hard_triplet_loss, (X, L), dict(margin=-1.0), V, "margin"),
+    ("lifted_structured_loss", jaxloss.lifted_structured_loss, (X, L), dict(margin=-1.0), V, "margin"),
+    ("lifted_structured_loss", jaxloss.lifted_structured_loss, (X, L.astype(float)), {}, T, "labels"),
+    ("soft_nearest_neighbor_loss", jaxloss.soft_nearest_neighbor_loss, (X, L), dict(temperature=0.0),
+     V, "temperature"),
+    ("soft_nearest_neighbor_loss", jaxloss.soft_nearest_neighbor_loss, (X, L[:3]), {}, V, "labels"),
+    ("ntxent", jaxloss.ntxent, (X, L), dict(temperature=-0.1), V, "temperature"),
+    ("ntxent", jaxloss.ntxent, (X, L.astype(float)), {}, T, "labels"),
+    ("supervised_contrastive_loss", jaxloss.supervised_contrastive_loss, (X, L),
+     dict(temperature=-0.1), V, "temperature"),
+    ("supervised_contrastive_loss", jaxloss.supervised_contrastive_loss, (X, L[:3]), {}, V, "labels"),
+    ("info_nce", jaxloss.info_nce, (X, Y), dict(temperature=0.0), V, "temperature"),
+    ("info_nce", jaxloss.info_nce, (X, f(5, 3)), {}, V, "keys"),
+    ("npair_loss", jaxloss.npair_loss, (X, f(5, 3)), {}, V, "positives"),
+    ("npair_loss", jaxloss.npair_loss, (f(4), f(4)), {}, V, "anchors"),
+    ("contrastive_loss", jaxloss.contrastive_loss, (X, Y, L), dict(margin=-1.0), V, "margin"),
+    ("contrastive_loss", jaxloss.contrastive_loss, (X, f(4, 2), L), {}, V, "embeddings_b"),
+    ("cosine_embedding_loss", jaxloss.cosine_embedding_loss, (X, f(4, 2), L), {}, V, "inputs2"),
+    ("cosine_embedding_loss", jaxloss.cosine_embedding_loss, (X, Y, L), dict(margin=2.0), V, "margin"),
+    ("margin_ranking_loss", jaxloss.margin_ranking_loss, (f(4), f(3), f(4)), {}, V, "inputs2"),
+    ("hinge_embedding_loss", jaxloss.hinge_embedding_loss, (X, f(4, 2)), {}, V, "targets"),
+    ("positive_mask", jaxloss.positive_mask, (L.astype(float),), {}, T, "labels"),
+    ("negative_mask", jaxloss.negative_mask, (i(2, 2),), {}, V, "labels"),
+    ("triplet_mask", jaxloss.triplet_mask, (L.astype(float),), {}, T, "labels"),
+    # torch face
+    ("torch.norm", jt.norm, (X,), dict(p="nuc", dim=0), V, "dim"),
+    ("torch.norm", jt.norm, (X,), dict(p="bogus"), V, "p"),
+    ("torch.linalg.norm", jtl.norm, (f(2, 2, 2),), dict(ord=2), V, "ord"),
+    ("torch.linalg.vector_norm", jtl.vector_norm, (X,), dict(ord="fro"), V, "ord"),
+    ("torch.linalg.matrix_norm", jtl.matrix_norm, (f(3),), {}, V, "A"),
+    ("torch.mse_loss", jt.mse_loss, (X, Y), dict(reduction="avg"), V, "reduction"),
+    ("torch.mse_loss", jt.mse_loss, (X, f(4, 2)), {}, V, "target"),
+    ("torch.l1_loss", jt.l1_loss, (X, Y), dict(reduction="avg"), V, "reduction"),
+    ("torch.smooth_l1_loss", jt.smooth_l1_loss, (X, Y), dict(beta=-1.0), V, "beta"),
+    ("torch.huber_loss", jt.huber_loss, (X, Y), dict(delta=0.0), V, "delta"),
+    ("torch.cdist", jt.cdist, (X, f(5, 2)), {}, V, "x2"),
+    ("torch.cdist", jt.cdist, (X, Y), dict(p=-1.0), V, "p"),
+    ("torch.cdist", jt.cdist, (X, Y), dict(compute_mode="bogus"), V, "compute_mode"),
+    ("torch.pdist", jt.pdist, (f(2, 2, 3),), {}, V, "input"),
+    ("torch.pdist", jt.pdist, (X,), dict(p=-1.0), V, "p"),
+    ("torch.pairwise_distance", jt.pairwise_distance, (X, f(4, 2)), {}, V, "x2"),
+    ("torch.cosine_similarity", jt.cosine_similarity, (X, f(4, 2)), {}, V, "x2"),
+    ("torch.cosine_similarity", jt.cosine_similarity, (X, Y), dict(dim=3), V, "dim"),
+    ("torch.binary_hamming_distance", jt.binary_hamming_distance, (X, i(4, 2)), {}, V, "target"),
+    ("torch.binary_hamming_distance", jt.binary_hamming_distance, (X, i(4, 3)),
+     dict(multidim_average="bogus"), V, "multidim_average"),
+    ("torch.kl_div", jt.kl_div, (P, P), dict(reduction="avg"), V, "reduction"),
+    ("torch.kl_div", jt.kl_div, (P, f(4, 2)), {}, V, "target"),
+    ("torch.cross_entropy", jt.cross_entropy, (X, L.astype(jnp.float32)), {}, T, "target"),
+    ("torch.cross_entropy", jt.cross_entropy, (i(4, 3), L), {}, T, "input"),
+    ("torch.cross_entropy", jt.cross_entropy, (X, L), dict(reduction="avg"), V, "reduction"),
+    ("torch.cross_entropy", jt.cross_entropy, (X, L), dict(label_smoothing=-0.1), V,
+     "label_smoothing"),
+    ("torch.nll_loss", jt.nll_loss, (X, L.astype(jnp.float32)), {}, T, "target"),
+    ("torch.nll_loss", jt.nll_loss, (X, L[:3]), {}, V, "target"),
+    ("torch.binary_cross_entropy", jt.binary_cross_entropy, (P, f(4, 2)), {}, V, "target"),
+    ("torch.binary_cross_entropy", jt.binary_cross_entropy, (P, P), dict(reduction="avg"), V,
+     "reduction"),
+    ("torch.binary_cross_entropy_with_logits", jt.binary_cross_entropy_with_logits, (X, f(4, 2)), {},
+     V, "target"),
+    ("torch.triplet_margin_loss", jt.triplet_margin_loss, (X, Y, Y), dict(margin=-1.0), V, "margin"),
+    ("torch.triplet_margin_loss", jt.triplet_margin_loss, (X, Y, f(4, 2)), {}, V, "negative"),
+    ("torch.triplet_margin_with_distance_loss", jt.triplet_margin_with_distance_loss, (X, Y, Y),
+     dict(margin=0.0), V, "margin"),
+    ("torch.triplet_margin_with_distance_loss", jt.triplet_margin_with_distance_loss, (X, Y, Y),
+     dict(reduction="avg"), V, "reduction"),
+    ("torch.cosine_embedding_loss", jt.cosine_embedding_loss, (X, f(4, 2), f(4)), {}, V, "input2"),
+    ("torch.cosine_embedding_loss", jt.cosine_embedding_loss, (X, Y, f(4)), dict(reduction="avg"), V,
+     "reduction"),
+    ("torch.margin_ranking_loss", jt.margin_ranking_loss, (f(4), f(3), f(4)), {}, V, "input2"),
+    ("torch.hinge_embedding_loss", jt.hinge_embedding_loss, (X, Y), dict(reduction="avg"), V,
+     "reduction"),
+    ("check_inputs", lambda lg, lb: jaxloss.check_inputs(logits=lg, labels=lb), (X, L), {}, V,
+     "num_classes"),
+]
+
+
+def _case_id(case):
+    return f"{case[0]}-{case[5]}"
+
+
+def test_every_public_function_has_a_bad_input_case():
+    covered = {c[0] for c in CASES}
+    assert set(SPECS) - covered == set()
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_bad_input_raises_naming_the_argument(case, mode):
+    _, fn, args, kwargs, exc, arg = case
+    call = functools.partial(fn, **kwargs)
+    if mode == "jit":
+        call = jax.jit(call)
+    with pytest.raises(exc) as info:
+        jax.block_until_ready(call(*args))
+    message = str(info.value)
+    # `_checks` style names the argument in backquotes; the equinox style of cdist/pdist
+    # ("cdist(x, y) needs x.shape[-1] == y.shape[-1]") names it in the call
+    assert f"`{arg}`" in message or f" {arg}.shape" in message, message
