@@ -450,6 +450,12 @@ def renyi_divergence(predictions, targets, *, alpha, axis=-1, where=None):
     twice the Bhattacharyya distance. Computed in log space (logsumexp), with an
     ``expm1``/``log1p`` path near ``alpha = 1`` so that the limit is continuous.
 
+    Edge case: for ``alpha < 1`` a zero prediction ``q_i = 0`` under a positive
+    target has a finite value but an infinite derivative
+    ``d/dq_i q_i^(1-alpha)``; the gradient with respect to ``predictions`` is
+    then NaN (there is no finite answer to return). Everywhere else the
+    gradient is finite.
+
     Args:
       predictions: ``(..., n)`` probabilities ``q``.
       targets: probabilities ``p``.
