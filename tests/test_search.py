@@ -449,3 +449,21 @@ def test_retrieval_metric_errors():
         jaxloss.mean_average_precision_at_r(idx, labels, labels, reduction="sum")
     with pytest.raises(ValueError, match="`query_labels` must have 1 dimension"):
         jaxloss.r_precision(idx, labels[:, None], labels)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cityblock", "dot", "hamming"])
+@pytest.mark.parametrize("k", [1, 5, 16])
+def test_chunked_block_top_k_is_exact_with_ties(metric, k):
+    """Blocks of >= 8 * 64 columns go through the two-level (chunk maxima) top-k: still exact,
+    ties to the lowest index (small integer data makes many exact ties)."""
+    import scipy.spatial.distance as ssd
+
+    r = np.random.default_rng(k)
+    x = r.integers(0, 2, size=(3000, 6)).astype(np.float64)
+    q = r.integers(0, 2, size=(40, 6)).astype(np.float64)
+    d, i = jaxloss.knn(q, x, k, metric=metric, block_size=2048)
+    ref = -(q @ x.T) if metric == "dot" else ssd.cdist(q, x, {"sqeuclidean": "sqeuclidean"}.get(metric, metric))
+    order = np.argsort(ref, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(np.asarray(i), order)
+    expected = np.take_along_axis(ref, order, axis=1)
+    np.testing.assert_allclose(np.asarray(d), -expected if metric == "dot" else expected, atol=1e-12)
