@@ -5,7 +5,8 @@
 * PyTorch is the reference of the suite: if it cannot be imported the session
   fails (set JAXLOSS_ALLOW_NO_TORCH=1 to run the torch-free tests locally).
 * ``variant`` parametrises a test over ``jax.jit`` and eager execution (the
-  equivalent of ``chex.variants(with_jit=True, without_jit=True)``).
+  equivalent of ``chex.variants(with_jit=True, without_jit=True)``, which
+  ``tests/test_chex_variants.py`` uses directly).
 """
 
 from __future__ import annotations
