@@ -851,12 +851,6 @@ def triplet_margin_loss(
     return _common.apply_reduction(values, reduction, fn)
 
 
-def _torch_pairwise_distance(x1, x2, p=2.0, eps=1e-6):
-    # PyTorch's pairwise_distance default, ``||x1 - x2 + eps||_p`` over the last dim.
-    a, b, out_dtype = _numerics.as_float(x1, x2)
-    return _metric_learning._lp_distance(a, b, p, eps, -1).astype(out_dtype)
-
-
 def triplet_margin_with_distance_loss(
     anchor,
     positive,
@@ -897,7 +891,7 @@ def triplet_margin_with_distance_loss(
     _checks.check_reduction(reduction, fn)
     _check_positive_margin(margin, fn)
     _check_same_ndim((anchor, positive, negative), ("anchor", "positive", "negative"), fn)
-    distance = _torch_pairwise_distance if distance_function is None else distance_function
+    distance = pairwise_distance if distance_function is None else distance_function
     d_ap = distance(anchor, positive)
     d_an = distance(anchor, negative)
     d_pn = distance(positive, negative) if swap else None
