@@ -1,0 +1,102 @@
+"""Tile machinery shared by the losses that never hold their quadratic intermediate.
+
+A loss whose dense form needs an ``N x V`` (or ``B x B``) matrix of logits
+visits it one tile at a time and keeps, per row, only an online logsumexp
+state ``(m, s)``: the running maximum ``m`` and the running sum of
+``exp(logit - m)``. After every tile has been seen,
+``logsumexp = m + log(s)``. The state combines associatively
+(``combine_logsumexp``), so the same statistics can be merged across tiles,
+across devices (``pmax``/``psum``) or around a ring (``ring_shift``).
+
+Everything here is private building material: padding a ragged axis to whole
+blocks, the online logsumexp update, and the one-step ring permutation. The
+tiled losses build their ``jax.custom_vjp`` on top of it.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "combine_logsumexp",
+    "finalize_logsumexp",
+    "init_logsumexp",
+    "num_blocks",
+    "pad_to_blocks",
+    "ring_shift",
+    "update_logsumexp",
+]
+
+
+def num_blocks(n: int, block_size: int) -> int:
+    """How many blocks of ``block_size`` cover ``n`` items (the last may be ragged)."""
+    return -(-n // block_size)
+
+
+def pad_to_blocks(x, block_size: int, *, axis: int = 0, value=0):
+    """Pads ``axis`` of ``x`` to a multiple of ``block_size`` and splits it into blocks.
+
+    Returns an array of shape ``(num_blocks, block_size, *rest)`` where
+    ``rest`` is ``x.shape`` without ``axis`` (the block axis first, ready for
+    ``jax.lax.scan``). Padding entries hold ``value``; callers mask them with
+    an iota compared against the true length, never with a gather.
+    """
+    x = jnp.moveaxis(x, axis, 0)
+    n = x.shape[0]
+    nb = num_blocks(n, block_size)
+    pad = nb * block_size - n
+    if pad:
+        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=value)
+    return x.reshape((nb, block_size) + x.shape[1:])
+
+
+def init_logsumexp(shape, dtype=jnp.float32):
+    """The empty online-logsumexp state: ``m = -inf``, ``s = 0``."""
+    return jnp.full(shape, -jnp.inf, dtype), jnp.zeros(shape, dtype)
+
+
+def _shift(m):
+    # A row that has seen only -inf keeps m = -inf; shift by 0 there so that
+    # exp(-inf - 0) = 0 instead of exp(-inf + inf) = nan.
+    return jnp.where(jnp.isfinite(m), m, 0)
+
+
+def update_logsumexp(state, logits, *, axis: int = -1):
+    """Folds a tile of ``logits`` (reduced over ``axis``) into the state ``(m, s)``.
+
+    ``-inf`` logits (masked entries) contribute nothing. The state's dtype is
+    kept: pass float32 logits for a float32 accumulator.
+    """
+    m, s = state
+    m_new = jnp.maximum(m, jnp.max(logits, axis=axis, initial=-jnp.inf))
+    shift = _shift(m_new)
+    s_new = s * jnp.exp(m - shift) + jnp.sum(jnp.exp(logits - jnp.expand_dims(shift, axis)), axis=axis)
+    return m_new, s_new
+
+
+def combine_logsumexp(a, b):
+    """Merges two states ``(m, s)`` (from other tiles or other devices)."""
+    m = jnp.maximum(a[0], b[0])
+    shift = _shift(m)
+    return m, a[1] * jnp.exp(a[0] - shift) + b[1] * jnp.exp(b[0] - shift)
+
+
+def finalize_logsumexp(state):
+    """``m + log(s)``; ``-inf`` for a row that saw no finite logit."""
+    m, s = state
+    return jnp.where(s > 0, _shift(m) + jnp.log(jnp.where(s > 0, s, 1)), -jnp.inf)
+
+
+def ring_shift(x, axis_name, *, reverse: bool = False):
+    """Sends ``x`` (a pytree) one step around the ring of devices of ``axis_name``.
+
+    Device ``i`` receives what device ``i - 1`` held (``i + 1`` with
+    ``reverse=True``), so after ``n - 1`` shifts every device has seen every
+    other device's block exactly once. One ``ppermute`` per leaf; nothing is
+    gathered.
+    """
+    n = jax.lax.psum(1, axis_name)
+    step = -1 if reverse else 1
+    perm = [(i, (i + step) % n) for i in range(n)]
+    return jax.tree_util.tree_map(lambda leaf: jax.lax.ppermute(leaf, axis_name, perm), x)
