@@ -29,7 +29,7 @@ def median_time(fn, repeats: int, warmup: int = 2, give_up_after: float = 5.0) -
 
 
 def torch_device() -> str:
-    """"cuda" when PyTorch sees a GPU (the peers then run there too), else "cpu"."""
+    """ "cuda" when PyTorch sees a GPU (the peers then run there too), else "cpu"."""
     import torch  # noqa: PLC0415
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -22,8 +22,6 @@ from benchmarks._timing import median_time, torch_device, torch_sync
 LABEL_SMOOTHING = 0.1
 
 
-
-
 def _jax_timer(loss, logits, labels):
     step = jax.jit(jax.value_and_grad(loss))
 
@@ -46,9 +44,7 @@ def run(quick: bool) -> list[dict]:
     logits, labels = jnp.asarray(x_np), jnp.asarray(y_np)
 
     def ours(a, b):
-        return jaxloss.softmax_cross_entropy_with_integer_labels(
-            a, b, label_smoothing=LABEL_SMOOTHING
-        ).mean()
+        return jaxloss.softmax_cross_entropy_with_integer_labels(a, b, label_smoothing=LABEL_SMOOTHING).mean()
 
     def theirs(a, b):
         targets = optax.smooth_labels(jax.nn.one_hot(b, c, dtype=a.dtype), LABEL_SMOOTHING)
@@ -67,12 +63,8 @@ def run(quick: bool) -> list[dict]:
     # same numbers first (the benchmark compares equal work)
     v_ours = float(ours(logits, labels))
     v_optax = float(theirs(logits, labels))
-    v_torch = float(
-        torch.nn.functional.cross_entropy(xt.detach(), yt, label_smoothing=LABEL_SMOOTHING)
-    )
-    assert abs(v_ours - v_optax) < 1e-4 * abs(v_optax) and abs(v_ours - v_torch) < 1e-4 * abs(
-        v_torch
-    )
+    v_torch = float(torch.nn.functional.cross_entropy(xt.detach(), yt, label_smoothing=LABEL_SMOOTHING))
+    assert abs(v_ours - v_optax) < 1e-4 * abs(v_optax) and abs(v_ours - v_torch) < 1e-4 * abs(v_torch)
 
     jax_s = median_time(_jax_timer(ours, logits, labels), repeats)
     optax_s = median_time(_jax_timer(theirs, logits, labels), repeats)
@@ -100,9 +92,7 @@ def main():
         peers = ", ".join(
             f"{k}: {v * 1e3:.2f} ms ({v / row['jaxloss_s']:.2f}x)" for k, v in row["peers"].items()
         )
-        print(
-            f"{row['operation']:<62} {row['shapes']:<22} {row['jaxloss_s'] * 1e3:>8.2f}ms  {peers}"
-        )
+        print(f"{row['operation']:<62} {row['shapes']:<22} {row['jaxloss_s'] * 1e3:>8.2f}ms  {peers}")
 
 
 if __name__ == "__main__":

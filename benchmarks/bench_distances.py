@@ -57,6 +57,7 @@ def run(quick: bool = False) -> list[dict]:
 
         def synced(f):
             return lambda: (f(), torch_sync())
+
         cdist = functools.partial(jaxloss.cdist, metric="euclidean")
         ours = median_time(_jax(cdist, jx, jy), repeats)
         times = {}
@@ -97,9 +98,7 @@ def run(quick: bool = False) -> list[dict]:
             "sklearn euclidean_distances",
         ],
     )
-    euclidean_row(
-        1024, 256, ["torch.cdist", "scipy cdist", "sklearn DistanceMetric", "seed numpy broadcast"]
-    )
+    euclidean_row(1024, 256, ["torch.cdist", "scipy cdist", "sklearn DistanceMetric", "seed numpy broadcast"])
 
     n, d = 4096, 256
     xb = rng.uniform(size=(n, d)) > 0.5
@@ -128,10 +127,7 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args(argv)
     rows = run(args.quick)
-    print(
-        f"{'operation':<30} {'shapes':<18} {'jaxloss':>9}  {'peer':<30} {'peer':>9} "
-        f"{'peer/jaxloss':>12}"
-    )
+    print(f"{'operation':<30} {'shapes':<18} {'jaxloss':>9}  {'peer':<30} {'peer':>9} {'peer/jaxloss':>12}")
     for row in rows:
         for i, (peer, seconds) in enumerate(row["peers"].items()):
             head = (

@@ -105,9 +105,7 @@ def main():
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     rows = run(args.quick)
-    print(
-        f"{'operation':<42} {'shapes':<34} {'jaxloss ms':>11} {'peer ms':>9} {'peer/jaxloss':>13}"
-    )
+    print(f"{'operation':<42} {'shapes':<34} {'jaxloss ms':>11} {'peer ms':>9} {'peer/jaxloss':>13}")
     for row in rows:
         for name, t in row["peers"].items():
             print(

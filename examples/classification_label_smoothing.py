@@ -72,7 +72,7 @@ def train_one(smoothing, data, epochs, batch, seed):
     for _ in range(epochs):
         order = rng.permutation(len(x_train))
         for start in range(0, len(order), batch):
-            idx = order[start:start + batch]
+            idx = order[start : start + batch]
             step(model, optimizer, jnp.asarray(x_train[idx]), jnp.asarray(y_train[idx]))
     logits = model(jnp.asarray(x_test))
     probs = np.asarray(jax.nn.softmax(logits))
@@ -86,21 +86,30 @@ def train_one(smoothing, data, epochs, batch, seed):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--smoothing", type=float, nargs="+", default=[0.0, 0.05, 0.1])
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     digits = load_digits()
-    data = train_test_split((digits.data / 16.0).astype(np.float32), digits.target.astype(np.int32),
-                            test_size=0.3, random_state=args.seed, stratify=digits.target)
+    data = train_test_split(
+        (digits.data / 16.0).astype(np.float32),
+        digits.target.astype(np.int32),
+        test_size=0.3,
+        random_state=args.seed,
+        stratify=digits.target,
+    )
     print(f"{'label_smoothing':>16}{'accuracy':>10}{'NLL':>8}{'ECE':>8}{'mean conf.':>12}")
     results = {}
     for s in args.smoothing:
         r = train_one(s, data, args.epochs, args.batch, args.seed)
         results[s] = r
-        print(f"{s:>16.2f}{r['accuracy']:>10.3f}{r['nll']:>8.3f}{r['ece']:>8.3f}{r['mean_confidence']:>12.3f}")
+        print(
+            f"{s:>16.2f}{r['accuracy']:>10.3f}{r['nll']:>8.3f}{r['ece']:>8.3f}{r['mean_confidence']:>12.3f}"
+        )
     return results
 
 

@@ -195,7 +195,9 @@ def train(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--loss", choices=LOSSES, default="batch_hard")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -211,15 +213,21 @@ def main(argv=None):
     result = train(args)
     (b1, a1), (bm, am) = result["p1"], result["map_r"]
     print()
-    print(f"loss: {args.loss}, {args.steps} steps in {result['seconds']:.1f} s, final running loss "
-          f"{result['final_loss']:.4f}")
+    print(
+        f"loss: {args.loss}, {args.steps} steps in {result['seconds']:.1f} s, final running loss "
+        f"{result['final_loss']:.4f}"
+    )
     heading = f"held-out digits ({len(result['labels'])})"
     print(f"{heading:<24}{'untrained':>12}{'trained':>12}")
     print(f"{'precision@1':<24}{b1:>12.3f}{a1:>12.3f}")
     print(f"{'mAP@R':<24}{bm:>12.3f}{am:>12.3f}")
     if args.plot:
-        save_plot(args.plot, *result["embeddings"], result["labels"],
-                  f"jaxloss {args.loss}: precision@1 {b1:.3f} -> {a1:.3f}, mAP@R {bm:.3f} -> {am:.3f}")
+        save_plot(
+            args.plot,
+            *result["embeddings"],
+            result["labels"],
+            f"jaxloss {args.loss}: precision@1 {b1:.3f} -> {a1:.3f}, mAP@R {bm:.3f} -> {am:.3f}",
+        )
         print(f"saved {args.plot}")
     return result
 

@@ -38,7 +38,9 @@ def compare(title, torch_line, jax_line, torch_fn, jax_fn):
     print(f"\n# {title}")
     print(f"  torch  : {torch_line}")
     print(f"  jaxloss: {jax_line}")
-    print(f"  torch   -> {np.array2string(theirs, precision=4) if theirs is not None else '(torch not installed)'}")
+    print(
+        f"  torch   -> {np.array2string(theirs, precision=4) if theirs is not None else '(torch not installed)'}"
+    )
     print(f"  jaxloss -> {np.array2string(ours, precision=4)}")
     print(f"  max |difference| = {diff:.3g}")
 
@@ -50,16 +52,34 @@ def main():
     res_j = jnp.asarray(pred - label, dtype=jnp.float32)
 
     # --- norms of a residual (the seed's first snippet, on the CPU instead of cuda)
-    compare("Frobenius norm per sample", "torch.norm(r, p='fro', dim=-1)", "jt.norm(r, p='fro', dim=-1)",
-            lambda: torch.norm(res_t, p="fro", dim=-1), lambda: jt.norm(res_j, p="fro", dim=-1))
-    compare("2-norm per sample", "torch.norm(r, p=2, dim=-1)", "jt.norm(r, p=2, dim=-1)",
-            lambda: torch.norm(res_t, p=2, dim=-1), lambda: jt.norm(res_j, p=2, dim=-1))
-    compare("nuclear norm", "torch.norm(r, p='nuc')", "jt.norm(r, p='nuc')",
-            lambda: torch.norm(res_t, p="nuc"), lambda: jt.norm(res_j, p="nuc"))
-    compare("batch mean of the Frobenius losses", "torch.norm(r, p='fro', dim=-1).sum() / N",
-            "jt.norm(r, p='fro', dim=-1).sum() / N",
-            lambda: torch.norm(res_t, p="fro", dim=-1).sum() / label.shape[0],
-            lambda: jt.norm(res_j, p="fro", dim=-1).sum() / label.shape[0])
+    compare(
+        "Frobenius norm per sample",
+        "torch.norm(r, p='fro', dim=-1)",
+        "jt.norm(r, p='fro', dim=-1)",
+        lambda: torch.norm(res_t, p="fro", dim=-1),
+        lambda: jt.norm(res_j, p="fro", dim=-1),
+    )
+    compare(
+        "2-norm per sample",
+        "torch.norm(r, p=2, dim=-1)",
+        "jt.norm(r, p=2, dim=-1)",
+        lambda: torch.norm(res_t, p=2, dim=-1),
+        lambda: jt.norm(res_j, p=2, dim=-1),
+    )
+    compare(
+        "nuclear norm",
+        "torch.norm(r, p='nuc')",
+        "jt.norm(r, p='nuc')",
+        lambda: torch.norm(res_t, p="nuc"),
+        lambda: jt.norm(res_j, p="nuc"),
+    )
+    compare(
+        "batch mean of the Frobenius losses",
+        "torch.norm(r, p='fro', dim=-1).sum() / N",
+        "jt.norm(r, p='fro', dim=-1).sum() / N",
+        lambda: torch.norm(res_t, p="fro", dim=-1).sum() / label.shape[0],
+        lambda: jt.norm(res_j, p="fro", dim=-1).sum() / label.shape[0],
+    )
 
     # --- all-pairs distances of different-shaped integer sets
     a = np.array([[1, 1, 1], [2, 2, 2]])
@@ -68,10 +88,13 @@ def main():
     def seed_pdist(x, y, p=2):  # the seed's broadcast function, unchanged
         return (x - y).abs().pow(p).sum(-1).pow(1 / p)
 
-    compare("broadcast Euclidean distances (seed's pdist on unsqueezed tensors)",
-            "pdist(a.unsqueeze(1), b.unsqueeze(0))", "jaxloss.cdist(a, b)",
-            lambda: seed_pdist(torch.tensor(a).unsqueeze(1), torch.tensor(b).unsqueeze(0)),
-            lambda: jaxloss.cdist(a, b))
+    compare(
+        "broadcast Euclidean distances (seed's pdist on unsqueezed tensors)",
+        "pdist(a.unsqueeze(1), b.unsqueeze(0))",
+        "jaxloss.cdist(a, b)",
+        lambda: seed_pdist(torch.tensor(a).unsqueeze(1), torch.tensor(b).unsqueeze(0)),
+        lambda: jaxloss.cdist(a, b),
+    )
 
     # --- Hamming distances: row-matched (torchmetrics) and all-pairs (sklearn, torch.cdist p=0)
     hb = np.array([[0, 0, 1], [0, 1, 0]])
@@ -82,11 +105,13 @@ def main():
 
         return BinaryHammingDistance(multidim_average="samplewise")(torch.tensor(hb), torch.tensor(hc))
 
-    compare("BinaryHammingDistance(multidim_average='samplewise')(b, c)",
-            "BinaryHammingDistance(multidim_average='samplewise')(b, c)",
-            "jt.binary_hamming_distance(b, c, multidim_average='samplewise')",
-            torchmetrics_hamming,
-            lambda: jt.binary_hamming_distance(hb, hc, multidim_average="samplewise"))
+    compare(
+        "BinaryHammingDistance(multidim_average='samplewise')(b, c)",
+        "BinaryHammingDistance(multidim_average='samplewise')(b, c)",
+        "jt.binary_hamming_distance(b, c, multidim_average='samplewise')",
+        torchmetrics_hamming,
+        lambda: jt.binary_hamming_distance(hb, hc, multidim_average="samplewise"),
+    )
     qa = np.array([[0, 0, 2]])
     qb = np.array([[0, 0, 1], [0, 1, 0]])
 
@@ -95,32 +120,49 @@ def main():
 
         return DistanceMetric.get_metric("hamming").pairwise(qa, qb)
 
-    compare("scikit-learn DistanceMetric('hamming').pairwise(a, b)",
-            "DistanceMetric.get_metric('hamming').pairwise(a, b)", "jaxloss.cdist(a, b, 'hamming')",
-            sklearn_hamming, lambda: jaxloss.cdist(qa, qb, "hamming"))
-    compare("torch.cdist(p=0): number of unequal coordinates", "torch.cdist(a.float(), b.float(), p=0)",
-            "jt.cdist(a, b, p=0)",
-            lambda: torch.cdist(torch.tensor(qa, dtype=torch.float), torch.tensor(qb, dtype=torch.float), p=0),
-            lambda: jt.cdist(jnp.asarray(qa, jnp.float32), jnp.asarray(qb, jnp.float32), p=0))
+    compare(
+        "scikit-learn DistanceMetric('hamming').pairwise(a, b)",
+        "DistanceMetric.get_metric('hamming').pairwise(a, b)",
+        "jaxloss.cdist(a, b, 'hamming')",
+        sklearn_hamming,
+        lambda: jaxloss.cdist(qa, qb, "hamming"),
+    )
+    compare(
+        "torch.cdist(p=0): number of unequal coordinates",
+        "torch.cdist(a.float(), b.float(), p=0)",
+        "jt.cdist(a, b, p=0)",
+        lambda: torch.cdist(torch.tensor(qa, dtype=torch.float), torch.tensor(qb, dtype=torch.float), p=0),
+        lambda: jt.cdist(jnp.asarray(qa, jnp.float32), jnp.asarray(qb, jnp.float32), p=0),
+    )
 
     # --- KL divergence and cross-entropy
     p = np.array([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]], dtype=np.float32)  # targets P (a zero entry)
     q = np.array([[0.4, 0.4, 0.2], [0.3, 0.3, 0.4]], dtype=np.float32)  # predictions Q
-    compare("KL(P || Q), 0 log 0 = 0, batch mean", "F.kl_div(q.log(), p, reduction='batchmean')",
-            "jt.kl_div(jnp.log(q), p, reduction='batchmean')",
-            lambda: F.kl_div(torch.tensor(q).log(), torch.tensor(p), reduction="batchmean"),
-            lambda: jt.kl_div(jnp.log(q), p, reduction="batchmean"))
+    compare(
+        "KL(P || Q), 0 log 0 = 0, batch mean",
+        "F.kl_div(q.log(), p, reduction='batchmean')",
+        "jt.kl_div(jnp.log(q), p, reduction='batchmean')",
+        lambda: F.kl_div(torch.tensor(q).log(), torch.tensor(p), reduction="batchmean"),
+        lambda: jt.kl_div(jnp.log(q), p, reduction="batchmean"),
+    )
     y = np.array([1.0, 0.0, 1.0, 0.0], dtype=np.float32)
     yhat = np.array([0.9, 0.2, 0.6, 0.4], dtype=np.float32)
-    compare("binary cross-entropy J", "F.binary_cross_entropy(yhat, y)", "jt.binary_cross_entropy(yhat, y)",
-            lambda: F.binary_cross_entropy(torch.tensor(yhat), torch.tensor(y)),
-            lambda: jt.binary_cross_entropy(yhat, y))
+    compare(
+        "binary cross-entropy J",
+        "F.binary_cross_entropy(yhat, y)",
+        "jt.binary_cross_entropy(yhat, y)",
+        lambda: F.binary_cross_entropy(torch.tensor(yhat), torch.tensor(y)),
+        lambda: jt.binary_cross_entropy(yhat, y),
+    )
     logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], dtype=np.float32)
     classes = np.array([0, 2])
-    compare("multi-class cross-entropy, mean over N", "F.cross_entropy(logits, y)",
-            "jt.cross_entropy(logits, y)",
-            lambda: F.cross_entropy(torch.tensor(logits), torch.tensor(classes)),
-            lambda: jt.cross_entropy(logits, classes))
+    compare(
+        "multi-class cross-entropy, mean over N",
+        "F.cross_entropy(logits, y)",
+        "jt.cross_entropy(logits, y)",
+        lambda: F.cross_entropy(torch.tensor(logits), torch.tensor(classes)),
+        lambda: jt.cross_entropy(logits, classes),
+    )
 
     # --- the seed's triplet loss class (margin 0.2, squared distances)
     r = np.random.default_rng(0)
@@ -132,19 +174,27 @@ def main():
         neg_dist = (at - nt).pow(2).sum(1)
         return F.relu(pos_dist - neg_dist + 0.2).mean()
 
-    compare("seed triplet loss: relu(|a-p|^2 - |a-n|^2 + 0.2).mean()", "triplet_loss()(a, p, n)",
-            "jaxloss.triplet_margin_loss(a, p, n, margin=0.2, squared=True, eps=0).mean()",
-            seed_triplet_torch,
-            lambda: jaxloss.triplet_margin_loss(anc, pos, neg, margin=0.2, squared=True, eps=0.0).mean())
-    compare("PyTorch's own triplet loss", "F.triplet_margin_loss(a, p, n, margin=0.2)",
-            "jt.triplet_margin_loss(a, p, n, margin=0.2)",
-            lambda: F.triplet_margin_loss(*(torch.tensor(v) for v in (anc, pos, neg)), margin=0.2),
-            lambda: jt.triplet_margin_loss(anc, pos, neg, margin=0.2))
+    compare(
+        "seed triplet loss: relu(|a-p|^2 - |a-n|^2 + 0.2).mean()",
+        "triplet_loss()(a, p, n)",
+        "jaxloss.triplet_margin_loss(a, p, n, margin=0.2, squared=True, eps=0).mean()",
+        seed_triplet_torch,
+        lambda: jaxloss.triplet_margin_loss(anc, pos, neg, margin=0.2, squared=True, eps=0.0).mean(),
+    )
+    compare(
+        "PyTorch's own triplet loss",
+        "F.triplet_margin_loss(a, p, n, margin=0.2)",
+        "jt.triplet_margin_loss(a, p, n, margin=0.2)",
+        lambda: F.triplet_margin_loss(*(torch.tensor(v) for v in (anc, pos, neg)), margin=0.2),
+        lambda: jt.triplet_margin_loss(anc, pos, neg, margin=0.2),
+    )
 
     print()
     if torch is None:
-        print("PyTorch is not installed, so only jaxloss's side ran. Install the references with\n"
-              "    pip install torch==2.13.0 torchmetrics scikit-learn\nand run this script again.")
+        print(
+            "PyTorch is not installed, so only jaxloss's side ran. Install the references with\n"
+            "    pip install torch==2.13.0 torchmetrics scikit-learn\nand run this script again."
+        )
     else:
         print(f"{len(ROWS)} snippets ported; largest difference from PyTorch: {max(ROWS):.3g}")
     return ROWS

@@ -39,7 +39,9 @@ def make_data(n_database, n_queries, dim, classes, noise, seed):
 def main(argv=None):
     from tqdm.auto import tqdm
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--database", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=2_000)
     parser.add_argument("--dim", type=int, default=64)
@@ -52,9 +54,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     database, db_labels, queries, q_labels = make_data(
-        args.database, args.queries, args.dim, args.classes, args.noise, args.seed)
-    print(f"database {database.shape} float32 ({database.nbytes / 2**20:.0f} MiB), queries {queries.shape}; "
-          f"a full distance matrix would take {args.queries * args.database * 4 / 2**30:.1f} GiB")
+        args.database, args.queries, args.dim, args.classes, args.noise, args.seed
+    )
+    print(
+        f"database {database.shape} float32 ({database.nbytes / 2**20:.0f} MiB), queries {queries.shape}; "
+        f"a full distance matrix would take {args.queries * args.database * 4 / 2**30:.1f} GiB"
+    )
 
     @jax.jit
     def search(q):
@@ -63,15 +68,17 @@ def main(argv=None):
     all_idx = []
     start = time.perf_counter()
     for s in tqdm(range(0, args.queries, args.chunk), desc="searching", disable=args.no_progress):
-        _, idx = search(queries[s:s + args.chunk])
+        _, idx = search(queries[s : s + args.chunk])
         all_idx.append(np.asarray(idx))
     seconds = time.perf_counter() - start
     idx = jnp.asarray(np.concatenate(all_idx))
     p_at_1 = float(jaxloss.precision_at_k(idx, q_labels, db_labels, 1))
     p_at_k = float(jaxloss.precision_at_k(idx, q_labels, db_labels, args.k))
     r_at_k = float(jaxloss.recall_at_k(idx, q_labels, db_labels, args.k))
-    print(f"exact {args.k}-NN of {args.queries} queries in {seconds:.1f} s "
-          f"({args.queries / seconds:.0f} queries/s, compile included)")
+    print(
+        f"exact {args.k}-NN of {args.queries} queries in {seconds:.1f} s "
+        f"({args.queries / seconds:.0f} queries/s, compile included)"
+    )
     print(f"precision@1 {p_at_1:.3f}   precision@{args.k} {p_at_k:.3f}   recall@{args.k} {r_at_k:.3f}")
     return {"precision@1": p_at_1, f"precision@{args.k}": p_at_k, "seconds": seconds}
 

@@ -29,7 +29,11 @@ def norms():
     show("nuclear norm            norm(p='nuc')", jt.norm(residual, p="nuc"), "2.8284")
     batch_mean = jt.norm(residual, p="fro", dim=-1).sum() / label.shape[0]
     show("batch mean of row Frobenius norms", batch_mean, "2.")
-    show("batch mean of row 2-norms (jaxloss.reduce)", jaxloss.reduce(jaxloss.vector_norm(residual, axis=-1)), "2.")
+    show(
+        "batch mean of row 2-norms (jaxloss.reduce)",
+        jaxloss.reduce(jaxloss.vector_norm(residual, axis=-1)),
+        "2.",
+    )
     show("core nuclear_norm", jaxloss.nuclear_norm(residual), "2.8284")
 
 
@@ -70,9 +74,7 @@ def triplet():
     pos = ((anchor - positive) ** 2).sum(1)
     neg = ((anchor - negative) ** 2).sum(1)
     by_hand = np.maximum(pos - neg + 0.2, 0)
-    per_triplet = jaxloss.triplet_margin_loss(
-        anchor, positive, negative, margin=0.2, eps=0.0, squared=True
-    )
+    per_triplet = jaxloss.triplet_margin_loss(anchor, positive, negative, margin=0.2, eps=0.0, squared=True)
     expected = np.array2string(by_hand, precision=4)
     show("per triplet  triplet_margin_loss(squared=True)", per_triplet, expected)
     show("batch mean   (the seed's loss.mean())", per_triplet.mean(), f"{by_hand.mean():.4f}")
@@ -86,8 +88,11 @@ def distances():
     print("== All-pairs and row-matched distances (cdist, Hamming) ==")
     a = jnp.array([[1, 1, 1], [2, 2, 2]])
     b = jnp.array([[2, 2, 2], [1, 1, 1], [2, 2, 2], [1, 1, 1], [2, 2, 2]])
-    show("broadcast Euclidean matrix  cdist(a, b)", jaxloss.cdist(a, b),
-         "[[1.7321, 0., 1.7321, 0., 1.7321], [0., 1.7321, 0., 1.7321, 0.]]")
+    show(
+        "broadcast Euclidean matrix  cdist(a, b)",
+        jaxloss.cdist(a, b),
+        "[[1.7321, 0., 1.7321, 0., 1.7321], [0., 1.7321, 0., 1.7321, 0.]]",
+    )
     preds = jnp.array([[0, 0, 1], [0, 1, 0]])
     target = jnp.array([[1, 0, 1], [0, 1, 0]])
     samplewise = jt.binary_hamming_distance(preds, target, multidim_average="samplewise")
@@ -98,8 +103,11 @@ def distances():
     database = jnp.array([[0, 0, 1], [0, 1, 0]])
     allpairs = jaxloss.cdist(query, database, "hamming")
     show("DistanceMetric('hamming')  cdist(metric='hamming')", allpairs, "[[0.3333, 0.6667]]")
-    show("torch.cdist(p=0)", jt.cdist(query.astype(jnp.float32), database.astype(jnp.float32), p=0),
-         "[[1., 2.]]")
+    show(
+        "torch.cdist(p=0)",
+        jt.cdist(query.astype(jnp.float32), database.astype(jnp.float32), p=0),
+        "[[1., 2.]]",
+    )
 
 
 def main():

@@ -63,9 +63,7 @@ def pack_bits(bits, axis: int = -1):
     _checks.check_ndim(bits, "bits", "pack_bits", min_ndim=1)
     (ax,) = _checks.check_axis(axis, bits.ndim, "axis", "pack_bits")
     if jnp.issubdtype(bits.dtype, jnp.complexfloating):
-        raise TypeError(
-            f"pack_bits: `bits` must be boolean or 0/1 numbers; got dtype {bits.dtype}."
-        )
+        raise TypeError(f"pack_bits: `bits` must be boolean or 0/1 numbers; got dtype {bits.dtype}.")
     b = jnp.moveaxis(bits != 0, ax, -1)
     n = b.shape[-1]
     words = max(1, math.ceil(n / WORD_BITS))

@@ -69,8 +69,7 @@ def check_reduction(reduction, fn: str, allowed: Sequence[str] = REDUCTIONS) -> 
     """Checks a ``reduction`` argument ("none", "mean", "sum" by default)."""
     if not isinstance(reduction, str):
         raise TypeError(
-            f"{fn}: `reduction` must be a string, one of {', '.join(map(repr, allowed))}; "
-            f"got {reduction!r}."
+            f"{fn}: `reduction` must be a string, one of {', '.join(map(repr, allowed))}; got {reduction!r}."
         )
     return check_option(reduction, "reduction", allowed, fn)
 
@@ -89,9 +88,7 @@ def check_number(
     """Checks a scalar hyperparameter eagerly (skipped for tracers and arrays of size > 1)."""
     if is_traced(value):
         return value
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (numbers.Real, np.ndarray, jax.Array)
-    ):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray, jax.Array)):
         raise TypeError(f"{fn}: `{name}` must be a real number; got {type(value).__name__} {value!r}.")
     if np.ndim(value) != 0:
         return value
@@ -112,8 +109,7 @@ def check_ndim(x, name: str, fn: str, *, min_ndim: int | None = None, ndim: int 
     shape = np.shape(x)
     if ndim is not None and len(shape) != ndim:
         raise ValueError(
-            f"{fn}: `{name}` must have {ndim} dimension{'s' if ndim != 1 else ''}; "
-            f"got shape {tuple(shape)}."
+            f"{fn}: `{name}` must have {ndim} dimension{'s' if ndim != 1 else ''}; got shape {tuple(shape)}."
         )
     if min_ndim is not None and len(shape) < min_ndim:
         raise ValueError(

@@ -181,15 +181,11 @@ def binary_cross_entropy(predictions, targets, *, log_clamp=None, axis=(), where
     if log_clamp is None:
         pos = jnp.where((t == 0) & (x == 0), 1, x)
         neg = jnp.where((t == 1) & (x == 1), 0, x)
-        terms = -(
-            _numerics.x_times_log(t, jnp.log(pos)) + _numerics.x_times_log(1 - t, jnp.log1p(-neg))
-        )
+        terms = -(_numerics.x_times_log(t, jnp.log(pos)) + _numerics.x_times_log(1 - t, jnp.log1p(-neg)))
     else:
         _checks.check_number(log_clamp, "log_clamp", fn, high=0)
         shape = jnp.broadcast_shapes(x.shape, t.shape)
-        terms = _clamped_bce(
-            jnp.broadcast_to(x, shape), jnp.broadcast_to(t, shape), float(log_clamp)
-        )
+        terms = _clamped_bce(jnp.broadcast_to(x, shape), jnp.broadcast_to(t, shape), float(log_clamp))
     axes = None if axis is None else _checks.check_axis(axis, terms.ndim, "axis", fn)
     if where is not None:
         _checks.broadcast_shapes(terms, where, ("predictions", "where"), fn)

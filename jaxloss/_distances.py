@@ -150,17 +150,14 @@ def _resolve_metric(metric, fn: str):
     if callable(metric):
         return metric
     if not isinstance(metric, str):
-        raise TypeError(
-            f"{fn}: `metric` must be a metric name or a callable f(u, v); got {metric!r}."
-        )
+        raise TypeError(f"{fn}: `metric` must be a metric name or a callable f(u, v); got {metric!r}.")
     name = metric.lower()
     name = ALIASES.get(name, name)
     if name not in METRICS:
         hint = _checks.closest_name(metric, list(METRICS) + list(ALIASES))
         hint = f" Did you mean {ALIASES.get(hint, hint)!r}?" if hint else ""
         raise ValueError(
-            f"{fn}: unknown `metric` {metric!r}; allowed: {', '.join(METRICS)}, "
-            f"or a callable f(u, v).{hint}"
+            f"{fn}: unknown `metric` {metric!r}; allowed: {', '.join(METRICS)}, or a callable f(u, v).{hint}"
         )
     return name
 
@@ -173,16 +170,12 @@ def _check_params(name, params: dict, d: int, fn: str) -> dict:
     for key in params:
         if key not in allowed:
             shown = ", ".join(allowed) if allowed else "none"
-            raise TypeError(
-                f"{fn}: metric {name!r} takes no parameter {key!r}; its parameters: {shown}."
-            )
+            raise TypeError(f"{fn}: metric {name!r} takes no parameter {key!r}; its parameters: {shown}.")
     out = dict(params)
     if "w" in out and out["w"] is not None:
         w = jnp.asarray(out["w"])
         if w.ndim != 1 or w.shape[0] != d:
-            raise ValueError(
-                f"{fn}: `w` must have shape ({d},) (one weight per feature); got {w.shape}."
-            )
+            raise ValueError(f"{fn}: `w` must have shape ({d},) (one weight per feature); got {w.shape}.")
         if not _checks.is_traced(out["w"]) and bool(np.any(np.asarray(w) < 0)):
             raise ValueError(f"{fn}: `w` must be non-negative; got {np.asarray(w)}.")
         out["w"] = w
@@ -448,9 +441,7 @@ def _squared_gram(x, y, precision, metric_matrix=None):
         diff = x[:, None, :] - y[None, :, :]
         if metric_matrix is None:
             return jnp.sum(diff * diff, axis=-1)
-        return jax.nn.relu(
-            jnp.einsum("nmi,ij,nmj->nm", diff, metric_matrix, diff, precision=precision)
-        )
+        return jax.nn.relu(jnp.einsum("nmi,ij,nmj->nm", diff, metric_matrix, diff, precision=precision))
     mu = (jnp.sum(x, axis=0) + jnp.sum(y, axis=0)) / max(n + m, 1)
     xc, yc = x - mu, y - mu
     if metric_matrix is None:
@@ -520,9 +511,9 @@ def _count_gram(a, b, w, precision):
         exact = a.shape[-1] < (1 << 24)
         ct = jnp.float32 if exact else a.dtype
         # 0/1 products are exact at any matmul precision; accumulate in float32.
-        ntt = _gram(
-            a.astype(ct), b.astype(ct), jax.lax.Precision.DEFAULT, preferred_element_type=ct
-        ).astype(a.dtype)
+        ntt = _gram(a.astype(ct), b.astype(ct), jax.lax.Precision.DEFAULT, preferred_element_type=ct).astype(
+            a.dtype
+        )
         return ntt, jnp.sum(a, -1), jnp.sum(b, -1), jnp.asarray(a.shape[-1], a.dtype)
     ntt = _gram(a * w, b, precision)
     return ntt, jnp.sum(a * w, -1), jnp.sum(b * w, -1), jnp.sum(w)
@@ -637,8 +628,7 @@ def _check_pair_shapes(x, y, fn):
         )
     if y.ndim < 2:
         raise ValueError(
-            f"{fn}: `y` must have shape (..., m, d) with at least 2 dimensions; "
-            f"got shape {y.shape}."
+            f"{fn}: `y` must have shape (..., m, d) with at least 2 dimensions; got shape {y.shape}."
         )
     if x.shape[-1] != y.shape[-1]:
         raise ValueError(
@@ -649,8 +639,7 @@ def _check_pair_shapes(x, y, fn):
         return tuple(np.broadcast_shapes(x.shape[:-2], y.shape[:-2]))
     except ValueError:
         raise ValueError(
-            f"{fn}: the batch dimensions of `x` {x.shape[:-2]} and `y` {y.shape[:-2]} "
-            "do not broadcast."
+            f"{fn}: the batch dimensions of `x` {x.shape[:-2]} and `y` {y.shape[:-2]} do not broadcast."
         ) from None
 
 
@@ -687,9 +676,7 @@ def _cdist_core(x, y, name, params, precision, fn, p0_count=False):
     elif name in _BOOLEAN:
         rx = jnp.broadcast_to(raw_x, (*batch, n, d)).reshape(bsz, n, d)
         ry = jnp.broadcast_to(raw_y, (*batch, m, d)).reshape(bsz, m, d)
-        out = _per_matrix(
-            lambda u, v: _boolean_metric(name, params, u, v, dtype, precision), rx, ry
-        )
+        out = _per_matrix(lambda u, v: _boolean_metric(name, params, u, v, dtype, precision), rx, ry)
     elif not callable(name) and name in _GRAM:
 
         def gram(u, v):
@@ -714,9 +701,7 @@ def _packed_hamming(x, y, params, fn):
     batch = _check_pair_shapes(x, y, fn)
     extra = set(params) - {"num_bits"}
     if extra:
-        raise ValueError(
-            f"{fn}: hamming on packed codes takes only `num_bits`; got {sorted(extra)}."
-        )
+        raise ValueError(f"{fn}: hamming on packed codes takes only `num_bits`; got {sorted(extra)}.")
     n, m, w = x.shape[-2], y.shape[-2], x.shape[-1]
     if batch:
         xb = jnp.broadcast_to(x, (*batch, n, w)).reshape(-1, n, w)
@@ -897,9 +882,7 @@ def squareform(x, force: str = "no", checks: bool = True):
         rows, cols = np.triu_indices(x.shape[0], 1)
         return x[rows, cols]
     if x.ndim != 1:
-        raise ValueError(
-            f"squareform: expected a 1-D condensed vector or a 2-D matrix; got shape {x.shape}."
-        )
+        raise ValueError(f"squareform: expected a 1-D condensed vector or a 2-D matrix; got shape {x.shape}.")
     k = x.shape[0]
     n = int(round((1 + math.sqrt(1 + 8 * k)) / 2))
     if n * (n - 1) // 2 != k:

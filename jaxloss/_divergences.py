@@ -132,9 +132,7 @@ def cross_entropy(predictions, targets, *, axis=-1, where=None):
 
     Reference: the seed notes' H(p, q); tested as scipy.stats.entropy(p) + scipy.special.rel_entr
     """
-    (q, p), out_dtype = _prepare(
-        (predictions, targets), ("predictions", "targets"), "cross_entropy"
-    )
+    (q, p), out_dtype = _prepare((predictions, targets), ("predictions", "targets"), "cross_entropy")
     return (-_sum(_numerics.xlogy(p, q), axis, where, "cross_entropy")).astype(out_dtype)
 
 
@@ -326,8 +324,7 @@ def js_divergence(predictions, targets, *, base=None, axis=-1, where=None):
     scale = _log_base(base, fn)
     log_m = _safe_log(0.5 * (p + q))
     terms = 0.5 * (
-        _numerics.x_times_log(p, _safe_log(p) - log_m)
-        + _numerics.x_times_log(q, _safe_log(q) - log_m)
+        _numerics.x_times_log(p, _safe_log(p) - log_m) + _numerics.x_times_log(q, _safe_log(q) - log_m)
     )
     return (_sum(terms, axis, where, fn) / scale).astype(out_dtype)
 

@@ -68,8 +68,7 @@ def _check_labels(labels, n: int, fn: str, name: str = "labels"):
     _checks.check_ndim(labels, name, fn, ndim=1)
     if labels.shape[0] != n:
         raise ValueError(
-            f"{fn}: `{name}` must have one entry per embedding (length {n}); "
-            f"got length {labels.shape[0]}."
+            f"{fn}: `{name}` must have one entry per embedding (length {n}); got length {labels.shape[0]}."
         )
     return jnp.asarray(labels)
 
@@ -304,13 +303,9 @@ def triplet_margin_loss(
     shape = _checks.broadcast_shapes(anchors, negatives, ("anchors", "negatives"), fn)
     _checks.broadcast_shapes(positives, negatives, ("positives", "negatives"), fn)
     if not shape:
-        raise ValueError(
-            f"{fn}: the embeddings need at least one dimension (the feature axis); got scalars."
-        )
+        raise ValueError(f"{fn}: the embeddings need at least one dimension (the feature axis); got scalars.")
     (ax,) = _checks.check_axis(axis, len(shape), "axis", fn)
-    _checks.check_number(
-        norm_degree, "norm_degree", fn, low=0.0, low_inclusive=False, allow_inf=True
-    )
+    _checks.check_number(norm_degree, "norm_degree", fn, low=0.0, low_inclusive=False, allow_inf=True)
     _check_margin(margin, fn)
     _checks.check_number(eps, "eps", fn)
     a, p, n, out_dtype = _numerics.as_float(anchors, positives, negatives)
@@ -665,9 +660,7 @@ def contrastive_loss(embeddings_a, embeddings_b, labels, *, margin: float = 1.0,
     TensorFlow Addons: tfa.losses.contrastive_loss; pytorch-metric-learning: ContrastiveLoss
     """
     fn = "contrastive_loss"
-    shape = _checks.broadcast_shapes(
-        embeddings_a, embeddings_b, ("embeddings_a", "embeddings_b"), fn
-    )
+    shape = _checks.broadcast_shapes(embeddings_a, embeddings_b, ("embeddings_a", "embeddings_b"), fn)
     if not shape:
         raise ValueError(f"{fn}: the embeddings need a feature axis; got scalars.")
     (ax,) = _checks.check_axis(axis, len(shape), "axis", fn)
@@ -852,9 +845,7 @@ def supervised_contrastive_loss(
     has_pos = n_pos > 0
     mean_pos = _numerics.safe_divide(jnp.sum(jnp.where(pos, sims, 0), axis=-1), n_pos.astype(dtype))
     per_anchor = jnp.where(has_pos, lse_all - mean_pos, 0)
-    return _global_mean(jnp.sum(per_anchor), jnp.sum(has_pos).astype(dtype), axis_name).astype(
-        out_dtype
-    )
+    return _global_mean(jnp.sum(per_anchor), jnp.sum(has_pos).astype(dtype), axis_name).astype(out_dtype)
 
 
 def _cross_entropy_on_diagonal(queries, keys, fn, temperature, normalize, axis_name, precision):
@@ -922,9 +913,7 @@ def info_nce(
     """
     fn = "info_nce"
     _check_temperature(temperature, fn)
-    return _cross_entropy_on_diagonal(
-        queries, keys, fn, temperature, normalize, axis_name, precision
-    )
+    return _cross_entropy_on_diagonal(queries, keys, fn, temperature, normalize, axis_name, precision)
 
 
 def npair_loss(anchors, positives, *, precision=_HIGHEST):
@@ -1060,6 +1049,4 @@ def soft_nearest_neighbor_loss(embeddings, labels, *, temperature: float = 1.0, 
     lse_pos, has_pos = _masked_logsumexp(logits, pos)
     lse_all, _ = _masked_logsumexp(logits, ~jnp.eye(x.shape[0], dtype=bool))
     per_anchor = jnp.where(has_pos, lse_all - lse_pos, 0)
-    return _numerics.safe_divide(jnp.sum(per_anchor), jnp.sum(has_pos).astype(x.dtype)).astype(
-        out_dtype
-    )
+    return _numerics.safe_divide(jnp.sum(per_anchor), jnp.sum(has_pos).astype(x.dtype)).astype(out_dtype)

@@ -24,9 +24,7 @@ MATRIX_ORDS = ("fro", "nuc", 1, -1, 2, -2, math.inf, -math.inf)
 
 
 def _check_vector_ord(ord, fn: str) -> float:
-    if isinstance(ord, str) or isinstance(ord, (bool, np.bool_)) or not isinstance(
-        ord, numbers.Real
-    ):
+    if isinstance(ord, str) or isinstance(ord, (bool, np.bool_)) or not isinstance(ord, numbers.Real):
         raise ValueError(
             f"{fn}: `ord` must be a real number (any float, 0, inf or -inf) for a vector norm; "
             f"got {ord!r}. For 'fro' or 'nuc' use matrix_norm."

@@ -66,8 +66,7 @@ def _check_k(k, m, fn):
         raise TypeError(f"{fn}: `k` must be a Python int (a static argument); got {k!r}.")
     if not 1 <= k <= m:
         raise ValueError(
-            f"{fn}: `k` must lie in [1, database size = {m}]; got k={k}. "
-            "Lower k or search a larger database."
+            f"{fn}: `k` must lie in [1, database size = {m}]; got k={k}. Lower k or search a larger database."
         )
     return int(k)
 
@@ -76,9 +75,7 @@ def _check_block(value, name, fn):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(
-            f"{fn}: `{name}` must be a positive int or None (automatic); got {value!r}."
-        )
+        raise ValueError(f"{fn}: `{name}` must be a positive int or None (automatic); got {value!r}.")
     return int(value)
 
 
@@ -304,9 +301,7 @@ def _search_local(q_raw, qs, x, aux, k, metric, packed, precision, block, qblock
         missing = s == -jnp.inf
         rows = _as_rows(x[jnp.clip(idx, 0, x.shape[0] - 1)], metric, packed, qs.dtype)
         d = _exact(qr, rows, metric, packed, num_features)
-        key = jnp.where(
-            missing, jnp.inf, _sort_key(d, metric).astype(jnp.float32 if packed else d.dtype)
-        )
+        key = jnp.where(missing, jnp.inf, _sort_key(d, metric).astype(jnp.float32 if packed else d.dtype))
         order = jnp.lexsort((idx, key), axis=-1)
         take = functools.partial(jnp.take_along_axis, indices=order, axis=1)
         return take(d), take(idx), take(key)
@@ -334,9 +329,7 @@ def _raw_queries(queries, metric, packed, qs):
     return qs
 
 
-@functools.partial(
-    jax.jit, static_argnames=("k", "metric", "packed", "precision", "block", "qblock")
-)
+@functools.partial(jax.jit, static_argnames=("k", "metric", "packed", "precision", "block", "qblock"))
 def _knn(queries, database, k, metric, packed, precision, block, qblock):
     qs, aux, _, out_dtype = _prepare(queries, database, metric, packed)
     q_raw = _raw_queries(queries, metric, packed, qs)
@@ -523,9 +516,7 @@ def sharded_knn(
     ndev = mesh.shape[axis_name]
     m = database.shape[0]
     shard = -(-m // ndev)
-    qblock, block = _auto_blocks(
-        queries.shape[0], shard, metric, packed, block_size, query_block_size
-    )
+    qblock, block = _auto_blocks(queries.shape[0], shard, metric, packed, block_size, query_block_size)
     return _sharded(queries, database, k, metric, packed, precision, block, qblock, mesh, axis_name)
 
 
@@ -644,9 +635,7 @@ def _check_metric_k(k, available, fn):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"{fn}: `k` must be an int; got {k!r}.")
     if not 1 <= k <= available:
-        raise ValueError(
-            f"{fn}: `k` must lie in [1, {available}] (neighbours available); got k={k}."
-        )
+        raise ValueError(f"{fn}: `k` must lie in [1, {available}] (neighbours available); got k={k}.")
     return int(k)
 
 
@@ -695,9 +684,7 @@ def precision_at_k(
     """
     fn = "precision_at_k"
     reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(
-        neighbor_indices, query_labels, reference_labels, exclude_self, fn
-    )
+    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
     k = _check_metric_k(k, same.shape[1], fn)
     per_query = jnp.mean(same[:, :k].astype(nx.default_float_dtype()), axis=1)
     return _finish(per_query, counts, reduction)
@@ -750,9 +737,7 @@ def recall_at_k(
     """
     fn = "recall_at_k"
     reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(
-        neighbor_indices, query_labels, reference_labels, exclude_self, fn
-    )
+    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
     k = _check_metric_k(k, same.shape[1], fn)
     per_query = jnp.any(same[:, :k], axis=1).astype(nx.default_float_dtype())
     return _finish(per_query, counts, reduction)
@@ -762,9 +747,7 @@ def _r_mask(shape, counts):
     return jnp.arange(shape[1])[None, :] < counts[:, None]
 
 
-def r_precision(
-    neighbor_indices, query_labels, reference_labels, *, exclude_self=False, reduction="mean"
-):
+def r_precision(neighbor_indices, query_labels, reference_labels, *, exclude_self=False, reduction="mean"):
     """R-precision: precision over the first ``R_i`` neighbours, ``R_i`` = relevant items.
 
     ``R_i`` is the number of reference rows with the query's label (minus the
@@ -803,14 +786,10 @@ def r_precision(
     """
     fn = "r_precision"
     reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(
-        neighbor_indices, query_labels, reference_labels, exclude_self, fn
-    )
+    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
     mask = _r_mask(same.shape, counts)
     dt = nx.default_float_dtype()
-    per_query = nx.safe_divide(
-        jnp.sum(same & mask, axis=1).astype(dt), jnp.sum(mask, axis=1).astype(dt)
-    )
+    per_query = nx.safe_divide(jnp.sum(same & mask, axis=1).astype(dt), jnp.sum(mask, axis=1).astype(dt))
     return _finish(per_query, counts, reduction)
 
 
@@ -854,9 +833,7 @@ def mean_average_precision_at_r(
     """
     fn = "mean_average_precision_at_r"
     reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(
-        neighbor_indices, query_labels, reference_labels, exclude_self, fn
-    )
+    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
     dt = nx.default_float_dtype()
     hits = (same & _r_mask(same.shape, counts)).astype(dt)
     ranks = jnp.arange(1, same.shape[1] + 1, dtype=dt)

@@ -255,17 +255,13 @@ def _compare_one(jax_fn, torch_fn, inputs, dtype, grad, argnums, rtol, atol, see
             return torch.from_numpy(np.array(x))
         return x
 
-    diff_args = (
-        [i for i, x in enumerate(inputs) if _is_float_array(x)] if argnums is None else list(argnums)
-    )
+    diff_args = [i for i, x in enumerate(inputs) if _is_float_array(x)] if argnums is None else list(argnums)
     t_in = [to_torch(x, grad and i in diff_args) for i, x in enumerate(cast)]
     j_out = _flatten(jax_fn(*j_in))
     t_out = _flatten(torch_fn(*t_in))
     rows = []
     if len(j_out) != len(t_out):
-        raise ValueError(
-            f"compare_with_torch: jax_fn returned {len(j_out)} outputs, torch_fn {len(t_out)}."
-        )
+        raise ValueError(f"compare_with_torch: jax_fn returned {len(j_out)} outputs, torch_fn {len(t_out)}.")
     for i, (a, b) in enumerate(zip(j_out, t_out, strict=True)):
         b = b.detach().double().numpy() if hasattr(b, "detach") else np.asarray(b)
         rows.append(_compare(np.asarray(a, np.float64), b, dtype, f"value[{i}]", rtol, atol))

@@ -22,8 +22,12 @@ def rng(seed=0):
 
 def tol(dtype):
     """(rtol, atol) for comparing a jaxloss result in ``dtype`` with an exact reference."""
-    return {"float16": (1e-2, 1e-2), "bfloat16": (5e-2, 5e-2), "float32": (1e-5, 1e-5),
-            "float64": (1e-12, 1e-12)}[np.dtype(dtype).name]
+    return {
+        "float16": (1e-2, 1e-2),
+        "bfloat16": (5e-2, 5e-2),
+        "float32": (1e-5, 1e-5),
+        "float64": (1e-12, 1e-12),
+    }[np.dtype(dtype).name]
 
 
 def assert_close(actual, expected, dtype="float64"):

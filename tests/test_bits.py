@@ -64,9 +64,7 @@ def test_packed_hamming_matches_scipy(block_size):
     r = rng(2)
     a = r.integers(0, 2, (9, n_bits)).astype(bool)
     b = r.integers(0, 2, (13, n_bits)).astype(bool)
-    got = packed_hamming_distances(
-        jaxloss.pack_bits(a), jaxloss.pack_bits(b), block_size=block_size
-    )
+    got = packed_hamming_distances(jaxloss.pack_bits(a), jaxloss.pack_bits(b), block_size=block_size)
     assert got.dtype == jnp.int32 and got.shape == (9, 13)
     np.testing.assert_array_equal(np.asarray(got), np.rint(ssd.cdist(a, b, "hamming") * n_bits))
 
@@ -110,9 +108,12 @@ def test_cdist_and_pdist_on_packed_codes_match_scipy(num_bits):
     counts = jaxloss.cdist(pa, pb, "hamming")
     assert counts.dtype == jnp.int32
     np.testing.assert_allclose(counts, sd.cdist(a, b, "hamming") * num_bits, rtol=1e-12)
-    np.testing.assert_allclose(jaxloss.cdist(pa, pb, "hamming", num_bits=num_bits), sd.cdist(a, b, "hamming"),
-                               rtol=1e-6)
-    np.testing.assert_allclose(jaxloss.pdist(pa, "hamming", num_bits=num_bits), sd.pdist(a, "hamming"), rtol=1e-6)
+    np.testing.assert_allclose(
+        jaxloss.cdist(pa, pb, "hamming", num_bits=num_bits), sd.cdist(a, b, "hamming"), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        jaxloss.pdist(pa, "hamming", num_bits=num_bits), sd.pdist(a, "hamming"), rtol=1e-6
+    )
     np.testing.assert_array_equal(jnp.diagonal(jaxloss.cdist(pa, metric="hamming")), np.zeros(7))
     batched = jaxloss.cdist(jnp.stack([pa, pa]), pb, "hamming")
     np.testing.assert_array_equal(batched, jnp.stack([counts, counts]))

@@ -33,9 +33,7 @@ def logits_and_labels(shape, seed=0, ignore=None):
 
 def assert_close(a, b, dtype="float64"):
     rtol, atol = tol(dtype)
-    np.testing.assert_allclose(
-        np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol
-    )
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol)
 
 
 # --------------------------------------------------------------------------- PyTorch cross_entropy
@@ -150,9 +148,7 @@ def test_binary_cross_entropy_clamp_at_zero_and_one():
         dtypes=("float64",),
         rtol=1e-8,
     )
-    g = jax.grad(lambda t: jt.binary_cross_entropy(jnp.asarray(p), t, reduction="sum"))(
-        jnp.asarray(y)
-    )
+    g = jax.grad(lambda t: jt.binary_cross_entropy(jnp.asarray(p), t, reduction="sum"))(jnp.asarray(y))
     assert np.all(np.isfinite(g))  # PyTorch: +-inf at p in {0, 1}
 
 
@@ -175,12 +171,8 @@ def test_binary_cross_entropy_with_logits(reduction):
     y = np.concatenate([r.uniform(size=(3, 4)), np.array([[1.0, 0.0, 0.0, 1.0]])])
     w, pw = r.random(4) + 0.5, r.random(4) + 0.5
     assert_matches_torch(
-        lambda a, b, c, d: jt.binary_cross_entropy_with_logits(
-            a, b, c, reduction=reduction, pos_weight=d
-        ),
-        lambda a, b, c, d: F.binary_cross_entropy_with_logits(
-            a, b, c, reduction=reduction, pos_weight=d
-        ),
+        lambda a, b, c, d: jt.binary_cross_entropy_with_logits(a, b, c, reduction=reduction, pos_weight=d),
+        lambda a, b, c, d: F.binary_cross_entropy_with_logits(a, b, c, reduction=reduction, pos_weight=d),
         x,
         y,
         w,
@@ -320,9 +312,7 @@ def test_infinite_and_saturated_logits():
         (jaxloss.softmax_cross_entropy, (x, y)),
         (jaxloss.softmax_cross_entropy_with_integer_labels, (x, jnp.array([0, 2]))),
         (
-            lambda a, b: jaxloss.softmax_cross_entropy_with_integer_labels(
-                a, b, weights=jnp.ones(3)
-            ),
+            lambda a, b: jaxloss.softmax_cross_entropy_with_integer_labels(a, b, weights=jnp.ones(3)),
             (x, jnp.array([0, 2])),
         ),
         (jaxloss.sigmoid_binary_cross_entropy, (x[1], y[1])),
@@ -390,9 +380,7 @@ def test_errors():
 
 def test_jit_matches_eager(variant):
     x, labels = logits_and_labels((4, 5, 3), 14, ignore=-100)
-    fn = variant(
-        lambda a, b: jt.cross_entropy(a, b, weight=jnp.arange(1.0, 6.0), label_smoothing=0.1)
-    )
+    fn = variant(lambda a, b: jt.cross_entropy(a, b, weight=jnp.arange(1.0, 6.0), label_smoothing=0.1))
     assert_close(
         fn(jnp.asarray(x), jnp.asarray(labels)),
         F.cross_entropy(
@@ -433,24 +421,16 @@ def test_where_with_smoothing_and_weights_is_consistent():
     labels = jnp.asarray(r.integers(0, 3, size=5))
     columns = np.array([True, True, True, False, True, False])
     mask = jnp.broadcast_to(jnp.asarray(columns), (5, 6))  # optax: logits.shape or the batch
-    ours = jaxloss.softmax_cross_entropy_with_integer_labels(
-        x, labels, where=mask, label_smoothing=0.2
-    )
+    ours = jaxloss.softmax_cross_entropy_with_integer_labels(x, labels, where=mask, label_smoothing=0.2)
     smoothed = jaxloss.smooth_labels(jax.nn.one_hot(labels, 6), 0.2, where=mask)
     assert_close(ours, jaxloss.softmax_cross_entropy(x, smoothed, where=mask))
     assert_close(
         ours,
-        jaxloss.softmax_cross_entropy_with_integer_labels(
-            x[:, columns], labels, label_smoothing=0.2
-        ),
+        jaxloss.softmax_cross_entropy_with_integer_labels(x[:, columns], labels, label_smoothing=0.2),
     )
     w = jnp.arange(1.0, 7.0)
-    weighted = jaxloss.softmax_cross_entropy_with_integer_labels(
-        x, labels, weights=w, label_smoothing=0.2
-    )
-    manual = -(
-        w * jaxloss.smooth_labels(jax.nn.one_hot(labels, 6), 0.2) * jax.nn.log_softmax(x)
-    ).sum(-1)
+    weighted = jaxloss.softmax_cross_entropy_with_integer_labels(x, labels, weights=w, label_smoothing=0.2)
+    manual = -(w * jaxloss.smooth_labels(jax.nn.one_hot(labels, 6), 0.2) * jax.nn.log_softmax(x)).sum(-1)
     # PyTorch's weighting: (1 - ls) w[y] nll + ls / C sum_c w_c nll_c
     assert_close(weighted, manual)
 

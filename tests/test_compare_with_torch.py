@@ -31,18 +31,26 @@ def test_exact_port_is_ok():
 
 @pytest.mark.parametrize(
     "dtypes, error",
-    [(("float32", "float64"), 0.01), (("float32",), 0.01), (("float64",), 0.01),
-     (("float16",), 0.01), (("bfloat16",), 0.2)],  # bfloat16's spacing is 0.8%
+    [
+        (("float32", "float64"), 0.01),
+        (("float32",), 0.01),
+        (("float64",), 0.01),
+        (("float16",), 0.01),
+        (("bfloat16",), 0.2),
+    ],  # bfloat16's spacing is 0.8%
 )
 @pytest.mark.parametrize("where", ["value", "grad"])
 def test_one_percent_error_is_not_ok(dtypes, error, where):
     if where == "value":
+
         def jax_fn(a):
             return (1 + error) * _norm_jax(a)
     else:  # same value, gradient off by `error`
+
         def jax_fn(a):
             v = _norm_jax(a)
             return v + error * (v - jax.lax.stop_gradient(v))
+
     report = compare_with_torch(jax_fn, _norm_torch, X, dtypes=dtypes)
     assert not report.ok
     assert not bool(report)

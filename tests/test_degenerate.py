@@ -37,7 +37,8 @@ def _value_and_grads(spec, args):
 # --------------------------------------------------------------------------- geometry: coincident points
 
 GEOMETRIC = [
-    s for s in GENERIC
+    s
+    for s in GENERIC
     if s.family in ("norms", "distances", "search", "metric", "residual") and s.diff and s.lowp
 ]
 
@@ -120,21 +121,38 @@ PAIRWISE = {
     "bhattacharyya_distance": (jaxloss.bhattacharyya_distance, _P_Q, INF, 0.0, True, True),
     "cross_entropy": (jaxloss.cross_entropy, _Q_P, INF, LOG3, True, False),
     "hellinger_distance": (jaxloss.hellinger_distance, _P_Q, 1.0, 0.0, True, True),
-    "jensen_shannon_distance": (jaxloss.jensen_shannon_distance, _P_Q, math.sqrt(math.log(2)), 0.0,
-                                True, True),
+    "jensen_shannon_distance": (
+        jaxloss.jensen_shannon_distance,
+        _P_Q,
+        math.sqrt(math.log(2)),
+        0.0,
+        True,
+        True,
+    ),
     "js_divergence": (jaxloss.js_divergence, _P_Q, math.log(2), 0.0, True, True),
     "symmetric_kl_divergence": (jaxloss.symmetric_kl_divergence, _P_Q, INF, 0.0, False, False),
     "total_variation_distance": (jaxloss.total_variation_distance, _P_Q, 1.0, 0.0, True, True),
     # D_1/2(uniform || one-hot) is finite but d/dq of q^(1/2) at q = 0 is infinite: "value"
-    "renyi_divergence": (lambda a, b: jaxloss.renyi_divergence(a, b, alpha=0.5), _Q_P, INF, 0.0,
-                         True, "value"),
+    "renyi_divergence": (
+        lambda a, b: jaxloss.renyi_divergence(a, b, alpha=0.5),
+        _Q_P,
+        INF,
+        0.0,
+        True,
+        "value",
+    ),
     "kl_divergence": (jaxloss.kl_divergence, _LOGQ_P, INF, 0.0, True, False),
-    "kl_divergence_with_log_targets": (jaxloss.kl_divergence_with_log_targets, _LOGQ_LOGP, INF, 0.0,
-                                       True, False),
+    "kl_divergence_with_log_targets": (
+        jaxloss.kl_divergence_with_log_targets,
+        _LOGQ_LOGP,
+        INF,
+        0.0,
+        True,
+        False,
+    ),
     "convex_kl_divergence": (jaxloss.convex_kl_divergence, _LOGQ_P, INF, 0.0, True, False),
     "generalized_kl_divergence": (jaxloss.generalized_kl_divergence, _LOGQ_P, INF, 0.0, True, False),
-    "torch.kl_div": (lambda a, b: jt.kl_div(a, b, reduction="none").sum(-1), _LOGQ_P, INF, 0.0,
-                     True, False),
+    "torch.kl_div": (lambda a, b: jt.kl_div(a, b, reduction="none").sum(-1), _LOGQ_P, INF, 0.0, True, False),
 }
 
 
@@ -176,7 +194,9 @@ def test_entropy_of_one_hot_and_uniform():
 SAT = jnp.array([[1e4, -1e4, 0.0], [-jnp.inf, 2.0, 1.0], [1e38, -1e38, 0.0]], jnp.float32)
 SAT_LABELS = jnp.array([0, 1, 0])  # never the -inf class
 SOFTMAX = {
-    "softmax_cross_entropy_with_integer_labels": lambda x, y: jaxloss.softmax_cross_entropy_with_integer_labels(x, y),
+    "softmax_cross_entropy_with_integer_labels": lambda x, y: (
+        jaxloss.softmax_cross_entropy_with_integer_labels(x, y)
+    ),
     "softmax_cross_entropy": lambda x, y: jaxloss.softmax_cross_entropy(x, jax.nn.one_hot(y, 3)),
     "safe_softmax_cross_entropy": lambda x, y: jaxloss.safe_softmax_cross_entropy(x, jax.nn.one_hot(y, 3)),
     "torch.cross_entropy": lambda x, y: jt.cross_entropy(x, y, reduction="none"),
@@ -247,8 +267,13 @@ BATCH = {
     "supervised_contrastive_loss": jaxloss.supervised_contrastive_loss,
 }
 # value for a batch of one class (no negatives) and of all-distinct labels (no positives)
-SINGLE_CLASS_ZERO = {"batch_all_triplet_loss", "batch_hard_triplet_loss", "lifted_structured_loss",
-                     "ntxent", "soft_nearest_neighbor_loss"}
+SINGLE_CLASS_ZERO = {
+    "batch_all_triplet_loss",
+    "batch_hard_triplet_loss",
+    "lifted_structured_loss",
+    "ntxent",
+    "soft_nearest_neighbor_loss",
+}
 
 
 @pytest.mark.parametrize("name", sorted(BATCH))
@@ -275,8 +300,12 @@ def test_single_class_and_all_distinct_batches(name, labels, points):
     "fn, empty",
     [
         (lambda x, y: jaxloss.softmax_cross_entropy_with_integer_labels(x, y, ignore_index=-100), 0.0),
-        (lambda x, y: jaxloss.softmax_cross_entropy_with_integer_labels(
-            x, y, ignore_index=-100, label_smoothing=0.2), 0.0),
+        (
+            lambda x, y: jaxloss.softmax_cross_entropy_with_integer_labels(
+                x, y, ignore_index=-100, label_smoothing=0.2
+            ),
+            0.0,
+        ),
         (lambda x, y: jt.cross_entropy(x, y), 0.0),
         (lambda x, y: jt.cross_entropy(x, y, reduction="sum"), 0.0),
         (lambda x, y: jt.cross_entropy(x, y, weight=jnp.array([1.0, 2.0, 3.0])), 0.0),

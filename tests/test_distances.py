@@ -150,9 +150,7 @@ def test_non_binary_hamming_and_jaccard_match_scipy():
     for metric in ("hamming", "jaccard"):
         np.testing.assert_allclose(jaxloss.cdist(x, y, metric), ssd.cdist(x, y, metric), rtol=1e-12)
     # torch.cdist(p=0) counts unequal coordinates of any values
-    np.testing.assert_allclose(
-        jt.cdist(x, y, p=0), torch.cdist(torch.tensor(x), torch.tensor(y), p=0)
-    )
+    np.testing.assert_allclose(jt.cdist(x, y, p=0), torch.cdist(torch.tensor(x), torch.tensor(y), p=0))
 
 
 def test_boolean_metrics_accept_bool_and_01():
@@ -188,9 +186,7 @@ def test_callable_metric_matches_scipy():
     got = jaxloss.cdist(x, y, f, scale=2.0)
     want = ssd.cdist(x, y, lambda u, v: 2.0 * np.sum((u - v) ** 4) ** 0.25)
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    np.testing.assert_allclose(
-        jaxloss.pdist(x, f), ssd.pdist(x, lambda u, v: np.sum((u - v) ** 4) ** 0.25)
-    )
+    np.testing.assert_allclose(jaxloss.pdist(x, f), ssd.pdist(x, lambda u, v: np.sum((u - v) ** 4) ** 0.25))
 
 
 def test_correlation_uncentered_is_cosine_and_single_pair_functions():
@@ -229,9 +225,7 @@ def test_cdist_entry_equals_pairwise_distance(metric):
     )
     np.testing.assert_allclose(full, rowmatched, rtol=1e-9, atol=1e-12)
     i, j = 2, 5
-    np.testing.assert_allclose(
-        full[i, j], jaxloss.pairwise_distance(x[i], y[j], metric, **kw), rtol=1e-9
-    )
+    np.testing.assert_allclose(full[i, j], jaxloss.pairwise_distance(x[i], y[j], metric, **kw), rtol=1e-9)
 
 
 def test_pairwise_distance_axis_and_broadcasting():
@@ -240,9 +234,7 @@ def test_pairwise_distance_axis_and_broadcasting():
         jaxloss.pairwise_distance(x.T, y.T, "cityblock", axis=0),
         jaxloss.pairwise_distance(x, y, "cityblock"),
     )
-    np.testing.assert_allclose(
-        jaxloss.pairwise_distance(x, y[0]), [ssd.euclidean(a, y[0]) for a in x]
-    )
+    np.testing.assert_allclose(jaxloss.pairwise_distance(x, y[0]), [ssd.euclidean(a, y[0]) for a in x])
 
 
 # --------------------------------------------------------------------------- batches, dtypes
@@ -270,10 +262,7 @@ def test_dtypes():
     x32 = x.astype(jnp.float32)
     assert jaxloss.cdist(x32, x32, "cosine").dtype == jnp.float32
     assert jaxloss.cdist(jnp.ones((2, 3), int), jnp.ones((2, 3), int)).dtype == jnp.float64
-    assert (
-        jaxloss.cdist(jnp.ones((2, 3), bool), jnp.ones((2, 3), bool), "jaccard").dtype
-        == jnp.float64
-    )
+    assert jaxloss.cdist(jnp.ones((2, 3), bool), jnp.ones((2, 3), bool), "jaccard").dtype == jnp.float64
 
 
 def test_dot_similarity():
@@ -290,9 +279,7 @@ def test_gram_path_is_far_more_accurate_than_torch_mm():
     y = np.concatenate([x[:100][::-1], (r.normal(size=(200, 256)) * 10 + 50).astype(np.float32)])
     exact = ssd.cdist(x.astype(np.float64), y.astype(np.float64))
     ours = np.asarray(jax.jit(jaxloss.cdist)(jnp.asarray(x), jnp.asarray(y)), np.float64)
-    theirs = torch.cdist(
-        torch.from_numpy(x), torch.from_numpy(y), compute_mode="use_mm_for_euclid_dist"
-    )
+    theirs = torch.cdist(torch.from_numpy(x), torch.from_numpy(y), compute_mode="use_mm_for_euclid_dist")
     err_ours = np.abs(ours - exact).max()
     err_torch = np.abs(theirs.double().numpy() - exact).max()
     assert err_ours < err_torch / 10, (err_ours, err_torch)
@@ -357,9 +344,7 @@ def test_zero_vector_conventions():
     assert float(jaxloss.cosine_similarity(z, v)) == 0.0
     x = np.array([z, v, 2 * v])
     # scikit-learn: a zero vector has similarity 0 with everything else
-    np.testing.assert_allclose(
-        jaxloss.cdist(x, x[1:], "cosine"), cosine_distances(x, x[1:]), atol=1e-12
-    )
+    np.testing.assert_allclose(jaxloss.cdist(x, x[1:], "cosine"), cosine_distances(x, x[1:]), atol=1e-12)
     for metric in ("braycurtis", "dice", "sokalsneath", "jensenshannon"):
         assert float(jaxloss.pairwise_distance(z, z, metric)) == 0.0
 
@@ -487,9 +472,7 @@ def test_cosine_similarity_matches_optax():
     r = rng(9)
     a, b = r.normal(size=(4, 6)), r.normal(size=(4, 6))
     mask = r.uniform(size=(4, 6)) > 0.3
-    np.testing.assert_allclose(
-        jaxloss.cosine_similarity(a, b), optax.cosine_similarity(a, b), rtol=1e-12
-    )
+    np.testing.assert_allclose(jaxloss.cosine_similarity(a, b), optax.cosine_similarity(a, b), rtol=1e-12)
     np.testing.assert_allclose(
         jaxloss.cosine_distance(a, b, epsilon=0.5, axis=0),
         optax.cosine_distance(a, b, epsilon=0.5, axis=0),
@@ -552,9 +535,7 @@ def test_seed_examples():
     np.testing.assert_allclose(jaxloss.pairwise_distance(bb, cc, "hamming"), [1 / 3, 0.0])
     q, db = np.array([[0, 0, 2]]), np.array([[0, 0, 1], [0, 1, 0]])
     np.testing.assert_allclose(jaxloss.cdist(q, db, "hamming"), [[1 / 3, 2 / 3]])
-    np.testing.assert_array_equal(
-        jt.cdist(q.astype(np.float32), db.astype(np.float32), p=0), [[1.0, 2.0]]
-    )
+    np.testing.assert_array_equal(jt.cdist(q.astype(np.float32), db.astype(np.float32), p=0), [[1.0, 2.0]])
 
 
 # --------------------------------------------------------------------------- axioms

@@ -32,9 +32,7 @@ def simplex(shape, seed=0, zeros=False):
 
 def assert_close(a, b, dtype="float64"):
     rtol, atol = tol(dtype)
-    np.testing.assert_allclose(
-        np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol
-    )
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol)
 
 
 def finite_grads(fn, *args):
@@ -54,9 +52,7 @@ def test_values_against_scipy(variant, dtype):
     check = lambda a, b: assert_close(a, b, dtype)  # noqa: E731
     check(variant(jaxloss.entropy)(pj), sst.entropy(p, axis=-1))
     check(variant(jaxloss.kl_divergence)(jnp.log(qj), pj), ss.rel_entr(p, q).sum(-1))
-    check(
-        variant(jaxloss.cross_entropy)(qj, pj), sst.entropy(p, axis=-1) + ss.rel_entr(p, q).sum(-1)
-    )
+    check(variant(jaxloss.cross_entropy)(qj, pj), sst.entropy(p, axis=-1) + ss.rel_entr(p, q).sum(-1))
     check(
         variant(jaxloss.symmetric_kl_divergence)(qj, pj),
         ss.rel_entr(p, q).sum(-1) + ss.rel_entr(q, p).sum(-1),
@@ -88,9 +84,7 @@ def test_renyi_against_formula(variant, alpha):
     p, q = simplex((4, 7), 3, zeros=True), simplex((4, 7), 4)
     out = variant(jaxloss.renyi_divergence, alpha=alpha)(jnp.asarray(q), jnp.asarray(p))
     np.testing.assert_allclose(out, renyi_reference(q, p, alpha), rtol=1e-9, atol=1e-12)
-    finite_grads(
-        lambda a, b: jaxloss.renyi_divergence(a, b, alpha=alpha), jnp.asarray(q), jnp.asarray(p)
-    )
+    finite_grads(lambda a, b: jaxloss.renyi_divergence(a, b, alpha=alpha), jnp.asarray(q), jnp.asarray(p))
 
 
 def test_renyi_limits():
@@ -98,9 +92,7 @@ def test_renyi_limits():
     kl = jaxloss.kl_divergence(jnp.log(q), p)
     for eps in (1e-3, 1e-6, 1e-9, 1e-12):
         for a in (1 - eps, 1 + eps):
-            np.testing.assert_allclose(
-                jaxloss.renyi_divergence(q, p, alpha=a), kl, rtol=10 * eps + 1e-12
-            )
+            np.testing.assert_allclose(jaxloss.renyi_divergence(q, p, alpha=a), kl, rtol=10 * eps + 1e-12)
     np.testing.assert_allclose(
         jaxloss.renyi_divergence(q, p, alpha=0.5),
         2 * jaxloss.bhattacharyya_distance(q, p),
@@ -153,9 +145,7 @@ def test_kl_finite_where_optax_is_nan():
     finite_grads(jaxloss.kl_divergence, lq, p)
     finite_grads(jaxloss.kl_divergence_with_log_targets, lq, jnp.log(p))
     # the subgradient at a zero target: d/dp [p log p] := 0, d/dp [-p log q] = -log q
-    g = jax.grad(lambda t: jaxloss.kl_divergence(jnp.log(jnp.array([0.5, 0.5])), t))(
-        jnp.array([1.0, 0.0])
-    )
+    g = jax.grad(lambda t: jaxloss.kl_divergence(jnp.log(jnp.array([0.5, 0.5])), t))(jnp.array([1.0, 0.0]))
     np.testing.assert_allclose(g, [1 + math.log(2), math.log(2)], rtol=1e-12)
 
 
@@ -170,9 +160,7 @@ def test_kl_div_matches_torch(reduction, log_target):
     with np.errstate(divide="ignore"):
         assert_matches_torch(
             lambda a, b: jt.kl_div(a, b, reduction=reduction, log_target=log_target),
-            lambda a, b: torch.nn.functional.kl_div(
-                a, b, reduction=reduction, log_target=log_target
-            ),
+            lambda a, b: torch.nn.functional.kl_div(a, b, reduction=reduction, log_target=log_target),
             np.log(q),
             target,
         )
@@ -183,9 +171,7 @@ def test_kl_div_legacy_arguments():
     for size_average, reduce in [(False, None), (None, False), (True, True)]:
         assert_matches_torch(
             lambda a, b, s=size_average, r=reduce: jt.kl_div(a, b, size_average=s, reduce=r),
-            lambda a, b, s=size_average, r=reduce: torch.nn.functional.kl_div(
-                a, b, size_average=s, reduce=r
-            ),
+            lambda a, b, s=size_average, r=reduce: torch.nn.functional.kl_div(a, b, size_average=s, reduce=r),
             lq,
             p,
         )
@@ -209,15 +195,11 @@ probabilities = (
 @settings(max_examples=15)
 @given(probabilities, st.data())
 def test_identities(p, data):
-    q = data.draw(
-        hnp.arrays(np.float64, p.shape, elements=st.floats(1e-3, 1)).map(lambda x: x / x.sum())
-    )
+    q = data.draw(hnp.arrays(np.float64, p.shape, elements=st.floats(1e-3, 1)).map(lambda x: x / x.sum()))
     p, q = jnp.asarray(p), jnp.asarray(q)
     kl = jaxloss.kl_divergence(jnp.log(q), p)
     assert kl >= -1e-12  # Gibbs' inequality
-    np.testing.assert_allclose(
-        jaxloss.cross_entropy(q, p), jaxloss.entropy(p) + kl, rtol=1e-9, atol=1e-12
-    )
+    np.testing.assert_allclose(jaxloss.cross_entropy(q, p), jaxloss.entropy(p) + kl, rtol=1e-9, atol=1e-12)
     js_pq, js_qp = jaxloss.js_divergence(q, p), jaxloss.js_divergence(p, q)
     np.testing.assert_allclose(js_pq, js_qp, rtol=1e-12, atol=1e-15)
     assert -1e-12 <= js_pq <= math.log(2) + 1e-12

@@ -63,8 +63,12 @@ def _api_entries() -> dict[str, list[str]]:
 
 def test_every_public_list_is_checked():
     assert all(module.__all__ for module in MODULES)
-    assert {"jaxloss.cdist", "jaxloss.torch.cdist", "jaxloss.torch.linalg.norm",
-            "jaxloss.testing.compare_with_torch"} <= set(PUBLIC)
+    assert {
+        "jaxloss.cdist",
+        "jaxloss.torch.cdist",
+        "jaxloss.torch.linalg.norm",
+        "jaxloss.testing.compare_with_torch",
+    } <= set(PUBLIC)
 
 
 @pytest.mark.parametrize("name", sorted(PUBLIC))
@@ -119,13 +123,17 @@ def test_every_parameter_is_documented():
         static = package[name.removeprefix("jaxloss.")].docstring
         sections = static.parse("google", warn_missing_types=False, warn_unknown_params=False)
         documented = {
-            param.name.lstrip("*") for section in sections if section.kind.value == "parameters"
+            param.name.lstrip("*")
+            for section in sections
+            if section.kind.value == "parameters"
             for param in section.value
         }
         params = set(inspect.signature(obj).parameters)
         if params - documented or documented - params:
-            problems.append(f"{name}: undocumented {sorted(params - documented)}, "
-                            f"not parameters {sorted(documented - params)}")
+            problems.append(
+                f"{name}: undocumented {sorted(params - documented)}, "
+                f"not parameters {sorted(documented - params)}"
+            )
     assert not problems, "Args sections (one 'name: description' line per parameter):\n" + "\n".join(problems)
 
 

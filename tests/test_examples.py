@@ -54,6 +54,7 @@ def test_port_from_pytorch_matches_torch(capsys):
 
 def test_retrieval_eval_small_database():
     example = _load("retrieval_eval")
-    result = example.main(["--database", "20000", "--queries", "300", "--classes", "50",
-                           "--chunk", "100", "--no-progress"])
+    result = example.main(
+        ["--database", "20000", "--queries", "300", "--classes", "50", "--chunk", "100", "--no-progress"]
+    )
     assert result["precision@1"] > 0.5 and np.isfinite(result["seconds"])

@@ -62,14 +62,10 @@ def _lp(power=1):
 def test_triplet_margin_loss_matches_torch(p, swap):
     r = rng(1)
     a, pos, neg = (r.normal(size=(6, 4)) for _ in range(3))
-    fn = jax.jit(
-        lambda a, b, c: jaxloss.triplet_margin_loss(a, b, c, norm_degree=p, margin=0.7, swap=swap)
-    )
+    fn = jax.jit(lambda a, b, c: jaxloss.triplet_margin_loss(a, b, c, norm_degree=p, margin=0.7, swap=swap))
     assert_matches_torch(
         fn,
-        lambda a, b, c: F.triplet_margin_loss(
-            a, b, c, margin=0.7, p=p, swap=swap, reduction="none"
-        ),
+        lambda a, b, c: F.triplet_margin_loss(a, b, c, margin=0.7, p=p, swap=swap, reduction="none"),
         a,
         pos,
         neg,
@@ -101,9 +97,7 @@ def test_triplet_margin_loss_squared_is_seed_formula(variant):
         neg_dist = (anchor - negative).pow(2).sum(1)
         return F.relu(pos_dist - neg_dist + 0.2)
 
-    fn = variant(
-        lambda a, b, c: jaxloss.triplet_margin_loss(a, b, c, margin=0.2, eps=0.0, squared=True)
-    )
+    fn = variant(lambda a, b, c: jaxloss.triplet_margin_loss(a, b, c, margin=0.2, eps=0.0, squared=True))
     assert_matches_torch(fn, seed, a, p, n)
 
 
@@ -112,9 +106,7 @@ def test_triplet_margin_loss_axis_and_zero_distance():
     a, p, n = (r.normal(size=(3, 5, 2)) for _ in range(3))
     np.testing.assert_allclose(
         jaxloss.triplet_margin_loss(a, p, n, axis=1),
-        jaxloss.triplet_margin_loss(
-            np.moveaxis(a, 1, -1), np.moveaxis(p, 1, -1), np.moveaxis(n, 1, -1)
-        ),
+        jaxloss.triplet_margin_loss(np.moveaxis(a, 1, -1), np.moveaxis(p, 1, -1), np.moveaxis(n, 1, -1)),
     )
     x = jnp.ones((2, 3))
     for p_ in (1, 2, 3):
@@ -155,9 +147,7 @@ def test_distance_matrix_exact_zero_diagonal_and_finite_grads():
         d = ml._distance_matrix(x, metric=metric, squared=squared)
         assert (np.diag(np.asarray(d)) == 0).all()
         assert (np.asarray(d) >= 0).all()
-        g = jax.grad(
-            lambda x, m=metric, s=squared: ml._distance_matrix(x, metric=m, squared=s).sum()
-        )(x)
+        g = jax.grad(lambda x, m=metric, s=squared: ml._distance_matrix(x, metric=m, squared=s).sum())(x)
         assert np.isfinite(np.asarray(g)).all()
     ref = torch.cdist(torch.tensor(np.asarray(x)), torch.tensor(np.asarray(x))).numpy()
     np.testing.assert_allclose(ml._distance_matrix(x), ref, atol=1e-7)
@@ -202,9 +192,7 @@ def _brute_batch_all(x, labels, margin, metric="euclidean", squared=False):
     return np.mean(losses) if losses else 0.0
 
 
-@pytest.mark.parametrize(
-    "metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)]
-)
+@pytest.mark.parametrize("metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)])
 @pytest.mark.parametrize("soft", [False, True])
 def test_batch_hard_matches_brute_force(metric, squared, soft, variant):
     x, labels = _batch(6, n=11, classes=3)
@@ -218,16 +206,12 @@ def test_batch_hard_matches_brute_force(metric, squared, soft, variant):
     )
 
 
-@pytest.mark.parametrize(
-    "metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)]
-)
+@pytest.mark.parametrize("metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)])
 @pytest.mark.parametrize("margin", [0.0, 0.5, 3.0])
 def test_batch_all_matches_brute_force(metric, squared, margin):
     x, labels = _batch(7, n=10, classes=3)
     fn = jax.jit(
-        lambda e, lab: jaxloss.batch_all_triplet_loss(
-            e, lab, margin=margin, metric=metric, squared=squared
-        )
+        lambda e, lab: jaxloss.batch_all_triplet_loss(e, lab, margin=margin, metric=metric, squared=squared)
     )
     np.testing.assert_allclose(
         fn(x, labels), _brute_batch_all(x, labels, margin, metric, squared), rtol=1e-10
@@ -237,9 +221,7 @@ def test_batch_all_matches_brute_force(metric, squared, margin):
 # ------------------------------------------------------------------------ pytorch-metric-learning
 
 
-@pytest.mark.parametrize(
-    "metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)]
-)
+@pytest.mark.parametrize("metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)])
 @pytest.mark.parametrize("soft", [False, True])
 def test_batch_hard_matches_pml(metric, squared, soft):
     x, labels = _batch(8, n=16, classes=4)
@@ -262,17 +244,13 @@ def test_batch_hard_matches_pml(metric, squared, soft):
     )
 
 
-@pytest.mark.parametrize(
-    "metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)]
-)
+@pytest.mark.parametrize("metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)])
 def test_batch_all_matches_pml_default_reducer(metric, squared):
     x, labels = _batch(9, n=14, classes=3)
     dist = pml_distances.CosineSimilarity() if metric == "cosine" else _lp(2 if squared else 1)
     loss_fn = pml_losses.TripletMarginLoss(margin=0.5, distance=dist)  # AvgNonZeroReducer
     assert_matches_torch(
-        lambda e, lab: jaxloss.batch_all_triplet_loss(
-            e, lab, margin=0.5, metric=metric, squared=squared
-        ),
+        lambda e, lab: jaxloss.batch_all_triplet_loss(e, lab, margin=0.5, metric=metric, squared=squared),
         lambda e, lab: loss_fn(e, lab),
         x,
         labels,
@@ -311,9 +289,7 @@ def test_lifted_structured_matches_pml():
 def test_npair_matches_pml_and_torch():
     r = rng(13)
     a, p = r.normal(size=(6, 4)), r.normal(size=(6, 4))
-    loss_fn = pml_losses.NPairsLoss(
-        distance=pml_distances.DotProductSimilarity(normalize_embeddings=False)
-    )
+    loss_fn = pml_losses.NPairsLoss(distance=pml_distances.DotProductSimilarity(normalize_embeddings=False))
     labels = torch.arange(6).repeat(2)
     fn = jax.jit(jaxloss.npair_loss)
     assert_matches_torch(fn, lambda a, p: loss_fn(torch.cat([a, p]), labels), a, p)
@@ -347,9 +323,7 @@ def test_contrastive_loss_matches_formula_and_pml():
     assert_matches_torch(fn, ref, a, b, y)
     # pml ContrastiveLoss agrees on the similar-pair term (LpDistance(power=2)); its
     # dissimilar term is relu(m - d^2), not relu(m - d)^2, so only similar pairs are compared.
-    pml_fn = pml_losses.ContrastiveLoss(
-        pos_margin=0, distance=_lp(2), reducer=pml_reducers.MeanReducer()
-    )
+    pml_fn = pml_losses.ContrastiveLoss(pos_margin=0, distance=_lp(2), reducer=pml_reducers.MeanReducer())
     idx = torch.arange(9)
     empty = torch.zeros(0, dtype=torch.long)
     assert_matches_torch(
@@ -426,9 +400,7 @@ def _tfa_semihard(labels, embeddings, margin, squared):
 def test_semi_hard_matches_tfa(squared, margin):
     x, labels = _batch(17, n=14, classes=4)
     labels[0] = 50  # an anchor without positives
-    fn = jax.jit(
-        lambda e, lab: jaxloss.semi_hard_triplet_loss(e, lab, margin=margin, squared=squared)
-    )
+    fn = jax.jit(lambda e, lab: jaxloss.semi_hard_triplet_loss(e, lab, margin=margin, squared=squared))
     assert_matches_torch(fn, lambda e, lab: _tfa_semihard(lab, e, margin, squared), x, labels)
 
 
@@ -454,15 +426,11 @@ def test_torch_triplet_margin_loss(reduction):
     r = rng(19)
     a, p, n = (r.normal(size=(5, 3)) for _ in range(3))
     fn = jax.jit(
-        lambda a, p, n: jt.triplet_margin_loss(
-            a, p, n, margin=0.5, p=3, swap=True, reduction=reduction
-        )
+        lambda a, p, n: jt.triplet_margin_loss(a, p, n, margin=0.5, p=3, swap=True, reduction=reduction)
     )
     assert_matches_torch(
         fn,
-        lambda a, p, n: F.triplet_margin_loss(
-            a, p, n, margin=0.5, p=3, swap=True, reduction=reduction
-        ),
+        lambda a, p, n: F.triplet_margin_loss(a, p, n, margin=0.5, p=3, swap=True, reduction=reduction),
         a,
         p,
         n,
@@ -474,9 +442,7 @@ def test_torch_triplet_margin_loss(reduction):
         p,
         n,
     )
-    assert_matches_torch(
-        jt.triplet_margin_loss, F.triplet_margin_loss, a[0], p[0], n[0]
-    )  # unbatched
+    assert_matches_torch(jt.triplet_margin_loss, F.triplet_margin_loss, a[0], p[0], n[0])  # unbatched
 
 
 @pytest.mark.parametrize("swap", [False, True])
@@ -718,9 +684,7 @@ def test_batch_losses_invariant_to_permutation_and_translation(seed, margin):
         np.testing.assert_allclose(
             float(fn(x[perm], labels[perm], margin=margin)), base, rtol=1e-9, atol=1e-12
         )
-        np.testing.assert_allclose(
-            float(fn(x + shift, labels, margin=margin)), base, rtol=1e-6, atol=1e-9
-        )
+        np.testing.assert_allclose(float(fn(x + shift, labels, margin=margin)), base, rtol=1e-6, atol=1e-9)
 
 
 @settings(max_examples=10)
@@ -731,9 +695,7 @@ def test_batch_hard_bounds_batch_all(seed):
     hard = _JITTED_MINERS[0](x, labels, margin=10.0)  # large margin: every triplet violates
     all_ = _JITTED_MINERS[1](x, labels, margin=10.0)
     assert float(hard) >= float(all_) - 1e-9
-    trip = (
-        jaxloss.triplet_margin_loss
-    )  # batch-all with every triplet active equals the mean triplet loss
+    trip = jaxloss.triplet_margin_loss  # batch-all with every triplet active equals the mean triplet loss
     mask = np.asarray(jaxloss.triplet_mask(labels))
     a, p, n = np.nonzero(mask)
     if len(a):

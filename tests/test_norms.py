@@ -31,35 +31,38 @@ MATRIX_ORDS = ["fro", "nuc", 1, -1, 2, -2, INF, -INF]
 def test_vector_norm_matches_torch(variant, ord, axis, keepdims):
     x = rng(1).normal(size=(3, 4, 5))
     fn = variant(jaxloss.vector_norm, ord=ord, axis=axis, keepdims=keepdims)
-    assert_matches_torch(
-        fn, lambda t: torch.linalg.vector_norm(t, ord, dim=axis, keepdim=keepdims), x
-    )
+    assert_matches_torch(fn, lambda t: torch.linalg.vector_norm(t, ord, dim=axis, keepdim=keepdims), x)
 
 
 @pytest.mark.parametrize("ord", MATRIX_ORDS)
 @pytest.mark.parametrize(
     "shape,axis,keepdims",
-    [((4, 3), (-2, -1), False), ((2, 3, 5), (-2, -1), True), ((2, 3, 5), (-1, -2), False),
-     ((3, 2, 4), (0, 2), True)],
+    [
+        ((4, 3), (-2, -1), False),
+        ((2, 3, 5), (-2, -1), True),
+        ((2, 3, 5), (-1, -2), False),
+        ((3, 2, 4), (0, 2), True),
+    ],
 )
 def test_matrix_norm_matches_torch(variant, ord, shape, axis, keepdims):
     x = rng(2).normal(size=shape)
     fn = variant(jaxloss.matrix_norm, ord=ord, axis=axis, keepdims=keepdims)
-    assert_matches_torch(
-        fn, lambda t: torch.linalg.matrix_norm(t, ord, dim=axis, keepdim=keepdims), x
-    )
+    assert_matches_torch(fn, lambda t: torch.linalg.matrix_norm(t, ord, dim=axis, keepdim=keepdims), x)
 
 
-@pytest.mark.parametrize("fn,ord", [(jaxloss.frobenius_norm, "fro"), (jaxloss.nuclear_norm, "nuc"),
-                                    (jaxloss.spectral_norm, 2)])
+@pytest.mark.parametrize(
+    "fn,ord", [(jaxloss.frobenius_norm, "fro"), (jaxloss.nuclear_norm, "nuc"), (jaxloss.spectral_norm, 2)]
+)
 def test_named_matrix_norms(fn, ord):
     x = rng(3).normal(size=(2, 5, 3))
     assert_matches_torch(fn, lambda t: torch.linalg.matrix_norm(t, ord), x)
 
 
 @pytest.mark.parametrize("ord", [None, "fro", "nuc", 2, -2, 1, -1, INF, -INF, 0.5, 3])
-@pytest.mark.parametrize("shape,axis", [((5,), None), ((4, 3), None), ((4, 3), 1),
-                                        ((2, 3, 4), (0, 2)), ((2, 3, 4), None), ((2, 3, 4), -1)])
+@pytest.mark.parametrize(
+    "shape,axis",
+    [((5,), None), ((4, 3), None), ((4, 3), 1), ((2, 3, 4), (0, 2)), ((2, 3, 4), None), ((2, 3, 4), -1)],
+)
 def test_norm_has_numpy_semantics(ord, shape, axis):
     x = rng(4).normal(size=shape)
     try:
@@ -86,9 +89,18 @@ def _torch_or_error(torch_call, jax_call, x):
 
 
 @pytest.mark.parametrize("p", ["fro", "nuc", 2, 1, 3, 0, -1, INF, -INF, None])
-@pytest.mark.parametrize("shape,dim", [((2, 4), None), ((2, 4), -1), ((2, 4), (0, 1)),
-                                       ((2, 3, 4), None), ((2, 3, 4), (-2, -1)), ((2, 3, 4), (0, 1, 2)),
-                                       ((2, 3, 4), 1)])
+@pytest.mark.parametrize(
+    "shape,dim",
+    [
+        ((2, 4), None),
+        ((2, 4), -1),
+        ((2, 4), (0, 1)),
+        ((2, 3, 4), None),
+        ((2, 3, 4), (-2, -1)),
+        ((2, 3, 4), (0, 1, 2)),
+        ((2, 3, 4), 1),
+    ],
+)
 def test_torch_norm_matches_legacy_torch_norm(p, shape, dim):
     keepdim = isinstance(dim, tuple)
     x = rng(5).normal(size=shape)
@@ -100,8 +112,10 @@ def test_torch_norm_matches_legacy_torch_norm(p, shape, dim):
 
 
 @pytest.mark.parametrize("ord", [None, "fro", "nuc", 2, -2, 1, INF, 0.5, 0])
-@pytest.mark.parametrize("shape,dim", [((5,), None), ((4, 3), None), ((4, 3), -1), ((2, 3, 4), (0, 2)),
-                                       ((2, 3, 4), None), ((2, 3, 4), 1)])
+@pytest.mark.parametrize(
+    "shape,dim",
+    [((5,), None), ((4, 3), None), ((4, 3), -1), ((2, 3, 4), (0, 2)), ((2, 3, 4), None), ((2, 3, 4), 1)],
+)
 def test_torch_linalg_norm(ord, shape, dim):
     x = rng(6).normal(size=shape)
     _torch_or_error(
@@ -167,8 +181,8 @@ def test_matrix_norm_gradient_finite_at_degenerate_matrices(variant, ord, name):
     x = {
         "zero": jnp.zeros((3, 3)),
         "identity": jnp.eye(3),
-        "repeated": jnp.diag(jnp.array([2.0, 2.0, 1.0])) @ jnp.array(
-            np.linalg.qr(rng(8).normal(size=(3, 3)))[0]),
+        "repeated": jnp.diag(jnp.array([2.0, 2.0, 1.0]))
+        @ jnp.array(np.linalg.qr(rng(8).normal(size=(3, 3)))[0]),
         "rank_one": jnp.outer(jnp.arange(1.0, 4.0), jnp.ones(3)),
     }[name]
     g = jax.grad(variant(jaxloss.matrix_norm, ord=ord))(x)
@@ -225,7 +239,9 @@ def test_vmap_equals_batched_axis():
     for ord in (2, 1, INF, 0.5):
         np.testing.assert_allclose(
             jax.vmap(lambda a, o=ord: jaxloss.vector_norm(a, o))(x),
-            jaxloss.vector_norm(x, ord, axis=(1, 2)), rtol=1e-12)
+            jaxloss.vector_norm(x, ord, axis=(1, 2)),
+            rtol=1e-12,
+        )
     np.testing.assert_allclose(jax.vmap(jaxloss.nuclear_norm)(x), jaxloss.nuclear_norm(x), rtol=1e-12)
     g = jax.vmap(jax.grad(lambda a: jaxloss.vector_norm(a, INF)))(jnp.zeros((3, 4)))
     assert np.all(np.isfinite(g))
@@ -235,7 +251,8 @@ def test_vmap_equals_batched_axis():
 
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=64).filter(
-    lambda v: v == 0 or abs(v) > 1e-100)  # no underflow of x**p (PyTorch does not rescale either)
+    lambda v: v == 0 or abs(v) > 1e-100
+)  # no underflow of x**p (PyTorch does not rescale either)
 vectors = hnp.arrays(np.float64, st.integers(1, 6), elements=finite)
 
 

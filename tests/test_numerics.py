@@ -86,8 +86,12 @@ def test_complex_inputs_are_rejected():
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean", "batchmean"])
 def test_reduce_matches_torch_semantics(reduction):
     v = rng(1).normal(size=(6, 3))
-    ref = {"none": lambda t: t, "sum": torch.sum, "mean": torch.mean,
-           "batchmean": lambda t: t.sum() / t.shape[0]}[reduction]
+    ref = {
+        "none": lambda t: t,
+        "sum": torch.sum,
+        "mean": torch.mean,
+        "batchmean": lambda t: t.sum() / t.shape[0],
+    }[reduction]
     assert_matches_torch(lambda a: jaxloss.reduce(a, reduction), ref, v)
 
 
@@ -124,15 +128,18 @@ def test_empty_mean_is_zero_with_zero_gradient(case):
 @given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=20))
 def test_reduce_mean_is_sum_over_count(values):
     v = jnp.asarray(values)
-    np.testing.assert_allclose(jaxloss.reduce(v, "mean"), jaxloss.reduce(v, "sum") / len(values),
-                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        jaxloss.reduce(v, "mean"), jaxloss.reduce(v, "sum") / len(values), rtol=1e-9, atol=1e-9
+    )
 
 
 # --------------------------------------------------------------------------- validation helpers
 
 
 def test_check_option_suggests_closest_name():
-    with pytest.raises(ValueError, match=r"`metric` must be one of .*got 'eucliden'. Did you mean 'euclidean'\?"):
+    with pytest.raises(
+        ValueError, match=r"`metric` must be one of .*got 'eucliden'. Did you mean 'euclidean'\?"
+    ):
         _checks.check_option("eucliden", "metric", ("euclidean", "cosine"), "cdist")
 
 

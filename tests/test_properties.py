@@ -197,9 +197,7 @@ def test_random_shapes_float32_matches_float64(spec, n, d, seed):
         d = max(d, 1)
     args64 = spec.make(np.random.default_rng(seed), n, "float64", d)
     out64 = spec.call(*args64)
-    args32 = tuple(
-        a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in args64
-    )
+    args32 = tuple(a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in args64)
     out32 = spec.call(*args32)
     for o in float_leaves(out64):
         assert bool(jnp.all(jnp.isfinite(o))), (spec.name, n, d)

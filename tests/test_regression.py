@@ -60,7 +60,9 @@ def test_weighted_residual_losses_match_torch(reduction, name):
     assert_matches_torch(
         lambda x, y, ww: getattr(jt, name)(x, y, reduction=reduction, weight=ww),
         lambda x, y, ww: getattr(F, name)(x, y, reduction=reduction, weight=ww),
-        a, b, w,
+        a,
+        b,
+        w,
     )
 
 
@@ -71,7 +73,8 @@ def test_legacy_size_average_and_reduce(size_average, reduce):
         assert_matches_torch(
             lambda x, y, n=name: getattr(jt, n)(x, y, size_average=size_average, reduce=reduce),
             lambda x, y, n=name: getattr(F, n)(x, y, size_average=size_average, reduce=reduce),
-            a, b,
+            a,
+            b,
         )
 
 
@@ -80,15 +83,17 @@ def test_core_matches_optax_on_ordinary_inputs():
     np.testing.assert_allclose(jaxloss.squared_error(a, b), optax.losses.squared_error(a, b), rtol=1e-12)
     np.testing.assert_allclose(jaxloss.l2_loss(a, b), optax.losses.l2_loss(a, b), rtol=1e-12)
     for delta in (1.0, 0.5):
-        np.testing.assert_allclose(jaxloss.huber_loss(a, b, delta=delta), optax.losses.huber_loss(a, b, delta=delta),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            jaxloss.huber_loss(a, b, delta=delta), optax.losses.huber_loss(a, b, delta=delta), rtol=1e-12
+        )
     np.testing.assert_allclose(jaxloss.squared_error(a), optax.losses.squared_error(a), rtol=1e-12)
 
 
 def test_smooth_l1_is_scaled_huber():
     a, b = (jnp.asarray(v) for v in _pair(seed=7))
-    np.testing.assert_allclose(jaxloss.smooth_l1_loss(a, b, beta=0.7), jaxloss.huber_loss(a, b, delta=0.7) / 0.7,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        jaxloss.smooth_l1_loss(a, b, beta=0.7), jaxloss.huber_loss(a, b, delta=0.7) / 0.7, rtol=1e-12
+    )
 
 
 def test_l1_gradient_is_zero_at_ties_like_torch():

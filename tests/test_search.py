@@ -74,9 +74,7 @@ def test_knn_matches_brute_force_float32(metric, k, block_size, query_block_size
     # knn is jitted internally; jit/eager variants are exercised by the float64 test below.
     x = dataset(metric).astype(np.float32)
     q = x[:17]
-    d, i = jaxloss.knn(
-        q, x, k, metric=metric, block_size=block_size, query_block_size=query_block_size
-    )
+    d, i = jaxloss.knn(q, x, k, metric=metric, block_size=block_size, query_block_size=query_block_size)
     assert d.shape == i.shape == (17, k)
     assert d.dtype == (jnp.float64 if metric == "hamming" else jnp.float32)
     assert_knn_equal((d, i), brute_force(q, x, k, metric))
@@ -127,18 +125,14 @@ def test_knn_cosine_zero_vector_has_distance_one():
     d, i = jaxloss.knn(jnp.array([[0.0, 0.0], [1.0, 1.0]]), x, 3, metric="cosine")
     np.testing.assert_allclose(np.asarray(d[0]), [1.0, 1.0, 1.0])
     np.testing.assert_array_equal(np.asarray(i[0]), [0, 1, 2])
-    np.testing.assert_allclose(
-        np.asarray(d[1]), [1 - np.sqrt(0.5), 1.0, 1 + np.sqrt(0.5)], rtol=1e-6
-    )
+    np.testing.assert_allclose(np.asarray(d[1]), [1 - np.sqrt(0.5), 1.0, 1 + np.sqrt(0.5)], rtol=1e-6)
 
 
 def test_top_k_is_stable():
     """The tie rule rests on lax.top_k keeping the lowest position first among equal values."""
     s = jnp.array([[1.0, 3.0, 3.0, 2.0, 3.0, 1.0, 3.0]])
     np.testing.assert_array_equal(np.asarray(jax.lax.top_k(s, 4)[1]), [[1, 2, 4, 6]])
-    np.testing.assert_array_equal(
-        np.asarray(jax.lax.top_k(jnp.zeros((2, 5000)), 6)[1][1]), np.arange(6)
-    )
+    np.testing.assert_array_equal(np.asarray(jax.lax.top_k(jnp.zeros((2, 5000)), 6)[1][1]), np.arange(6))
 
 
 def test_knn_all_ties_lowest_index_first():
@@ -349,20 +343,14 @@ def pml_accuracy(query, query_labels, reference=None, reference_labels=None):
         k="max_bin_count",
         device=torch.device("cpu"),
     )
-    args = (
-        (query, query_labels)
-        if reference is None
-        else (query, query_labels, reference, reference_labels)
-    )
+    args = (query, query_labels) if reference is None else (query, query_labels, reference, reference_labels)
     return calc.get_accuracy(*args)
 
 
 def ours(indices, query_labels, reference_labels, exclude_self):
     kw = dict(exclude_self=exclude_self)
     return {
-        "precision_at_1": float(
-            jaxloss.precision_at_k(indices, query_labels, reference_labels, 1, **kw)
-        ),
+        "precision_at_1": float(jaxloss.precision_at_k(indices, query_labels, reference_labels, 1, **kw)),
         "r_precision": float(jaxloss.r_precision(indices, query_labels, reference_labels, **kw)),
         "mean_average_precision_at_r": float(
             jaxloss.mean_average_precision_at_r(indices, query_labels, reference_labels, **kw)
@@ -462,7 +450,9 @@ def test_chunked_block_top_k_is_exact_with_ties(metric, k):
     x = r.integers(0, 2, size=(3000, 6)).astype(np.float64)
     q = r.integers(0, 2, size=(40, 6)).astype(np.float64)
     d, i = jaxloss.knn(q, x, k, metric=metric, block_size=2048)
-    ref = -(q @ x.T) if metric == "dot" else ssd.cdist(q, x, {"sqeuclidean": "sqeuclidean"}.get(metric, metric))
+    ref = (
+        -(q @ x.T) if metric == "dot" else ssd.cdist(q, x, {"sqeuclidean": "sqeuclidean"}.get(metric, metric))
+    )
     order = np.argsort(ref, axis=1, kind="stable")[:, :k]
     np.testing.assert_array_equal(np.asarray(i), order)
     expected = np.take_along_axis(ref, order, axis=1)

@@ -55,8 +55,9 @@ def test_valid_inputs_pass_eagerly_and_under_checkify():
         embeddings=jnp.ones((2, 3)),
     )
     assert jaxloss.check_inputs(**good, num_classes=3, ignore_index=-100) is None
-    err, _ = jax.jit(checkify.checkify(
-        lambda g: jaxloss.check_inputs(**g, num_classes=3, ignore_index=-100)))(good)
+    err, _ = jax.jit(
+        checkify.checkify(lambda g: jaxloss.check_inputs(**g, num_classes=3, ignore_index=-100))
+    )(good)
     assert err.get() is None
 
 

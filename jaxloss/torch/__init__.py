@@ -130,9 +130,7 @@ def _weighted_residual(values, input, weight, reduction, fn, weighted_mean):
     return _common.apply_reduction(values * weight, reduction, fn)
 
 
-def mse_loss(
-    input, target, size_average=None, reduce=None, reduction: str = "mean", weight=None
-):
+def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "mean", weight=None):
     """``torch.nn.functional.mse_loss``: ``reduce((input - target)^2)``.
 
     With ``weight`` (same shape as ``input``) the mean is ``sum(w v) / sum(w)``.
@@ -162,9 +160,7 @@ def mse_loss(
     return _weighted_residual(values, input, weight, reduction, "mse_loss", True)
 
 
-def l1_loss(
-    input, target, size_average=None, reduce=None, reduction: str = "mean", weight=None
-):
+def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean", weight=None):
     """``torch.nn.functional.l1_loss``: ``reduce(|input - target|)``, gradient 0 at a tie.
 
     With ``weight`` (same shape as ``input``) the mean is ``sum(w v) / sum(w)``.
@@ -194,9 +190,7 @@ def l1_loss(
     return _weighted_residual(values, input, weight, reduction, "l1_loss", True)
 
 
-def smooth_l1_loss(
-    input, target, size_average=None, reduce=None, reduction: str = "mean", beta: float = 1.0
-):
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean", beta: float = 1.0):
     """``torch.nn.functional.smooth_l1_loss`` (``beta = 0`` is the L1 loss).
 
     Args:
@@ -253,7 +247,6 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weigh
 # --------------------------------------------------------------------------- distances
 
 
-
 _CDIST_MODES = (
     "use_mm_for_euclid_dist_if_necessary",
     "use_mm_for_euclid_dist",
@@ -267,9 +260,7 @@ def _check_p(p, fn):
     if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
         raise TypeError(f"{fn}: `p` must be a real number; got {p!r}.")
     if math.isnan(p) or p < 0:
-        raise ValueError(
-            f"{fn}: `p` must be a non-negative number (0, any positive p, or inf); got {p!r}."
-        )
+        raise ValueError(f"{fn}: `p` must be a non-negative number (0, any positive p, or inf); got {p!r}.")
     return float(p)
 
 
@@ -361,9 +352,7 @@ def pairwise_distance(x1, x2, p: float = 2.0, eps: float = 1e-6, keepdim: bool =
     _checks.broadcast_shapes(x1, x2, ("x1", "x2"), "pairwise_distance")
     diff = jnp.asarray(x1) - jnp.asarray(x2)
     if diff.ndim == 0:
-        raise ValueError(
-            "pairwise_distance: `x1` and `x2` must have at least 1 dimension; got scalars."
-        )
+        raise ValueError("pairwise_distance: `x1` and `x2` must have at least 1 dimension; got scalars.")
     return _norms.vector_norm(diff + eps, ord=p, axis=-1, keepdims=keepdim)
 
 
@@ -455,8 +444,7 @@ def binary_hamming_distance(
         preds = p > threshold
     # not reshape(n, -1): it cannot infer -1 for an empty batch (n = 0)
     preds, target = (
-        a.reshape(a.shape[0], math.prod(a.shape[1:])) if a.ndim else a.reshape(1, 1)
-        for a in (preds, target)
+        a.reshape(a.shape[0], math.prod(a.shape[1:])) if a.ndim else a.reshape(1, 1) for a in (preds, target)
     )
     valid = (target == 0) | (target == 1)
     if ignore_index is not None:
@@ -487,9 +475,7 @@ def _times_weight(values, weight, fn):
     return values * jnp.asarray(weight, values.dtype)
 
 
-def kl_div(
-    input, target, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False
-):
+def kl_div(input, target, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False):
     """``torch.nn.functional.kl_div``: pointwise ``target * (log target - input)``, reduced.
 
     ``input`` holds log-probabilities ``log q``, ``target`` probabilities ``p``
@@ -530,9 +516,7 @@ def _class_last(input, fn):
     _checks.check_floating(input, "input", fn)
     x = jnp.asarray(input)
     if x.ndim == 0:
-        raise ValueError(
-            f"{fn}: `input` must have at least 1 dimension, (C,) or (N, C, ...); got shape ()."
-        )
+        raise ValueError(f"{fn}: `input` must have at least 1 dimension, (C,) or (N, C, ...); got shape ().")
     class_axis = 0 if x.ndim == 1 else 1
     return jnp.moveaxis(x, class_axis, -1), class_axis
 
@@ -629,14 +613,10 @@ def cross_entropy(
             probs = probs * jnp.asarray(weight, probs.dtype)
         values = _classification.softmax_cross_entropy(x, probs)
         return _common.apply_reduction(values, reduction, fn)
-    return _integer_label_loss(
-        x, target, weight, ignore_index, reduction, label_smoothing, True, fn
-    )
+    return _integer_label_loss(x, target, weight, ignore_index, reduction, label_smoothing, True, fn)
 
 
-def _integer_label_loss(
-    x, target, weight, ignore_index, reduction, label_smoothing, from_logits, fn
-):
+def _integer_label_loss(x, target, weight, ignore_index, reduction, label_smoothing, from_logits, fn):
     """Class-index ``cross_entropy`` / ``nll_loss`` over the core terms, with PyTorch's mean."""
     t = _check_class_target(x, target, fn)
     out_dtype = x.dtype
@@ -701,9 +681,7 @@ def nll_loss(
     return _integer_label_loss(x, target, weight, ignore_index, reduction, 0.0, False, fn)
 
 
-def binary_cross_entropy(
-    input, target, weight=None, size_average=None, reduce=None, reduction: str = "mean"
-):
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction: str = "mean"):
     """``torch.nn.functional.binary_cross_entropy`` with PyTorch's ``-100`` log clamp.
 
     ``w * -(y log p + (1 - y) log(1 - p))`` with both logs clamped at -100;
@@ -781,8 +759,6 @@ def binary_cross_entropy_with_logits(
     return _common.apply_reduction(_times_weight(values, weight, fn), reduction, fn)
 
 
-
-
 # --------------------------------------------------------------------------- metric learning
 
 
@@ -845,9 +821,7 @@ def triplet_margin_loss(
     _check_same_ndim((anchor, positive, negative), ("anchor", "positive", "negative"), fn)
     _check_broadcast(anchor, positive, ("anchor", "positive"), fn)
     _check_broadcast(anchor, negative, ("anchor", "negative"), fn)
-    values = _metric_learning.triplet_margin_loss(
-        anchor, positive, negative, -1, p, margin, eps, swap=swap
-    )
+    values = _metric_learning.triplet_margin_loss(anchor, positive, negative, -1, p, margin, eps, swap=swap)
     return _common.apply_reduction(values, reduction, fn)
 
 
@@ -937,9 +911,7 @@ def cosine_embedding_loss(
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
     t_dim = np.ndim(target)
     if t_dim not in (0, 1):
-        raise ValueError(
-            f"{fn}: `target` must be 0-D or 1-D (multi-target is not supported); got {t_dim}-D."
-        )
+        raise ValueError(f"{fn}: `target` must be 0-D or 1-D (multi-target is not supported); got {t_dim}-D.")
     want = t_dim + 1
     if np.ndim(input1) != want or np.ndim(input2) != want:
         raise ValueError(

@@ -58,9 +58,7 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None
     PyTorch: torch.linalg.matrix_norm
     """
     if np.ndim(A) < 2:  # the core would name its argument `x`
-        raise ValueError(
-            f"linalg.matrix_norm: `A` must have at least 2 dimensions; got shape {np.shape(A)}."
-        )
+        raise ValueError(f"linalg.matrix_norm: `A` must have at least 2 dimensions; got shape {np.shape(A)}.")
     return _norms.matrix_norm(_cast(A, dtype), ord, dim, keepdim)
 
 
