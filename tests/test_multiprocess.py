@@ -1,0 +1,307 @@
+"""jaxloss's sharded functions across real processes (``jax.distributed``, gloo on the CPU).
+
+Each test starts 2 processes with 2 forced CPU devices each (``tests/multiprocess.py``),
+runs one worker function of this module on the 4-device global mesh, and compares what the
+processes computed with the single-process result computed here, in the test process. Inputs
+that are sharded are built with ``jax.make_array_from_callback`` from the rows each process
+holds (the callback refuses to read another process's rows); replicated inputs are host
+NumPy arrays. Every check of a family runs in one launch; failures are collected and
+reported together.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import jaxloss
+from tests.multiprocess import ROOT, MultiprocessError, run_multiprocess
+
+pytestmark = pytest.mark.slow
+
+AXIS = "d"
+NUM_DEVICES = 4
+
+
+# --------------------------------------------------------------------------- worker helpers
+
+
+def _mesh():
+    from jax.sharding import Mesh
+
+    return Mesh(np.array(jax.devices()), (AXIS,))
+
+
+def _held_by_this_process(x, mesh, spec):
+    """A global array of ``x`` (sharded as ``spec``) built from this process's slice only.
+
+    Returns the array and the ``(start, stop)`` range of the sharded axis that this process
+    holds; the callback raises if a local device asks for anything outside that range.
+    """
+    from jax.sharding import NamedSharding
+
+    sharding = NamedSharding(mesh, spec)
+    axis = next(i for i, s in enumerate(spec) if s is not None)
+    indices = sharding.addressable_devices_indices_map(x.shape).values()
+    lo = min(ix[axis].start or 0 for ix in indices)
+    hi = max(x.shape[axis] if ix[axis].stop is None else ix[axis].stop for ix in indices)
+    own = np.array(np.take(x, np.arange(lo, hi), axis=axis))  # a copy: the rest of x is never read
+
+    def callback(index):
+        index = list(index)
+        sl = index[axis]
+        start, stop = sl.start or 0, x.shape[axis] if sl.stop is None else sl.stop
+        if start < lo or stop > hi:
+            raise AssertionError(f"process {jax.process_index()} asked for rows {start}:{stop}")
+        index[axis] = slice(start - lo, stop - lo)
+        return own[tuple(index)]
+
+    return jax.make_array_from_callback(x.shape, sharding, callback), np.array([lo, hi])
+
+
+def _compare(failures, name, got, want, **tol):
+    try:
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), **tol)
+    except AssertionError as err:
+        failures.append(f"{name}: {err}")
+
+
+def _check_processes(results, keys=None):
+    """Every process read the same replicated result."""
+    first = results[0]
+    for pid, other in enumerate(results[1:], start=1):
+        for key in keys or [k for k in first if not k.endswith("/held")]:
+            np.testing.assert_array_equal(other[key], first[key], err_msg=f"process {pid} vs 0: {key}")
+
+
+# --------------------------------------------------------------------------- harness
+
+
+def _report_topology():
+    return {
+        "process_index": np.array(jax.process_index()),
+        "process_count": np.array(jax.process_count()),
+        "global_devices": np.array([d.id for d in jax.devices()]),
+        "local_devices": np.array([d.id for d in jax.local_devices()]),
+        "collectives": np.array(jax.config.jax_cpu_collectives_implementation == "gloo"),
+        "psum": jax.jit(
+            jax.shard_map(
+                lambda x: jax.lax.psum(x, AXIS),
+                mesh=_mesh(),
+                in_specs=jax.P(AXIS),
+                out_specs=jax.P(),
+            )
+        )(_held_by_this_process(np.arange(8.0), _mesh(), jax.P(AXIS))[0]),
+    }
+
+
+def _fail_in_process_1():
+    import time
+
+    if jax.process_index() == 1:
+        raise ValueError("deliberate failure in process 1")
+    time.sleep(600)  # process 0 would wait for ever: the harness must kill it
+    return {}
+
+
+def _sleep_forever():
+    import time
+
+    time.sleep(600)
+    return {}
+
+
+def test_harness_runs_two_processes_on_a_global_mesh():
+    results = run_multiprocess(_report_topology, all_processes=True, timeout=90)
+    assert len(results) == 2
+    for pid, r in enumerate(results):
+        assert int(r["process_index"]) == pid and int(r["process_count"]) == 2
+        assert len(r["global_devices"]) == 4 and len(r["local_devices"]) == 2
+        assert set(r["local_devices"]) < set(r["global_devices"])
+        assert bool(r["collectives"])
+        np.testing.assert_array_equal(r["psum"], [12.0, 16.0])  # 0+2+4+6, 1+3+5+7
+    assert not set(results[0]["local_devices"]) & set(results[1]["local_devices"])
+
+
+def test_harness_reports_the_failing_process_and_stops_the_other():
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(MultiprocessError) as err:
+        run_multiprocess(_fail_in_process_1, timeout=90)
+    message = str(err.value)
+    assert "process 1 exited with status 1" in message
+    assert "deliberate failure in process 1" in message
+    assert "process 0 (killed)" in message
+    assert time.monotonic() - start < 60  # not the timeout, nor process 0's sleep
+
+
+def test_harness_times_out_and_kills_both():
+    with pytest.raises(MultiprocessError, match="timed out after 3 s"):
+        run_multiprocess(_sleep_forever, timeout=3)
+
+
+# --------------------------------------------------------------------------- sharded_knn
+
+
+def _knn_data():
+    r = np.random.default_rng(0)
+    db = r.normal(size=(64, 6)).astype(np.float32)
+    db[40] = db[3]  # duplicates held by the other process: ties go to the lowest global index
+    db[51] = db[3]
+    db[50] = db[10]
+    q = r.normal(size=(9, 6)).astype(np.float32)
+    q[0] = db[3]
+    q[1] = db[50]
+    ragged = r.normal(size=(37, 6))
+    q64 = r.normal(size=(8, 6))
+    codes = r.integers(0, 2**32, size=(48, 3), dtype=np.uint32)
+    codes[30] = codes[7]
+    qcodes = r.integers(0, 2**32, size=(5, 3), dtype=np.uint32)
+    qcodes[0] = codes[7]
+    return {"db": db, "q": q, "ragged": ragged, "q64": q64, "codes": codes, "qcodes": qcodes}
+
+
+# (name, database key, global array or host NumPy, queries key, queries sharded, k, metric)
+_KNN_CASES = [
+    ("euclidean_global_k20", "db", "global", "q", False, 20, "euclidean"),
+    ("cosine_global_sharded_queries", "db", "global", "q64", True, 7, "cosine"),
+    ("dot_numpy_ragged", "ragged", "numpy", "q64", False, 11, "dot"),
+    ("hamming_packed_global", "codes", "global", "qcodes", False, 6, "hamming"),
+]
+
+
+def _knn_worker():
+    mesh = _mesh()
+    data = _knn_data()
+    out = {}
+    for name, dbkey, kind, qkey, shard_queries, k, metric in _KNN_CASES:
+        db, q = data[dbkey], data[qkey]
+        if kind == "global":
+            db, held = _held_by_this_process(db, mesh, jax.P(AXIS))
+            out[f"{name}/held"] = held
+            assert not db.is_fully_addressable
+        if shard_queries:
+            q, _ = _held_by_this_process(q, mesh, jax.P(AXIS))
+        d, i = jaxloss.sharded_knn(q, db, k, mesh=mesh, metric=metric)
+        out[f"{name}/d"], out[f"{name}/i"] = np.asarray(d), np.asarray(i)  # replicated: readable here
+    return out
+
+
+def test_sharded_knn_across_processes_equals_knn():
+    results = run_multiprocess(_knn_worker, all_processes=True, timeout=150, x64=True)
+    _check_processes(results)
+    data, got, failures = _knn_data(), results[0], []
+    for name, dbkey, kind, qkey, _, k, metric in _KNN_CASES:
+        db, q = data[dbkey], data[qkey]
+        d, i = jaxloss.knn(q, db, k, metric=metric)
+        _compare(failures, f"{name} indices", got[f"{name}/i"], i, rtol=0, atol=0)
+        _compare(failures, f"{name} distances", got[f"{name}/d"], d, rtol=1e-6, atol=1e-6)
+        assert got[f"{name}/d"].dtype == d.dtype, name
+        if kind == "global":
+            half = db.shape[0] // 2
+            assert [list(r[f"{name}/held"]) for r in results] == [[0, half], [half, db.shape[0]]]
+    assert not failures, "\n".join(failures)
+    # the ties: the lowest global index first, then its duplicate in the other process's rows
+    assert list(got["euclidean_global_k20/i"][0, :3]) == [3, 40, 51]
+    assert list(got["euclidean_global_k20/i"][1, :2]) == [10, 50]
+    assert list(got["hamming_packed_global/i"][0, :2]) == [7, 30]
+
+
+# --------------------------------------------------------------------------- all-gather contrastive
+
+
+def _contrastive_data(dtype, batch=16, dim=5):
+    r = np.random.default_rng(1)
+    x = r.normal(size=(batch, dim)).astype(dtype)
+    k = (x + 0.5 * r.normal(size=(batch, dim))).astype(dtype)
+    labels = r.integers(0, 4, size=batch).astype(np.int32)
+    return x, labels, k
+
+
+def _all_gather_losses():
+    """name -> loss(x, labels, k, **kw) on one device; the worker adds axis_name."""
+    return {
+        "ntxent": lambda e, lab, k, **kw: jaxloss.ntxent(e, lab, 0.3, **kw),
+        "supcon": lambda e, lab, k, **kw: jaxloss.supervised_contrastive_loss(e, lab, temperature=0.3, **kw),
+        "info_nce": lambda e, lab, k, **kw: jaxloss.info_nce(e, k, temperature=0.3, **kw),
+        "info_nce_raw": lambda e, lab, k, **kw: jaxloss.info_nce(
+            e, k, temperature=2.0, normalize=False, **kw
+        ),
+    }
+
+
+def _values_and_grads(losses, argnums, in_specs, mesh=None):
+    """One jitted function: ``{name: (value, grads)}`` for every loss, each in ``shard_map``
+    (with ``axis_name``) when a mesh is given, on one device otherwise. One compilation
+    for all the losses of a family."""
+
+    def all_losses(*args):
+        out = {}
+        for name, loss in losses.items():
+            if mesh is None:
+                f = loss
+            else:
+                f = jax.shard_map(
+                    functools.partial(loss, axis_name=AXIS), mesh=mesh, in_specs=in_specs, out_specs=jax.P()
+                )
+            out[name] = jax.value_and_grad(f, argnums=argnums)(*args)
+        return out
+
+    return jax.jit(all_losses)
+
+
+def _all_gather_worker():
+    mesh, out = _mesh(), {}
+    run = _values_and_grads(_all_gather_losses(), (0, 2), (jax.P(AXIS),) * 3, mesh)
+    for dtype in ("float64", "float32"):
+        x, labels, k = _contrastive_data(dtype)
+        args = [_held_by_this_process(a, mesh, jax.P(AXIS))[0] for a in (x, labels, k)]
+        for name, (v, (ge, gk)) in run(*args).items():
+            out[f"{name}/{dtype}/value"], out[f"{name}/{dtype}/grad_x"] = v, ge
+            out[f"{name}/{dtype}/grad_k"] = gk
+    return out
+
+
+def test_all_gather_contrastive_losses_across_processes():
+    got = run_multiprocess(_all_gather_worker, timeout=150, x64=True)
+    failures = []
+    run = _values_and_grads(_all_gather_losses(), (0, 2), None)
+    for dtype, rtol, atol in (("float64", 1e-11, 1e-13), ("float32", 2e-5, 1e-6)):
+        x, labels, k = _contrastive_data(dtype)
+        for name, (v, (ge, gk)) in run(x, labels, k).items():
+            key = f"{name}/{dtype}"
+            assert got[f"{key}/value"].dtype == np.dtype(dtype), key
+            _compare(failures, f"{key} value", got[f"{key}/value"], v, rtol=rtol, atol=atol)
+            _compare(failures, f"{key} grad x", got[f"{key}/grad_x"], ge, rtol=rtol * 10, atol=atol)
+            _compare(failures, f"{key} grad k", got[f"{key}/grad_k"], gk, rtol=rtol * 10, atol=atol)
+            assert np.abs(np.asarray(ge)).max() > 0, key  # the gradients are not trivially zero
+    assert not failures, "\n".join(failures)
+
+
+# --------------------------------------------------------------------------- the example
+
+
+def test_distributed_retrieval_example_launches_two_processes():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    out = subprocess.run(
+        [sys.executable, "examples/distributed_retrieval.py", "--launch", "2", "--database", "3000"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert "process 0 holds database rows [0, 1500)" in text, text
+    assert "process 1 holds database rows [1500, 3000)" in text, text
+    assert "recall@10 against one process: 1.0000" in text, text
+    assert "identical neighbours: True" in text, text
