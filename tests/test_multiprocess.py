@@ -305,3 +305,6 @@ def test_distributed_retrieval_example_launches_two_processes():
     assert "process 1 holds database rows [1500, 3000)" in text, text
     assert "recall@10 against one process: 1.0000" in text, text
     assert "identical neighbours: True" in text, text
+    # the command docs/scaling.md gives, which this test runs with a smaller database
+    guide = (ROOT / "docs" / "scaling.md").read_text()
+    assert ".venv/bin/python examples/distributed_retrieval.py --launch 2\n```" in guide
