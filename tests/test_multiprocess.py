@@ -168,9 +168,13 @@ def _knn_data():
     return {"db": db, "q": q, "ragged": ragged, "q64": q64, "codes": codes, "qcodes": qcodes}
 
 
-# (name, database key, global array or host NumPy, queries key, queries sharded, k, metric)
+# (name, database key, how the database is given, queries key, queries sharded, k, metric):
+# "global": a jax.Array built with make_array_from_callback from each process's rows;
+# "process_local": each process's NumPy rows through make_array_from_process_local_data;
+# "numpy": the same host NumPy array on every process.
 _KNN_CASES = [
     ("euclidean_global_k20", "db", "global", "q", False, 20, "euclidean"),
+    ("euclidean_process_local_k20", "db", "process_local", "q", False, 20, "euclidean"),
     ("cosine_global_sharded_queries", "db", "global", "q64", True, 7, "cosine"),
     ("dot_numpy_ragged", "ragged", "numpy", "q64", False, 11, "dot"),
     ("hamming_packed_global", "codes", "global", "qcodes", False, 6, "hamming"),
@@ -187,6 +191,12 @@ def _knn_worker():
             db, held = _held_by_this_process(db, mesh, jax.P(AXIS))
             out[f"{name}/held"] = held
             assert not db.is_fully_addressable
+        elif kind == "process_local":
+            half = db.shape[0] // jax.process_count()
+            held = np.array([jax.process_index() * half, (jax.process_index() + 1) * half])
+            local = np.array(db[held[0] : held[1]])
+            db = jax.make_array_from_process_local_data(jax.NamedSharding(mesh, jax.P(AXIS)), local)
+            out[f"{name}/held"] = held
         if shard_queries:
             q, _ = _held_by_this_process(q, mesh, jax.P(AXIS))
         d, i = jaxloss.sharded_knn(q, db, k, mesh=mesh, metric=metric)
@@ -204,7 +214,7 @@ def test_sharded_knn_across_processes_equals_knn():
         _compare(failures, f"{name} indices", got[f"{name}/i"], i, rtol=0, atol=0)
         _compare(failures, f"{name} distances", got[f"{name}/d"], d, rtol=1e-6, atol=1e-6)
         assert got[f"{name}/d"].dtype == d.dtype, name
-        if kind == "global":
+        if kind != "numpy":
             half = db.shape[0] // 2
             assert [list(r[f"{name}/held"]) for r in results] == [[0, half], [half, db.shape[0]]]
     assert not failures, "\n".join(failures)
