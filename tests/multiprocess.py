@@ -131,7 +131,7 @@ def _launch_once(target, kwargs, num_processes, devices_per_process, timeout, x6
             _kill(p)
     codes = [p.returncode for p in procs]
     if all(c == 0 for c in codes):
-        return None, port
+        return None
     if failed is None:
         why = f"timed out after {timeout:.0f} s"
     else:
@@ -140,7 +140,7 @@ def _launch_once(target, kwargs, num_processes, devices_per_process, timeout, x6
     for pid, (c, err) in enumerate(zip(codes, errs, strict=True)):
         status = "killed" if c is not None and c < 0 else f"exit status {c}"
         report.append(f"--- process {pid} ({status}) stderr:\n{_tail(err)}")
-    return "\n".join(report), port
+    return "\n".join(report)
 
 
 def run_multiprocess(
@@ -165,9 +165,7 @@ def run_multiprocess(
     for attempt in range(3):
         with tempfile.TemporaryDirectory(prefix="jaxloss_mp_") as tmp:
             workdir = Path(tmp)
-            message, _ = _launch_once(
-                target, kwargs, num_processes, devices_per_process, timeout, x64, workdir
-            )
+            message = _launch_once(target, kwargs, num_processes, devices_per_process, timeout, x64, workdir)
             if message is None:
                 results = []
                 for pid in range(num_processes):
