@@ -16,9 +16,13 @@ Two kinds of losses live here.
 In-batch mining never builds variable-length index lists: every miner works
 with fixed-shape boolean masks over the ``(B, B)`` distance matrix (see
 ``positive_mask``, ``negative_mask``, ``triplet_mask``), so a
-whole training step jit-compiles. The distance matrix comes from one matrix
-product (``precision=HIGHEST`` by default), clamped at 0, with an exact zero
-diagonal and a zero-at-zero square-root gradient.
+whole training step jit-compiles. The distance matrix comes from the
+all-pairs core shared with ``cdist``: one matrix product of the centred
+embeddings (``precision=HIGHEST`` by default, accurate on data with a common
+offset), clamped at 0, with an exact zero diagonal, an exactly symmetric
+matrix and a zero-at-zero square-root gradient. Cosine distances follow
+``cdist``'s zero-vector rule (two zero vectors are at distance 0, a zero
+vector is at distance 1 from any other).
 
 NT-Xent, InfoNCE and supervised contrastive accept ``axis_name``: inside
 ``shard_map`` or ``pmap`` the candidates (negatives and positives) are
@@ -32,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks, _numerics
+from . import _checks, _numerics, _pairwise
 
 __all__ = [
     "batch_all_triplet_loss",
@@ -179,27 +183,10 @@ def _normalize(x):
     return x / jnp.maximum(norm, tiny)
 
 
-def _distance_matrix(x, *, metric="euclidean", squared=False, precision=_HIGHEST):
-    """``(B, B)`` in-batch distances of the rows of ``x`` through one matrix product.
-
-    * euclidean: ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` clamped at 0 (gradient 0
-      where clamped), an exact zero diagonal, then the safe square root
-      (gradient 0 at 0) unless ``squared``;
-    * cosine: ``1 - cos(x_i, x_j)`` clamped at 0, exact zero diagonal.
-
-    Coincident rows give distance (about) 0 and a finite gradient.
-    """
-    n = x.shape[0]
-    eye = jnp.eye(n, dtype=bool)
-    if metric == "cosine":
-        u = _normalize(x)
-        d = 1 - jnp.matmul(u, u.T, precision=precision)
-        return jnp.where((d > 0) & ~eye, d, 0)
-    sq_norms = jnp.sum(x * x, axis=-1)
-    gram = jnp.matmul(x, x.T, precision=precision)
-    sq = sq_norms[:, None] + sq_norms[None, :] - 2 * gram
-    sq = jnp.where((sq > 0) & ~eye, sq, 0)
-    return sq if squared else _numerics.sqrt(sq)
+def _in_batch_distances(x, metric, squared, precision):
+    """``(B, B)`` distances of the rows of ``x`` to each other (the pairwise core, one set)."""
+    name = "sqeuclidean" if squared else metric
+    return _pairwise.distances(x, metric=name, same=True, precision=precision)
 
 
 def _prepare(embeddings, labels, fn):
@@ -372,7 +359,7 @@ def batch_hard_triplet_loss(
     x, labels, out_dtype = _prepare(embeddings, labels, fn)
     _check_metric(metric, squared, fn)
     _check_margin(margin, fn)
-    dist = _distance_matrix(x, metric=metric, squared=squared, precision=precision)
+    dist = _in_batch_distances(x, metric, squared, precision)
     pos = positive_mask(labels)
     neg = negative_mask(labels)
     # initial=: an empty batch (B = 0) reduces over a zero-size axis
@@ -430,7 +417,7 @@ def batch_all_triplet_loss(
     x, labels, out_dtype = _prepare(embeddings, labels, fn)
     _check_metric(metric, squared, fn)
     _check_margin(margin, fn)
-    dist = _distance_matrix(x, metric=metric, squared=squared, precision=precision)
+    dist = _in_batch_distances(x, metric, squared, precision)
     pos = positive_mask(labels)
     s, _ = _sorted_negatives(dist, negative_mask(labels))
     threshold = dist + margin  # [a, p]: a negative violates iff D_an < D_ap + m
@@ -501,7 +488,7 @@ def semi_hard_triplet_loss(
     x, labels, out_dtype = _prepare(embeddings, labels, fn)
     _check_metric(metric, squared, fn)
     _check_margin(margin, fn)
-    dist = _distance_matrix(x, metric=metric, squared=squared, precision=precision)
+    dist = _in_batch_distances(x, metric, squared, precision)
     pos = positive_mask(labels)
     neg = negative_mask(labels)
     s, n_neg = _sorted_negatives(dist, neg)
@@ -991,7 +978,7 @@ def lifted_structured_loss(embeddings, labels, *, margin: float = 1.0, precision
     fn = "lifted_structured_loss"
     x, labels, out_dtype = _prepare(embeddings, labels, fn)
     _check_margin(margin, fn)
-    dist = _distance_matrix(x, precision=precision)
+    dist = _in_batch_distances(x, "euclidean", False, precision)
     pos = positive_mask(labels)
     lse, has = _masked_logsumexp(margin - dist, negative_mask(labels))
     # log(exp(lse_i) + exp(lse_j)) over the members that have negatives
@@ -1044,7 +1031,7 @@ def soft_nearest_neighbor_loss(embeddings, labels, *, temperature: float = 1.0, 
     fn = "soft_nearest_neighbor_loss"
     x, labels, out_dtype = _prepare(embeddings, labels, fn)
     _check_temperature(temperature, fn)
-    logits = -_distance_matrix(x, squared=True, precision=precision) / temperature
+    logits = -_in_batch_distances(x, "euclidean", True, precision) / temperature
     pos = positive_mask(labels)
     lse_pos, has_pos = _masked_logsumexp(logits, pos)
     lse_all, _ = _masked_logsumexp(logits, ~jnp.eye(x.shape[0], dtype=bool))
