@@ -22,14 +22,13 @@ import numpy as np
 from .. import (
     _checks,
     _classification,
-    _distances,
     _divergences,
     _metric_learning,
     _norms,
     _numerics,
     _regression,
 )
-from . import _common
+from . import _common, _torch_distances
 from . import linalg as linalg
 
 __all__ = [
@@ -297,7 +296,7 @@ def cdist(x1, x2, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if
             f"cdist: `x1` and `x2` must have the same number of features (last dim); got "
             f"shapes {tuple(np.shape(x1))} and {tuple(np.shape(x2))}."
         )
-    return _distances.minkowski_cdist(x1, x2, p, fn="cdist")
+    return _torch_distances.minkowski_cdist(x1, x2, p, fn="cdist")
 
 
 def pdist(input, p: float = 2):
@@ -319,7 +318,7 @@ def pdist(input, p: float = 2):
     """
     p = _check_p(p, "pdist")
     _checks.check_ndim(input, "input", "pdist", ndim=2)
-    full = _distances.minkowski_cdist(input, input, p, fn="pdist")
+    full = _torch_distances.minkowski_cdist(input, None, p, fn="pdist")
     rows, cols = np.triu_indices(full.shape[0], 1)
     return full[rows, cols]
 
@@ -384,7 +383,7 @@ def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8):
     a, b, out_dtype = _numerics.as_float(x1, x2)
     a, b = jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
     axis = _checks.check_axis(dim, len(shape), "dim", "cosine_similarity")[0]
-    return _distances.torch_cosine_similarity(a, b, axis, eps).astype(out_dtype)
+    return _torch_distances.torch_cosine_similarity(a, b, axis, eps).astype(out_dtype)
 
 
 def binary_hamming_distance(
