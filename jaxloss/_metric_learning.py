@@ -35,6 +35,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from . import _checks, _numerics, _pairwise
 
@@ -101,7 +102,7 @@ def _check_temperature(temperature, fn: str):
 # --------------------------------------------------------------------------- masks
 
 
-def positive_mask(labels):
+def positive_mask(labels: ArrayLike) -> jax.Array:
     """``(B, B)`` boolean mask of positive pairs: ``labels[i] == labels[j]`` and ``i != j``.
 
     Args:
@@ -124,7 +125,7 @@ def positive_mask(labels):
     return same & ~jnp.eye(labels.shape[0], dtype=bool)
 
 
-def negative_mask(labels):
+def negative_mask(labels: ArrayLike) -> jax.Array:
     """``(B, B)`` boolean mask of negative pairs: ``labels[i] != labels[j]``.
 
     Args:
@@ -146,7 +147,7 @@ def negative_mask(labels):
     return labels[:, None] != labels[None, :]
 
 
-def triplet_mask(labels):
+def triplet_mask(labels: ArrayLike) -> jax.Array:
     """``(B, B, B)`` boolean mask of valid triplets ``(a, p, n)``.
 
     ``mask[a, p, n]`` is True when ``p != a``, ``labels[p] == labels[a]`` and
@@ -196,6 +197,15 @@ def _prepare(embeddings, labels, fn):
     return x, labels, out_dtype
 
 
+def _triplet_setup(embeddings, labels, fn, margin, metric, squared, precision):
+    """Validated inputs of an in-batch triplet loss: distances, positive and negative masks."""
+    x, labels, out_dtype = _prepare(embeddings, labels, fn)
+    _check_metric(metric, squared, fn)
+    _check_margin(margin, fn)
+    dist = _in_batch_distances(x, metric, squared, precision)
+    return dist, positive_mask(labels), negative_mask(labels), x.dtype, out_dtype
+
+
 def _sorted_negatives(dist, neg):
     """Each row's negative distances sorted ascending (others +inf, last) and their count."""
     s = jnp.sort(jnp.where(neg, dist, jnp.inf), axis=-1)
@@ -226,9 +236,9 @@ def _lp_distance(x, y, p, eps, axis, squared=False):
 
 
 def triplet_margin_loss(
-    anchors,
-    positives,
-    negatives,
+    anchors: ArrayLike,
+    positives: ArrayLike,
+    negatives: ArrayLike,
     axis: int = -1,
     norm_degree: float = 2,
     margin: float = 1.0,
@@ -236,7 +246,7 @@ def triplet_margin_loss(
     *,
     swap: bool = False,
     squared: bool = False,
-):
+) -> jax.Array:
     r"""Triplet margin loss per triplet: ``relu(d(a, p) - d(a, n) + margin)``.
 
     $$
@@ -249,8 +259,8 @@ def triplet_margin_loss(
     odd degrees take the absolute value (optax forgets it). With ``swap`` the
     negative distance is ``min(d(a, n), d(p, n))`` (Balntas et al. 2016, as
     PyTorch). With ``squared`` the distances are squared, ``d(x, y)^2``: with
-    ``norm_degree=2``, ``margin=0.2`` and ``eps=0`` this is the seed notes'
-    ``relu(||p - q||^2 - ||p - r||^2 + 0.2)``.
+    ``norm_degree=2``, ``margin=0.2`` and ``eps=0`` this is the triplet loss
+    on squared Euclidean distances, ``relu(||a - p||^2 - ||a - n||^2 + 0.2)``.
 
     Args:
       anchors: ``(..., d)`` anchor embeddings.
@@ -276,7 +286,7 @@ def triplet_margin_loss(
       >>> n = jnp.array([[1.0, 0.0], [0.0, 1.0]])
       >>> triplet_margin_loss(a, p, n)
       Array([0.14142, 0.14142], dtype=float32)
-      >>> triplet_margin_loss(a, p, n, margin=0.2, eps=0.0, squared=True)  # the seed's form
+      >>> triplet_margin_loss(a, p, n, margin=0.2, eps=0.0, squared=True)  # squared distances
       Array([0., 0.], dtype=float32)
 
     References:
@@ -303,15 +313,15 @@ def triplet_margin_loss(
 
 
 def batch_hard_triplet_loss(
-    embeddings,
-    labels,
+    embeddings: ArrayLike,
+    labels: ArrayLike,
     *,
     margin: float = 1.0,
     squared: bool = False,
     metric: str = "euclidean",
     soft: bool = False,
     precision=_HIGHEST,
-):
+) -> jax.Array:
     r"""Batch-hard triplet loss (Hermans et al. 2017): hardest positive vs hardest negative.
 
     For every anchor ``a`` with at least one positive and one negative,
@@ -356,12 +366,9 @@ def batch_hard_triplet_loss(
     pytorch-metric-learning: TripletMarginLoss + BatchHardMiner (reducer=MeanReducer())
     """
     fn = "batch_hard_triplet_loss"
-    x, labels, out_dtype = _prepare(embeddings, labels, fn)
-    _check_metric(metric, squared, fn)
-    _check_margin(margin, fn)
-    dist = _in_batch_distances(x, metric, squared, precision)
-    pos = positive_mask(labels)
-    neg = negative_mask(labels)
+    dist, pos, neg, dtype, out_dtype = _triplet_setup(
+        embeddings, labels, fn, margin, metric, squared, precision
+    )
     # initial=: an empty batch (B = 0) reduces over a zero-size axis
     hardest_pos = jnp.max(jnp.where(pos, dist, -jnp.inf), axis=-1, initial=-jnp.inf)
     hardest_neg = jnp.min(jnp.where(neg, dist, jnp.inf), axis=-1, initial=jnp.inf)
@@ -369,18 +376,18 @@ def batch_hard_triplet_loss(
     violation = jnp.where(valid, hardest_pos, 0) - jnp.where(valid, hardest_neg, 0) + margin
     per_anchor = jax.nn.softplus(violation) if soft else jax.nn.relu(violation)
     total = jnp.sum(jnp.where(valid, per_anchor, 0))
-    return _numerics.safe_divide(total, jnp.sum(valid).astype(x.dtype)).astype(out_dtype)
+    return _numerics.safe_divide(total, jnp.sum(valid).astype(dtype)).astype(out_dtype)
 
 
 def batch_all_triplet_loss(
-    embeddings,
-    labels,
+    embeddings: ArrayLike,
+    labels: ArrayLike,
     *,
     margin: float = 1.0,
     squared: bool = False,
     metric: str = "euclidean",
     precision=_HIGHEST,
-):
+) -> jax.Array:
     r"""Batch-all triplet loss: the mean over the valid triplets whose loss is positive.
 
     Over every valid triplet ``(a, p, n)`` (``p != a`` with the label of ``a``,
@@ -414,12 +421,10 @@ def batch_all_triplet_loss(
     pytorch-metric-learning: TripletMarginLoss (all triplets, default AvgNonZeroReducer)
     """
     fn = "batch_all_triplet_loss"
-    x, labels, out_dtype = _prepare(embeddings, labels, fn)
-    _check_metric(metric, squared, fn)
-    _check_margin(margin, fn)
-    dist = _in_batch_distances(x, metric, squared, precision)
-    pos = positive_mask(labels)
-    s, _ = _sorted_negatives(dist, negative_mask(labels))
+    dist, pos, neg, dtype, out_dtype = _triplet_setup(
+        embeddings, labels, fn, margin, metric, squared, precision
+    )
+    s, _ = _sorted_negatives(dist, neg)
     threshold = dist + margin  # [a, p]: a negative violates iff D_an < D_ap + m
     count = _row_searchsorted_left(s, threshold)  # [a, p]
     prefix = jnp.concatenate(
@@ -428,18 +433,18 @@ def batch_all_triplet_loss(
     below = jnp.take_along_axis(prefix, count, axis=-1)  # sum of the violating D_an
     count = jnp.where(pos, count, 0)
     total = jnp.sum(jnp.where(pos, count * threshold - below, 0))
-    return _numerics.safe_divide(total, jnp.sum(count).astype(x.dtype)).astype(out_dtype)
+    return _numerics.safe_divide(total, jnp.sum(count).astype(dtype)).astype(out_dtype)
 
 
 def semi_hard_triplet_loss(
-    embeddings,
-    labels,
+    embeddings: ArrayLike,
+    labels: ArrayLike,
     *,
     margin: float = 1.0,
     squared: bool = False,
     metric: str = "euclidean",
     precision=_HIGHEST,
-):
+) -> jax.Array:
     r"""Semi-hard triplet loss (FaceNet) exactly as TensorFlow Addons' ``triplet_semihard_loss``.
 
     For every positive pair ``(a, p)`` (``p != a``, same label) the negative is
@@ -485,12 +490,9 @@ def semi_hard_triplet_loss(
     TensorFlow Addons: tfa.losses.triplet_semihard_loss (re-implemented in the tests)
     """
     fn = "semi_hard_triplet_loss"
-    x, labels, out_dtype = _prepare(embeddings, labels, fn)
-    _check_metric(metric, squared, fn)
-    _check_margin(margin, fn)
-    dist = _in_batch_distances(x, metric, squared, precision)
-    pos = positive_mask(labels)
-    neg = negative_mask(labels)
+    dist, pos, neg, dtype, out_dtype = _triplet_setup(
+        embeddings, labels, fn, margin, metric, squared, precision
+    )
     s, n_neg = _sorted_negatives(dist, neg)
     first_farther = _row_searchsorted_right(s, dist)  # [a, p]: first sorted D_an > D_ap
     has_outside = first_farther < n_neg[:, None]
@@ -503,7 +505,7 @@ def semi_hard_triplet_loss(
     inside = jnp.max(jnp.where(neg, dist - row_min, 0), axis=-1, keepdims=True, initial=0) + row_min
     semi_hard = jnp.where(has_outside, outside, inside)
     losses = jnp.where(pos, jax.nn.relu(margin + dist - semi_hard), 0)
-    return _numerics.safe_divide(jnp.sum(losses), jnp.sum(pos).astype(x.dtype)).astype(out_dtype)
+    return _numerics.safe_divide(jnp.sum(losses), jnp.sum(pos).astype(dtype)).astype(out_dtype)
 
 
 # ------------------------------------------------------------------------- pair losses (PyTorch)
@@ -515,7 +517,9 @@ def _pair_inputs(x1, x2, targets, fn, names):
     return a, b, t, _numerics.output_dtype(jnp.asarray(x1).dtype, jnp.asarray(x2).dtype)
 
 
-def cosine_embedding_loss(inputs1, inputs2, targets, *, margin: float = 0.0, axis: int = -1):
+def cosine_embedding_loss(
+    inputs1: ArrayLike, inputs2: ArrayLike, targets: ArrayLike, *, margin: float = 0.0, axis: int = -1
+) -> jax.Array:
     r"""Cosine embedding loss per pair: ``1 - cos`` (y = 1), ``relu(cos - margin)`` (y = -1).
 
     $$
@@ -557,7 +561,9 @@ def cosine_embedding_loss(inputs1, inputs2, targets, *, margin: float = 0.0, axi
     return out.astype(out_dtype)
 
 
-def margin_ranking_loss(inputs1, inputs2, targets, *, margin: float = 0.0):
+def margin_ranking_loss(
+    inputs1: ArrayLike, inputs2: ArrayLike, targets: ArrayLike, *, margin: float = 0.0
+) -> jax.Array:
     r"""Margin ranking loss per pair: ``relu(-y (x_1 - x_2) + margin)``.
 
     Args:
@@ -583,7 +589,7 @@ def margin_ranking_loss(inputs1, inputs2, targets, *, margin: float = 0.0):
     return jax.nn.relu(-t * (a - b) + margin).astype(out_dtype)
 
 
-def hinge_embedding_loss(inputs, targets, *, margin: float = 1.0):
+def hinge_embedding_loss(inputs: ArrayLike, targets: ArrayLike, *, margin: float = 1.0) -> jax.Array:
     r"""Hinge embedding loss per element: ``x`` (``y = 1``), ``relu(margin - x)`` (``y = -1``).
 
     As PyTorch, an element whose target is neither 1 nor -1 gets both terms,
@@ -613,7 +619,14 @@ def hinge_embedding_loss(inputs, targets, *, margin: float = 1.0):
     return out.astype(out_dtype)
 
 
-def contrastive_loss(embeddings_a, embeddings_b, labels, *, margin: float = 1.0, axis: int = -1):
+def contrastive_loss(
+    embeddings_a: ArrayLike,
+    embeddings_b: ArrayLike,
+    labels: ArrayLike,
+    *,
+    margin: float = 1.0,
+    axis: int = -1,
+) -> jax.Array:
     r"""Contrastive loss per pair (Hadsell et al. 2006): ``y d^2 + (1 - y) relu(margin - d)^2``.
 
     ``d = ||a - b||_2`` over ``axis``; ``y = 1`` for a similar pair and 0 for
@@ -903,7 +916,7 @@ def info_nce(
     return _cross_entropy_on_diagonal(queries, keys, fn, temperature, normalize, axis_name, precision)
 
 
-def npair_loss(anchors, positives, *, precision=_HIGHEST):
+def npair_loss(anchors: ArrayLike, positives: ArrayLike, *, precision=_HIGHEST) -> jax.Array:
     r"""N-pair loss (Sohn 2016): each anchor's own positive against the other anchors' positives.
 
     $$
@@ -938,7 +951,9 @@ def npair_loss(anchors, positives, *, precision=_HIGHEST):
     return _cross_entropy_on_diagonal(anchors, positives, "npair_loss", 1.0, False, None, precision)
 
 
-def lifted_structured_loss(embeddings, labels, *, margin: float = 1.0, precision=_HIGHEST):
+def lifted_structured_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, margin: float = 1.0, precision=_HIGHEST
+) -> jax.Array:
     r"""Lifted structured loss (Oh Song et al. 2016).
 
     For every unordered positive pair ``{i, j}``, with ``N(i)`` the negatives of ``i``,
@@ -994,7 +1009,9 @@ def lifted_structured_loss(embeddings, labels, *, margin: float = 1.0, precision
     return _numerics.safe_divide(jnp.sum(per_pair), jnp.sum(pos).astype(x.dtype)).astype(out_dtype)
 
 
-def soft_nearest_neighbor_loss(embeddings, labels, *, temperature: float = 1.0, precision=_HIGHEST):
+def soft_nearest_neighbor_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, temperature: float = 1.0, precision=_HIGHEST
+) -> jax.Array:
     r"""Soft nearest neighbour loss (Frosst et al. 2019), squared Euclidean distances.
 
     $$

@@ -738,3 +738,19 @@ def test_correlation_of_identical_rows_is_exactly_zero_like_scipys_iris():
         full = jaxloss.squareform(dup)
         assert all(float(full[i, 150 + i]) == 0.0 for i in range(5)), metric
     assert float(jaxloss.pdist(np.array([[1.0, 2.0, 4.0], [1.0, 2.0, 4.0]]), "correlation")[0]) == 0.0
+
+
+def test_docs_metric_kinds_match_the_table():
+    """docs/api/distances.md lists each metric under its record's kind."""
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "api", "distances.md")
+    kinds = {"Gram": "gram", "boolean counts": "counts", "row-wise": "rowwise"}
+    listed = {}
+    with open(path) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 3 and cells[0] in kinds:
+                for name in cells[1].split(","):
+                    name = name.split("(")[0].strip()
+                    if name in _distances.METRIC_INFO:
+                        listed.setdefault(name, kinds[cells[0]])  # first listing is the record's kind
+    assert {n: r.kind for n, r in _distances.METRIC_INFO.items()} == listed

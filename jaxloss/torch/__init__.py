@@ -18,6 +18,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from .. import (
     _checks,
@@ -263,7 +264,9 @@ def _check_p(p, fn):
     return float(p)
 
 
-def cdist(x1, x2, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if_necessary"):
+def cdist(
+    x1: ArrayLike, x2: ArrayLike, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if_necessary"
+) -> jax.Array:
     """``torch.cdist``: ``out[..., i, j] = ||x1[..., i, :] - x2[..., j, :]||_p``.
 
     Any ``p >= 0``: ``p = 0`` counts unequal coordinates, ``p = inf`` is the
@@ -299,7 +302,7 @@ def cdist(x1, x2, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if
     return _torch_distances.minkowski_cdist(x1, x2, p, fn="cdist")
 
 
-def pdist(input, p: float = 2):
+def pdist(input: ArrayLike, p: float = 2) -> jax.Array:
     """``torch.pdist``: distances between the rows of a 2-D input, ``i < j`` in row-major order.
 
     Args:
@@ -323,7 +326,9 @@ def pdist(input, p: float = 2):
     return full[rows, cols]
 
 
-def pairwise_distance(x1, x2, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False):
+def pairwise_distance(
+    x1: ArrayLike, x2: ArrayLike, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
+) -> jax.Array:
     """``torch.nn.functional.pairwise_distance``: ``||x1 - x2 + eps||_p`` over the last dim.
 
     PyTorch adds ``eps`` to the difference (not to the norm), so two equal
@@ -355,7 +360,7 @@ def pairwise_distance(x1, x2, p: float = 2.0, eps: float = 1e-6, keepdim: bool =
     return _norms.vector_norm(diff + eps, ord=p, axis=-1, keepdims=keepdim)
 
 
-def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8):
+def cosine_similarity(x1: ArrayLike, x2: ArrayLike, dim: int = 1, eps: float = 1e-8) -> jax.Array:
     """``torch.nn.functional.cosine_similarity`` with PyTorch 2.x's exact ``eps`` rule.
 
     ``sum((x1 / max(|x1|, eps)) * (x2 / max(|x2|, eps)))`` over ``dim``: each
