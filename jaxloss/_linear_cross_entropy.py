@@ -62,17 +62,32 @@ class _Config(NamedTuple):
     smoothing: bool
     precision: object
     axis_name: object
-    vary: bool  # inside shard_map with the kernel varying over axis_name
+    vma: tuple  # inside shard_map: the mesh axes over which the operands vary
 
 
 def _acc_dtype(dtype):
     return jnp.promote_types(dtype, jnp.float32)
 
 
+def _varying_axes(*arrays) -> tuple:
+    """The ``shard_map`` mesh axes over which any of ``arrays`` varies (empty outside ``shard_map``)."""
+    axes = set()
+    for a in arrays:
+        if a is None:
+            continue
+        aval = jax.typeof(a)
+        vma = getattr(aval, "vma", None)
+        if vma is None:
+            vma = getattr(getattr(aval, "manual_axis_type", None), "varying", frozenset())
+        axes |= set(vma)
+    return tuple(sorted(axes, key=str))
+
+
 def _vary(cfg, x):
-    """Marks a fresh accumulator as varying over the device axis (shard_map's type check)."""
-    if cfg.vary:
-        return jax.lax.pcast(x, cfg.axis_name, to="varying")
+    """Gives a fresh accumulator the operands' varying axes (``shard_map``'s loop-carry type check)."""
+    missing = tuple(a for a in cfg.vma if a not in _varying_axes(x))
+    if missing:
+        return jax.lax.pcast(x, missing, to="varying")
     return x
 
 
@@ -255,9 +270,7 @@ def _stats_bwd(cfg, residuals, cotangents):
             )
         return dx, dk, db, dw
 
-    dx0 = jnp.zeros(x.shape, acc)
-    if cfg.vary:
-        dx0 = _vary(cfg, dx0)
+    dx0 = _vary(cfg, jnp.zeros(x.shape, acc))
     dk0 = _vary(cfg, jnp.zeros(kernel.shape, kernel.dtype))
     db0 = _vary(cfg, jnp.zeros((cfg.v,), acc))
     dw0 = _vary(cfg, jnp.zeros((cfg.v,), acc))
@@ -458,7 +471,8 @@ def linear_softmax_cross_entropy(
     default_tb, default_vb = default_block_sizes()
     tb = min(block_size or default_tb, n)
     vb = min(vocab_block_size or default_vb, v)
-    vary = axis_name is not None and axis_name in getattr(jax.typeof(k), "vma", frozenset())
+    b = None if bias is None else jnp.asarray(bias)
+    w = None if weights is None else jnp.asarray(weights)
     smoothing = _checks.is_traced(label_smoothing) or float(label_smoothing) != 0.0
     cfg = _Config(
         n=n,
@@ -470,10 +484,8 @@ def linear_softmax_cross_entropy(
         smoothing=smoothing,
         precision=precision,
         axis_name=axis_name,
-        vary=vary,
+        vma=_varying_axes(x2, k, b, w, y2),
     )
-    b = None if bias is None else jnp.asarray(bias)
-    w = None if weights is None else jnp.asarray(weights)
     lse, zy, wy, szw = _stats(cfg, x2, k, b, w, y2)
 
     num_classes = v if axis_name is None else v * jax.lax.psum(1, axis_name)

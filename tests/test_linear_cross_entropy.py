@@ -473,7 +473,7 @@ def test_torch_face_on_pytorchs_opinfo_samples():
         bias = as_np.pop("linear_bias", None)
 
         def f(x_, w_, b_, t=t, as_np=as_np):
-            out = jt.linear_cross_entropy(x_, w_, t.numpy(), linear_bias=b_, **as_np)
+            out = jt.linear_cross_entropy(x_, w_, t.detach().numpy(), linear_bias=b_, **as_np)
             return out.sum(), out
 
         argnums = (0, 1) if bias is None else (0, 1, 2)
@@ -555,3 +555,23 @@ def test_vocab_parallel_on_four_devices_equals_single_device():
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("ok") == 4
+
+
+# --------------------------------------------------------------------------- example
+
+
+@pytest.mark.slow
+def test_language_model_head_example_trains_and_reports_memory():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "language_model_head.py"
+    spec = importlib.util.spec_from_file_location("language_model_head", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main(["--steps", "60", "--batch", "128"])
+    losses = result["losses"]
+    assert np.isfinite(losses).all() and np.mean(losses[-10:]) < losses[0] - 1.0
+    assert result["dense_minus_fused"] < 1e-4
+    dense, fused = result["memory"][64 * 128]
+    assert fused < dense / 2
