@@ -392,7 +392,9 @@ def linear_softmax_cross_entropy(
 
     Edge cases: an ignored token gives 0 with a 0 gradient; when every token
     is ignored the loss and every gradient are 0. A label outside ``[0, V)``
-    that is not ``ignore_index`` gives NaN (PyTorch raises).
+    that is not ``ignore_index`` gives NaN (PyTorch raises). Reverse-mode
+    differentiation only (a custom VJP: ``jax.grad``, not ``jax.jvp``), as
+    PyTorch's chunked path.
 
     Examples:
       >>> import jax, jax.numpy as jnp
