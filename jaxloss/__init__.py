@@ -73,6 +73,7 @@ from ._classification import softmax_cross_entropy as softmax_cross_entropy
 from ._classification import (
     softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels,
 )
+from ._linear_cross_entropy import linear_softmax_cross_entropy as linear_softmax_cross_entropy
 
 # --------------------------------------------------------------------------- metric learning
 from ._metric_learning import batch_all_triplet_loss as batch_all_triplet_loss
@@ -128,6 +129,7 @@ __all__ = [
     "knn",
     "l2_loss",
     "lifted_structured_loss",
+    "linear_softmax_cross_entropy",
     "margin_ranking_loss",
     "matrix_norm",
     "mean_average_precision_at_r",

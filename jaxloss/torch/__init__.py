@@ -31,6 +31,7 @@ from .. import (
 )
 from . import _common, _torch_distances
 from . import linalg as linalg
+from ._linear_cross_entropy import linear_cross_entropy as linear_cross_entropy
 
 __all__ = [
     "binary_cross_entropy",
@@ -45,6 +46,7 @@ __all__ = [
     "kl_div",
     "l1_loss",
     "linalg",
+    "linear_cross_entropy",
     "margin_ranking_loss",
     "mse_loss",
     "nll_loss",
