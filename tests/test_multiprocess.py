@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -318,3 +319,114 @@ def test_distributed_retrieval_example_launches_two_processes():
     # the command docs/scaling.md gives, which this test runs with a smaller database
     guide = (ROOT / "docs" / "scaling.md").read_text()
     assert ".venv/bin/python examples/distributed_retrieval.py --launch 2\n```" in guide
+
+
+# --------------------------------------------------------------------------- vocab-parallel cross-entropy
+
+
+# name -> (dtype, batch shape, options); every case is differentiated wrt inputs, kernel and bias
+_LCE_CASES = {
+    "plain_f64": ("float64", (12,), {}),
+    "ragged_blocks_f64": ("float64", (12,), {"block_size": 5, "vocab_block_size": 4}),
+    "all_options_f64": (
+        "float64",
+        (12,),
+        {
+            "label_smoothing": 0.1,
+            "z_loss": 1e-3,
+            "logit_softcap": 5.0,
+            "ignore_index": -100,
+            "block_size": 5,
+            "vocab_block_size": 3,
+        },
+    ),
+    "batch_dims_f64": ("float64", (3, 4), {"label_smoothing": 0.2, "vocab_block_size": 4}),
+    "plain_f32": ("float32", (12,), {"vocab_block_size": 4}),
+}
+_LCE_WEIGHTED = ("all_options_f64",)  # class weights, split over the vocabulary with the kernel
+
+
+def _lce_args(name, dim=8, vocab=40):
+    """(inputs, kernel, bias, labels, cotangent[, weights]) of a case, NumPy."""
+    dtype, shape, options = _LCE_CASES[name]
+    r = np.random.default_rng(2)
+    x = r.normal(size=(*shape, dim)).astype(dtype)
+    kernel = (0.5 * r.normal(size=(dim, vocab))).astype(dtype)
+    bias = r.normal(size=vocab).astype(dtype)
+    labels = r.integers(0, vocab, size=shape).astype(np.int32)
+    if "ignore_index" in options:
+        labels.reshape(-1)[[1, 6]] = options["ignore_index"]
+    cotangent = r.normal(size=shape).astype(dtype)  # d objective / d per-token losses
+    args = (x, kernel, bias, labels, cotangent)
+    if name in _LCE_WEIGHTED:
+        args += (r.uniform(0.5, 2.0, size=vocab).astype(dtype),)
+    return args
+
+
+def _lce_run(mesh):
+    """jit of ``{case: value_and_grad(sum(cotangent * losses)) wrt (inputs, kernel, bias)}``;
+    with a mesh, the loss runs in ``shard_map`` with the vocabulary split over the devices."""
+
+    def case(name, args):
+        options = _LCE_CASES[name][2]
+        axis_name = None if mesh is None else AXIS
+
+        def losses(x, kernel, bias, labels, *weights):
+            return jaxloss.linear_softmax_cross_entropy(
+                x,
+                kernel,
+                labels,
+                bias=bias,
+                weights=weights[0] if weights else None,
+                axis_name=axis_name,
+                **options,
+            )
+
+        if mesh is not None:
+            specs = (jax.P(), jax.P(None, AXIS), jax.P(AXIS), jax.P()) + (jax.P(AXIS),) * (len(args) - 5)
+            losses = jax.shard_map(losses, mesh=mesh, in_specs=specs, out_specs=jax.P())
+
+        def objective(x, kernel, bias, labels, cotangent, *weights):
+            per_token = losses(x, kernel, bias, labels, *weights)
+            return jnp.sum(per_token * cotangent), per_token
+
+        return jax.value_and_grad(objective, argnums=(0, 1, 2), has_aux=True)(*args)
+
+    return jax.jit(lambda all_args: {name: case(name, args) for name, args in all_args.items()})
+
+
+def _lce_worker():
+    mesh = _mesh()
+    all_args, out = {}, {}
+    for name in _LCE_CASES:
+        x, kernel, bias, labels, cotangent, *weights = _lce_args(name)
+        kernel, out[f"{name}/held"] = _held_by_this_process(kernel, mesh, jax.P(None, AXIS))
+        bias, _ = _held_by_this_process(bias, mesh, jax.P(AXIS))
+        weights = [_held_by_this_process(w, mesh, jax.P(AXIS))[0] for w in weights]
+        all_args[name] = (x, kernel, bias, labels, cotangent, *weights)
+    for name, ((_, per_token), (gx, gk, gb)) in _lce_run(mesh)(all_args).items():
+        out[f"{name}/losses"], out[f"{name}/grad_inputs"] = per_token, gx
+        out[f"{name}/grad_kernel"], out[f"{name}/grad_bias"] = gk, gb
+    return out
+
+
+def test_vocab_parallel_linear_softmax_cross_entropy_across_processes():
+    results = run_multiprocess(_lce_worker, all_processes=True, timeout=150, x64=True)
+    _check_processes(results)
+    got, failures = results[0], []
+    want = _lce_run(None)({name: _lce_args(name) for name in _LCE_CASES})
+    for name, ((_, per_token), grads) in want.items():
+        f64 = _LCE_CASES[name][0] == "float64"
+        rtol, atol = (1e-10, 1e-12) if f64 else (1e-5, 1e-6)
+        assert got[f"{name}/losses"].dtype == per_token.dtype, name
+        _compare(failures, f"{name} losses", got[f"{name}/losses"], per_token, rtol=rtol, atol=atol)
+        for key, g in zip(("inputs", "kernel", "bias"), grads, strict=True):
+            _compare(failures, f"{name} grad {key}", got[f"{name}/grad_{key}"], g, rtol=rtol, atol=atol)
+            assert np.abs(np.asarray(g)).max() > 0, (name, key)
+        vocab = _lce_args(name)[1].shape[1]
+        assert [list(r[f"{name}/held"]) for r in results] == [[0, vocab // 2], [vocab // 2, vocab]]
+    assert not failures, "\n".join(failures)
+    # the single-device reference is the dense cross-entropy of the logits (no fused-only option)
+    x, kernel, bias, labels, _ = _lce_args("plain_f64")
+    dense = jaxloss.softmax_cross_entropy_with_integer_labels(x @ kernel + bias, labels)
+    np.testing.assert_allclose(got["plain_f64/losses"], dense, rtol=1e-10)
