@@ -67,14 +67,11 @@ def _check_block_size(block_size, fn: str):
     return int(block_size)
 
 
-def _pair_inputs(queries, keys, names, fn, normalize):
-    """Two ``(B, d)`` arrays of the same shape, in the compute dtype, normalized if asked."""
+def _pair_inputs(queries, keys, names, fn):
+    """Two ``(B, d)`` arrays of the same shape, in the compute dtype."""
     _checks.check_ndim(queries, names[0], fn, ndim=2)
     _checks.check_same_shape(queries, keys, names, fn)
-    q, k, out_dtype = _numerics.as_float(queries, keys)
-    if normalize:
-        q, k = _normalize(q), _normalize(k)
-    return q, k, out_dtype
+    return _numerics.as_float(queries, keys)
 
 
 def _as_parameter(value, dtype):
@@ -218,6 +215,35 @@ _NTXENT_POSITIVE_STATS = (
 )
 
 
+def _side(x, normalize: bool):
+    """An embedding side: the rows and, when normalized, their inverse norms ``1 / max(|x|, sqrt(eps))``.
+
+    The tile scan scales each tile by the inverse norms instead of keeping a
+    normalized copy of the batch (and its gradient). ``x * inv`` is the
+    normalization of ``_normalize``; the gradient is 0 at a zero row.
+    """
+    if not normalize:
+        return x, None
+    tiny = jnp.sqrt(jnp.finfo(x.dtype).eps).astype(x.dtype)
+    return x, jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1), tiny * tiny))
+
+
+def _products(q_side, k_side, precision):
+    """The Gram block ``q @ k.T`` and the products the logits are made of (scaled by the inverse norms)."""
+    (q, q_inv), (k, k_inv) = q_side, k_side
+    gram = jnp.matmul(q, k.T, precision=precision)
+    if q_inv is None:
+        return gram, gram
+    return gram, gram * q_inv[:, None] * k_inv[None, :]
+
+
+def _matching_products(q_side, k_side):
+    """``q_i . k_i`` of each matching pair (normalized when the sides are)."""
+    (q, q_inv), (k, k_inv) = q_side, k_side
+    own = jnp.sum(q * k, axis=-1)
+    return own if q_inv is None else own * q_inv * k_inv
+
+
 def _affine(products, scale, bias):
     logits = scale * products
     return logits if bias is None else logits + bias
@@ -227,23 +253,18 @@ def _reduce_axis(stat):
     return 1 if stat.over == "keys" else 0
 
 
-def _dense_stats(q, k, scale, bias, row_param, rows, cols, stats, axis_name, precision):
+def _dense_stats(q_side, k_side, scale, bias, row_param, rows, cols, stats, axis_name, precision):
     """The statistics from the whole matrix (all-gathering the other side across devices)."""
     gather = functools.partial(jax.tree_util.tree_map, lambda v: _gather(v, axis_name)[0])
     by_keys = by_queries = None
     if any(s.over == "keys" for s in stats):
-        all_cols = gather(cols)
-        by_keys = (
-            _affine(jnp.matmul(q, gather(k).T, precision=precision), scale, bias),
-            rows,
-            all_cols,
-            row_param,
-        )
+        logits = _affine(_products(q_side, gather(k_side), precision)[1], scale, bias)
+        by_keys = (logits, rows, gather(cols), row_param)
     if any(s.over == "queries" for s in stats):
         if axis_name is None and by_keys is not None:
             by_queries = by_keys
         else:
-            logits = _affine(jnp.matmul(gather(q), k.T, precision=precision), scale, bias)
+            logits = _affine(_products(gather(q_side), k_side, precision)[1], scale, bias)
             by_queries = (logits, gather(rows), cols, gather(row_param))
     out = []
     for stat in stats:
@@ -351,21 +372,22 @@ def _merge(stats, rows, cols):
     return tuple(next(rows) if s.over == "keys" else next(cols) for s in stats)
 
 
-def _tiled_forward(q, k, scale, bias, row_param, rows, cols, stats, axis_name, precision):
+def _tiled_forward(q_side, k_side, scale, bias, row_param, rows, cols, stats, axis_name, precision):
     row_stats, col_stats = _split(stats, stats)
 
     def tile(q_block, k_block, row_block, col_block):
         qb, rb, pb = q_block
         kb, cb = k_block
-        logits = _affine(jnp.matmul(qb, kb.T, precision=precision), scale, bias)
+        logits = _affine(_products(qb, kb, precision)[1], scale, bias)
         return (
             _fold(row_stats, row_block, logits, rb, cb, pb),
             _fold(col_stats, col_block, logits, rb, cb, pb),
         )
 
+    q, k = q_side[0], k_side[0]
     row0 = [_init_state(s, q.shape[:2], q.dtype) for s in row_stats]
     col0 = [_init_state(s, k.shape[:2], q.dtype) for s in col_stats]
-    row_states, col_states = _sweep(tile, row0, col0, (q, rows, row_param), (k, cols), axis_name)
+    row_states, col_states = _sweep(tile, row0, col0, (q_side, rows, row_param), (k_side, cols), axis_name)
     return _merge(
         stats,
         [_final_value(s, v) for s, v in zip(row_stats, row_states, strict=True)],
@@ -373,24 +395,40 @@ def _tiled_forward(q, k, scale, bias, row_param, rows, cols, stats, axis_name, p
     )
 
 
+def _side_cotangent(d_products, gram, own, other, axis, precision):
+    """One tile's share of the gradient of one side (rows, and inverse norms when normalized).
+
+    ``axis`` is the axis of the tile that indexes ``own`` (0 for the queries,
+    1 for the keys); no tile is transposed in memory.
+    """
+    (_, x_inv), (y, y_inv) = own, other
+    if y_inv is not None:
+        d_products = d_products * jnp.expand_dims(y_inv, axis)
+    d_x = jnp.matmul(d_products if axis == 0 else d_products.T, y, precision=precision)
+    if x_inv is None:
+        return d_x, None
+    return x_inv[:, None] * d_x, jnp.sum(d_products * gram, axis=1 - axis)
+
+
 def _tiled_backward(
-    q, k, scale, bias, row_param, rows, cols, finals, cotangents, stats, axis_name, precision
+    q_side, k_side, scale, bias, row_param, rows, cols, finals, cts, stats, axis_name, precision
 ):
     row_finals, col_finals = _split(stats, finals)
-    row_cts, col_cts = _split(stats, cotangents)
-    dtype = q.dtype
+    row_cts, col_cts = _split(stats, cts)
 
     def tile(q_block, k_block, row_block, col_block):
         qb, rb, pb, rf, rc = q_block
         kb, cb, cf, cc = k_block
         dq, dp, dscale, dbias = row_block
-        products = jnp.matmul(qb, kb.T, precision=precision)
+        gram, products = _products(qb, kb, precision)
         logits = _affine(products, scale, bias)
         d_logits, d_param = _tile_cotangent(
             stats, logits, rb, cb, pb, _merge(stats, rf, cf), _merge(stats, rc, cc)
         )
-        dq = dq + scale * jnp.matmul(d_logits, kb, precision=precision)
-        dk = col_block + scale * jnp.matmul(d_logits.T, qb, precision=precision)
+        d_products = scale * d_logits
+        add = functools.partial(jax.tree_util.tree_map, jnp.add)
+        dq = add(dq, _side_cotangent(d_products, gram, qb, kb, 0, precision))
+        dk = add(col_block, _side_cotangent(d_products, gram, kb, qb, 1, precision))
         dscale = dscale + jnp.sum(d_logits * products, axis=1)
         if dbias is not None:
             dbias = dbias + jnp.sum(d_logits, axis=1)
@@ -398,19 +436,18 @@ def _tiled_backward(
             dp = dp + d_param
         return (dq, dp, dscale, dbias), dk
 
-    zeros = functools.partial(jnp.zeros, dtype=dtype)
-    row0 = (
-        zeros(q.shape),
-        None if row_param is None else zeros(row_param.shape),
-        zeros(q.shape[:2]),
-        None if bias is None else zeros(q.shape[:2]),
-    )
+    def zeros(tree):
+        return jax.tree_util.tree_map(jnp.zeros_like, tree)
+
+    q = q_side[0]
+    per_row = jnp.zeros(q.shape[:2], q.dtype)
+    row0 = (zeros(q_side), zeros(row_param), per_row, None if bias is None else per_row)
     (dq, dp, dscale, dbias), dk = _sweep(
         tile,
         row0,
-        zeros(k.shape),
-        (q, rows, row_param, row_finals, row_cts),
-        (k, cols, col_finals, col_cts),
+        zeros(k_side),
+        (q_side, rows, row_param, row_finals, row_cts),
+        (k_side, cols, col_finals, col_cts),
         axis_name,
     )
     dscale = jnp.sum(dscale).astype(scale.dtype)
@@ -419,27 +456,27 @@ def _tiled_backward(
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
-def _tiled_core(q, k, scale, bias, row_param, rows, cols, stats, axis_name, precision):
-    return _tiled_forward(q, k, scale, bias, row_param, rows, cols, stats, axis_name, precision)
+def _tiled_core(q_side, k_side, scale, bias, row_param, rows, cols, stats, axis_name, precision):
+    return _tiled_forward(q_side, k_side, scale, bias, row_param, rows, cols, stats, axis_name, precision)
 
 
-def _tiled_core_fwd(q, k, scale, bias, row_param, rows, cols, stats, axis_name, precision):
-    finals = _tiled_forward(q, k, scale, bias, row_param, rows, cols, stats, axis_name, precision)
-    return finals, (q, k, scale, bias, row_param, rows, cols, finals)
+def _tiled_core_fwd(q_side, k_side, scale, bias, row_param, rows, cols, stats, axis_name, precision):
+    finals = _tiled_forward(q_side, k_side, scale, bias, row_param, rows, cols, stats, axis_name, precision)
+    return finals, (q_side, k_side, scale, bias, row_param, rows, cols, finals)
 
 
 def _tiled_core_bwd(stats, axis_name, precision, residuals, cotangents):
-    q, k, scale, bias, row_param, rows, cols, finals = residuals
-    dq, dk, dscale, dbias, dp = _tiled_backward(
-        q, k, scale, bias, row_param, rows, cols, finals, cotangents, stats, axis_name, precision
+    q_side, k_side, scale, bias, row_param, rows, cols, finals = residuals
+    grads = _tiled_backward(
+        q_side, k_side, scale, bias, row_param, rows, cols, finals, cotangents, stats, axis_name, precision
     )
-    return dq, dk, dscale, dbias, dp, None, None
+    return (*grads, None, None)
 
 
 _tiled_core.defvjp(_tiled_core_fwd, _tiled_core_bwd)
 
 
-def _tiled_stats(q, k, scale, bias, row_param, rows, cols, stats, block_size, axis_name, precision):
+def _tiled_stats(q_side, k_side, scale, bias, row_param, rows, cols, stats, block_size, axis_name, precision):
     """The statistics through the tiled custom-VJP scan (a ring over ``axis_name`` if given)."""
 
     def blocks(tree, pad=0):
@@ -450,8 +487,8 @@ def _tiled_stats(q, k, scale, bias, row_param, rows, cols, stats, block_size, ax
 
     scale, bias = _varying((scale, bias), axis_name)
     finals = _tiled_core(
-        blocks(q),
-        blocks(k),
+        blocks(q_side),
+        blocks(k_side),
         scale,
         bias,
         blocks(row_param),
@@ -461,15 +498,18 @@ def _tiled_stats(q, k, scale, bias, row_param, rows, cols, stats, block_size, ax
         axis_name,
         precision,
     )
-    sizes = {"keys": q.shape[0], "queries": k.shape[0]}
+    sizes = {"keys": q_side[0].shape[0], "queries": k_side[0].shape[0]}
     return [f.reshape(-1)[: sizes[s.over]] for s, f in zip(stats, finals, strict=True)]
 
 
-def _logit_stats(q, k, scale, bias, row_param, rows, cols, stats, *, block_size, axis_name, precision):
+def _logit_stats(
+    q_side, k_side, scale, bias, row_param, rows, cols, stats, *, block_size, axis_name, precision
+):
     """Statistics of ``scale * q @ k.T + bias``: dense when ``block_size`` is None, else tiled."""
+    args = (q_side, k_side, scale, bias, row_param, rows, cols, stats)
     if block_size is None:
-        return _dense_stats(q, k, scale, bias, row_param, rows, cols, stats, axis_name, precision)
-    return _tiled_stats(q, k, scale, bias, row_param, rows, cols, stats, block_size, axis_name, precision)
+        return _dense_stats(*args, axis_name, precision)
+    return _tiled_stats(*args, block_size, axis_name, precision)
 
 
 # --------------------------------------------------------------------------- losses with labels
@@ -490,12 +530,11 @@ def _contrastive_setup(embeddings, labels, fn, temperature, axis_name, precision
 
 
 def _labelled_tiled_setup(embeddings, labels, fn, temperature, axis_name):
-    """Normalized embeddings, their rows (global ids and labels) and ``1 / temperature``."""
+    """The normalized side of the embeddings, their rows (global ids and labels) and ``1 / T``."""
     x, labels, out_dtype = _prepare(embeddings, labels, fn)
     _check_temperature(temperature, fn)
-    u = _normalize(x)
-    rows = {"id": _global_ids(u.shape[0], axis_name), "label": labels}
-    return u, rows, _as_parameter(1 / jnp.asarray(temperature), u.dtype), out_dtype
+    rows = {"id": _global_ids(x.shape[0], axis_name), "label": labels}
+    return _side(x, True), rows, _as_parameter(1 / jnp.asarray(temperature), x.dtype), out_dtype
 
 
 def ntxent(
@@ -659,24 +698,14 @@ def _cross_entropy_on_diagonal(q, k, temperature, axis_name, precision):
     return _global_mean(jnp.sum(per_query), count, axis_name)
 
 
-def _softmax_on_diagonal(q, k, temperature, stats, block_size, axis_name, precision):
+def _softmax_on_diagonal(q, k, temperature, normalize, stats, block_size, axis_name, precision):
     """Mean over the queries of the mean over ``stats`` of ``lse - s_ii`` (InfoNCE; CLIP both ways)."""
     scale = _as_parameter(1 / jnp.asarray(temperature), q.dtype)
+    q_side, k_side = _side(q, normalize), _side(k, normalize)
     ids = {"id": _global_ids(q.shape[0], axis_name)}
-    lses = _logit_stats(
-        q,
-        k,
-        scale,
-        None,
-        None,
-        ids,
-        ids,
-        stats,
-        block_size=block_size,
-        axis_name=axis_name,
-        precision=precision,
-    )
-    own = scale * jnp.sum(q * k, axis=-1)
+    options = dict(block_size=block_size, axis_name=axis_name, precision=precision)
+    lses = _logit_stats(q_side, k_side, scale, None, None, ids, ids, stats, **options)
+    own = scale * _matching_products(q_side, k_side)
     per_query = sum(lse - own for lse in lses) / len(lses)
     return _global_mean(jnp.sum(per_query), jnp.asarray(q.shape[0], q.dtype), axis_name)
 
@@ -737,12 +766,15 @@ def info_nce(
     fn = "info_nce"
     _check_temperature(temperature, fn)
     block_size = _check_block_size(block_size, fn)
-    q, k, out_dtype = _pair_inputs(queries, keys, ("queries", "keys"), fn, normalize)
-    if block_size is None:
-        loss = _cross_entropy_on_diagonal(q, k, temperature, axis_name, precision)
-    else:
-        loss = _softmax_on_diagonal(q, k, temperature, _INFO_NCE_STATS, block_size, axis_name, precision)
-    return loss.astype(out_dtype)
+    q, k, out_dtype = _pair_inputs(queries, keys, ("queries", "keys"), fn)
+    if block_size is not None:
+        stats = _INFO_NCE_STATS
+        return _softmax_on_diagonal(
+            q, k, temperature, normalize, stats, block_size, axis_name, precision
+        ).astype(out_dtype)
+    if normalize:
+        q, k = _normalize(q), _normalize(k)
+    return _cross_entropy_on_diagonal(q, k, temperature, axis_name, precision).astype(out_dtype)
 
 
 def clip_loss(
@@ -807,12 +839,10 @@ def clip_loss(
     fn = "clip_loss"
     _check_temperature(temperature, fn)
     block_size = _check_block_size(block_size, fn)
-    q, k, out_dtype = _pair_inputs(
-        image_embeddings, text_embeddings, ("image_embeddings", "text_embeddings"), fn, normalize
-    )
-    return _softmax_on_diagonal(q, k, temperature, _CLIP_STATS, block_size, axis_name, precision).astype(
-        out_dtype
-    )
+    names = ("image_embeddings", "text_embeddings")
+    q, k, out_dtype = _pair_inputs(image_embeddings, text_embeddings, names, fn)
+    loss = _softmax_on_diagonal(q, k, temperature, normalize, _CLIP_STATS, block_size, axis_name, precision)
+    return loss.astype(out_dtype)
 
 
 def sigmoid_contrastive_loss(
@@ -876,22 +906,12 @@ def sigmoid_contrastive_loss(
     _checks.check_number(logit_scale, "logit_scale", fn, low=0.0, low_inclusive=False)
     _checks.check_number(logit_bias, "logit_bias", fn)
     block_size = _check_block_size(block_size, fn)
-    q, k, out_dtype = _pair_inputs(queries, keys, ("queries", "keys"), fn, normalize)
+    q, k, out_dtype = _pair_inputs(queries, keys, ("queries", "keys"), fn)
     scale, bias = _as_parameter(logit_scale, q.dtype), _as_parameter(logit_bias, q.dtype)
     ids = {"id": _global_ids(q.shape[0], axis_name)}
-    (log_likelihood,) = _logit_stats(
-        q,
-        k,
-        scale,
-        bias,
-        None,
-        ids,
-        ids,
-        _SIGLIP_STATS,
-        block_size=block_size,
-        axis_name=axis_name,
-        precision=precision,
-    )
+    options = dict(block_size=block_size, axis_name=axis_name, precision=precision)
+    sides = _side(q, normalize), _side(k, normalize)
+    (log_likelihood,) = _logit_stats(*sides, scale, bias, None, ids, ids, _SIGLIP_STATS, **options)
     count = jnp.asarray(q.shape[0], q.dtype)
     return _global_mean(-jnp.sum(log_likelihood), count, axis_name).astype(out_dtype)
 
@@ -928,5 +948,5 @@ def npair_loss(anchors, positives, *, precision=_HIGHEST):
 
     pytorch-metric-learning: NPairsLoss
     """
-    a, p, out_dtype = _pair_inputs(anchors, positives, ("anchors", "positives"), "npair_loss", False)
+    a, p, out_dtype = _pair_inputs(anchors, positives, ("anchors", "positives"), "npair_loss")
     return _cross_entropy_on_diagonal(a, p, 1.0, None, precision).astype(out_dtype)
