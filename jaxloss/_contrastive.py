@@ -159,26 +159,23 @@ class _Stat(NamedTuple):
     ``term(logits, rows, cols, row_param)`` (elementwise), or the count of
     ``mask`` when ``term`` is None (no gradient). ``mask(rows, cols)`` and
     ``term`` see a tile: ``rows`` and ``cols`` are dicts of per-row / per-column
-    integer arrays (``"id"``: position in the global batch, ``-1`` for
-    padding; ``"label"`` where the loss has labels).
+    integer arrays (``"id"``: position in the global batch; ``"label"`` where
+    the loss has labels). ``mask=None`` means every pair; the tile scan adds
+    the mask of its padding itself.
     """
 
     kind: str
     over: str
-    mask: Callable
+    mask: Callable | None = None
     term: Callable | None = None
 
 
-def _valid(rows, cols):
-    return (rows["id"][:, None] >= 0) & (cols["id"][None, :] >= 0)
-
-
 def _others(rows, cols):
-    return _valid(rows, cols) & (rows["id"][:, None] != cols["id"][None, :])
+    return rows["id"][:, None] != cols["id"][None, :]
 
 
 def _negatives(rows, cols):
-    return _valid(rows, cols) & (rows["label"][:, None] != cols["label"][None, :])
+    return rows["label"][:, None] != cols["label"][None, :]
 
 
 def _positives(rows, cols):
@@ -200,9 +197,9 @@ def _softplus_of_gap(logits, rows, cols, row_param):
     return jax.nn.softplus(row_param[:, None] - logits)
 
 
-_INFO_NCE_STATS = (_Stat("lse", "keys", _valid),)
-_CLIP_STATS = (_Stat("lse", "keys", _valid), _Stat("lse", "queries", _valid))
-_SIGLIP_STATS = (_Stat("sum", "keys", _valid, _log_sigmoid_of_signed_logit),)
+_INFO_NCE_STATS = (_Stat("lse", "keys"),)
+_CLIP_STATS = (_Stat("lse", "keys"), _Stat("lse", "queries"))
+_SIGLIP_STATS = (_Stat("sum", "keys", None, _log_sigmoid_of_signed_logit),)
 _SUPCON_STATS = (
     _Stat("lse", "keys", _others),
     _Stat("sum", "keys", _positives, _logit),
@@ -253,6 +250,23 @@ def _reduce_axis(stat):
     return 1 if stat.over == "keys" else 0
 
 
+def _pairs(stat, rows, cols, valid):
+    """The pairs ``stat`` reduces over in a tile: its mask and the tile's ``valid`` (None: every pair)."""
+    mask = None if stat.mask is None else stat.mask(rows, cols)
+    if mask is None or valid is None:
+        return valid if mask is None else mask
+    return mask & valid
+
+
+def _where(mask, x, fill):
+    return x if mask is None else jnp.where(mask, x, fill)
+
+
+def _masked_sum(stat, mask, logits, rows, cols, row_param, axis):
+    term = jnp.ones_like(logits) if stat.term is None else stat.term(logits, rows, cols, row_param)
+    return jnp.sum(_where(mask, term, 0), axis=axis)
+
+
 def _dense_stats(q_side, k_side, scale, bias, row_param, rows, cols, stats, axis_name, precision):
     """The statistics from the whole matrix (all-gathering the other side across devices)."""
     gather = functools.partial(jax.tree_util.tree_map, lambda v: _gather(v, axis_name)[0])
@@ -269,13 +283,14 @@ def _dense_stats(q_side, k_side, scale, bias, row_param, rows, cols, stats, axis
     out = []
     for stat in stats:
         logits, r, c, p = by_keys if stat.over == "keys" else by_queries
-        mask, axis = stat.mask(r, c), _reduce_axis(stat)
-        if stat.kind == "lse":
+        mask, axis = _pairs(stat, r, c, None), _reduce_axis(stat)
+        if stat.kind == "sum":
+            out.append(_masked_sum(stat, mask, logits, r, c, p, axis))
+        elif mask is None:
+            out.append(jax.nn.logsumexp(logits, axis=axis))
+        else:
             lse, has = _masked_logsumexp(logits, mask, axis)
             out.append(jnp.where(has, lse, -jnp.inf))
-        else:
-            term = mask if stat.term is None else stat.term(logits, r, c, p)
-            out.append(jnp.sum(jnp.where(mask, term, 0), axis=axis, dtype=logits.dtype))
     return out
 
 
@@ -287,33 +302,32 @@ def _final_value(stat, state):
     return _tiles.finalize_logsumexp(state) if stat.kind == "lse" else state
 
 
-def _fold(stats, states, logits, rows, cols, row_param):
+def _fold(stats, states, logits, rows, cols, row_param, valid):
     """Folds one tile of logits into the running statistics."""
     out = []
     for stat, state in zip(stats, states, strict=True):
-        mask, axis = stat.mask(rows, cols), _reduce_axis(stat)
+        mask, axis = _pairs(stat, rows, cols, valid), _reduce_axis(stat)
         if stat.kind == "lse":
-            out.append(_tiles.update_logsumexp(state, jnp.where(mask, logits, -jnp.inf), axis=axis))
+            out.append(_tiles.update_logsumexp(state, _where(mask, logits, -jnp.inf), axis=axis))
         else:
-            term = mask if stat.term is None else stat.term(logits, rows, cols, row_param)
-            out.append(state + jnp.sum(jnp.where(mask, term, 0), axis=axis, dtype=state.dtype))
+            out.append(state + _masked_sum(stat, mask, logits, rows, cols, row_param, axis))
     return out
 
 
-def _tile_cotangent(stats, logits, rows, cols, row_param, finals, cotangents):
+def _tile_cotangent(stats, logits, rows, cols, row_param, valid, finals, cotangents):
     """The cotangent of one tile of logits (and of the row parameters) from the statistics' cotangents."""
     d_logits = jnp.zeros_like(logits)
     d_param = None if row_param is None else jnp.zeros_like(row_param)
     for stat, final, ct in zip(stats, finals, cotangents, strict=True):
-        mask, axis = stat.mask(rows, cols), _reduce_axis(stat)
+        mask, axis = _pairs(stat, rows, cols, valid), _reduce_axis(stat)
         ct = jnp.expand_dims(ct, axis)
         if stat.kind == "lse":
             # d lse_i / d s_ij = exp(s_ij - lse_i): the softmax, recomputed from the saved lse
             ref = jnp.expand_dims(jnp.where(jnp.isfinite(final), final, 0), axis)
-            d_logits = d_logits + jnp.where(mask, ct * jnp.exp(logits - ref), 0)
+            d_logits = d_logits + _where(mask, ct * jnp.exp(logits - ref), 0)
         elif stat.term is not None:
             _, vjp = jax.vjp(lambda s, p, stat=stat: stat.term(s, rows, cols, p), logits, row_param)
-            d_s, d_p = vjp(jnp.where(mask, ct, 0).astype(logits.dtype))
+            d_s, d_p = vjp(_where(mask, jnp.broadcast_to(ct, logits.shape), 0).astype(logits.dtype))
             d_logits = d_logits + d_s
             if d_param is not None:
                 d_param = d_param + d_p
@@ -372,6 +386,11 @@ def _merge(stats, rows, cols):
     return tuple(next(rows) if s.over == "keys" else next(cols) for s in stats)
 
 
+def _valid_pairs(rows, cols):
+    """The pairs of a tile that are not padding (padding rows have id -1)."""
+    return (rows["id"][:, None] >= 0) & (cols["id"][None, :] >= 0)
+
+
 def _tiled_forward(q_side, k_side, scale, bias, row_param, rows, cols, stats, axis_name, precision):
     row_stats, col_stats = _split(stats, stats)
 
@@ -379,9 +398,10 @@ def _tiled_forward(q_side, k_side, scale, bias, row_param, rows, cols, stats, ax
         qb, rb, pb = q_block
         kb, cb = k_block
         logits = _affine(_products(qb, kb, precision)[1], scale, bias)
+        valid = _valid_pairs(rb, cb)
         return (
-            _fold(row_stats, row_block, logits, rb, cb, pb),
-            _fold(col_stats, col_block, logits, rb, cb, pb),
+            _fold(row_stats, row_block, logits, rb, cb, pb, valid),
+            _fold(col_stats, col_block, logits, rb, cb, pb, valid),
         )
 
     q, k = q_side[0], k_side[0]
@@ -422,8 +442,9 @@ def _tiled_backward(
         dq, dp, dscale, dbias = row_block
         gram, products = _products(qb, kb, precision)
         logits = _affine(products, scale, bias)
+        valid = _valid_pairs(rb, cb)
         d_logits, d_param = _tile_cotangent(
-            stats, logits, rb, cb, pb, _merge(stats, rf, cf), _merge(stats, rc, cc)
+            stats, logits, rb, cb, pb, valid, _merge(stats, rf, cf), _merge(stats, rc, cc)
         )
         d_products = scale * d_logits
         add = functools.partial(jax.tree_util.tree_map, jnp.add)
