@@ -311,7 +311,6 @@ def test_half_precision_in_half_precision_out():
 # --------------------------------------------------------------------------- memory
 
 
-@pytest.mark.slow
 def test_tiled_clip_loss_memory_is_far_below_one_similarity_matrix():
     b, d = 65536, 512
     emb = jax.ShapeDtypeStruct((b, d), jnp.float32)
@@ -350,7 +349,7 @@ _RING = textwrap.dedent(
     jax.config.update("jax_enable_x64", True)
     assert jax.device_count() == 4
     r = np.random.default_rng(0)
-    n, d = 20, 5  # 5 rows per device: ragged tiles of 2 and 3
+    n, d = 20, 5  # 5 rows per device
     q = jnp.asarray(r.normal(size=(n, d)))
     k = jnp.asarray(r.normal(size=(n, d)))
     labels = jnp.asarray(r.integers(0, 4, size=n))
@@ -370,7 +369,7 @@ _RING = textwrap.dedent(
     }
     for name, fn in losses.items():
         v0, g0 = jax.value_and_grad(fn, argnums=(0, 1, 3))(q, k, labels, params, None, None)
-        for bs in (None, 2, 3, 8):
+        for bs in (None, 2, 8):  # the all-gather; ragged tiles of 2, 2, 1; one padded tile
             sharded = jax.shard_map(
                 lambda q, k, lab, p: fn(q, k, lab, p, bs, "d"),
                 mesh=mesh, in_specs=(P("d"), P("d"), P("d"), P()), out_specs=P())
