@@ -133,7 +133,10 @@ def _varying(tree, axis_name):
         return tree
 
     def cast(leaf):
-        if axis_name in jax.typeof(leaf).mat.varying:
+        aval = jax.typeof(leaf)
+        mat = getattr(aval, "mat", None)  # newer jax: aval.mat.varying; older releases: aval.vma
+        varying = mat.varying if mat is not None else getattr(aval, "vma", frozenset())
+        if axis_name in varying:
             return leaf
         return jax.lax.pcast(leaf, axis_name, to="varying")
 
