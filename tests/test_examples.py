@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +59,22 @@ def test_retrieval_eval_small_database():
         ["--database", "20000", "--queries", "300", "--classes", "50", "--chunk", "100", "--no-progress"]
     )
     assert result["precision@1"] > 0.5 and np.isfinite(result["seconds"])
+
+
+def test_two_tower_contrastive_trains_through_the_ring():
+    import subprocess
+    import sys
+
+    script = ROOT / "examples" / "two_tower_contrastive.py"
+    args = ["--steps", "80", "--batch", "128", "--block-size", "16", "--no-progress"]
+    out = subprocess.run(
+        [sys.executable, str(script), *args],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "on 4 devices" in out.stdout
+    top1 = out.stdout.split("top-1 ")[1].split(",")[0].split(" -> ")
+    assert float(top1[1]) > float(top1[0]) + 0.03, out.stdout
