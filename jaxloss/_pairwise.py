@@ -1,9 +1,10 @@
 """The all-pairs core: Gram-product distances between two sets of rows, accurate and safe.
 
-Every all-pairs distance computed through a matrix product in jaxloss goes
-through this module: ``cdist`` / ``pdist`` (euclidean, sqeuclidean,
-seuclidean, mahalanobis, cosine, correlation, dot and the boolean counts), the
-in-batch metric-learning losses, and the block scores of ``knn``.
+All-pairs distances computed through a matrix product go through this
+module: ``cdist`` / ``pdist`` (euclidean, sqeuclidean, seuclidean,
+mahalanobis, cosine, correlation, dot and the boolean counts) and the in-batch
+metric-learning losses. A blocked search (``knn``) can score each block here
+too, passing one ``shift`` (e.g. the database mean) computed once.
 
 Conventions, the same for every caller:
 

@@ -177,14 +177,15 @@ OFFSET_LOSSES = {
     "semi_hard": (jaxloss.semi_hard_triplet_loss, {"margin": 0.2}),
     "semi_hard_squared": (jaxloss.semi_hard_triplet_loss, {"margin": 0.2, "squared": True}),
     "lifted": (jaxloss.lifted_structured_loss, {"margin": 0.2}),
-    "snn": (jaxloss.soft_nearest_neighbor_loss, {"temperature": 1.0}),
+    "snn": (jaxloss.soft_nearest_neighbor_loss, {"temperature": 0.1}),
 }
 
 
 @pytest.mark.parametrize("name", sorted(OFFSET_LOSSES))
 def test_in_batch_losses_accurate_on_offset_float32_data(name):
     """Embeddings with a common offset (ReLU-like features, 20 + 0.1 N(0, 1)) lose no digits:
-    the float32 loss is within 1e-5 relative of the float64 loss of the same float32 data."""
+    the float32 loss is within 2e-6 relative of the float64 loss of the same float32 data
+    (measured: at most 3.3e-7; an uncentred Gram product is off by 8.5e-6 to 1.2e-2)."""
     loss, kw = OFFSET_LOSSES[name]
     r = rng(31)
     x32 = jnp.asarray(20.0 + 0.1 * r.normal(size=(256, 64)), jnp.float32)
@@ -192,7 +193,7 @@ def test_in_batch_losses_accurate_on_offset_float32_data(name):
     value32 = float(loss(x32, labels, **kw))
     value64 = float(loss(x32.astype(jnp.float64), labels, **kw))
     assert value64 > 1e-3  # a loss that depends on the distances
-    np.testing.assert_allclose(value32, value64, rtol=1e-5)
+    np.testing.assert_allclose(value32, value64, rtol=2e-6)
     # translation invariance: the offset data give the loss of the centred data
     centred = x32.astype(jnp.float64) - 20.0
     np.testing.assert_allclose(float(loss(centred, labels, **kw)), value64, rtol=1e-9)
