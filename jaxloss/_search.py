@@ -26,6 +26,7 @@ indices returned by ``knn`` and follow pytorch-metric-learning's
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -204,7 +205,10 @@ def _exact(q, rows, metric, packed, num_features):
 
 
 def _auto_blocks(q, m, metric, packed, block_size, query_block_size):
-    small = packed or metric == "cityblock"  # no GEMM: smaller tiles stay in cache
+    if packed:
+        qb = query_block_size or _PACKED_QUERY_BLOCK
+        return min(qb, q), min(block_size or _PACKED_BLOCK, m)
+    small = metric == "cityblock"  # no GEMM: smaller tiles stay in cache
     qb = query_block_size or min(q, _SMALL_QUERY_BLOCK if small else _QUERY_BLOCK)
     if block_size is None:
         tile = _SMALL_TILE_ELEMENTS if small else _TILE_ELEMENTS
@@ -282,6 +286,138 @@ def _scan(qs, x, aux, k, metric, packed, precision, block, limit):
     return jax.lax.fori_loop(1, nblocks, body, (s0, i0))
 
 
+# --------------------------------------------------------------------------- packed Hamming search
+#
+# Packed codes have a specialised scan (``_packed_scan``): a tile is laid out
+# (database rows, queries), so the innermost, vectorised loop runs over the
+# queries of the block (their words, transposed once per query block, stay
+# in L1) and each database word is broadcast; XLA then emits a vector
+# ``popcount`` (``vpopcntd`` on AVX-512) without transposing the database.
+# Each count is packed with its row in the block into one int32 key
+# ``count << shift | row`` (keys are distinct, and ordering keys is ordering
+# by (distance, index)), and the selection never materialises the tile:
+#
+# 1. the kernel reduces every run of ``R`` consecutive rows to its smallest
+#    key (fused: the (rows, queries) tile is never written to memory);
+# 2. the ``k`` smallest run minima are popped (``k`` vectorised min rounds);
+#    the ``k`` smallest keys of the block lie in those ``k`` runs (any key
+#    outside them has ``k`` smaller run minima before it);
+# 3. the ``k * R`` rows of those runs are re-counted (a gather) and the ``k``
+#    smallest keys popped;
+# 4. these are merged with the running top-k (running entries first on equal
+#    counts: they have lower indices).
+#
+# Every comparison is on exact integers, so the result is exactly faiss
+# ``IndexBinaryFlat``'s distances with ties to the lowest index.
+
+_PACKED_QUERY_BLOCK = 256
+_PACKED_BLOCK = 16384
+_PACKED_MAX_K = 64  # beyond this the min rounds cost more than lax.top_k
+_INT_MAX = np.int32(2**31 - 1)
+
+
+def _packed_plan(k, w, block):
+    """``(block, R, shift, position bits)`` of the fast packed scan, or None (use ``_scan``).
+
+    ``R`` (rows per run) is the power of two near ``sqrt(block / k)``, which
+    balances the two selection rounds (``block / R`` run minima, ``k * R``
+    candidates); the block is rounded down to a multiple of ``R``.
+    """
+    cb = (_bits.WORD_BITS * w + 1).bit_length()  # a count, or the sentinel 32 w + 1
+    shift = 31 - cb
+    pb = max(1, (2 * k - 1).bit_length())
+    if k > _PACKED_MAX_K or cb + pb > 31 or block > 2**shift:
+        return None
+    r = 1 << max(0, math.ceil(math.log2(max(1.0, math.sqrt(block / k)))))
+    if block - block % r < 4 * k * r:
+        return block, 1, shift, pb
+    return block - block % r, r, shift, pb
+
+
+def _q_counts(rows, q_t):
+    """``(B, qb)`` int32 differing bits of database rows ``(B, w)`` and queries ``q_t (w, qb)``."""
+    acc = None
+    for j in range(q_t.shape[0]):
+        t = jax.lax.population_count(rows[:, j : j + 1] ^ q_t[j][None, :]).astype(jnp.int32)
+        acc = t if acc is None else acc + t
+    return acc
+
+
+def _pop_smallest(keys, k):
+    """The ``k`` smallest int32 keys of every column (distinct or ``_INT_MAX``), ascending: ``(k, n)``."""
+
+    def body(t, carry):
+        a, out = carry
+        low = jnp.min(a, axis=0)
+        return jnp.where(a == low[None, :], _INT_MAX, a), out.at[t].set(low)
+
+    out = jnp.full((k,) + keys.shape[1:], _INT_MAX, jnp.int32)
+    return jax.lax.fori_loop(0, k, body, (keys, out))[1]
+
+
+def _packed_scan(q, x, k, limit, plan):
+    """Running top-k of one query block ``q (qb, w)`` over the rows of ``x`` below ``limit``.
+
+    Returns ``(counts, indices)``, each ``(qb, k)``, sorted by (count, index);
+    missing rows have the count ``32 w + 1`` and the index ``x.shape[0]``.
+    """
+    block, r, shift, pb = plan
+    qb, w = q.shape
+    m = x.shape[0]
+    nblocks = -(-m // block)
+    mask = (1 << shift) - 1
+    sentinel = _bits.WORD_BITS * w + 1
+    rows_in_block = jnp.arange(block, dtype=jnp.int32)
+    q_t = q.T
+
+    def step(i, carry):
+        rc, ri = carry  # (k, qb) running counts and indices, ascending
+        # The last block is shifted back to end at m; rows seen before are masked.
+        start = jnp.minimum(i * block, m - block).astype(jnp.int32)
+        pos = start + rows_in_block
+        valid = ((pos >= i * block) & (pos < limit))[:, None]
+        rows = jax.lax.dynamic_slice_in_dim(x, start, block)
+        keys = jnp.where(valid, (_q_counts(rows, q_t) << shift) | rows_in_block[:, None], _INT_MAX)
+        if r > 1:
+            best = _pop_smallest(jnp.min(keys.reshape(block // r, r, qb), axis=1), k)
+            run = jnp.where(best == _INT_MAX, 0, (best & mask) // r)
+            rid = run[:, None, :] * r + jnp.arange(r, dtype=jnp.int32)[None, :, None]  # (k, r, qb)
+            cand = x[start + rid]  # (k, r, qb, w): the rows of the k best runs
+            cnt = jnp.sum(
+                jax.lax.population_count(cand ^ q[None, None]).astype(jnp.int32), axis=-1, dtype=jnp.int32
+            )
+            ok = (best != _INT_MAX)[:, None, :] & (start + rid >= i * block) & (start + rid < limit)
+            keys = jnp.where(ok, (cnt << shift) | rid, _INT_MAX).reshape(k * r, qb)
+        bk = _pop_smallest(keys, k)
+        bc = jnp.where(bk == _INT_MAX, sentinel, bk >> shift)
+        bi = jnp.where(bk == _INT_MAX, m, start + (bk & mask))
+        cc = jnp.concatenate([rc, bc])  # running first: equal counts keep the lower index
+        ci = jnp.concatenate([ri, bi])
+        order = jnp.arange(2 * k, dtype=jnp.int32)[:, None]
+        j = _pop_smallest((cc << pb) | order, k) & ((1 << pb) - 1)
+        return jnp.take_along_axis(cc, j, axis=0), jnp.take_along_axis(ci, j, axis=0)
+
+    init = (jnp.full((k, qb), sentinel, jnp.int32), jnp.full((k, qb), m, jnp.int32))
+    rc, ri = jax.lax.fori_loop(0, nblocks, step, init)
+    return rc.T, ri.T
+
+
+def _packed_search(q, x, k, qblock, limit, plan):
+    """Exact top-k of packed codes, query-blocked: (counts, indices, key) as ``_search_local``."""
+    nq, w = q.shape
+
+    def one(qq):
+        c, idx = _packed_scan(qq, x, k, limit, plan)
+        return c, idx, jnp.where(c > _bits.WORD_BITS * w, jnp.inf, c.astype(jnp.float32))
+
+    if nq <= qblock:
+        return one(q)
+    nqb = -(-nq // qblock)
+    qp = jnp.pad(q, ((0, nqb * qblock - nq), (0, 0))).reshape(nqb, qblock, w)
+    out = jax.lax.map(one, qp)
+    return tuple(o.reshape(nqb * qblock, k)[:nq] for o in out)
+
+
 def _sort_key(dist, metric):
     return -dist if metric == "dot" else dist
 
@@ -294,6 +430,9 @@ def _search_local(q_raw, qs, x, aux, k, metric, packed, precision, block, qblock
     """
     nq = qs.shape[0]
     num_features = x.shape[1]
+    plan = _packed_plan(k, num_features, block) if packed else None
+    if plan is not None:
+        return _packed_search(qs, x, k, qblock, limit, plan)
 
     def one(args):
         qr, qsb = args
