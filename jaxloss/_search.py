@@ -286,6 +286,82 @@ def _scan(qs, x, aux, k, metric, packed, precision, block, limit):
     return jax.lax.fori_loop(1, nblocks, body, (s0, i0))
 
 
+# --------------------------------------------------------------------------- GEMM scan
+#
+# For the GEMM metrics a tile is computed as (database rows, queries), one
+# matrix product ``block @ queries.T``; the selection then runs down the
+# columns, vectorised over the queries, with no ``lax.top_k``:
+#
+# 1. each run of ``R`` consecutive rows is reduced to its largest score;
+# 2. the ``k`` best runs are popped (largest maximum, ties to the lower run);
+#    the ``k`` best scores of the block lie in those runs (a score outside them
+#    has ``k`` run maxima before it, each larger, or equal with a lower index);
+# 3. their ``k * R`` scores are gathered from the tile and the ``k`` best popped
+#    (largest score, ties to the lowest index);
+# 4. these are merged with the running top-k the same way.
+
+_GEMM_MAX_K = 64
+
+
+def _runs(block, k):
+    """Rows per run for a block: the power of two near ``sqrt(block / k)`` (1: no runs)."""
+    r = 1 << max(0, math.ceil(math.log2(max(1.0, math.sqrt(block / k)))))
+    return r if block >= 4 * k * r and block % r == 0 else 1
+
+
+def _pop_best(vals, idx, k):
+    """The ``k`` largest ``vals`` of every column, ties to the lowest ``idx`` (distinct per column).
+
+    Returns ``(values, indices)``, each ``(k, n)``, best first; ``-inf`` values
+    are missing entries.
+    """
+
+    def body(t, carry):
+        v, ov, oi = carry
+        top = jnp.max(v, axis=0)
+        j = jnp.min(jnp.where(v == top[None, :], idx, _INT_MAX), axis=0)
+        return jnp.where(idx == j[None, :], -jnp.inf, v), ov.at[t].set(top), oi.at[t].set(j)
+
+    ov = jnp.full((k,) + vals.shape[1:], -jnp.inf, vals.dtype)
+    oi = jnp.zeros((k,) + vals.shape[1:], jnp.int32)
+    return jax.lax.fori_loop(0, k, body, (vals, ov, oi))[1:]
+
+
+def _gemm_scan(qs, x, aux, k, metric, precision, block, limit):
+    """``_scan`` for the GEMM metrics (same results), selecting with ``_pop_best``."""
+    qb = qs.shape[0]
+    m = x.shape[0]
+    r = _runs(block, k)
+    nblocks = -(-m // block)
+    rows_in_block = jnp.arange(block, dtype=jnp.int32)
+    q_t = qs.T
+
+    def step(i, carry):
+        rs, ri = carry  # (k, qb) running scores (descending) and indices
+        start = jnp.minimum(i * block, m - block).astype(jnp.int32)
+        pos = start + rows_in_block
+        ok = ((pos >= i * block) & (pos < limit))[:, None]
+        blk = _as_rows(jax.lax.dynamic_slice_in_dim(x, start, block), metric, False, qs.dtype)
+        g = jnp.matmul(blk, q_t, precision=precision)  # (block, qb)
+        if aux is not None:
+            a = jax.lax.dynamic_slice_in_dim(aux, start, block)[:, None]
+            g = g * a if metric == "cosine" else g - a  # 2 q.x - |x|^2 = |q|^2 - |q - x|^2
+        s = jnp.where(ok, g, -jnp.inf)
+        if r > 1:
+            runs = jnp.arange(block // r, dtype=jnp.int32)[:, None]
+            _, best = _pop_best(jnp.max(s.reshape(block // r, r, qb), axis=1), runs, k)
+            rid = best[:, None, :] * r + jnp.arange(r, dtype=jnp.int32)[None, :, None]  # (k, r, qb)
+            cand = jnp.take_along_axis(s, rid.reshape(k * r, qb), axis=0)
+            bs, bi = _pop_best(cand, start + rid.reshape(k * r, qb), k)
+        else:
+            bs, bi = _pop_best(s, jnp.broadcast_to(pos[:, None], s.shape), k)
+        return _pop_best(jnp.concatenate([rs, bs]), jnp.concatenate([ri, bi]), k)
+
+    init = (jnp.full((k, qb), -jnp.inf, qs.dtype), jnp.full((k, qb), m, jnp.int32))
+    rs, ri = jax.lax.fori_loop(0, nblocks, step, init)
+    return rs.T, jnp.where(rs.T == -jnp.inf, 0, ri.T)
+
+
 # --------------------------------------------------------------------------- packed Hamming search
 #
 # Packed codes have a specialised scan (``_packed_scan``): a tile is laid out
@@ -436,7 +512,10 @@ def _search_local(q_raw, qs, x, aux, k, metric, packed, precision, block, qblock
 
     def one(args):
         qr, qsb = args
-        s, idx = _scan(qsb, x, aux, k, metric, packed, precision, block, limit)
+        if metric in _GEMM_METRICS and not packed and k <= _GEMM_MAX_K:
+            s, idx = _gemm_scan(qsb, x, aux, k, metric, precision, block, limit)
+        else:
+            s, idx = _scan(qsb, x, aux, k, metric, packed, precision, block, limit)
         missing = s == -jnp.inf
         rows = _as_rows(x[jnp.clip(idx, 0, x.shape[0] - 1)], metric, packed, qs.dtype)
         d = _exact(qr, rows, metric, packed, num_features)
