@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _bits, _checks
+from . import _bits, _checks, _pairwise
 from . import _numerics as nx
 
 __all__ = [
@@ -160,12 +160,7 @@ def _block_scores(qs, blk, aux, metric, packed, precision):
         return -_bits.hamming_counts(qs, blk).astype(jnp.float32)
     if metric == "cityblock":
         return -jnp.sum(jnp.abs(qs[:, None, :] - blk[None, :, :]), axis=-1)
-    g = jnp.matmul(qs, blk.T, precision=precision)
-    if metric in ("euclidean", "sqeuclidean", "hamming"):
-        return g - aux[None, :]  # 2 q.x - |x|^2 = |q|^2 - |q - x|^2
-    if metric == "cosine":
-        return g * aux[None, :]
-    return g  # dot
+    return _pairwise.ranking_scores(blk, qs, aux, metric=metric, precision=precision).T
 
 
 def _sequential_sums(q, rows, terms):
@@ -334,7 +329,6 @@ def _gemm_scan(qs, x, aux, k, metric, precision, block, limit):
     r = _runs(block, k)
     nblocks = -(-m // block)
     rows_in_block = jnp.arange(block, dtype=jnp.int32)
-    q_t = qs.T
 
     def step(i, carry):
         rs, ri = carry  # (k, qb) running scores (descending) and indices
@@ -342,10 +336,8 @@ def _gemm_scan(qs, x, aux, k, metric, precision, block, limit):
         pos = start + rows_in_block
         ok = ((pos >= i * block) & (pos < limit))[:, None]
         blk = _as_rows(jax.lax.dynamic_slice_in_dim(x, start, block), metric, False, qs.dtype)
-        g = jnp.matmul(blk, q_t, precision=precision)  # (block, qb)
-        if aux is not None:
-            a = jax.lax.dynamic_slice_in_dim(aux, start, block)[:, None]
-            g = g * a if metric == "cosine" else g - a  # 2 q.x - |x|^2 = |q|^2 - |q - x|^2
+        a = None if aux is None else jax.lax.dynamic_slice_in_dim(aux, start, block)
+        g = _pairwise.ranking_scores(blk, qs, a, metric=metric, precision=precision)  # (block, qb)
         s = jnp.where(ok, g, -jnp.inf)
         if r > 1:
             runs = jnp.arange(block // r, dtype=jnp.int32)[:, None]
