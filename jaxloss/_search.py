@@ -31,6 +31,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from . import _bits, _checks, _pairwise
 from . import _numerics as nx
@@ -550,15 +551,15 @@ def _knn(queries, database, k, metric, packed, precision, block, qblock):
 
 
 def knn(
-    queries,
-    database,
+    queries: ArrayLike,
+    database: ArrayLike,
     k: int,
     *,
     metric: str = "euclidean",
     block_size: int | None = None,
     query_block_size: int | None = None,
     precision=HIGHEST,
-):
+) -> tuple[jax.Array, jax.Array]:
     """Exact k nearest neighbours of every query in a database, in bounded memory.
 
     For each query row ``q_i`` the ``k`` database rows ``x_j`` with the smallest
@@ -586,8 +587,17 @@ def knn(
     ``O(query_block_size * block_size + q * k + m)`` (the ``m`` term: one norm
     per database row), never ``O(q * m)``, and the database is never copied.
     By default ``query_block_size = min(q, 512)`` and ``block_size`` keeps one
-    tile of scores near 16 MiB (``min(q, 128)`` and 4 MiB for cityblock and
-    packed codes, which are elementwise work rather than a GEMM).
+    tile of scores near 16 MiB (``min(q, 128)`` and 4 MiB for cityblock;
+    for packed codes ``min(q, 256)`` queries and 16,384 rows, whose counts are
+    reduced as they are computed and never stored).
+
+    Selection (``k <= 64``): a tile is laid out (database rows, queries); each
+    run of ``R ~ sqrt(block_size / k)`` rows is reduced to its best score, the
+    ``k`` best runs are taken, and the ``k`` best of their ``k R`` rows are
+    merged into the running top-k, by rounds of vectorised max (min) over the
+    rows, with no sort; packed counts travel as exact int32 keys
+    ``count * 2^s + row``. Larger ``k`` uses ``lax.top_k`` on each tile. Both
+    return the same neighbours.
 
     Gradients: the indices are piecewise constant; the distances are
     differentiable with respect to both inputs through the exact re-scoring of
@@ -656,8 +666,8 @@ def _empty_result(queries, database, k, metric, packed):
 
 
 def sharded_knn(
-    queries,
-    database,
+    queries: ArrayLike,
+    database: ArrayLike,
     k: int,
     *,
     mesh,
@@ -666,7 +676,7 @@ def sharded_knn(
     block_size: int | None = None,
     query_block_size: int | None = None,
     precision=HIGHEST,
-):
+) -> tuple[jax.Array, jax.Array]:
     """Exact kNN with the database split across the devices of a mesh.
 
     The database rows are sharded over the mesh axis ``axis_name`` (padded to
@@ -850,14 +860,14 @@ def _check_metric_k(k, available, fn):
 
 
 def precision_at_k(
-    neighbor_indices,
-    query_labels,
-    reference_labels,
-    k=None,
+    neighbor_indices: ArrayLike,
+    query_labels: ArrayLike,
+    reference_labels: ArrayLike,
+    k: int | None = None,
     *,
-    exclude_self=False,
-    reduction="mean",
-):
+    exclude_self: bool = False,
+    reduction: str = "mean",
+) -> jax.Array:
     """Precision@k: the fraction of the first ``k`` neighbours that share the query's label.
 
     ``P@k(i) = (1/k) sum_{j<k} [label(n_ij) == label(q_i)]``; with ``k=1`` it
@@ -901,14 +911,14 @@ def precision_at_k(
 
 
 def recall_at_k(
-    neighbor_indices,
-    query_labels,
-    reference_labels,
-    k=None,
+    neighbor_indices: ArrayLike,
+    query_labels: ArrayLike,
+    reference_labels: ArrayLike,
+    k: int | None = None,
     *,
-    exclude_self=False,
-    reduction="mean",
-):
+    exclude_self: bool = False,
+    reduction: str = "mean",
+) -> jax.Array:
     """Recall@k of deep metric learning: does any of the first ``k`` neighbours share the label?
 
     ``R@k(i) = max_{j<k} [label(n_ij) == label(q_i)]`` (0 or 1), the "Recall@K"
@@ -957,7 +967,14 @@ def _r_mask(shape, counts):
     return jnp.arange(shape[1])[None, :] < counts[:, None]
 
 
-def r_precision(neighbor_indices, query_labels, reference_labels, *, exclude_self=False, reduction="mean"):
+def r_precision(
+    neighbor_indices: ArrayLike,
+    query_labels: ArrayLike,
+    reference_labels: ArrayLike,
+    *,
+    exclude_self: bool = False,
+    reduction: str = "mean",
+) -> jax.Array:
     """R-precision: precision over the first ``R_i`` neighbours, ``R_i`` = relevant items.
 
     ``R_i`` is the number of reference rows with the query's label (minus the
@@ -1004,8 +1021,13 @@ def r_precision(neighbor_indices, query_labels, reference_labels, *, exclude_sel
 
 
 def mean_average_precision_at_r(
-    neighbor_indices, query_labels, reference_labels, *, exclude_self=False, reduction="mean"
-):
+    neighbor_indices: ArrayLike,
+    query_labels: ArrayLike,
+    reference_labels: ArrayLike,
+    *,
+    exclude_self: bool = False,
+    reduction: str = "mean",
+) -> jax.Array:
     """MAP@R: mean average precision over the first ``R_i`` neighbours.
 
     ``MAP@R(i) = (1/R_i) sum_{j < R_i} P@(j+1)(i) * [label(n_ij) == label(q_i)]``
