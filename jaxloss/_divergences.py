@@ -19,6 +19,7 @@ is infinite in mathematics (``p > 0`` where ``q = 0``) is ``inf``, as in scipy.
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -237,7 +238,10 @@ def generalized_kl_divergence(log_predictions, targets, axis=-1, where=None):
 
 
 def convex_kl_divergence(log_predictions, targets, axis=-1, where=None):
-    """optax's older name of ``generalized_kl_divergence`` (same arguments and values).
+    """Deprecated: optax's older name of ``generalized_kl_divergence`` (same arguments and values).
+
+    Emits a ``DeprecationWarning`` that points to ``generalized_kl_divergence``,
+    with optax's message.
 
     Args:
       log_predictions: ``(..., n)`` log ``q``.
@@ -250,11 +254,19 @@ def convex_kl_divergence(log_predictions, targets, axis=-1, where=None):
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> convex_kl_divergence(jnp.log(jnp.array([1.0, 2.0])), jnp.array([1.0, 1.0]))
+      >>> import warnings
+      >>> with warnings.catch_warnings():
+      ...     warnings.simplefilter("ignore", DeprecationWarning)
+      ...     convex_kl_divergence(jnp.log(jnp.array([1.0, 2.0])), jnp.array([1.0, 1.0]))
       Array(0.30685282, dtype=float32)
 
     optax: convex_kl_divergence
     """
+    warnings.warn(
+        "The function convex_kl_divergence is deprecated. Please use generalized_kl_divergence instead.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return generalized_kl_divergence(log_predictions, targets, axis=axis, where=where)
 
 

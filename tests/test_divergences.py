@@ -332,3 +332,16 @@ def test_finite_at_zero_probabilities(index):
         model = jnp.full((2, 4), 0.25)
         assert np.all(np.isfinite(np.asarray(fn(model, one_hot))))
         finite_grads(fn, model, one_hot)
+
+
+def test_convex_kl_divergence_is_deprecated_like_optax():
+    """optax's convex_kl_divergence warns (DeprecationWarning naming its replacement); so does ours."""
+    lq, p = jnp.log(jnp.array([1.0, 2.0])), jnp.array([1.0, 1.0])
+    with pytest.warns(DeprecationWarning) as theirs:
+        expected = optax.losses.convex_kl_divergence(lq, p)
+    with pytest.warns(DeprecationWarning, match="generalized_kl_divergence") as ours:
+        value = jaxloss.convex_kl_divergence(lq, p)
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+    assert ours[0].filename == __file__  # points at the caller's line
+    assert_close(value, expected)
+    assert_close(value, jaxloss.generalized_kl_divergence(lq, p))

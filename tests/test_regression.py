@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import torch
 import torch.nn.functional as F
 
 import jaxloss
@@ -112,3 +115,36 @@ def test_half_precision_dtype_preserved(dtype):
 def test_weight_shape_must_match_input():
     with pytest.raises(ValueError, match="`weight`"):
         jt.mse_loss(jnp.ones((2, 3)), jnp.ones((2, 3)), weight=jnp.ones(3))
+
+
+MISMATCHED = [((3,), (3, 1)), ((4, 5), (5,)), ((2, 3), ()), ((3, 1), (3,))]
+CORE_RESIDUALS = ["squared_error", "l2_loss", "absolute_error", "huber_loss", "smooth_l1_loss"]
+
+
+@pytest.mark.parametrize("shapes", MISMATCHED)
+@pytest.mark.parametrize("name", CORE_RESIDUALS)
+def test_core_residual_losses_refuse_a_shape_mismatch_like_optax(name, shapes):
+    """optax's squared_error / l2_loss raise ValueError on any shape mismatch (no (B,) x (B, 1) -> (B, B))."""
+    a, b = jnp.ones(shapes[0]), jnp.zeros(shapes[1])
+    with pytest.raises(ValueError, match="Shape mismatch"):
+        optax.losses.squared_error(a, b)
+    with pytest.raises(ValueError, match=r"`predictions` and `targets` must have the same shape"):
+        getattr(jaxloss, name)(a, b)
+    with pytest.raises(ValueError, match=r"must have the same shape"):
+        jax.jit(getattr(jaxloss, name))(a, b)
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"])
+def test_torch_face_warns_and_broadcasts_like_pytorch(name):
+    a, b = rng(9).normal(size=(3,)), rng(10).normal(size=(3, 1))
+    with pytest.warns(UserWarning, match="Using a target size") as torch_warning:
+        ref = getattr(F, name)(torch.tensor(a), torch.tensor(b), reduction="none").numpy()
+    with pytest.warns(UserWarning, match="Using a target size") as ours:
+        out = getattr(jt, name)(jnp.asarray(a), jnp.asarray(b), reduction="none")
+    assert len(torch_warning) == len(ours) == 1
+    assert out.shape == ref.shape == (3, 3)
+    np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-12)
+    # equal shapes: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        getattr(jt, name)(jnp.asarray(a), jnp.asarray(a))

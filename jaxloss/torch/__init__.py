@@ -14,6 +14,7 @@ are immutable).
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -93,6 +94,7 @@ def norm(input, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
     if out is not None:
         raise TypeError("norm: `out` is not supported in JAX (arrays are immutable); omit it.")
     x = _common.cast(input, dtype)
+    dim = _common.zero_d_dim(x, dim, "dim", "norm")
     dims = None if dim is None else ((dim,) if isinstance(dim, (int, np.integer)) else tuple(dim))
     if isinstance(p, str):
         _checks.check_option(p, "p", ("fro", "nuc"), "norm")
@@ -114,7 +116,21 @@ def norm(input, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
 
 def _check_broadcast(a, b, names, fn):
     # the core would name its own arguments (`predictions`, `targets`); name PyTorch's
-    _checks.broadcast_shapes(a, b, names, fn)
+    return _checks.broadcast_shapes(a, b, names, fn)
+
+
+def _broadcast_residual(input, target, fn):
+    """PyTorch's residual losses: warn when the shapes differ, then broadcast (the core raises)."""
+    shape = _check_broadcast(input, target, ("input", "target"), fn)
+    si, st = tuple(np.shape(input)), tuple(np.shape(target))
+    if si != st:
+        warnings.warn(
+            f"Using a target size ({st}) that is different to the input size ({si}). This will likely "
+            "lead to incorrect results due to broadcasting. Please ensure they have the same size.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return jnp.broadcast_to(input, shape), jnp.broadcast_to(target, shape)
 
 
 def _weighted_residual(values, input, weight, reduction, fn, weighted_mean):
@@ -137,7 +153,8 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "me
 
     Args:
       input: array, any shape.
-      target: array of the same shape.
+      target: array of the same shape (a broadcastable other shape warns and
+        broadcasts, as PyTorch).
       size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
         None they override ``reduction`` as in PyTorch.
       reduce: PyTorch's deprecated argument (see ``size_average``).
@@ -155,8 +172,8 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "me
     PyTorch: torch.nn.functional.mse_loss
     """
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
-    _check_broadcast(input, target, ("input", "target"), "mse_loss")
-    values = _regression.squared_error(input, target)
+    x, t = _broadcast_residual(input, target, "mse_loss")
+    values = _regression.squared_error(x, t)
     return _weighted_residual(values, input, weight, reduction, "mse_loss", True)
 
 
@@ -167,7 +184,8 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mea
 
     Args:
       input: array, any shape.
-      target: array of the same shape.
+      target: array of the same shape (a broadcastable other shape warns and
+        broadcasts, as PyTorch).
       size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
         None they override ``reduction`` as in PyTorch.
       reduce: PyTorch's deprecated argument (see ``size_average``).
@@ -185,8 +203,8 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mea
     PyTorch: torch.nn.functional.l1_loss
     """
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
-    _check_broadcast(input, target, ("input", "target"), "l1_loss")
-    values = _regression.absolute_error(input, target)
+    x, t = _broadcast_residual(input, target, "l1_loss")
+    values = _regression.absolute_error(x, t)
     return _weighted_residual(values, input, weight, reduction, "l1_loss", True)
 
 
@@ -195,7 +213,8 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str
 
     Args:
       input: array, any shape.
-      target: array of the same shape.
+      target: array of the same shape (a broadcastable other shape warns and
+        broadcasts, as PyTorch).
       size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
         None they override ``reduction`` as in PyTorch.
       reduce: PyTorch's deprecated argument (see ``size_average``).
@@ -213,8 +232,8 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str
     PyTorch: torch.nn.functional.smooth_l1_loss
     """
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
-    _check_broadcast(input, target, ("input", "target"), "smooth_l1_loss")
-    values = _regression.smooth_l1_loss(input, target, beta=beta)
+    x, t = _broadcast_residual(input, target, "smooth_l1_loss")
+    values = _regression.smooth_l1_loss(x, t, beta=beta)
     return _common.apply_reduction(values, reduction, "smooth_l1_loss")
 
 
@@ -223,7 +242,8 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weigh
 
     Args:
       input: array, any shape.
-      target: array of the same shape.
+      target: array of the same shape (a broadcastable other shape warns and
+        broadcasts, as PyTorch).
       reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
       delta: the L2/L1 switch point, ``> 0``.
       weight: optional weights broadcastable to the elementwise losses.
@@ -238,8 +258,8 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weigh
 
     PyTorch: torch.nn.functional.huber_loss
     """
-    _check_broadcast(input, target, ("input", "target"), "huber_loss")
-    values = _regression.huber_loss(input, target, delta=delta)
+    x, t = _broadcast_residual(input, target, "huber_loss")
+    values = _regression.huber_loss(x, t, delta=delta)
     # PyTorch's weighted huber_loss takes the plain mean of w * v (not sum(w v) / sum(w)).
     return _weighted_residual(values, input, weight, reduction, "huber_loss", False)
 
@@ -383,6 +403,9 @@ def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8):
     shape = _checks.broadcast_shapes(x1, x2, ("x1", "x2"), "cosine_similarity")
     a, b, out_dtype = _numerics.as_float(x1, x2)
     a, b = jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
+    if not shape:  # PyTorch: a 0-d tensor is one element along dim 0 / -1
+        _common.zero_d_dim(a, dim, "dim", "cosine_similarity")
+        return _distances.torch_cosine_similarity(a[None], b[None], 0, eps).astype(out_dtype)
     axis = _checks.check_axis(dim, len(shape), "dim", "cosine_similarity")[0]
     return _distances.torch_cosine_similarity(a, b, axis, eps).astype(out_dtype)
 

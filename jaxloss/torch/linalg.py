@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _norms
+from . import _common
 from ._common import cast as _cast
 
 __all__ = ["matrix_norm", "norm", "vector_norm"]
@@ -34,6 +35,7 @@ def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None):
 
     PyTorch: torch.linalg.vector_norm
     """
+    dim = _common.zero_d_dim(x, dim, "dim", "linalg.vector_norm")
     return _norms.vector_norm(_cast(x, dtype), ord, dim, keepdim)
 
 
@@ -86,6 +88,9 @@ def norm(A, ord=None, dim=None, keepdim: bool = False, *, dtype=None):
     PyTorch: torch.linalg.norm
     """
     A = _cast(A, dtype)
+    if A.ndim == 0 and dim is not None:  # PyTorch: a 0-d tensor is one element along dim 0 / -1
+        _common.zero_d_dim(A, dim, "dim", "linalg.norm")
+        return _norms.vector_norm(A, 2.0 if ord is None else ord, None, keepdim)
     if dim is not None and not isinstance(dim, (int, np.integer)):
         dim = tuple(dim)
         if len(dim) not in (1, 2):
