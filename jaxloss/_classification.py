@@ -143,10 +143,11 @@ def _clamped_bce_jvp(clamp, primals, tangents):
 
 
 def binary_cross_entropy(predictions, targets, *, log_clamp=None, axis=(), where=None):
-    """Binary cross-entropy ``-[y log p + (1 - y) log(1 - p)]`` of probabilities (the seed's J).
+    """Binary cross-entropy ``-[y log p + (1 - y) log(1 - p)]`` of probabilities.
 
     Elementwise by default (``axis=()``); ``axis`` sums over axes (``None``:
-    all). The seed's ``J`` is ``binary_cross_entropy(p, y).mean()``.
+    all). The batch loss ``J = -1/N sum_i [y_i log p_i + (1 - y_i) log(1 - p_i)]`` is
+    ``binary_cross_entropy(p, y).mean()``.
 
     * ``log_clamp=None`` (default): exact, with ``0 log 0 = 0``, so ``p = y``
       in ``{0, 1}`` gives 0 with finite gradients; ``p = 1 - y`` gives ``inf``.
@@ -168,7 +169,7 @@ def binary_cross_entropy(predictions, targets, *, log_clamp=None, axis=(), where
     Examples:
       >>> import jax.numpy as jnp
       >>> y, p = jnp.array([1.0, 0.0, 1.0]), jnp.array([0.9, 0.2, 0.6])
-      >>> binary_cross_entropy(p, y).mean()  # the seed's J
+      >>> binary_cross_entropy(p, y).mean()  # J
       Array(0.2797765, dtype=float32)
       >>> binary_cross_entropy(jnp.array([0.0]), jnp.array([1.0]), log_clamp=-100.0)
       Array([100.], dtype=float32)

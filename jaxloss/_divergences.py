@@ -2,14 +2,16 @@
 
 Convention for every divergence ``D(P || Q)``: the arguments come in optax's
 order ``(predictions, targets)``; ``targets`` play ``P`` (the true
-distribution) and ``predictions`` play ``Q`` (the model), as in the seed notes,
-optax and ``torch.nn.functional.kl_div``. Every function sums over ``axis``
-(default ``-1``; a tuple sums over several axes, ``()`` returns the elementwise
-terms, ``None`` sums over everything) and ``where`` (a boolean mask broadcastable
-to the inputs) leaves out the masked entries.
+distribution) and ``predictions`` play ``Q`` (the model), as in the usual
+``D_KL(P || Q) = sum_i P_i log(P_i / Q_i)``, in optax and in
+``torch.nn.functional.kl_div``. Every function sums over ``axis`` (default
+``-1``; a tuple sums over several axes, ``()`` returns the elementwise terms,
+``None`` sums over everything) and ``where`` (a boolean mask broadcastable to
+the inputs) leaves out the masked entries.
 
-Zero probabilities follow the convention ``0 log 0 = 0`` (the seed's "terms
-where the probability is 0 contribute 0"): a term whose weight ``p`` is 0
+Zero probabilities follow the convention ``0 log 0 = 0`` (terms where the
+probability is 0 contribute 0; Cover and Thomas, *Elements of Information
+Theory*, 2nd ed., section 2.3): a term whose weight ``p`` is 0
 contributes 0 to the value and **0 to the gradient with respect to both
 arguments** (the subgradient of ``jaxloss._numerics.xlogy``), so values and
 gradients are finite wherever the divergence itself is finite. A divergence that
@@ -111,7 +113,7 @@ def entropy(probabilities, *, axis=-1, where=None):
 
 
 def cross_entropy(predictions, targets, *, axis=-1, where=None):
-    """Cross-entropy ``H(p, q) = -sum_i p_i log q_i`` of probabilities (the seed's H(p, q)).
+    """Cross-entropy ``H(p, q) = -sum_i p_i log q_i`` of probabilities.
 
     ``targets`` is ``p`` (true), ``predictions`` is ``q`` (model). ``H(p, q) =
     H(p) + KL(p || q)``; terms with ``p_i = 0`` contribute 0 (also when
@@ -131,7 +133,9 @@ def cross_entropy(predictions, targets, *, axis=-1, where=None):
       >>> cross_entropy(jnp.array([0.25, 0.75]), jnp.array([0.0, 1.0]))
       Array(0.2876821, dtype=float32)
 
-    Reference: the seed notes' H(p, q); tested as scipy.stats.entropy(p) + scipy.special.rel_entr
+    References: Cover and Thomas, *Elements of Information Theory*, 2nd ed., section 2.3.
+
+    scipy: scipy.stats.entropy(p) + scipy.special.rel_entr (H(p) + KL(p || q))
     """
     (q, p), out_dtype = _prepare((predictions, targets), ("predictions", "targets"), "cross_entropy")
     return (-_sum(_numerics.xlogy(p, q), axis, where, "cross_entropy")).astype(out_dtype)

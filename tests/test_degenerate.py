@@ -16,22 +16,12 @@ import pytest
 
 import jaxloss
 import jaxloss.torch as jt
+from tests.helpers import value_and_grads
 from tests.registry import GENERIC, float_leaves, ids
 
 
 def _finite(tree):
     return all(bool(jnp.all(jnp.isfinite(o))) for o in float_leaves(tree))
-
-
-def _value_and_grads(spec, args):
-    def scalar(*diff_args):
-        full = list(args)
-        for i, a in zip(spec.diff, diff_args, strict=True):
-            full[i] = a
-        return sum(jnp.sum(o) for o in float_leaves(spec.call(*full)))
-
-    grads = jax.grad(scalar, argnums=tuple(range(len(spec.diff))))(*[args[i] for i in spec.diff])
-    return spec.call(*args), grads
 
 
 # --------------------------------------------------------------------------- geometry: coincident points
@@ -51,7 +41,7 @@ def test_coincident_and_zero_points_finite(spec, how):
     row = jnp.asarray(np.random.default_rng(22).normal(size=args[spec.diff[0]].shape[-1]))
     for i in spec.diff:
         args[i] = jnp.zeros_like(args[i]) + (row if how == "all_equal" else 0.0)
-    value, grads = _value_and_grads(spec, args)
+    value, grads = value_and_grads(spec, args)
     assert _finite(value), (spec.name, value)
     assert _finite(grads), (spec.name, grads)
 
