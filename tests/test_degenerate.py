@@ -2,7 +2,7 @@
 saturated and -inf logits, single-class batches, every label ignored, everything masked.
 
 Values and gradients are finite wherever the mathematics is finite, and take
-the documented value (listed in ``docs/notes/hardening.md``) where it is not.
+the documented value (listed in ``docs/design.md``) where it is not.
 """
 
 from __future__ import annotations

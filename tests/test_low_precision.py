@@ -1,6 +1,6 @@
 """Low precision: float16 / bfloat16 inputs return the input dtype, within a bound of float32.
 
-The bound (documented in ``docs/notes/hardening.md``). With ``x16`` the half
+The bound (documented in ``docs/design.md``). With ``x16`` the half
 precision inputs and ``ref = f(x16.astype(float32))`` (the float32 result on
 the *same*, already rounded, inputs, so the rounding of the inputs themselves,
 which no implementation can undo, is not counted):
