@@ -25,6 +25,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from . import _checks, _numerics
 
@@ -87,7 +88,9 @@ def _sum(terms, axis, where, fn):
 # ------------------------------------------------------------------------ entropy and cross-entropy
 
 
-def entropy(probabilities, *, axis=-1, where=None):
+def entropy(
+    probabilities: ArrayLike, *, axis: int | tuple[int, ...] | None = -1, where: ArrayLike | None = None
+) -> jax.Array:
     """Shannon entropy ``H(p) = -sum_i p_i log p_i`` (natural log) with ``0 log 0 = 0``.
 
     Args:
@@ -112,7 +115,13 @@ def entropy(probabilities, *, axis=-1, where=None):
     return (-_sum(_numerics.xlogx(p), axis, where, "entropy")).astype(out_dtype)
 
 
-def cross_entropy(predictions, targets, *, axis=-1, where=None):
+def cross_entropy(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Cross-entropy ``H(p, q) = -sum_i p_i log q_i`` of probabilities.
 
     ``targets`` is ``p`` (true), ``predictions`` is ``q`` (model). ``H(p, q) =
@@ -148,7 +157,12 @@ def _kl_terms(log_q, p):
     return _numerics.xlogx(p) - _numerics.x_times_log(p, log_q)
 
 
-def kl_divergence(log_predictions, targets, axis=-1, where=None):
+def kl_divergence(
+    log_predictions: ArrayLike,
+    targets: ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Kullback-Leibler divergence ``KL(p || q) = sum_i p_i (log p_i - log q_i)`` (optax's API).
 
     ``targets`` is ``p``, ``log_predictions`` is ``log q``. Terms with
@@ -179,7 +193,12 @@ def kl_divergence(log_predictions, targets, axis=-1, where=None):
     return _sum(_kl_terms(log_q, p), axis, where, fn).astype(out_dtype)
 
 
-def kl_divergence_with_log_targets(log_predictions, log_targets, axis=-1, where=None):
+def kl_divergence_with_log_targets(
+    log_predictions: ArrayLike,
+    log_targets: ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """``KL(p || q) = sum_i exp(log p_i) (log p_i - log q_i)`` with both inputs in log space.
 
     Terms with ``p_i = 0`` (``log p_i = -inf``) contribute 0 and have gradient
@@ -211,7 +230,12 @@ def kl_divergence_with_log_targets(log_predictions, log_targets, axis=-1, where=
     return _sum(terms, axis, where, fn).astype(out_dtype)
 
 
-def generalized_kl_divergence(log_predictions, targets, axis=-1, where=None):
+def generalized_kl_divergence(
+    log_predictions: ArrayLike,
+    targets: ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Generalised KL ``sum_i p_i log(p_i / q_i) - p_i + q_i`` for unnormalised ``p``, ``q``.
 
     The Bregman divergence of ``x log x - x``; equal to ``kl_divergence``
@@ -241,7 +265,12 @@ def generalized_kl_divergence(log_predictions, targets, axis=-1, where=None):
     return _sum(terms, axis, where, fn).astype(out_dtype)
 
 
-def convex_kl_divergence(log_predictions, targets, axis=-1, where=None):
+def convex_kl_divergence(
+    log_predictions: ArrayLike,
+    targets: ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Deprecated: optax's older name of ``generalized_kl_divergence`` (same arguments and values).
 
     Emits a ``DeprecationWarning`` that points to ``generalized_kl_divergence``,
@@ -277,7 +306,13 @@ def convex_kl_divergence(log_predictions, targets, axis=-1, where=None):
 # --------------------------------------------------------------------------- beyond optax
 
 
-def symmetric_kl_divergence(predictions, targets, *, axis=-1, where=None):
+def symmetric_kl_divergence(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Symmetrised KL (Jeffreys) ``KL(p || q) + KL(q || p) = sum_i (p_i - q_i) log(p_i / q_i)``.
 
     Args:
@@ -311,7 +346,14 @@ def _log_base(base, fn):
     return jnp.log(base)
 
 
-def js_divergence(predictions, targets, *, base=None, axis=-1, where=None):
+def js_divergence(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    base: float | None = None,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Jensen-Shannon divergence ``(KL(p || m) + KL(q || m)) / 2`` with ``m = (p + q) / 2``.
 
     Symmetric, ``0 <= JS <= log 2`` (``<= 1`` in base 2) for normalised
@@ -345,7 +387,14 @@ def js_divergence(predictions, targets, *, base=None, axis=-1, where=None):
     return (_sum(terms, axis, where, fn) / scale).astype(out_dtype)
 
 
-def jensen_shannon_distance(predictions, targets, *, base=None, axis=-1, where=None):
+def jensen_shannon_distance(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    base: float | None = None,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Jensen-Shannon distance ``sqrt(js_divergence)``, a metric on distributions.
 
     Equal to ``scipy.spatial.distance.jensenshannon`` on normalised inputs
@@ -373,7 +422,13 @@ def jensen_shannon_distance(predictions, targets, *, base=None, axis=-1, where=N
     return _numerics.sqrt(js.astype(jnp.promote_types(js.dtype, jnp.float32))).astype(js.dtype)
 
 
-def hellinger_distance(predictions, targets, *, axis=-1, where=None):
+def hellinger_distance(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Hellinger distance ``sqrt(sum_i (sqrt p_i - sqrt q_i)^2 / 2)``, in ``[0, 1]``.
 
     Gradients use the safe square root (0 at 0), so they are finite at zero
@@ -401,7 +456,13 @@ def hellinger_distance(predictions, targets, *, axis=-1, where=None):
     return _numerics.sqrt(0.5 * _sum(d * d, axis, where, fn)).astype(out_dtype)
 
 
-def total_variation_distance(predictions, targets, *, axis=-1, where=None):
+def total_variation_distance(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Total variation distance ``sum_i |p_i - q_i| / 2`` (gradient ``sign``, 0 at a tie).
 
     Args:
@@ -425,7 +486,13 @@ def total_variation_distance(predictions, targets, *, axis=-1, where=None):
     return (0.5 * _sum(_numerics.abs(p - q), axis, where, fn)).astype(out_dtype)
 
 
-def bhattacharyya_distance(predictions, targets, *, axis=-1, where=None):
+def bhattacharyya_distance(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Bhattacharyya distance ``-log sum_i sqrt(p_i q_i)`` (``inf`` for disjoint supports).
 
     Equal to ``renyi_divergence(..., alpha=0.5) / 2`` for normalised inputs.
@@ -452,7 +519,14 @@ def bhattacharyya_distance(predictions, targets, *, axis=-1, where=None):
     return (-jnp.log(coefficient)).astype(out_dtype)
 
 
-def renyi_divergence(predictions, targets, *, alpha, axis=-1, where=None):
+def renyi_divergence(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    alpha: float,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Renyi divergence ``log(sum_i p_i^alpha q_i^(1-alpha) / sum_i p_i) / (alpha - 1)``.
 
     The sums run over the support of ``p`` (``p_i > 0``); dividing by

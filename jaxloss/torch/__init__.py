@@ -19,6 +19,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from .. import (
     _checks,
@@ -60,7 +61,14 @@ __all__ = [
 # --------------------------------------------------------------------------- norms
 
 
-def norm(input, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
+def norm(
+    input: ArrayLike,
+    p: str | float | None = "fro",
+    dim: int | tuple[int, ...] | None = None,
+    keepdim: bool = False,
+    out: None = None,
+    dtype: DTypeLike | None = None,
+) -> jax.Array:
     """The legacy ``torch.norm`` with all its ``p``/``dim`` combinations.
 
     * ``p="fro"`` with ``dim`` None, an int or up to two dims: the 2-norm of the
@@ -146,7 +154,14 @@ def _weighted_residual(values, input, weight, reduction, fn, weighted_mean):
     return _common.apply_reduction(values * weight, reduction, fn)
 
 
-def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "mean", weight=None):
+def mse_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    weight: ArrayLike | None = None,
+) -> jax.Array:
     """``torch.nn.functional.mse_loss``: ``reduce((input - target)^2)``.
 
     With ``weight`` (same shape as ``input``) the mean is ``sum(w v) / sum(w)``.
@@ -177,7 +192,14 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "me
     return _weighted_residual(values, input, weight, reduction, "mse_loss", True)
 
 
-def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean", weight=None):
+def l1_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    weight: ArrayLike | None = None,
+) -> jax.Array:
     """``torch.nn.functional.l1_loss``: ``reduce(|input - target|)``, gradient 0 at a tie.
 
     With ``weight`` (same shape as ``input``) the mean is ``sum(w v) / sum(w)``.
@@ -208,7 +230,14 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mea
     return _weighted_residual(values, input, weight, reduction, "l1_loss", True)
 
 
-def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean", beta: float = 1.0):
+def smooth_l1_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    beta: float = 1.0,
+) -> jax.Array:
     """``torch.nn.functional.smooth_l1_loss`` (``beta = 0`` is the L1 loss).
 
     Args:
@@ -237,7 +266,13 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str
     return _common.apply_reduction(values, reduction, "smooth_l1_loss")
 
 
-def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weight=None):
+def huber_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    reduction: str = "mean",
+    delta: float = 1.0,
+    weight: ArrayLike | None = None,
+) -> jax.Array:
     """``torch.nn.functional.huber_loss``; ``weight`` multiplies before a plain mean/sum.
 
     Args:
@@ -498,7 +533,14 @@ def _times_weight(values, weight, fn):
     return values * jnp.asarray(weight, values.dtype)
 
 
-def kl_div(input, target, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False):
+def kl_div(
+    input: ArrayLike,
+    target: ArrayLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> jax.Array:
     """``torch.nn.functional.kl_div``: pointwise ``target * (log target - input)``, reduced.
 
     ``input`` holds log-probabilities ``log q``, ``target`` probabilities ``p``
@@ -564,15 +606,15 @@ def _check_weight(weight, num_classes, fn):
 
 
 def cross_entropy(
-    input,
-    target,
-    weight=None,
-    size_average=None,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    size_average: bool | None = None,
     ignore_index: int = -100,
-    reduce=None,
+    reduce: bool | None = None,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
-):
+) -> jax.Array:
     """``torch.nn.functional.cross_entropy`` for class indices and for class probabilities.
 
     ``input`` is ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` logits. ``target``
@@ -662,14 +704,14 @@ def _integer_label_loss(x, target, weight, ignore_index, reduction, label_smooth
 
 
 def nll_loss(
-    input,
-    target,
-    weight=None,
-    size_average=None,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    size_average: bool | None = None,
     ignore_index: int = -100,
-    reduce=None,
+    reduce: bool | None = None,
     reduction: str = "mean",
-):
+) -> jax.Array:
     """``torch.nn.functional.nll_loss``: ``-w[y_i] input[i, y_i]`` with PyTorch's weighted mean.
 
     ``input`` is ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` log-probabilities,
@@ -704,7 +746,14 @@ def nll_loss(
     return _integer_label_loss(x, target, weight, ignore_index, reduction, 0.0, False, fn)
 
 
-def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction: str = "mean"):
+def binary_cross_entropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
     """``torch.nn.functional.binary_cross_entropy`` with PyTorch's ``-100`` log clamp.
 
     ``w * -(y log p + (1 - y) log(1 - p))`` with both logs clamped at -100;
@@ -740,14 +789,14 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
 
 
 def binary_cross_entropy_with_logits(
-    input,
-    target,
-    weight=None,
-    size_average=None,
-    reduce=None,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
     reduction: str = "mean",
-    pos_weight=None,
-):
+    pos_weight: ArrayLike | None = None,
+) -> jax.Array:
     """``torch.nn.functional.binary_cross_entropy_with_logits`` (stable at logits of +-1e4).
 
     ``w * -(pw y log sigmoid(x) + (1 - y) log sigmoid(-x))``; ``pos_weight``

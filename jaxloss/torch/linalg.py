@@ -6,7 +6,9 @@ Same argument names, defaults and semantics as PyTorch; thin wrappers over
 
 from __future__ import annotations
 
+import jax
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from .. import _norms
 from . import _common
@@ -15,7 +17,14 @@ from ._common import cast as _cast
 __all__ = ["matrix_norm", "norm", "vector_norm"]
 
 
-def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None):
+def vector_norm(
+    x: ArrayLike,
+    ord: float = 2,
+    dim: int | tuple[int, ...] | None = None,
+    keepdim: bool = False,
+    *,
+    dtype: DTypeLike | None = None,
+) -> jax.Array:
     """``torch.linalg.vector_norm``: core ``jaxloss.vector_norm`` over ``dim``.
 
     Args:
@@ -39,7 +48,14 @@ def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None):
     return _norms.vector_norm(_cast(x, dtype), ord, dim, keepdim)
 
 
-def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None):
+def matrix_norm(
+    A: ArrayLike,
+    ord: str | float = "fro",
+    dim: tuple[int, int] = (-2, -1),
+    keepdim: bool = False,
+    *,
+    dtype: DTypeLike | None = None,
+) -> jax.Array:
     """``torch.linalg.matrix_norm``: core ``jaxloss.matrix_norm`` over ``dim``.
 
     Args:
@@ -64,7 +80,14 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None
     return _norms.matrix_norm(_cast(A, dtype), ord, dim, keepdim)
 
 
-def norm(A, ord=None, dim=None, keepdim: bool = False, *, dtype=None):
+def norm(
+    A: ArrayLike,
+    ord: str | float | None = None,
+    dim: int | tuple[int, ...] | None = None,
+    keepdim: bool = False,
+    *,
+    dtype: DTypeLike | None = None,
+) -> jax.Array:
     """``torch.linalg.norm``: a vector norm for an int ``dim``, a matrix norm for a pair.
 
     With ``dim=None`` and ``ord=None`` the input is flattened (2-norm); with
