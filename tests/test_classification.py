@@ -1,4 +1,4 @@
-"""Cross-entropy family (issue 4): PyTorch (every option combination), optax, seed, edge cases."""
+"""Cross-entropy family: PyTorch (every option combination), optax, worked examples, edge cases."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def test_binary_cross_entropy_clamp_at_zero_and_one():
     assert np.all(np.isfinite(g))  # PyTorch: +-inf at p in {0, 1}
 
 
-def test_core_binary_cross_entropy_seed_j():
+def test_core_binary_cross_entropy_batch_j():
     y = jnp.array([1.0, 0.0, 1.0, 0.0, 1.0])
     p = jnp.array([0.9, 0.2, 0.6, 0.0, 1.0])
     J = jaxloss.binary_cross_entropy(p, y).mean()
@@ -288,10 +288,10 @@ def test_smoothing_equals_smoothed_one_hot(alpha, classes, seed):
     )
 
 
-# ------------------------------------------------------------------------ seed examples, edge cases
+# ------------------------------------------------------------------------ worked examples, edge cases
 
 
-def test_seed_multiclass_cross_entropy():
+def test_multiclass_cross_entropy_worked_example():
     y = jnp.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     y_hat = jnp.array([[0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
     L = jaxloss.cross_entropy(y_hat, y).mean()  # -1/N sum_i sum_j y log y_hat

@@ -1,4 +1,4 @@
-"""Divergences (issue 4): scipy / optax / PyTorch / torchmetrics references, identities, edges."""
+"""Divergences: scipy / optax / PyTorch / torchmetrics references, identities, edges."""
 
 from __future__ import annotations
 

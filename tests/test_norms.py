@@ -133,8 +133,8 @@ def test_torch_linalg_vector_and_matrix_norm_defaults():
     assert y.dtype == jnp.float64
 
 
-def test_seed_example_norms():
-    """The seed's first example: row Frobenius / 2-norms [2, 2], nuclear 2.8284, means 2.0."""
+def test_residual_norms_worked_example():
+    """A residual's norms: row Frobenius / 2-norms [2, 2], nuclear 2.8284, means 2.0."""
     label = np.array([[1, 2, 3, 4], [1, 2, 3, 4]])
     pred = np.array([[2, 3, 4, 5], [2, 3, 4, 5]])
     residual = jnp.asarray(pred - label, dtype=jnp.float32)
@@ -144,7 +144,7 @@ def test_seed_example_norms():
     np.testing.assert_allclose(jt.norm(residual, p="fro", dim=-1).sum() / label.shape[0], 2.0)
     np.testing.assert_allclose(jt.norm(residual, p=2, dim=-1).sum() / label.shape[0], 2.0)
     np.testing.assert_allclose(jaxloss.reduce(jaxloss.vector_norm(residual, axis=-1)), 2.0)
-    # the same numbers as PyTorch on the seed's integer data
+    # the same numbers as PyTorch on integer data
     t = torch.from_numpy(pred - label).float()
     np.testing.assert_allclose(jt.norm(residual, p="nuc"), torch.norm(t, p="nuc").numpy(), rtol=1e-6)
 
