@@ -39,6 +39,7 @@ def assert_close(a, b, dtype="float64"):
 # --------------------------------------------------------------------------- PyTorch cross_entropy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("ignore_index", [-100, 1])

@@ -33,6 +33,7 @@ GEOMETRIC = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["all_equal", "zero"])
 @pytest.mark.parametrize("spec", GEOMETRIC, ids=ids(GEOMETRIC))
 def test_coincident_and_zero_points_finite(spec, how):
@@ -46,6 +47,7 @@ def test_coincident_and_zero_points_finite(spec, how):
     assert _finite(grads), (spec.name, grads)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fn",
     [
@@ -68,6 +70,7 @@ def test_distance_between_equal_points_is_zero_with_zero_gradient(fn):
     assert bool(jnp.all(gx == 0)) and bool(jnp.all(gy == 0))
 
 
+@pytest.mark.slow
 def test_norm_of_zero_is_zero_with_zero_gradient():
     z = jnp.zeros((2, 3, 3))
     for fn in (
@@ -146,6 +149,7 @@ PAIRWISE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PAIRWISE))
 def test_one_hot_and_uniform_distributions(name):
     fn, make, disjoint, uniform, onehot_uniform, uniform_onehot = PAIRWISE[name]
@@ -194,6 +198,7 @@ SOFTMAX = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SOFTMAX))
 def test_saturated_and_minus_inf_logits(name):
     fn = SOFTMAX[name]
@@ -213,6 +218,7 @@ def test_minus_inf_logit_at_the_true_class_is_inf():
     assert float(smoothed[0]) == math.inf
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fn",
     [
@@ -266,6 +272,7 @@ SINGLE_CLASS_ZERO = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BATCH))
 @pytest.mark.parametrize("labels", ["single_class", "all_distinct"])
 @pytest.mark.parametrize("points", ["random", "all_equal"])

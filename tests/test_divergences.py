@@ -79,6 +79,7 @@ def renyi_reference(q, p, alpha):
     return np.log(terms.sum(-1)) / (alpha - 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 0.999, 1.0, 1.001, 2.0, 7.5, math.inf])
 def test_renyi_against_formula(variant, alpha):
     p, q = simplex((4, 7), 3, zeros=True), simplex((4, 7), 4)
@@ -87,6 +88,7 @@ def test_renyi_against_formula(variant, alpha):
     finite_grads(lambda a, b: jaxloss.renyi_divergence(a, b, alpha=alpha), jnp.asarray(q), jnp.asarray(p))
 
 
+@pytest.mark.slow
 def test_renyi_limits():
     p, q = jnp.asarray(simplex((3, 5), 5)), jnp.asarray(simplex((3, 5), 6))
     kl = jaxloss.kl_divergence(jnp.log(q), p)
@@ -166,6 +168,7 @@ def test_kl_div_matches_torch(reduction, log_target):
         )
 
 
+@pytest.mark.slow
 def test_kl_div_legacy_arguments():
     lq, p = np.log(simplex((3, 4), 11)), simplex((3, 4), 12)
     for size_average, reduce in [(False, None), (None, False), (True, True)]:
@@ -192,6 +195,7 @@ probabilities = (
 )
 
 
+@pytest.mark.slow  # hypothesis, 15 examples
 @settings(max_examples=15)
 @given(probabilities, st.data())
 def test_identities(p, data):
@@ -215,6 +219,7 @@ def test_identities(p, data):
         finite_grads(fn, q, p)
 
 
+@pytest.mark.slow
 @settings(max_examples=15)
 @given(probabilities)
 def test_zero_self_divergence(p):

@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# every example trains or evaluates for several seconds
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -38,6 +38,7 @@ def _outputs(spec, out):
     return float_leaves(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("spec", LOW_PRECISION, ids=ids(LOW_PRECISION))
 def test_half_precision_within_bound_of_float32(spec, dtype):

@@ -7,6 +7,8 @@ import runpy
 import sys
 from pathlib import Path
 
+import pytest
+
 import jaxloss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +47,7 @@ def test_version_and_typed_marker():
     assert (ROOT / "jaxloss" / "py.typed").exists()
 
 
+@pytest.mark.slow
 def test_loss_formulas_example_prints_the_hand_computed_numbers(capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["loss_formulas.py"])
     runpy.run_path(str(ROOT / "examples" / "loss_formulas.py"), run_name="__main__")
@@ -68,6 +71,7 @@ def _python_blocks():
     return re.findall(r"```python\n(.*?)\n```", text, flags=re.S)
 
 
+@pytest.mark.slow
 def test_readme_quickstart_trains_with_flax():
     import jax.numpy as jnp
     import numpy as np
@@ -82,6 +86,7 @@ def test_readme_quickstart_trains_with_flax():
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 def test_readme_port_and_checker_snippets_run():
     import jax.numpy as jnp
     import numpy as np

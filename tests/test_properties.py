@@ -49,6 +49,7 @@ def test_excluded_entries_say_why():
         assert spec.generic or spec.note, spec.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32"])  # float64: the random-shape test below
 @pytest.mark.parametrize("spec", GENERIC, ids=ids(GENERIC))
 def test_jit_matches_eager_and_keeps_dtype(spec, dtype):
@@ -62,6 +63,7 @@ def test_jit_matches_eager_and_keeps_dtype(spec, dtype):
             assert o.dtype == jnp.dtype(dtype), (spec.name, o.dtype)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", GENERIC, ids=ids(GENERIC))
 def test_vmap_equals_loop(spec):
     n = max(3, spec.min_n)
@@ -75,6 +77,7 @@ def test_vmap_equals_loop(spec):
 BATCHED = [s for s in GENERIC if s.min_n <= 1 and s.kind != "other"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [0, 1])
 @pytest.mark.parametrize("spec", BATCHED, ids=ids(BATCHED))
 def test_batch_of_size_zero_and_one(spec, n):
@@ -105,6 +108,7 @@ def test_batch_of_size_zero_and_one(spec, n):
             assert float(o) == spec.empty, (spec.name, o)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", DIFFERENTIABLE, ids=ids(DIFFERENTIABLE))
 def test_check_grads_at_generic_points(spec):
     args = spec.args(n=max(4, spec.min_n), seed=1)
@@ -120,6 +124,7 @@ def test_check_grads_at_generic_points(spec):
 PERMUTABLE = [s for s in GENERIC if s.kind in ("rows", "set")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", PERMUTABLE, ids=ids(PERMUTABLE))
 def test_batch_permutation(spec):
     n = max(6, spec.min_n)
@@ -136,6 +141,7 @@ def test_batch_permutation(spec):
 TRANSLATION = [s for s in GENERIC if s.translation]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", TRANSLATION, ids=ids(TRANSLATION))
 def test_translation(spec):
     args = spec.args(n=5, seed=4)
@@ -173,6 +179,7 @@ def test_positive_scale(spec):
 # --------------------------------------------------------------------------- random shapes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", GENERIC, ids=ids(GENERIC))
 @settings(max_examples=2)  # 2 per function x ~90 functions (+ the fixed sizes above); 30 would take minutes
 @given(n=st.integers(0, 6), d=st.integers(1, 5), seed=st.integers(0, 2**16))
