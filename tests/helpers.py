@@ -72,3 +72,20 @@ def value_and_grads(spec, args):
         summed_outputs(spec, args, with_outputs=True), argnums=tuple(range(len(spec.diff))), has_aux=True
     )(*[args[i] for i in spec.diff])
     return out, grads
+
+
+def sweep(values, fast=1, *, several=False):
+    """Parameter values for ``pytest.mark.parametrize`` whose first ``fast`` run in the fast loop.
+
+    The others are marked ``slow``: ``pytest -m "not slow"`` still crosses every other
+    parameter with the first ``fast`` values of this one, and the whole suite runs them all.
+    ``several=True`` when each value is a tuple for several argument names (``"shape,axis"``).
+    """
+    import pytest  # noqa: PLC0415
+
+    def slow(v):
+        return (
+            pytest.param(*v, marks=pytest.mark.slow) if several else pytest.param(v, marks=pytest.mark.slow)
+        )
+
+    return [v if i < fast else slow(v) for i, v in enumerate(values)]
