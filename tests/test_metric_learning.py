@@ -764,6 +764,7 @@ _SHARDED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a subprocess with 4 forced CPU devices
 def test_axis_name_gathers_negatives_across_devices():
     env = dict(os.environ)
     env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
@@ -780,6 +781,7 @@ def test_axis_name_gathers_negatives_across_devices():
 # ------------------------------------------------------------------ training (an optax loop)
 
 
+@pytest.mark.slow  # a training loop
 def test_flax_nnx_training_reduces_batch_hard_loss():
     from flax import nnx
 
