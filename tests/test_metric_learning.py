@@ -272,6 +272,7 @@ def test_batch_all_matches_pml_default_reducer(metric, squared):
     )
 
 
+@pytest.mark.slow
 def test_supervised_contrastive_matches_pml(variant):
     x, labels = _batch(10, n=12, classes=5)  # some anchors have no positive
     labels[-1] = 99  # a class of one
@@ -280,6 +281,7 @@ def test_supervised_contrastive_matches_pml(variant):
     assert_matches_torch(fn, lambda e, lab: loss_fn(e, lab), x, labels)
 
 
+@pytest.mark.slow
 def test_ntxent_matches_pml_and_optax():
     x, labels = _batch(11, n=10, classes=4)
     loss_fn = pml_losses.NTXentLoss(temperature=0.2)
@@ -325,6 +327,7 @@ def test_info_nce_matches_torch():
     assert_matches_torch(fn, lambda q, k: F.cross_entropy(q @ k.T / 2.0, torch.arange(7)), q, k)
 
 
+@pytest.mark.slow
 def test_contrastive_loss_matches_formula_and_pml():
     r = rng(15)
     a, b = r.normal(size=(9, 3)) * 0.6, r.normal(size=(9, 3)) * 0.6
@@ -436,6 +439,7 @@ def test_semi_hard_anchor_without_negatives_matches_tfa():
 # --------------------------------------------------------------------------- PyTorch face
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 def test_torch_triplet_margin_loss(reduction):
     r = rng(19)
@@ -612,6 +616,7 @@ def test_lifted_single_class_is_zero():
     assert float(value) == 0.0 and np.isfinite(np.asarray(grad)).all()
 
 
+@pytest.mark.slow
 def test_half_precision_batch_losses():
     x, labels = _batch(26, n=8)
     for loss in BATCH_LOSSES.values():
