@@ -216,12 +216,14 @@ def test_spectral_gradient_at_tied_top_singular_values_is_averaged():
     np.testing.assert_allclose(g, np.diag([0.5, 0.5, 0.0]), atol=1e-12)
 
 
+@pytest.mark.slow  # numerical gradients, ~2 CPU-s each
 @pytest.mark.parametrize("ord", [2, 1, 3, 0.5, INF])
 def test_vector_norm_check_grads(ord):
     x = jnp.asarray(rng(10).normal(size=(3, 4)))
     check_grads(lambda a: jaxloss.vector_norm(a, ord, axis=-1), (x,), order=2, modes=["fwd", "rev"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ord", ["fro", "nuc", 2, -2])
 def test_matrix_norm_check_grads(ord):
     x = jnp.asarray(rng(11).normal(size=(2, 4, 3)))
