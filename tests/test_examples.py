@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# every example trains or evaluates for several seconds
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -19,7 +22,7 @@ def _load(name):
     return module
 
 
-@pytest.mark.parametrize("loss", ["batch_hard", "batch_all", "semi_hard", "supcon", "seed_triplet"])
+@pytest.mark.parametrize("loss", ["batch_hard", "batch_all", "semi_hard", "supcon", "squared_triplet"])
 def test_metric_learning_digits_trains_and_improves_retrieval(loss, tmp_path):
     demo = _load("metric_learning_digits")
     png = tmp_path / "demo.png"
