@@ -1,4 +1,4 @@
-"""All-pairs distances: jaxloss.cdist against torch.cdist, scipy, scikit-learn and the seed.
+"""All-pairs distances: jaxloss.cdist against torch.cdist, scipy, scikit-learn and a NumPy broadcast.
 
 Run ``python -m benchmarks.bench_distances [--quick]``. Every time is the median
 of several runs after a warm-up (``block_until_ready`` for JAX); a peer that
@@ -12,9 +12,9 @@ Rows:
   product ``x @ y.T`` of the same shapes in JAX and PyTorch (the bound for any
   product-based method).
 * euclidean, 1024 x 1024 x 256 float32: the slow peers that would take minutes
-  (or, for the seed's numpy broadcast, 4096 * 4096 * 256 * 4 bytes = 16 GiB of
+  (or, for the NumPy broadcast, 4096 * 4096 * 256 * 4 bytes = 16 GiB of
   memory) at the full size: scipy's cdist, scikit-learn's ``DistanceMetric``,
-  the seed's numpy broadcast ``sqrt(((a[:, None] - b[None]) ** 2).sum(-1))``.
+  the NumPy broadcast ``sqrt(((a[:, None] - b[None]) ** 2).sum(-1))``.
 * binary hamming, 4096 x 4096 x 256 bits: torch.cdist(p=0) on 0/1 floats and
   scipy's cdist(metric="hamming") on booleans.
 """
@@ -74,7 +74,7 @@ def run(quick: bool = False) -> list[dict]:
                 fn = lambda: ssd.cdist(x, y)  # noqa: E731
             elif name == "sklearn DistanceMetric":
                 fn = functools.partial(DistanceMetric.get_metric("euclidean").pairwise, x, y)
-            elif name == "seed numpy broadcast":
+            elif name == "numpy broadcast":
                 fn = lambda: np.sqrt(((x[:, None, :] - y[None, :, :]) ** 2).sum(-1))  # noqa: E731
             else:
                 raise ValueError(name)
@@ -98,7 +98,7 @@ def run(quick: bool = False) -> list[dict]:
             "sklearn euclidean_distances",
         ],
     )
-    euclidean_row(1024, 256, ["torch.cdist", "scipy cdist", "sklearn DistanceMetric", "seed numpy broadcast"])
+    euclidean_row(1024, 256, ["torch.cdist", "scipy cdist", "sklearn DistanceMetric", "numpy broadcast"])
 
     n, d = 4096, 256
     xb = rng.uniform(size=(n, d)) > 0.5

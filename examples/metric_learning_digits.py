@@ -11,11 +11,12 @@ PNG shows a 2-D PCA projection of the held-out embeddings before and after.
 
     python examples/metric_learning_digits.py                  # batch-hard triplet loss
     python examples/metric_learning_digits.py --loss semi_hard
-    python examples/metric_learning_digits.py --loss seed_triplet --steps 800
+    python examples/metric_learning_digits.py --loss squared_triplet --steps 800
 
 Losses: ``batch_hard`` (default), ``batch_all``, ``semi_hard``, ``supcon``
-(supervised contrastive) and ``seed_triplet`` (the seed notes' loss:
-relu(||a - p||^2 - ||a - n||^2 + 0.2) on randomly drawn triplets).
+(supervised contrastive) and ``squared_triplet`` (the triplet loss on squared
+distances with margin 0.2, max(||a - p||^2 - ||a - n||^2 + 0.2, 0), on one randomly
+drawn positive and negative per anchor instead of mined ones; Schroff et al., FaceNet, 2015).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sklearn.model_selection import train_test_split
 
 import jaxloss
 
-LOSSES = ("batch_hard", "batch_all", "semi_hard", "supcon", "seed_triplet")
+LOSSES = ("batch_hard", "batch_all", "semi_hard", "supcon", "squared_triplet")
 
 
 # --------------------------------------------------------------------------- model
@@ -90,13 +91,13 @@ def make_loss(name: str, margin: float):
         return lambda e, y, key: jaxloss.semi_hard_triplet_loss(e, y, margin=margin)
     if name == "supcon":
         return lambda e, y, key: jaxloss.supervised_contrastive_loss(e, y, temperature=0.1)
-    if name == "seed_triplet":
-        return seed_triplet_loss
+    if name == "squared_triplet":
+        return squared_triplet_loss
     raise ValueError(f"--loss must be one of {LOSSES}; got {name!r}")
 
 
-def seed_triplet_loss(embeddings, labels, key):
-    """The seed's loss: mean relu(||a-p||^2 - ||a-n||^2 + 0.2) over one random triplet per anchor."""
+def squared_triplet_loss(embeddings, labels, key):
+    """Mean of max(||a-p||^2 - ||a-n||^2 + 0.2, 0) over one random triplet per anchor."""
     same = labels[:, None] == labels[None, :]
     not_self = ~jnp.eye(labels.shape[0], dtype=bool)
     kp, kn = jax.random.split(key)

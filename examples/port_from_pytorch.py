@@ -1,7 +1,9 @@
-"""Porting the seed notes' PyTorch snippets to jaxloss, line for line.
+"""Porting common PyTorch loss and distance snippets to jaxloss, line for line.
 
-Each snippet of the seed notes is run twice: with PyTorch (and torchmetrics /
-scikit-learn where the seed uses them) and with its ``jaxloss.torch``
+Each snippet (residual norms, broadcast all-pairs distances, Hamming distances,
+KL divergence, binary and multi-class cross-entropy, a hand-written squared-distance
+triplet loss module) is run twice: with PyTorch (and torchmetrics / scikit-learn
+where the snippet uses them) and with its ``jaxloss.torch``
 translation, which changes only the imports. Both results are printed with the
 largest absolute difference. PyTorch is optional: without it only the jaxloss
 side runs, and the script says how to install the reference.
@@ -51,7 +53,7 @@ def main():
     res_t = torch.from_numpy(pred - label).type(torch.FloatTensor) if torch else None
     res_j = jnp.asarray(pred - label, dtype=jnp.float32)
 
-    # --- norms of a residual (the seed's first snippet, on the CPU instead of cuda)
+    # --- norms of a residual
     compare(
         "Frobenius norm per sample",
         "torch.norm(r, p='fro', dim=-1)",
@@ -85,14 +87,14 @@ def main():
     a = np.array([[1, 1, 1], [2, 2, 2]])
     b = np.array([[2, 2, 2], [1, 1, 1], [2, 2, 2], [1, 1, 1], [2, 2, 2]])
 
-    def seed_pdist(x, y, p=2):  # the seed's broadcast function, unchanged
+    def broadcast_pdist(x, y, p=2):  # a hand-written broadcast p-distance, as often found in PyTorch code
         return (x - y).abs().pow(p).sum(-1).pow(1 / p)
 
     compare(
-        "broadcast Euclidean distances (seed's pdist on unsqueezed tensors)",
+        "broadcast Euclidean distances (a hand-written pdist on unsqueezed tensors)",
         "pdist(a.unsqueeze(1), b.unsqueeze(0))",
         "jaxloss.cdist(a, b)",
-        lambda: seed_pdist(torch.tensor(a).unsqueeze(1), torch.tensor(b).unsqueeze(0)),
+        lambda: broadcast_pdist(torch.tensor(a).unsqueeze(1), torch.tensor(b).unsqueeze(0)),
         lambda: jaxloss.cdist(a, b),
     )
 
@@ -164,21 +166,21 @@ def main():
         lambda: jt.cross_entropy(logits, classes),
     )
 
-    # --- the seed's triplet loss class (margin 0.2, squared distances)
+    # --- a hand-written triplet loss module (margin 0.2, squared distances)
     r = np.random.default_rng(0)
     anc, pos, neg = (r.normal(size=(8, 16)).astype(np.float32) for _ in range(3))
 
-    def seed_triplet_torch():
+    def squared_triplet_torch():
         at, pt, nt = (torch.tensor(v) for v in (anc, pos, neg))
         pos_dist = (at - pt).pow(2).sum(1)
         neg_dist = (at - nt).pow(2).sum(1)
         return F.relu(pos_dist - neg_dist + 0.2).mean()
 
     compare(
-        "seed triplet loss: relu(|a-p|^2 - |a-n|^2 + 0.2).mean()",
+        "squared-distance triplet loss: relu(|a-p|^2 - |a-n|^2 + 0.2).mean()",
         "triplet_loss()(a, p, n)",
         "jaxloss.triplet_margin_loss(a, p, n, margin=0.2, squared=True, eps=0).mean()",
-        seed_triplet_torch,
+        squared_triplet_torch,
         lambda: jaxloss.triplet_margin_loss(anc, pos, neg, margin=0.2, squared=True, eps=0.0).mean(),
     )
     compare(

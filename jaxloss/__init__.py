@@ -81,18 +81,22 @@ from ._metric_learning import batch_hard_triplet_loss as batch_hard_triplet_loss
 from ._metric_learning import contrastive_loss as contrastive_loss
 from ._metric_learning import cosine_embedding_loss as cosine_embedding_loss
 from ._metric_learning import hinge_embedding_loss as hinge_embedding_loss
-from ._metric_learning import info_nce as info_nce
 from ._metric_learning import lifted_structured_loss as lifted_structured_loss
 from ._metric_learning import margin_ranking_loss as margin_ranking_loss
 from ._metric_learning import negative_mask as negative_mask
-from ._metric_learning import npair_loss as npair_loss
-from ._metric_learning import ntxent as ntxent
 from ._metric_learning import positive_mask as positive_mask
 from ._metric_learning import semi_hard_triplet_loss as semi_hard_triplet_loss
 from ._metric_learning import soft_nearest_neighbor_loss as soft_nearest_neighbor_loss
-from ._metric_learning import supervised_contrastive_loss as supervised_contrastive_loss
 from ._metric_learning import triplet_margin_loss as triplet_margin_loss
 from ._metric_learning import triplet_mask as triplet_mask
+
+# --------------------------------------------------------------------------- contrastive (dense, tiled, ring)
+from ._contrastive import clip_loss as clip_loss
+from ._contrastive import info_nce as info_nce
+from ._contrastive import npair_loss as npair_loss
+from ._contrastive import ntxent as ntxent
+from ._contrastive import sigmoid_contrastive_loss as sigmoid_contrastive_loss
+from ._contrastive import supervised_contrastive_loss as supervised_contrastive_loss
 
 # --------------------------------------------------------------------------- run-time input validation
 from ._validation import check_inputs as check_inputs
@@ -109,6 +113,7 @@ __all__ = [
     "binary_cross_entropy",
     "cdist",
     "check_inputs",
+    "clip_loss",
     "contrastive_loss",
     "convex_kl_divergence",
     "cosine_distance",
@@ -151,6 +156,7 @@ __all__ = [
     "semi_hard_triplet_loss",
     "sharded_knn",
     "sigmoid_binary_cross_entropy",
+    "sigmoid_contrastive_loss",
     "sigmoid_focal_loss",
     "smooth_l1_loss",
     "smooth_labels",

@@ -19,6 +19,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from . import _checks
 
@@ -30,7 +31,7 @@ WORD_BITS = 32
 _HAMMING_BLOCK_BYTES = 64 * 2**20
 
 
-def pack_bits(bits, axis: int = -1):
+def pack_bits(bits: ArrayLike, axis: int = -1) -> jax.Array:
     """Packs binary codes along ``axis`` into ``uint32`` words.
 
     Entry ``j`` of a code (``bits[..., j]`` for ``axis=-1``) becomes bit
@@ -76,7 +77,7 @@ def pack_bits(bits, axis: int = -1):
     return jnp.moveaxis(packed, -1, ax)
 
 
-def unpack_bits(words, num_bits: int, axis: int = -1):
+def unpack_bits(words: ArrayLike, num_bits: int, axis: int = -1) -> jax.Array:
     """Unpacks ``uint32`` words made by ``pack_bits`` into ``num_bits`` booleans.
 
     Args:
@@ -127,7 +128,7 @@ def check_packed(x, name: str, fn: str):
         )
 
 
-def hamming_counts(x_words, y_words):
+def hamming_counts(x_words: ArrayLike, y_words: ArrayLike) -> jax.Array:
     """``(n, m)`` int32 counts of differing bits between packed rows (no blocking).
 
     XLA fuses the XOR, popcount and the sum over words into one loop, so the
@@ -139,7 +140,9 @@ def hamming_counts(x_words, y_words):
     return jnp.sum(diff.astype(jnp.int32), axis=-1, dtype=jnp.int32)
 
 
-def packed_hamming_distances(x_words, y_words, *, block_size: int | None = None):
+def packed_hamming_distances(
+    x_words: ArrayLike, y_words: ArrayLike, *, block_size: int | None = None
+) -> jax.Array:
     """All-pairs Hamming distances (counts of differing bits) between packed codes.
 
     ``D[i, j] = sum_w popcount(x[i, w] XOR y[j, w])``.

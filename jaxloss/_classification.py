@@ -15,6 +15,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from . import _checks, _numerics
 
@@ -41,7 +42,9 @@ def _logits(logits, fn, name="logits"):
 # --------------------------------------------------------------------------- sigmoid
 
 
-def sigmoid_binary_cross_entropy(logits, labels, *, pos_weight=None):
+def sigmoid_binary_cross_entropy(
+    logits: ArrayLike, labels: ArrayLike, *, pos_weight: ArrayLike | None = None
+) -> jax.Array:
     """Elementwise ``-pw y log sigmoid(x) - (1 - y) log sigmoid(-x)`` (optax's signature).
 
     Computed with ``log_sigmoid`` so values and gradients (``sigmoid(x) - y``
@@ -76,7 +79,9 @@ def sigmoid_binary_cross_entropy(logits, labels, *, pos_weight=None):
     return out.astype(out_dtype)
 
 
-def sigmoid_focal_loss(logits, labels, *, alpha=None, gamma=2.0):
+def sigmoid_focal_loss(
+    logits: ArrayLike, labels: ArrayLike, *, alpha: float | None = None, gamma: float = 2.0
+) -> jax.Array:
     """Focal loss ``-alpha_t (1 - p_t)^gamma log p_t`` (Lin et al. 2017), optax's signature.
 
     ``p_t = sigmoid(x)`` where ``y = 1`` and ``1 - sigmoid(x)`` where ``y = 0``
@@ -142,11 +147,19 @@ def _clamped_bce_jvp(clamp, primals, tangents):
     return out, dx * tx + dt * tt
 
 
-def binary_cross_entropy(predictions, targets, *, log_clamp=None, axis=(), where=None):
-    """Binary cross-entropy ``-[y log p + (1 - y) log(1 - p)]`` of probabilities (the seed's J).
+def binary_cross_entropy(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    log_clamp: float | None = None,
+    axis: int | tuple[int, ...] | None = (),
+    where: ArrayLike | None = None,
+) -> jax.Array:
+    """Binary cross-entropy ``-[y log p + (1 - y) log(1 - p)]`` of probabilities.
 
     Elementwise by default (``axis=()``); ``axis`` sums over axes (``None``:
-    all). The seed's ``J`` is ``binary_cross_entropy(p, y).mean()``.
+    all). The batch loss ``J = -1/N sum_i [y_i log p_i + (1 - y_i) log(1 - p_i)]`` is
+    ``binary_cross_entropy(p, y).mean()``.
 
     * ``log_clamp=None`` (default): exact, with ``0 log 0 = 0``, so ``p = y``
       in ``{0, 1}`` gives 0 with finite gradients; ``p = 1 - y`` gives ``inf``.
@@ -168,7 +181,7 @@ def binary_cross_entropy(predictions, targets, *, log_clamp=None, axis=(), where
     Examples:
       >>> import jax.numpy as jnp
       >>> y, p = jnp.array([1.0, 0.0, 1.0]), jnp.array([0.9, 0.2, 0.6])
-      >>> binary_cross_entropy(p, y).mean()  # the seed's J
+      >>> binary_cross_entropy(p, y).mean()  # J
       Array(0.2797765, dtype=float32)
       >>> binary_cross_entropy(jnp.array([0.0]), jnp.array([1.0]), log_clamp=-100.0)
       Array([100.], dtype=float32)
@@ -204,7 +217,12 @@ def _expand_where(where, logits, axis):
     return where
 
 
-def softmax_cross_entropy(logits, labels, axis=-1, where=None):
+def softmax_cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Softmax cross-entropy ``-sum_j y_j log softmax(x)_j`` (optax's signature).
 
     A label of 0 contributes 0 even where the logit is ``-inf`` (optax: NaN),
@@ -245,7 +263,7 @@ def softmax_cross_entropy(logits, labels, axis=-1, where=None):
     return out.astype(out_dtype)
 
 
-def safe_softmax_cross_entropy(logits, labels):
+def safe_softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     """optax's ``safe_softmax_cross_entropy``: ``softmax_cross_entropy`` over the last axis.
 
     (jaxloss's ``softmax_cross_entropy`` is already safe at ``-inf`` logits.)
@@ -268,7 +286,13 @@ def safe_softmax_cross_entropy(logits, labels):
     return softmax_cross_entropy(logits, labels, axis=-1)
 
 
-def smooth_labels(labels, alpha, *, axis=-1, where=None):
+def smooth_labels(
+    labels: ArrayLike,
+    alpha: float,
+    *,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Label smoothing ``(1 - alpha) y + alpha / n`` with ``n`` classes along ``axis`` (optax).
 
     With ``where``, ``n`` counts the included classes.
@@ -382,8 +406,15 @@ def _check_integer_label_options(label_smoothing, weights, ignore_index, num_cla
 
 
 def softmax_cross_entropy_with_integer_labels(
-    logits, labels, axis=-1, where=None, *, label_smoothing=0.0, weights=None, ignore_index=None
-):
+    logits: ArrayLike,
+    labels: ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+    *,
+    label_smoothing: float = 0.0,
+    weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+) -> jax.Array:
     """Softmax cross-entropy with integer labels ``logsumexp(x) - x_y`` (optax's signature).
 
     With the keyword-only options (PyTorch's ``cross_entropy(reduction="none")``):

@@ -2,14 +2,16 @@
 
 Convention for every divergence ``D(P || Q)``: the arguments come in optax's
 order ``(predictions, targets)``; ``targets`` play ``P`` (the true
-distribution) and ``predictions`` play ``Q`` (the model), as in the seed notes,
-optax and ``torch.nn.functional.kl_div``. Every function sums over ``axis``
-(default ``-1``; a tuple sums over several axes, ``()`` returns the elementwise
-terms, ``None`` sums over everything) and ``where`` (a boolean mask broadcastable
-to the inputs) leaves out the masked entries.
+distribution) and ``predictions`` play ``Q`` (the model), as in the usual
+``D_KL(P || Q) = sum_i P_i log(P_i / Q_i)``, in optax and in
+``torch.nn.functional.kl_div``. Every function sums over ``axis`` (default
+``-1``; a tuple sums over several axes, ``()`` returns the elementwise terms,
+``None`` sums over everything) and ``where`` (a boolean mask broadcastable to
+the inputs) leaves out the masked entries.
 
-Zero probabilities follow the convention ``0 log 0 = 0`` (the seed's "terms
-where the probability is 0 contribute 0"): a term whose weight ``p`` is 0
+Zero probabilities follow the convention ``0 log 0 = 0`` (terms where the
+probability is 0 contribute 0; Cover and Thomas, *Elements of Information
+Theory*, 2nd ed., section 2.3): a term whose weight ``p`` is 0
 contributes 0 to the value and **0 to the gradient with respect to both
 arguments** (the subgradient of ``jaxloss._numerics.xlogy``), so values and
 gradients are finite wherever the divergence itself is finite. A divergence that
@@ -19,9 +21,11 @@ is infinite in mathematics (``p > 0`` where ``q = 0``) is ``inf``, as in scipy.
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from . import _checks, _numerics
 
@@ -84,7 +88,9 @@ def _sum(terms, axis, where, fn):
 # ------------------------------------------------------------------------ entropy and cross-entropy
 
 
-def entropy(probabilities, *, axis=-1, where=None):
+def entropy(
+    probabilities: ArrayLike, *, axis: int | tuple[int, ...] | None = -1, where: ArrayLike | None = None
+) -> jax.Array:
     """Shannon entropy ``H(p) = -sum_i p_i log p_i`` (natural log) with ``0 log 0 = 0``.
 
     Args:
@@ -109,8 +115,14 @@ def entropy(probabilities, *, axis=-1, where=None):
     return (-_sum(_numerics.xlogx(p), axis, where, "entropy")).astype(out_dtype)
 
 
-def cross_entropy(predictions, targets, *, axis=-1, where=None):
-    """Cross-entropy ``H(p, q) = -sum_i p_i log q_i`` of probabilities (the seed's H(p, q)).
+def cross_entropy(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+    """Cross-entropy ``H(p, q) = -sum_i p_i log q_i`` of probabilities.
 
     ``targets`` is ``p`` (true), ``predictions`` is ``q`` (model). ``H(p, q) =
     H(p) + KL(p || q)``; terms with ``p_i = 0`` contribute 0 (also when
@@ -130,7 +142,9 @@ def cross_entropy(predictions, targets, *, axis=-1, where=None):
       >>> cross_entropy(jnp.array([0.25, 0.75]), jnp.array([0.0, 1.0]))
       Array(0.2876821, dtype=float32)
 
-    Reference: the seed notes' H(p, q); tested as scipy.stats.entropy(p) + scipy.special.rel_entr
+    References: Cover and Thomas, *Elements of Information Theory*, 2nd ed., section 2.3.
+
+    scipy: scipy.stats.entropy(p) + scipy.special.rel_entr (H(p) + KL(p || q))
     """
     (q, p), out_dtype = _prepare((predictions, targets), ("predictions", "targets"), "cross_entropy")
     return (-_sum(_numerics.xlogy(p, q), axis, where, "cross_entropy")).astype(out_dtype)
@@ -143,7 +157,12 @@ def _kl_terms(log_q, p):
     return _numerics.xlogx(p) - _numerics.x_times_log(p, log_q)
 
 
-def kl_divergence(log_predictions, targets, axis=-1, where=None):
+def kl_divergence(
+    log_predictions: ArrayLike,
+    targets: ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Kullback-Leibler divergence ``KL(p || q) = sum_i p_i (log p_i - log q_i)`` (optax's API).
 
     ``targets`` is ``p``, ``log_predictions`` is ``log q``. Terms with
@@ -174,7 +193,12 @@ def kl_divergence(log_predictions, targets, axis=-1, where=None):
     return _sum(_kl_terms(log_q, p), axis, where, fn).astype(out_dtype)
 
 
-def kl_divergence_with_log_targets(log_predictions, log_targets, axis=-1, where=None):
+def kl_divergence_with_log_targets(
+    log_predictions: ArrayLike,
+    log_targets: ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """``KL(p || q) = sum_i exp(log p_i) (log p_i - log q_i)`` with both inputs in log space.
 
     Terms with ``p_i = 0`` (``log p_i = -inf``) contribute 0 and have gradient
@@ -206,7 +230,12 @@ def kl_divergence_with_log_targets(log_predictions, log_targets, axis=-1, where=
     return _sum(terms, axis, where, fn).astype(out_dtype)
 
 
-def generalized_kl_divergence(log_predictions, targets, axis=-1, where=None):
+def generalized_kl_divergence(
+    log_predictions: ArrayLike,
+    targets: ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Generalised KL ``sum_i p_i log(p_i / q_i) - p_i + q_i`` for unnormalised ``p``, ``q``.
 
     The Bregman divergence of ``x log x - x``; equal to ``kl_divergence``
@@ -236,8 +265,16 @@ def generalized_kl_divergence(log_predictions, targets, axis=-1, where=None):
     return _sum(terms, axis, where, fn).astype(out_dtype)
 
 
-def convex_kl_divergence(log_predictions, targets, axis=-1, where=None):
-    """optax's older name of ``generalized_kl_divergence`` (same arguments and values).
+def convex_kl_divergence(
+    log_predictions: ArrayLike,
+    targets: ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+    """Deprecated: optax's older name of ``generalized_kl_divergence`` (same arguments and values).
+
+    Emits a ``DeprecationWarning`` that points to ``generalized_kl_divergence``,
+    with optax's message.
 
     Args:
       log_predictions: ``(..., n)`` log ``q``.
@@ -250,18 +287,32 @@ def convex_kl_divergence(log_predictions, targets, axis=-1, where=None):
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> convex_kl_divergence(jnp.log(jnp.array([1.0, 2.0])), jnp.array([1.0, 1.0]))
+      >>> import warnings
+      >>> with warnings.catch_warnings():
+      ...     warnings.simplefilter("ignore", DeprecationWarning)
+      ...     convex_kl_divergence(jnp.log(jnp.array([1.0, 2.0])), jnp.array([1.0, 1.0]))
       Array(0.30685282, dtype=float32)
 
     optax: convex_kl_divergence
     """
+    warnings.warn(
+        "The function convex_kl_divergence is deprecated. Please use generalized_kl_divergence instead.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return generalized_kl_divergence(log_predictions, targets, axis=axis, where=where)
 
 
 # --------------------------------------------------------------------------- beyond optax
 
 
-def symmetric_kl_divergence(predictions, targets, *, axis=-1, where=None):
+def symmetric_kl_divergence(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Symmetrised KL (Jeffreys) ``KL(p || q) + KL(q || p) = sum_i (p_i - q_i) log(p_i / q_i)``.
 
     Args:
@@ -295,7 +346,14 @@ def _log_base(base, fn):
     return jnp.log(base)
 
 
-def js_divergence(predictions, targets, *, base=None, axis=-1, where=None):
+def js_divergence(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    base: float | None = None,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Jensen-Shannon divergence ``(KL(p || m) + KL(q || m)) / 2`` with ``m = (p + q) / 2``.
 
     Symmetric, ``0 <= JS <= log 2`` (``<= 1`` in base 2) for normalised
@@ -329,7 +387,14 @@ def js_divergence(predictions, targets, *, base=None, axis=-1, where=None):
     return (_sum(terms, axis, where, fn) / scale).astype(out_dtype)
 
 
-def jensen_shannon_distance(predictions, targets, *, base=None, axis=-1, where=None):
+def jensen_shannon_distance(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    base: float | None = None,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Jensen-Shannon distance ``sqrt(js_divergence)``, a metric on distributions.
 
     Equal to ``scipy.spatial.distance.jensenshannon`` on normalised inputs
@@ -357,7 +422,13 @@ def jensen_shannon_distance(predictions, targets, *, base=None, axis=-1, where=N
     return _numerics.sqrt(js.astype(jnp.promote_types(js.dtype, jnp.float32))).astype(js.dtype)
 
 
-def hellinger_distance(predictions, targets, *, axis=-1, where=None):
+def hellinger_distance(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Hellinger distance ``sqrt(sum_i (sqrt p_i - sqrt q_i)^2 / 2)``, in ``[0, 1]``.
 
     Gradients use the safe square root (0 at 0), so they are finite at zero
@@ -385,7 +456,13 @@ def hellinger_distance(predictions, targets, *, axis=-1, where=None):
     return _numerics.sqrt(0.5 * _sum(d * d, axis, where, fn)).astype(out_dtype)
 
 
-def total_variation_distance(predictions, targets, *, axis=-1, where=None):
+def total_variation_distance(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Total variation distance ``sum_i |p_i - q_i| / 2`` (gradient ``sign``, 0 at a tie).
 
     Args:
@@ -409,7 +486,13 @@ def total_variation_distance(predictions, targets, *, axis=-1, where=None):
     return (0.5 * _sum(_numerics.abs(p - q), axis, where, fn)).astype(out_dtype)
 
 
-def bhattacharyya_distance(predictions, targets, *, axis=-1, where=None):
+def bhattacharyya_distance(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Bhattacharyya distance ``-log sum_i sqrt(p_i q_i)`` (``inf`` for disjoint supports).
 
     Equal to ``renyi_divergence(..., alpha=0.5) / 2`` for normalised inputs.
@@ -436,7 +519,14 @@ def bhattacharyya_distance(predictions, targets, *, axis=-1, where=None):
     return (-jnp.log(coefficient)).astype(out_dtype)
 
 
-def renyi_divergence(predictions, targets, *, alpha, axis=-1, where=None):
+def renyi_divergence(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    alpha: float,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Renyi divergence ``log(sum_i p_i^alpha q_i^(1-alpha) / sum_i p_i) / (alpha - 1)``.
 
     The sums run over the support of ``p`` (``p_i > 0``); dividing by

@@ -1,4 +1,4 @@
-"""Metric learning: the triplet family (with in-batch mining as masks) and the contrastive family.
+"""Metric learning: the triplet family (with in-batch mining as masks) and the pair losses.
 
 Two kinds of losses live here.
 
@@ -6,12 +6,11 @@ Two kinds of losses live here.
   return one value per example, like optax: ``triplet_margin_loss``,
   ``contrastive_loss``, ``cosine_embedding_loss``,
   ``margin_ranking_loss``, ``hinge_embedding_loss``.
-* **Losses defined over a whole batch** (in-batch mining, NT-Xent, supervised
-  contrastive, lifted structured, N-pair, InfoNCE, soft nearest neighbour)
-  return a scalar; each docstring says exactly what is averaged. Anchors (or
-  pairs) that have no positive are left out of the average, a mean over an
-  empty set is 0 (never NaN), and value and gradient stay finite when
-  embeddings coincide.
+* **Losses defined over a whole batch** (in-batch mining, lifted structured,
+  soft nearest neighbour) return a scalar; each docstring says exactly what is
+  averaged. Anchors (or pairs) that have no positive are left out of the
+  average, a mean over an empty set is 0 (never NaN), and value and gradient
+  stay finite when embeddings coincide.
 
 In-batch mining never builds variable-length index lists: every miner works
 with fixed-shape boolean masks over the ``(B, B)`` distance matrix (see
@@ -24,10 +23,8 @@ matrix and a zero-at-zero square-root gradient. Cosine distances follow
 ``cdist``'s zero-vector rule (two zero vectors are at distance 0, a zero
 vector is at distance 1 from any other).
 
-NT-Xent, InfoNCE and supervised contrastive accept ``axis_name``: inside
-``shard_map`` or ``pmap`` the candidates (negatives and positives) are
-gathered from every device, the loss is the loss of the global batch, and the
-gradient reaches the local embeddings through the gather's transpose.
+The contrastive family (InfoNCE, CLIP, SigLIP, NT-Xent,
+supervised contrastive, N-pair) lives in ``_contrastive.py``.
 """
 
 from __future__ import annotations
@@ -45,16 +42,12 @@ __all__ = [
     "contrastive_loss",
     "cosine_embedding_loss",
     "hinge_embedding_loss",
-    "info_nce",
     "lifted_structured_loss",
     "margin_ranking_loss",
     "negative_mask",
-    "npair_loss",
-    "ntxent",
     "positive_mask",
     "semi_hard_triplet_loss",
     "soft_nearest_neighbor_loss",
-    "supervised_contrastive_loss",
     "triplet_margin_loss",
     "triplet_mask",
 ]
@@ -680,46 +673,7 @@ def contrastive_loss(
     return (y * sq + (1 - y) * jax.nn.relu(margin - d) ** 2).astype(out_dtype)
 
 
-# --------------------------------------------------------------------------- contrastive family
-
-
-def _gather(x, axis_name):
-    """All candidates: ``x`` itself, or its concatenation over the devices of ``axis_name``."""
-    if axis_name is None:
-        return x, 0
-    gathered = jax.lax.all_gather(x, axis_name, tiled=True)
-    return gathered, jax.lax.axis_index(axis_name) * x.shape[0]
-
-
-def _psum_local_gradient(x, axis_name):
-    """``psum(x)`` whose cotangent goes back unchanged to each device's own ``x``.
-
-    Every device holds the same global value, and the gradient of that value
-    reaches the local terms once (the gather's transpose adds the
-    cross-device terms). A plain ``psum`` transposes to a ``psum`` under
-    ``pmap``, which would multiply the gradient by the number of devices;
-    this one gives the same gradient under ``pmap`` and ``shard_map``.
-    """
-
-    @jax.custom_vjp
-    def total(x):
-        return jax.lax.psum(x, axis_name)
-
-    def fwd(x):
-        return total(x), None
-
-    def bwd(_, ct):
-        return (jax.lax.pcast(ct, axis_name, to="varying"),)
-
-    total.defvjp(fwd, bwd)
-    return total(x)
-
-
-def _global_mean(total, count, axis_name):
-    if axis_name is not None:
-        total = _psum_local_gradient(total, axis_name)
-        count = jax.lax.psum(jax.lax.stop_gradient(count), axis_name)
-    return _numerics.safe_divide(total, count)
+# --------------------------------------------------------------------------- other batch losses
 
 
 def _masked_logsumexp(x, mask, axis=-1):
@@ -732,223 +686,6 @@ def _masked_logsumexp(x, mask, axis=-1):
     total = jnp.sum(jnp.where(mask, jnp.exp(jnp.where(mask, x - m, 0)), 0), axis=axis)
     lse = jnp.log(jnp.where(has, total, 1)) + jnp.squeeze(m, axis)
     return jnp.where(has, lse, 0), has
-
-
-def _contrastive_setup(embeddings, labels, fn, temperature, axis_name, precision):
-    """Cosine similarities / temperature of local anchors against all candidates, and masks."""
-    x, labels, out_dtype = _prepare(embeddings, labels, fn)
-    _check_temperature(temperature, fn)
-    u = _normalize(x)
-    all_u, offset = _gather(u, axis_name)
-    all_labels, _ = _gather(labels, axis_name)
-    sims = jnp.matmul(u, all_u.T, precision=precision) / temperature
-    b, n = sims.shape
-    is_self = (jnp.arange(b)[:, None] + offset) == jnp.arange(n)[None, :]
-    same = labels[:, None] == all_labels[None, :]
-    return sims, same & ~is_self, ~same, is_self, x.dtype, out_dtype
-
-
-def ntxent(embeddings, labels, temperature: float = 0.07, *, axis_name=None, precision=_HIGHEST):
-    r"""NT-Xent (SimCLR's normalized temperature-scaled cross-entropy), as optax's ``ntxent``.
-
-    With ``s_ij = cos(e_i, e_j) / T``, ``P`` the ordered positive pairs
-    (same label, ``i != j``) and ``N(i)`` the negatives of ``i``,
-
-    $$
-    L = \frac{1}{|P|} \sum_{(i, j) \in P}
-    -\log \frac{e^{s_{ij}}}{e^{s_{ij}} + \sum_{k \in N(i)} e^{s_{ik}}}
-    $$
-
-    the **mean over all ordered positive pairs**; 0 when there is none (optax
-    returns NaN). Each term is computed as ``softplus(LSE_N(i) - s_ij)``.
-
-    Args:
-      embeddings: ``(B, d)`` embeddings (normalized inside, with optax's
-        epsilon: norms below ``sqrt(finfo.eps)`` are clipped).
-      labels: ``(B,)`` integer labels; equal labels are positive pairs.
-      temperature: positive temperature ``T``.
-      axis_name: inside ``shard_map``/``pmap``, the mapped axis: the loss is
-        that of the batch concatenated over the devices (every device's
-        embeddings are candidates) and is the same on every device.
-      precision: precision of the similarity matrix product.
-
-    Returns:
-      A scalar.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> x = jnp.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
-      >>> ntxent(x, jnp.array([0, 0, 1, 1]), 0.5)
-      Array(0.2964..., dtype=float32)
-
-    References:
-      T. Chen et al., A Simple Framework for Contrastive Learning of Visual
-      Representations, ICML 2020.
-
-    optax: ntxent; pytorch-metric-learning: NTXentLoss
-    """
-    fn = "ntxent"
-    sims, pos, neg, _, dtype, out_dtype = _contrastive_setup(
-        embeddings, labels, fn, temperature, axis_name, precision
-    )
-    lse_neg, has_neg = _masked_logsumexp(sims, neg)
-    terms = jnp.where(has_neg[:, None], jax.nn.softplus(lse_neg[:, None] - sims), 0)
-    total = jnp.sum(jnp.where(pos, terms, 0))
-    return _global_mean(total, jnp.sum(pos).astype(dtype), axis_name).astype(out_dtype)
-
-
-def supervised_contrastive_loss(
-    embeddings, labels, *, temperature: float = 0.1, axis_name=None, precision=_HIGHEST
-):
-    r"""Supervised contrastive loss (Khosla et al. 2020, the ``L_out`` form).
-
-    With ``s_ij = cos(e_i, e_j) / T``, ``P(i)`` the positives of ``i`` (same
-    label, ``j != i``) and ``A(i)`` every ``j != i``,
-
-    $$
-    \ell_i = -\frac{1}{|P(i)|} \sum_{p \in P(i)}
-    \log \frac{e^{s_{ip}}}{\sum_{a \in A(i)} e^{s_{ia}}}
-    $$
-
-    and the result is the **mean of ell_i over the anchors that have at least
-    one positive**; anchors without positives are left out, 0 when there is
-    none.
-
-    Args:
-      embeddings: ``(B, d)`` embeddings (normalized inside).
-      labels: ``(B,)`` integer class labels.
-      temperature: positive temperature ``T``.
-      axis_name: as in ``ntxent``: the loss of the batch concatenated over
-        the devices.
-      precision: precision of the similarity matrix product.
-
-    Returns:
-      A scalar.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> x = jnp.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
-      >>> supervised_contrastive_loss(x, jnp.array([0, 0, 1, 1]), temperature=0.5)
-      Array(0.2964..., dtype=float32)
-
-    References:
-      P. Khosla et al., Supervised Contrastive Learning, NeurIPS 2020.
-
-    pytorch-metric-learning: SupConLoss (which returns 0 for a batch with no negative pair)
-    """
-    fn = "supervised_contrastive_loss"
-    sims, pos, _, is_self, dtype, out_dtype = _contrastive_setup(
-        embeddings, labels, fn, temperature, axis_name, precision
-    )
-    lse_all, _ = _masked_logsumexp(sims, ~is_self)
-    n_pos = jnp.sum(pos, axis=-1)
-    has_pos = n_pos > 0
-    mean_pos = _numerics.safe_divide(jnp.sum(jnp.where(pos, sims, 0), axis=-1), n_pos.astype(dtype))
-    per_anchor = jnp.where(has_pos, lse_all - mean_pos, 0)
-    return _global_mean(jnp.sum(per_anchor), jnp.sum(has_pos).astype(dtype), axis_name).astype(out_dtype)
-
-
-def _cross_entropy_on_diagonal(queries, keys, fn, temperature, normalize, axis_name, precision):
-    _checks.check_ndim(queries, "queries" if fn == "info_nce" else "anchors", fn, ndim=2)
-    _checks.check_same_shape(
-        queries, keys, ("queries", "keys") if fn == "info_nce" else ("anchors", "positives"), fn
-    )
-    q, k, out_dtype = _numerics.as_float(queries, keys)
-    if normalize:
-        q, k = _normalize(q), _normalize(k)
-    all_k, offset = _gather(k, axis_name)
-    logits = jnp.matmul(q, all_k.T, precision=precision) / temperature
-    target = jnp.arange(q.shape[0]) + offset
-    own = jnp.take_along_axis(logits, target[:, None], axis=-1)[:, 0]
-    per_query = jax.nn.logsumexp(logits, axis=-1) - own
-    count = jnp.asarray(q.shape[0], q.dtype)
-    return _global_mean(jnp.sum(per_query), count, axis_name).astype(out_dtype)
-
-
-def info_nce(
-    queries,
-    keys,
-    *,
-    temperature: float = 0.07,
-    normalize: bool = True,
-    axis_name=None,
-    precision=_HIGHEST,
-):
-    r"""InfoNCE for query/key pairs: each query's own key against every other key.
-
-    With ``s_ij = q_i . k_j / T`` (cosine similarities when ``normalize``),
-
-    $$
-    L = \frac{1}{B} \sum_i -\log \frac{e^{s_{ii}}}{\sum_j e^{s_{ij}}}
-    $$
-
-    the **mean over the queries**: softmax cross-entropy of the rows of
-    ``queries @ keys.T / T`` with the diagonal as target (CLIP's one
-    direction, MoCo with in-batch negatives).
-
-    Args:
-      queries: ``(B, d)`` queries.
-      keys: ``(B, d)`` keys; ``keys[i]`` is the positive of ``queries[i]``.
-      temperature: positive temperature ``T``.
-      normalize: L2-normalize queries and keys first.
-      axis_name: inside ``shard_map``/``pmap``, every device's keys are
-        negatives of every query, and the result is the mean over all queries
-        of all devices.
-      precision: precision of the similarity matrix product.
-
-    Returns:
-      A scalar.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> q = jnp.array([[1.0, 0.0], [0.0, 1.0]])
-      >>> info_nce(q, q, temperature=1.0)
-      Array(0.3132..., dtype=float32)
-
-    References:
-      A. van den Oord, Y. Li, O. Vinyals, Representation Learning with
-      Contrastive Predictive Coding, 2018.
-
-    PyTorch: torch.nn.functional.cross_entropy(q @ k.T / T, arange(B))
-    """
-    fn = "info_nce"
-    _check_temperature(temperature, fn)
-    return _cross_entropy_on_diagonal(queries, keys, fn, temperature, normalize, axis_name, precision)
-
-
-def npair_loss(anchors: ArrayLike, positives: ArrayLike, *, precision=_HIGHEST) -> jax.Array:
-    r"""N-pair loss (Sohn 2016): each anchor's own positive against the other anchors' positives.
-
-    $$
-    L = \frac{1}{B} \sum_i -\log \frac{e^{a_i \cdot p_i}}{\sum_j e^{a_i \cdot p_j}}
-    $$
-
-    the **mean over the anchors** of the softmax cross-entropy of
-    ``anchors @ positives.T`` with the diagonal as target (raw dot products,
-    no temperature; the paper's L2 penalty on the embeddings is left to the
-    caller).
-
-    Args:
-      anchors: ``(B, d)`` anchors, one per class.
-      positives: ``(B, d)`` positives; ``positives[i]`` has the class of ``anchors[i]``.
-      precision: precision of the matrix product.
-
-    Returns:
-      A scalar.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> a = jnp.array([[1.0, 0.0], [0.0, 1.0]])
-      >>> npair_loss(a, a)
-      Array(0.3132..., dtype=float32)
-
-    References:
-      K. Sohn, Improved Deep Metric Learning with Multi-class N-pair Loss
-      Objective, NeurIPS 2016.
-
-    pytorch-metric-learning: NPairsLoss
-    """
-    return _cross_entropy_on_diagonal(anchors, positives, "npair_loss", 1.0, False, None, precision)
 
 
 def lifted_structured_loss(

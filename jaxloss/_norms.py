@@ -8,6 +8,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from . import _checks, _numerics
 
@@ -34,7 +35,9 @@ def _check_vector_ord(ord, fn: str) -> float:
     return float(ord)
 
 
-def vector_norm(x, ord: float = 2, axis=None, keepdims: bool = False):
+def vector_norm(
+    x: ArrayLike, ord: float = 2, axis: int | tuple[int, ...] | None = None, keepdims: bool = False
+) -> jax.Array:
     """The vector p-norm ``(sum_i |x_i|^ord)^(1/ord)`` over ``axis``, for any real ``ord``.
 
     ``ord = 0`` counts non-zero entries, ``inf`` / ``-inf`` give ``max |x_i|`` /
@@ -151,7 +154,9 @@ def _check_matrix_args(x, ord, axis, fn):
     return rows, cols
 
 
-def matrix_norm(x, ord="fro", axis=(-2, -1), keepdims: bool = False):
+def matrix_norm(
+    x: ArrayLike, ord: str | float = "fro", axis: tuple[int, int] = (-2, -1), keepdims: bool = False
+) -> jax.Array:
     """A matrix norm over the two axes ``axis = (rows, columns)``, batched over the rest.
 
     ``ord``: ``"fro"`` (sqrt of the sum of squares), ``"nuc"`` (sum of singular
@@ -192,7 +197,7 @@ def matrix_norm(x, ord="fro", axis=(-2, -1), keepdims: bool = False):
     return out.astype(out_dtype)
 
 
-def frobenius_norm(x, axis=(-2, -1), keepdims: bool = False):
+def frobenius_norm(x: ArrayLike, axis: tuple[int, int] = (-2, -1), keepdims: bool = False) -> jax.Array:
     """``sqrt(sum_ij x_ij^2)`` over two axes; ``matrix_norm(x, "fro", axis, keepdims)``.
 
     Args:
@@ -213,7 +218,7 @@ def frobenius_norm(x, axis=(-2, -1), keepdims: bool = False):
     return matrix_norm(x, "fro", axis, keepdims)
 
 
-def nuclear_norm(x, axis=(-2, -1), keepdims: bool = False):
+def nuclear_norm(x: ArrayLike, axis: tuple[int, int] = (-2, -1), keepdims: bool = False) -> jax.Array:
     """The sum of singular values ``tr(sqrt(X^T X))``; ``matrix_norm(x, "nuc", ...)``.
 
     Args:
@@ -234,7 +239,7 @@ def nuclear_norm(x, axis=(-2, -1), keepdims: bool = False):
     return matrix_norm(x, "nuc", axis, keepdims)
 
 
-def spectral_norm(x, axis=(-2, -1), keepdims: bool = False):
+def spectral_norm(x: ArrayLike, axis: tuple[int, int] = (-2, -1), keepdims: bool = False) -> jax.Array:
     """The largest singular value; ``matrix_norm(x, 2, ...)``.
 
     Args:
@@ -255,7 +260,12 @@ def spectral_norm(x, axis=(-2, -1), keepdims: bool = False):
     return matrix_norm(x, 2, axis, keepdims)
 
 
-def norm(x, ord=None, axis=None, keepdims: bool = False):
+def norm(
+    x: ArrayLike,
+    ord: str | float | None = None,
+    axis: int | tuple[int, ...] | None = None,
+    keepdims: bool = False,
+) -> jax.Array:
     """A vector or matrix norm with ``numpy.linalg.norm``'s semantics.
 
     * ``axis=None, ord=None``: the 2-norm of the flattened array;

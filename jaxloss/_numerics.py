@@ -229,7 +229,7 @@ def _p_norm_grad(x, n, p, axes):
     return jnp.where(nonzero, sign * ratio ** (p - 1), 0)
 
 
-# --------------------------------------------------------------------------- issue 4: divergences
+# --------------------------------------------------------------------------- divergences
 
 
 @jax.custom_jvp

@@ -1,9 +1,10 @@
 """The all-pairs core: Gram-product distances between two sets of rows, accurate and safe.
 
-Every all-pairs distance computed through a matrix product in jaxloss goes
-through this module: ``cdist`` / ``pdist`` (euclidean, sqeuclidean,
-seuclidean, mahalanobis, cosine, correlation, dot and the boolean counts), the
-in-batch metric-learning losses, and the block scores of ``knn``.
+All-pairs distances computed through a matrix product go through this
+module: ``cdist`` / ``pdist`` (euclidean, sqeuclidean, seuclidean,
+mahalanobis, cosine, correlation, dot and the boolean counts) and the in-batch
+metric-learning losses. A blocked search (``knn``) can score each block here
+too, passing one ``shift`` (e.g. the database mean) computed once.
 
 Conventions, the same for every caller:
 
@@ -52,6 +53,7 @@ __all__ = [
     "euclidean",
     "gram",
     "mean_shift",
+    "ranking_scores",
     "rowwise_cosine",
     "rowwise_squared_euclidean",
     "squared_euclidean",
@@ -251,3 +253,30 @@ def binary_counts(a, b, w=None, *, precision=HIGHEST):
         return ntt, jnp.sum(a, -1), jnp.sum(b, -1), jnp.asarray(a.shape[-1], a.dtype)
     ntt = gram(a * w, b, precision=precision)
     return ntt, jnp.sum(a * w, -1), jnp.sum(b * w, -1), jnp.sum(w)
+
+
+# --------------------------------------------------------------------------- ranking form (search)
+
+
+def ranking_scores(rows, queries, row_terms=None, *, metric: str, precision=HIGHEST) -> jax.Array:
+    """``(B, q)`` selection scores of database ``rows (B, d)`` for ``queries (q, d)``, larger nearer.
+
+    The query-invariant ranking form used by a top-k search, not a distance:
+    one product ``rows @ queries^T`` and a per-row term, with the per-query
+    constant left out (it does not change any query's order). The caller
+    prepares the operands:
+
+    * ``"sqeuclidean"`` / ``"euclidean"`` / 0-1 ``"hamming"``: queries scaled by
+      2 and ``row_terms = |x|^2``: ``2 q.x - |x|^2 = |q|^2 - |q - x|^2``;
+    * ``"cosine"``: unit queries and ``row_terms = 1 / |x|`` (0 for a zero row):
+      ``cos(q, x)``;
+    * ``"dot"``: ``row_terms`` unused: ``q.x``.
+
+    The winners are re-scored exactly by the caller; this form only ranks.
+    """
+    g = gram(rows, queries, precision=precision)
+    if metric == "dot" or row_terms is None:
+        return g
+    if metric == "cosine":
+        return g * row_terms[:, None]
+    return g - row_terms[:, None]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from . import _checks, _numerics
 
@@ -11,7 +13,12 @@ __all__ = ["reduce"]
 REDUCTIONS = ("none", "sum", "mean", "batchmean")
 
 
-def reduce(values, reduction: str = "mean", where=None, weights=None):
+def reduce(
+    values: ArrayLike,
+    reduction: str = "mean",
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+) -> jax.Array:
     """Reduces per-example values the way PyTorch's ``reduction=`` argument does.
 
     With ``w`` the weights (1 by default) and ``m`` the mask (all true by default):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from . import _checks, _numerics
 
@@ -13,20 +15,24 @@ def _residual(predictions, targets, fn):
     if targets is None:
         (r, out_dtype) = _numerics.as_float(predictions)
         return r, out_dtype
-    _checks.broadcast_shapes(predictions, targets, ("predictions", "targets"), fn)
+    # optax's residual losses refuse any shape mismatch (no silent broadcasting of a
+    # (B,) prediction against (B, 1) targets into a (B, B) result); jaxloss.torch
+    # broadcasts with PyTorch's warning before calling these.
+    _checks.check_same_shape(predictions, targets, ("predictions", "targets"), fn)
     p, t, out_dtype = _numerics.as_float(predictions, targets)
     return p - t, out_dtype
 
 
-def squared_error(predictions, targets=None):
+def squared_error(predictions: ArrayLike, targets: ArrayLike | None = None) -> jax.Array:
     """Elementwise ``(predictions - targets)^2`` (optax's signature; no reduction).
 
     Args:
       predictions: array of any shape.
-      targets: array broadcastable to ``predictions``, or None (treated as 0).
+      targets: array of the shape of ``predictions``, or None (treated as 0); any
+        other shape raises ``ValueError``, as in optax.
 
     Returns:
-      The squared errors, of the broadcast shape.
+      The squared errors, of the shape of ``predictions``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -39,15 +45,16 @@ def squared_error(predictions, targets=None):
     return (r * r).astype(out_dtype)
 
 
-def l2_loss(predictions, targets=None):
+def l2_loss(predictions: ArrayLike, targets: ArrayLike | None = None) -> jax.Array:
     """``0.5 * (predictions - targets)^2`` elementwise, as optax's ``l2_loss``.
 
     Args:
       predictions: array, any shape.
-      targets: array broadcastable with ``predictions`` (None: zeros).
+      targets: array of the shape of ``predictions`` (None: zeros); any other shape
+        raises ``ValueError``, as in optax.
 
     Returns:
-      Elementwise ``0.5 (predictions - targets)^2``, broadcast shape.
+      Elementwise ``0.5 (predictions - targets)^2``, shape of ``predictions``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -60,15 +67,16 @@ def l2_loss(predictions, targets=None):
     return (0.5 * r * r).astype(out_dtype)
 
 
-def absolute_error(predictions, targets=None):
+def absolute_error(predictions: ArrayLike, targets: ArrayLike | None = None) -> jax.Array:
     """Elementwise ``|predictions - targets|``, gradient ``sign`` (0 at a tie, as PyTorch).
 
     Args:
       predictions: array, any shape.
-      targets: array broadcastable with ``predictions`` (None: zeros).
+      targets: array of the shape of ``predictions`` (None: zeros); any other shape
+        raises ``ValueError``, as optax's ``squared_error`` does.
 
     Returns:
-      Elementwise ``|predictions - targets|``, broadcast shape.
+      Elementwise ``|predictions - targets|``, shape of ``predictions``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -81,16 +89,17 @@ def absolute_error(predictions, targets=None):
     return _numerics.abs(r).astype(out_dtype)
 
 
-def huber_loss(predictions, targets=None, *, delta: float = 1.0):
+def huber_loss(predictions: ArrayLike, targets: ArrayLike | None = None, *, delta: float = 1.0) -> jax.Array:
     """Huber loss: ``0.5 z^2`` if ``|z| <= delta`` else ``delta (|z| - 0.5 delta)``, ``z = p - t``.
 
     Args:
       predictions: array of any shape.
-      targets: array broadcastable to ``predictions``, or None (0).
+      targets: array of the shape of ``predictions``, or None (0); any other shape
+        raises ``ValueError``, as optax's ``squared_error`` does.
       delta: positive threshold between the quadratic and linear parts.
 
     Returns:
-      Elementwise losses, of the broadcast shape.
+      Elementwise losses, of the shape of ``predictions``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -106,18 +115,21 @@ def huber_loss(predictions, targets=None, *, delta: float = 1.0):
     return out.astype(out_dtype)
 
 
-def smooth_l1_loss(predictions, targets=None, *, beta: float = 1.0):
+def smooth_l1_loss(
+    predictions: ArrayLike, targets: ArrayLike | None = None, *, beta: float = 1.0
+) -> jax.Array:
     """Smooth L1: ``0.5 z^2 / beta`` if ``|z| < beta`` else ``|z| - 0.5 beta``; L1 when ``beta = 0``.
 
     Equal to ``huber_loss(predictions, targets, beta) / beta`` for ``beta > 0``.
 
     Args:
       predictions: array of any shape.
-      targets: array broadcastable to ``predictions``, or None (0).
+      targets: array of the shape of ``predictions``, or None (0); any other shape
+        raises ``ValueError``, as optax's ``squared_error`` does.
       beta: non-negative threshold.
 
     Returns:
-      Elementwise losses, of the broadcast shape.
+      Elementwise losses, of the shape of ``predictions``.
 
     Examples:
       >>> import jax.numpy as jnp

@@ -26,12 +26,14 @@ indices returned by ``knn`` and follow pytorch-metric-learning's
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from . import _bits, _checks
+from . import _bits, _checks, _pairwise
 from . import _numerics as nx
 
 __all__ = [
@@ -159,12 +161,7 @@ def _block_scores(qs, blk, aux, metric, packed, precision):
         return -_bits.hamming_counts(qs, blk).astype(jnp.float32)
     if metric == "cityblock":
         return -jnp.sum(jnp.abs(qs[:, None, :] - blk[None, :, :]), axis=-1)
-    g = jnp.matmul(qs, blk.T, precision=precision)
-    if metric in ("euclidean", "sqeuclidean", "hamming"):
-        return g - aux[None, :]  # 2 q.x - |x|^2 = |q|^2 - |q - x|^2
-    if metric == "cosine":
-        return g * aux[None, :]
-    return g  # dot
+    return _pairwise.ranking_scores(blk, qs, aux, metric=metric, precision=precision).T
 
 
 def _sequential_sums(q, rows, terms):
@@ -204,7 +201,10 @@ def _exact(q, rows, metric, packed, num_features):
 
 
 def _auto_blocks(q, m, metric, packed, block_size, query_block_size):
-    small = packed or metric == "cityblock"  # no GEMM: smaller tiles stay in cache
+    if packed:
+        qb = query_block_size or _PACKED_QUERY_BLOCK
+        return min(qb, q), min(block_size or _PACKED_BLOCK, m)
+    small = metric == "cityblock"  # no GEMM: smaller tiles stay in cache
     qb = query_block_size or min(q, _SMALL_QUERY_BLOCK if small else _QUERY_BLOCK)
     if block_size is None:
         tile = _SMALL_TILE_ELEMENTS if small else _TILE_ELEMENTS
@@ -282,6 +282,211 @@ def _scan(qs, x, aux, k, metric, packed, precision, block, limit):
     return jax.lax.fori_loop(1, nblocks, body, (s0, i0))
 
 
+# --------------------------------------------------------------------------- GEMM scan
+#
+# For the GEMM metrics a tile is computed as (database rows, queries), one
+# matrix product ``block @ queries.T``; the selection then runs down the
+# columns, vectorised over the queries, with no ``lax.top_k``:
+#
+# 1. each run of ``R`` consecutive rows is reduced to its largest score;
+# 2. the ``k`` best runs are popped (largest maximum, ties to the lower run);
+#    the ``k`` best scores of the block lie in those runs (a score outside them
+#    has ``k`` run maxima before it, each larger, or equal with a lower index);
+# 3. their ``k * R`` scores are gathered from the tile and the ``k`` best popped
+#    (largest score, ties to the lowest index);
+# 4. these are merged with the running top-k the same way.
+
+_GEMM_MAX_K = 64
+
+
+def _runs(block, k):
+    """Rows per run for a block: the power of two near ``sqrt(block / k)`` (1: no runs)."""
+    r = 1 << max(0, math.ceil(math.log2(max(1.0, math.sqrt(block / k)))))
+    return r if block >= 4 * k * r and block % r == 0 else 1
+
+
+def _pop_best(vals, idx, k):
+    """The ``k`` largest ``vals`` of every column, ties to the lowest ``idx`` (distinct per column).
+
+    Returns ``(values, indices)``, each ``(k, n)``, best first; ``-inf`` values
+    are missing entries.
+    """
+
+    def body(t, carry):
+        v, ov, oi = carry
+        top = jnp.max(v, axis=0)
+        j = jnp.min(jnp.where(v == top[None, :], idx, _INT_MAX), axis=0)
+        return jnp.where(idx == j[None, :], -jnp.inf, v), ov.at[t].set(top), oi.at[t].set(j)
+
+    ov = jnp.full((k,) + vals.shape[1:], -jnp.inf, vals.dtype)
+    oi = jnp.zeros((k,) + vals.shape[1:], jnp.int32)
+    return jax.lax.fori_loop(0, k, body, (vals, ov, oi))[1:]
+
+
+def _gemm_scan(qs, x, aux, k, metric, precision, block, limit):
+    """``_scan`` for the GEMM metrics (same results), selecting with ``_pop_best``."""
+    qb = qs.shape[0]
+    m = x.shape[0]
+    r = _runs(block, k)
+    nblocks = -(-m // block)
+    rows_in_block = jnp.arange(block, dtype=jnp.int32)
+
+    def step(i, carry):
+        rs, ri = carry  # (k, qb) running scores (descending) and indices
+        start = jnp.minimum(i * block, m - block).astype(jnp.int32)
+        pos = start + rows_in_block
+        ok = ((pos >= i * block) & (pos < limit))[:, None]
+        blk = _as_rows(jax.lax.dynamic_slice_in_dim(x, start, block), metric, False, qs.dtype)
+        a = None if aux is None else jax.lax.dynamic_slice_in_dim(aux, start, block)
+        g = _pairwise.ranking_scores(blk, qs, a, metric=metric, precision=precision)  # (block, qb)
+        s = jnp.where(ok, g, -jnp.inf)
+        if r > 1:
+            runs = jnp.arange(block // r, dtype=jnp.int32)[:, None]
+            _, best = _pop_best(jnp.max(s.reshape(block // r, r, qb), axis=1), runs, k)
+            rid = best[:, None, :] * r + jnp.arange(r, dtype=jnp.int32)[None, :, None]  # (k, r, qb)
+            cand = jnp.take_along_axis(s, rid.reshape(k * r, qb), axis=0)
+            bs, bi = _pop_best(cand, start + rid.reshape(k * r, qb), k)
+        else:
+            bs, bi = _pop_best(s, jnp.broadcast_to(pos[:, None], s.shape), k)
+        return _pop_best(jnp.concatenate([rs, bs]), jnp.concatenate([ri, bi]), k)
+
+    init = (jnp.full((k, qb), -jnp.inf, qs.dtype), jnp.full((k, qb), m, jnp.int32))
+    rs, ri = jax.lax.fori_loop(0, nblocks, step, init)
+    return rs.T, jnp.where(rs.T == -jnp.inf, 0, ri.T)
+
+
+# --------------------------------------------------------------------------- packed Hamming search
+#
+# Packed codes have a specialised scan (``_packed_scan``): a tile is laid out
+# (database rows, queries), so the innermost, vectorised loop runs over the
+# queries of the block (their words, transposed once per query block, stay
+# in L1) and each database word is broadcast; XLA then emits a vector
+# ``popcount`` (``vpopcntd`` on AVX-512) without transposing the database.
+# Each count is packed with its row in the block into one int32 key
+# ``count << shift | row`` (keys are distinct, and ordering keys is ordering
+# by (distance, index)), and the selection never materialises the tile:
+#
+# 1. the kernel reduces every run of ``R`` consecutive rows to its smallest
+#    key (fused: the (rows, queries) tile is never written to memory);
+# 2. the ``k`` smallest run minima are popped (``k`` vectorised min rounds);
+#    the ``k`` smallest keys of the block lie in those ``k`` runs (any key
+#    outside them has ``k`` smaller run minima before it);
+# 3. the ``k * R`` rows of those runs are re-counted (a gather) and the ``k``
+#    smallest keys popped;
+# 4. these are merged with the running top-k (running entries first on equal
+#    counts: they have lower indices).
+#
+# Every comparison is on exact integers, so the result is exactly faiss
+# ``IndexBinaryFlat``'s distances with ties to the lowest index.
+
+_PACKED_QUERY_BLOCK = 256
+_PACKED_BLOCK = 16384
+_PACKED_MAX_K = 64  # beyond this the min rounds cost more than lax.top_k
+_INT_MAX = np.int32(2**31 - 1)
+
+
+def _packed_plan(k, w, block):
+    """``(block, R, shift, position bits)`` of the fast packed scan, or None (use ``_scan``).
+
+    ``R`` (rows per run) is the power of two near ``sqrt(block / k)``, which
+    balances the two selection rounds (``block / R`` run minima, ``k * R``
+    candidates); the block is rounded down to a multiple of ``R``.
+    """
+    cb = (_bits.WORD_BITS * w + 1).bit_length()  # a count, or the sentinel 32 w + 1
+    shift = 31 - cb
+    pb = max(1, (2 * k - 1).bit_length())
+    if k > _PACKED_MAX_K or cb + pb > 31 or block > 2**shift:
+        return None
+    r = 1 << max(0, math.ceil(math.log2(max(1.0, math.sqrt(block / k)))))
+    if block - block % r < 4 * k * r:
+        return block, 1, shift, pb
+    return block - block % r, r, shift, pb
+
+
+def _q_counts(rows, q_t):
+    """``(B, qb)`` int32 differing bits of database rows ``(B, w)`` and queries ``q_t (w, qb)``."""
+    acc = None
+    for j in range(q_t.shape[0]):
+        t = jax.lax.population_count(rows[:, j : j + 1] ^ q_t[j][None, :]).astype(jnp.int32)
+        acc = t if acc is None else acc + t
+    return acc
+
+
+def _pop_smallest(keys, k):
+    """The ``k`` smallest int32 keys of every column (distinct or ``_INT_MAX``), ascending: ``(k, n)``."""
+
+    def body(t, carry):
+        a, out = carry
+        low = jnp.min(a, axis=0)
+        return jnp.where(a == low[None, :], _INT_MAX, a), out.at[t].set(low)
+
+    out = jnp.full((k,) + keys.shape[1:], _INT_MAX, jnp.int32)
+    return jax.lax.fori_loop(0, k, body, (keys, out))[1]
+
+
+def _packed_scan(q, x, k, limit, plan):
+    """Running top-k of one query block ``q (qb, w)`` over the rows of ``x`` below ``limit``.
+
+    Returns ``(counts, indices)``, each ``(qb, k)``, sorted by (count, index);
+    missing rows have the count ``32 w + 1`` and the index ``x.shape[0]``.
+    """
+    block, r, shift, pb = plan
+    qb, w = q.shape
+    m = x.shape[0]
+    nblocks = -(-m // block)
+    mask = (1 << shift) - 1
+    sentinel = _bits.WORD_BITS * w + 1
+    rows_in_block = jnp.arange(block, dtype=jnp.int32)
+    q_t = q.T
+
+    def step(i, carry):
+        rc, ri = carry  # (k, qb) running counts and indices, ascending
+        # The last block is shifted back to end at m; rows seen before are masked.
+        start = jnp.minimum(i * block, m - block).astype(jnp.int32)
+        pos = start + rows_in_block
+        valid = ((pos >= i * block) & (pos < limit))[:, None]
+        rows = jax.lax.dynamic_slice_in_dim(x, start, block)
+        keys = jnp.where(valid, (_q_counts(rows, q_t) << shift) | rows_in_block[:, None], _INT_MAX)
+        if r > 1:
+            best = _pop_smallest(jnp.min(keys.reshape(block // r, r, qb), axis=1), k)
+            run = jnp.where(best == _INT_MAX, 0, (best & mask) // r)
+            rid = run[:, None, :] * r + jnp.arange(r, dtype=jnp.int32)[None, :, None]  # (k, r, qb)
+            cand = x[start + rid]  # (k, r, qb, w): the rows of the k best runs
+            cnt = jnp.sum(
+                jax.lax.population_count(cand ^ q[None, None]).astype(jnp.int32), axis=-1, dtype=jnp.int32
+            )
+            ok = (best != _INT_MAX)[:, None, :] & (start + rid >= i * block) & (start + rid < limit)
+            keys = jnp.where(ok, (cnt << shift) | rid, _INT_MAX).reshape(k * r, qb)
+        bk = _pop_smallest(keys, k)
+        bc = jnp.where(bk == _INT_MAX, sentinel, bk >> shift)
+        bi = jnp.where(bk == _INT_MAX, m, start + (bk & mask))
+        cc = jnp.concatenate([rc, bc])  # running first: equal counts keep the lower index
+        ci = jnp.concatenate([ri, bi])
+        order = jnp.arange(2 * k, dtype=jnp.int32)[:, None]
+        j = _pop_smallest((cc << pb) | order, k) & ((1 << pb) - 1)
+        return jnp.take_along_axis(cc, j, axis=0), jnp.take_along_axis(ci, j, axis=0)
+
+    init = (jnp.full((k, qb), sentinel, jnp.int32), jnp.full((k, qb), m, jnp.int32))
+    rc, ri = jax.lax.fori_loop(0, nblocks, step, init)
+    return rc.T, ri.T
+
+
+def _packed_search(q, x, k, qblock, limit, plan):
+    """Exact top-k of packed codes, query-blocked: (counts, indices, key) as ``_search_local``."""
+    nq, w = q.shape
+
+    def one(qq):
+        c, idx = _packed_scan(qq, x, k, limit, plan)
+        return c, idx, jnp.where(c > _bits.WORD_BITS * w, jnp.inf, c.astype(jnp.float32))
+
+    if nq <= qblock:
+        return one(q)
+    nqb = -(-nq // qblock)
+    qp = jnp.pad(q, ((0, nqb * qblock - nq), (0, 0))).reshape(nqb, qblock, w)
+    out = jax.lax.map(one, qp)
+    return tuple(o.reshape(nqb * qblock, k)[:nq] for o in out)
+
+
 def _sort_key(dist, metric):
     return -dist if metric == "dot" else dist
 
@@ -294,10 +499,16 @@ def _search_local(q_raw, qs, x, aux, k, metric, packed, precision, block, qblock
     """
     nq = qs.shape[0]
     num_features = x.shape[1]
+    plan = _packed_plan(k, num_features, block) if packed else None
+    if plan is not None:
+        return _packed_search(qs, x, k, qblock, limit, plan)
 
     def one(args):
         qr, qsb = args
-        s, idx = _scan(qsb, x, aux, k, metric, packed, precision, block, limit)
+        if metric in _GEMM_METRICS and not packed and k <= _GEMM_MAX_K:
+            s, idx = _gemm_scan(qsb, x, aux, k, metric, precision, block, limit)
+        else:
+            s, idx = _scan(qsb, x, aux, k, metric, packed, precision, block, limit)
         missing = s == -jnp.inf
         rows = _as_rows(x[jnp.clip(idx, 0, x.shape[0] - 1)], metric, packed, qs.dtype)
         d = _exact(qr, rows, metric, packed, num_features)
@@ -340,15 +551,15 @@ def _knn(queries, database, k, metric, packed, precision, block, qblock):
 
 
 def knn(
-    queries,
-    database,
+    queries: ArrayLike,
+    database: ArrayLike,
     k: int,
     *,
     metric: str = "euclidean",
     block_size: int | None = None,
     query_block_size: int | None = None,
     precision=HIGHEST,
-):
+) -> tuple[jax.Array, jax.Array]:
     """Exact k nearest neighbours of every query in a database, in bounded memory.
 
     For each query row ``q_i`` the ``k`` database rows ``x_j`` with the smallest
@@ -376,8 +587,17 @@ def knn(
     ``O(query_block_size * block_size + q * k + m)`` (the ``m`` term: one norm
     per database row), never ``O(q * m)``, and the database is never copied.
     By default ``query_block_size = min(q, 512)`` and ``block_size`` keeps one
-    tile of scores near 16 MiB (``min(q, 128)`` and 4 MiB for cityblock and
-    packed codes, which are elementwise work rather than a GEMM).
+    tile of scores near 16 MiB (``min(q, 128)`` and 4 MiB for cityblock;
+    for packed codes ``min(q, 256)`` queries and 16,384 rows, whose counts are
+    reduced as they are computed and never stored).
+
+    Selection (``k <= 64``): a tile is laid out (database rows, queries); each
+    run of ``R ~ sqrt(block_size / k)`` rows is reduced to its best score, the
+    ``k`` best runs are taken, and the ``k`` best of their ``k R`` rows are
+    merged into the running top-k, by rounds of vectorised max (min) over the
+    rows, with no sort; packed counts travel as exact int32 keys
+    ``count * 2^s + row``. Larger ``k`` uses ``lax.top_k`` on each tile. Both
+    return the same neighbours.
 
     Gradients: the indices are piecewise constant; the distances are
     differentiable with respect to both inputs through the exact re-scoring of
@@ -446,8 +666,8 @@ def _empty_result(queries, database, k, metric, packed):
 
 
 def sharded_knn(
-    queries,
-    database,
+    queries: ArrayLike,
+    database: ArrayLike,
     k: int,
     *,
     mesh,
@@ -456,7 +676,7 @@ def sharded_knn(
     block_size: int | None = None,
     query_block_size: int | None = None,
     precision=HIGHEST,
-):
+) -> tuple[jax.Array, jax.Array]:
     """Exact kNN with the database split across the devices of a mesh.
 
     The database rows are sharded over the mesh axis ``axis_name`` (padded to
@@ -640,14 +860,14 @@ def _check_metric_k(k, available, fn):
 
 
 def precision_at_k(
-    neighbor_indices,
-    query_labels,
-    reference_labels,
-    k=None,
+    neighbor_indices: ArrayLike,
+    query_labels: ArrayLike,
+    reference_labels: ArrayLike,
+    k: int | None = None,
     *,
-    exclude_self=False,
-    reduction="mean",
-):
+    exclude_self: bool = False,
+    reduction: str = "mean",
+) -> jax.Array:
     """Precision@k: the fraction of the first ``k`` neighbours that share the query's label.
 
     ``P@k(i) = (1/k) sum_{j<k} [label(n_ij) == label(q_i)]``; with ``k=1`` it
@@ -691,14 +911,14 @@ def precision_at_k(
 
 
 def recall_at_k(
-    neighbor_indices,
-    query_labels,
-    reference_labels,
-    k=None,
+    neighbor_indices: ArrayLike,
+    query_labels: ArrayLike,
+    reference_labels: ArrayLike,
+    k: int | None = None,
     *,
-    exclude_self=False,
-    reduction="mean",
-):
+    exclude_self: bool = False,
+    reduction: str = "mean",
+) -> jax.Array:
     """Recall@k of deep metric learning: does any of the first ``k`` neighbours share the label?
 
     ``R@k(i) = max_{j<k} [label(n_ij) == label(q_i)]`` (0 or 1), the "Recall@K"
@@ -747,7 +967,14 @@ def _r_mask(shape, counts):
     return jnp.arange(shape[1])[None, :] < counts[:, None]
 
 
-def r_precision(neighbor_indices, query_labels, reference_labels, *, exclude_self=False, reduction="mean"):
+def r_precision(
+    neighbor_indices: ArrayLike,
+    query_labels: ArrayLike,
+    reference_labels: ArrayLike,
+    *,
+    exclude_self: bool = False,
+    reduction: str = "mean",
+) -> jax.Array:
     """R-precision: precision over the first ``R_i`` neighbours, ``R_i`` = relevant items.
 
     ``R_i`` is the number of reference rows with the query's label (minus the
@@ -794,8 +1021,13 @@ def r_precision(neighbor_indices, query_labels, reference_labels, *, exclude_sel
 
 
 def mean_average_precision_at_r(
-    neighbor_indices, query_labels, reference_labels, *, exclude_self=False, reduction="mean"
-):
+    neighbor_indices: ArrayLike,
+    query_labels: ArrayLike,
+    reference_labels: ArrayLike,
+    *,
+    exclude_self: bool = False,
+    reduction: str = "mean",
+) -> jax.Array:
     """MAP@R: mean average precision over the first ``R_i`` neighbours.
 
     ``MAP@R(i) = (1/R_i) sum_{j < R_i} P@(j+1)(i) * [label(n_ij) == label(q_i)]``

@@ -14,6 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.experimental import checkify
+from jax.typing import ArrayLike
 
 from . import _checks
 
@@ -42,14 +43,14 @@ def _fmt(v):
 
 def check_inputs(
     *,
-    probabilities=None,
-    log_probabilities=None,
-    targets01=None,
-    logits=None,
-    labels=None,
+    probabilities: ArrayLike | None = None,
+    log_probabilities: ArrayLike | None = None,
+    targets01: ArrayLike | None = None,
+    logits: ArrayLike | None = None,
+    labels: ArrayLike | None = None,
     num_classes: int | None = None,
     ignore_index: int | None = None,
-    embeddings=None,
+    embeddings: ArrayLike | None = None,
     axis: int = -1,
     atol: float = 1e-4,
 ) -> None:

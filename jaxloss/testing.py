@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 __all__ = ["Comparison", "ComparisonRow", "compare_with_torch", "default_tolerance"]
 
@@ -28,7 +29,7 @@ TOLERANCES = {
 }
 
 
-def default_tolerance(dtype) -> tuple[float, float]:
+def default_tolerance(dtype: DTypeLike) -> tuple[float, float]:
     """The ``(rtol, atol)`` used for ``dtype`` (a 1% error is never within it, except bfloat16).
 
     ``compare_with_torch`` accepts a difference when
@@ -180,7 +181,7 @@ def _compare(candidate, reference, dtype, what, rtol, atol) -> ComparisonRow:
 def compare_with_torch(
     jax_fn: Callable,
     torch_fn: Callable,
-    *inputs,
+    *inputs: ArrayLike,
     grad: bool = True,
     dtypes: Sequence[str] = ("float32", "float64"),
     argnums: Sequence[int] | None = None,

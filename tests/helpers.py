@@ -1,10 +1,12 @@
-"""Shared test helpers: reference comparisons with PyTorch, random inputs, tolerances."""
+"""Shared test helpers: reference comparisons with PyTorch, random inputs, tolerances, gradients."""
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jaxloss.testing import compare_with_torch
+from jaxloss.testing import compare_with_torch, default_tolerance
 
 DTYPES = ("float32", "float64")
 
@@ -21,13 +23,9 @@ def rng(seed=0):
 
 
 def tol(dtype):
-    """(rtol, atol) for comparing a jaxloss result in ``dtype`` with an exact reference."""
-    return {
-        "float16": (1e-2, 1e-2),
-        "bfloat16": (5e-2, 5e-2),
-        "float32": (1e-5, 1e-5),
-        "float64": (1e-12, 1e-12),
-    }[np.dtype(dtype).name]
+    """(rtol, atol) for comparing a result in ``dtype`` with a reference: the library's table
+    ``jaxloss.testing.TOLERANCES`` (the one ``compare_with_torch`` uses)."""
+    return default_tolerance(dtype)
 
 
 def assert_close(actual, expected, dtype="float64"):
@@ -36,3 +34,58 @@ def assert_close(actual, expected, dtype="float64"):
 
     rtol, atol = tol(dtype)
     chex.assert_trees_all_close(actual, expected, rtol=rtol, atol=atol)
+
+
+def summed_outputs(spec, args, *, cotangent=False, with_outputs=False):
+    """``f(*diff_args)``: ``spec.call(*args)`` with the differentiable arguments replaced, summed.
+
+    ``spec`` is a ``tests.registry.Spec``; ``diff_args`` take the places ``spec.diff`` of
+    ``args``. The float outputs are summed in float32 or wider (half-precision outputs are
+    upcast). With ``cotangent`` each output is first multiplied by the fixed, non-constant
+    ``cos(i + k)`` (``i`` the flat index, ``k`` the output's number), so a gradient that is wrong
+    by a constant per output still shows. With ``with_outputs`` ``f`` returns
+    ``(sum, outputs)``, for ``jax.grad(f, has_aux=True)``.
+    """
+    from tests.registry import float_leaves  # noqa: PLC0415 - the registry imports jaxloss lazily
+
+    def scalar(*diff_args):
+        full = list(args)
+        for i, a in zip(spec.diff, diff_args, strict=True):
+            full[i] = a
+        out = spec.call(*full)
+        total = 0.0
+        for k, o in enumerate(float_leaves(out)):
+            o = o.astype(jnp.promote_types(o.dtype, jnp.float32))
+            if cotangent:
+                o = o * jnp.cos(jnp.arange(o.size, dtype=o.dtype) + k).reshape(o.shape)
+            total = total + jnp.sum(o)
+        return (total, out) if with_outputs else total
+
+    return scalar
+
+
+def value_and_grads(spec, args):
+    """``(outputs, gradients of the summed float outputs w.r.t. each of spec.diff)``."""
+    if not spec.diff:
+        return spec.call(*args), ()
+    grads, out = jax.grad(
+        summed_outputs(spec, args, with_outputs=True), argnums=tuple(range(len(spec.diff))), has_aux=True
+    )(*[args[i] for i in spec.diff])
+    return out, grads
+
+
+def sweep(values, fast=1, *, several=False):
+    """Parameter values for ``pytest.mark.parametrize`` whose first ``fast`` run in the fast loop.
+
+    The others are marked ``slow``: ``pytest -m "not slow"`` still crosses every other
+    parameter with the first ``fast`` values of this one, and the whole suite runs them all.
+    ``several=True`` when each value is a tuple for several argument names (``"shape,axis"``).
+    """
+    import pytest  # noqa: PLC0415
+
+    def slow(v):
+        return (
+            pytest.param(*v, marks=pytest.mark.slow) if several else pytest.param(v, marks=pytest.mark.slow)
+        )
+
+    return [v if i < fast else slow(v) for i, v in enumerate(values)]

@@ -2,7 +2,7 @@
 saturated and -inf logits, single-class batches, every label ignored, everything masked.
 
 Values and gradients are finite wherever the mathematics is finite, and take
-the documented value (listed in ``docs/notes/hardening.md``) where it is not.
+the documented value (listed in ``docs/design.md``) where it is not.
 """
 
 from __future__ import annotations
@@ -16,22 +16,12 @@ import pytest
 
 import jaxloss
 import jaxloss.torch as jt
+from tests.helpers import value_and_grads
 from tests.registry import GENERIC, float_leaves, ids
 
 
 def _finite(tree):
     return all(bool(jnp.all(jnp.isfinite(o))) for o in float_leaves(tree))
-
-
-def _value_and_grads(spec, args):
-    def scalar(*diff_args):
-        full = list(args)
-        for i, a in zip(spec.diff, diff_args, strict=True):
-            full[i] = a
-        return sum(jnp.sum(o) for o in float_leaves(spec.call(*full)))
-
-    grads = jax.grad(scalar, argnums=tuple(range(len(spec.diff))))(*[args[i] for i in spec.diff])
-    return spec.call(*args), grads
 
 
 # --------------------------------------------------------------------------- geometry: coincident points
@@ -43,6 +33,7 @@ GEOMETRIC = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["all_equal", "zero"])
 @pytest.mark.parametrize("spec", GEOMETRIC, ids=ids(GEOMETRIC))
 def test_coincident_and_zero_points_finite(spec, how):
@@ -51,11 +42,12 @@ def test_coincident_and_zero_points_finite(spec, how):
     row = jnp.asarray(np.random.default_rng(22).normal(size=args[spec.diff[0]].shape[-1]))
     for i in spec.diff:
         args[i] = jnp.zeros_like(args[i]) + (row if how == "all_equal" else 0.0)
-    value, grads = _value_and_grads(spec, args)
+    value, grads = value_and_grads(spec, args)
     assert _finite(value), (spec.name, value)
     assert _finite(grads), (spec.name, grads)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fn",
     [
@@ -78,6 +70,7 @@ def test_distance_between_equal_points_is_zero_with_zero_gradient(fn):
     assert bool(jnp.all(gx == 0)) and bool(jnp.all(gy == 0))
 
 
+@pytest.mark.slow
 def test_norm_of_zero_is_zero_with_zero_gradient():
     z = jnp.zeros((2, 3, 3))
     for fn in (
@@ -156,6 +149,7 @@ PAIRWISE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PAIRWISE))
 def test_one_hot_and_uniform_distributions(name):
     fn, make, disjoint, uniform, onehot_uniform, uniform_onehot = PAIRWISE[name]
@@ -204,6 +198,7 @@ SOFTMAX = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SOFTMAX))
 def test_saturated_and_minus_inf_logits(name):
     fn = SOFTMAX[name]
@@ -223,6 +218,7 @@ def test_minus_inf_logit_at_the_true_class_is_inf():
     assert float(smoothed[0]) == math.inf
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fn",
     [
@@ -276,6 +272,7 @@ SINGLE_CLASS_ZERO = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BATCH))
 @pytest.mark.parametrize("labels", ["single_class", "all_distinct"])
 @pytest.mark.parametrize("points", ["random", "all_equal"])

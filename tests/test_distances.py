@@ -510,7 +510,7 @@ def test_sklearn_distance_metrics():
         )
 
 
-# --------------------------------------------------------------------------- the seed's examples
+# --------------------------------------------------------------------------- worked examples: broadcast pdist, torch.cdist(p=0), Hamming
 
 
 def test_seed_examples():

@@ -165,6 +165,7 @@ def site(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow  # a subprocess building the whole site
 def test_mkdocs_strict_build_passes(site):
     _, result = site
     log = result.stdout + result.stderr
@@ -173,6 +174,7 @@ def test_mkdocs_strict_build_passes(site):
     assert not warnings, "mkdocs warnings:\n" + "\n".join(warnings)
 
 
+@pytest.mark.slow
 def test_site_has_an_entry_for_every_public_name(site):
     out, result = site
     assert result.returncode == 0

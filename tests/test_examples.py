@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# every example trains or evaluates for several seconds
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,7 +22,7 @@ def _load(name):
     return module
 
 
-@pytest.mark.parametrize("loss", ["batch_hard", "batch_all", "semi_hard", "supcon", "seed_triplet"])
+@pytest.mark.parametrize("loss", ["batch_hard", "batch_all", "semi_hard", "supcon", "squared_triplet"])
 def test_metric_learning_digits_trains_and_improves_retrieval(loss, tmp_path):
     demo = _load("metric_learning_digits")
     png = tmp_path / "demo.png"
@@ -58,3 +62,22 @@ def test_retrieval_eval_small_database():
         ["--database", "20000", "--queries", "300", "--classes", "50", "--chunk", "100", "--no-progress"]
     )
     assert result["precision@1"] > 0.5 and np.isfinite(result["seconds"])
+
+
+def test_two_tower_contrastive_trains_through_the_ring():
+    import subprocess
+    import sys
+
+    script = ROOT / "examples" / "two_tower_contrastive.py"
+    args = ["--steps", "80", "--batch", "128", "--block-size", "16", "--no-progress"]
+    out = subprocess.run(
+        [sys.executable, str(script), *args],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "on 4 devices" in out.stdout
+    top1 = out.stdout.split("top-1 ")[1].split(",")[0].split(" -> ")
+    assert float(top1[1]) > float(top1[0]) + 0.03, out.stdout

@@ -1,6 +1,6 @@
 """Low precision: float16 / bfloat16 inputs return the input dtype, within a bound of float32.
 
-The bound (documented in ``docs/notes/hardening.md``). With ``x16`` the half
+The bound (documented in ``docs/design.md``). With ``x16`` the half
 precision inputs and ``ref = f(x16.astype(float32))`` (the float32 result on
 the *same*, already rounded, inputs, so the rounding of the inputs themselves,
 which no implementation can undo, is not counted):
@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers import value_and_grads
 from tests.registry import LOW_PRECISION, cast_args, float_leaves, ids
 
 K = 1.0
@@ -37,29 +38,12 @@ def _outputs(spec, out):
     return float_leaves(out)
 
 
-def _value_and_grads(spec, args):
-    """The outputs and the gradients of ``sum(outputs)`` w.r.t. the differentiable inputs."""
-
-    def scalar(*diff_args):
-        full = list(args)
-        for i, a in zip(spec.diff, diff_args, strict=True):
-            full[i] = a
-        out = spec.call(*full)
-        return sum(jnp.sum(o.astype(jnp.float32)) for o in float_leaves(out)), out
-
-    if not spec.diff:
-        return spec.call(*args), ()
-    grads, out = jax.grad(scalar, argnums=tuple(range(len(spec.diff))), has_aux=True)(
-        *[args[i] for i in spec.diff]
-    )
-    return out, grads
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("spec", LOW_PRECISION, ids=ids(LOW_PRECISION))
 def test_half_precision_within_bound_of_float32(spec, dtype):
     args = cast_args(spec.args(n=max(5, spec.min_n), dtype="float64", d=4, seed=11), dtype)
-    out, grads = jax.jit(lambda *a: _value_and_grads(spec, a))(*args)
+    out, grads = jax.jit(lambda *a: value_and_grads(spec, a))(*args)
     ref = jax.jit(spec.call)(*cast_args(args, "float32"))
     outs, refs = _outputs(spec, out), _outputs(spec, ref)
     assert len(outs) == len(refs) > 0

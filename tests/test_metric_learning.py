@@ -1,4 +1,4 @@
-"""Tests of the metric-learning losses (issue 5).
+"""Tests of the metric-learning losses.
 
 References: PyTorch (torch.nn.functional), pytorch-metric-learning (pml), optax,
 TensorFlow Addons' triplet_semihard_loss (re-implemented below from its source),
@@ -88,17 +88,32 @@ def test_triplet_margin_loss_matches_optax_p2():
     )
 
 
-def test_triplet_margin_loss_squared_is_seed_formula(variant):
+def test_optax_p3_triplet_loss_is_nan_where_jaxloss_gives_torchs_numbers():
+    """README's claim: optax's norm_degree=3 raises a negative sum of cubes to 1/3 (NaN)."""
+    r = rng(21)
+    a, p, n = (r.normal(size=(4000, 16)) for _ in range(3))
+    theirs = np.asarray(optax.losses.triplet_margin_loss(*(jnp.asarray(v) for v in (a, p, n)), norm_degree=3))
+    ref = F.triplet_margin_loss(*(torch.tensor(v) for v in (a, p, n)), p=3, reduction="none").numpy()
+    ours = np.asarray(jaxloss.triplet_margin_loss(a, p, n, norm_degree=3))
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
+    negative_cubes = ((a - p) ** 3).sum(-1) < 0
+    assert np.all(np.isnan(theirs[negative_cubes]))
+    assert 0.6 < np.isnan(theirs).mean() < 0.75  # README: 68% NaN on such rows
+    finite = np.isfinite(theirs)
+    assert np.mean(finite & np.isclose(theirs, ref, rtol=1e-6, atol=1e-9)) < 0.1  # README: 3% agree
+
+
+def test_triplet_margin_loss_squared_is_facenet_formula(variant):
     r = rng(3)
     a, p, n = (r.normal(size=(8, 4)) * 0.3 for _ in range(3))
 
-    def seed(anchor, positive, negative):
+    def facenet(anchor, positive, negative):
         pos_dist = (anchor - positive).pow(2).sum(1)
         neg_dist = (anchor - negative).pow(2).sum(1)
         return F.relu(pos_dist - neg_dist + 0.2)
 
     fn = variant(lambda a, b, c: jaxloss.triplet_margin_loss(a, b, c, margin=0.2, eps=0.0, squared=True))
-    assert_matches_torch(fn, seed, a, p, n)
+    assert_matches_torch(fn, facenet, a, p, n)
 
 
 def test_triplet_margin_loss_axis_and_zero_distance():
@@ -177,14 +192,15 @@ OFFSET_LOSSES = {
     "semi_hard": (jaxloss.semi_hard_triplet_loss, {"margin": 0.2}),
     "semi_hard_squared": (jaxloss.semi_hard_triplet_loss, {"margin": 0.2, "squared": True}),
     "lifted": (jaxloss.lifted_structured_loss, {"margin": 0.2}),
-    "snn": (jaxloss.soft_nearest_neighbor_loss, {"temperature": 1.0}),
+    "snn": (jaxloss.soft_nearest_neighbor_loss, {"temperature": 0.1}),
 }
 
 
 @pytest.mark.parametrize("name", sorted(OFFSET_LOSSES))
 def test_in_batch_losses_accurate_on_offset_float32_data(name):
     """Embeddings with a common offset (ReLU-like features, 20 + 0.1 N(0, 1)) lose no digits:
-    the float32 loss is within 1e-5 relative of the float64 loss of the same float32 data."""
+    the float32 loss is within 2e-6 relative of the float64 loss of the same float32 data
+    (measured: at most 3.3e-7; an uncentred Gram product is off by 8.5e-6 to 1.2e-2)."""
     loss, kw = OFFSET_LOSSES[name]
     r = rng(31)
     x32 = jnp.asarray(20.0 + 0.1 * r.normal(size=(256, 64)), jnp.float32)
@@ -192,7 +208,7 @@ def test_in_batch_losses_accurate_on_offset_float32_data(name):
     value32 = float(loss(x32, labels, **kw))
     value64 = float(loss(x32.astype(jnp.float64), labels, **kw))
     assert value64 > 1e-3  # a loss that depends on the distances
-    np.testing.assert_allclose(value32, value64, rtol=1e-5)
+    np.testing.assert_allclose(value32, value64, rtol=2e-6)
     # translation invariance: the offset data give the loss of the centred data
     centred = x32.astype(jnp.float64) - 20.0
     np.testing.assert_allclose(float(loss(centred, labels, **kw)), value64, rtol=1e-9)
@@ -302,6 +318,7 @@ def test_batch_all_matches_pml_default_reducer(metric, squared):
     )
 
 
+@pytest.mark.slow
 def test_supervised_contrastive_matches_pml(variant):
     x, labels = _batch(10, n=12, classes=5)  # some anchors have no positive
     labels[-1] = 99  # a class of one
@@ -310,6 +327,7 @@ def test_supervised_contrastive_matches_pml(variant):
     assert_matches_torch(fn, lambda e, lab: loss_fn(e, lab), x, labels)
 
 
+@pytest.mark.slow
 def test_ntxent_matches_pml_and_optax():
     x, labels = _batch(11, n=10, classes=4)
     loss_fn = pml_losses.NTXentLoss(temperature=0.2)
@@ -355,6 +373,7 @@ def test_info_nce_matches_torch():
     assert_matches_torch(fn, lambda q, k: F.cross_entropy(q @ k.T / 2.0, torch.arange(7)), q, k)
 
 
+@pytest.mark.slow
 def test_contrastive_loss_matches_formula_and_pml():
     r = rng(15)
     a, b = r.normal(size=(9, 3)) * 0.6, r.normal(size=(9, 3)) * 0.6
@@ -466,6 +485,7 @@ def test_semi_hard_anchor_without_negatives_matches_tfa():
 # --------------------------------------------------------------------------- PyTorch face
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 def test_torch_triplet_margin_loss(reduction):
     r = rng(19)
@@ -642,6 +662,7 @@ def test_lifted_single_class_is_zero():
     assert float(value) == 0.0 and np.isfinite(np.asarray(grad)).all()
 
 
+@pytest.mark.slow
 def test_half_precision_batch_losses():
     x, labels = _batch(26, n=8)
     for loss in BATCH_LOSSES.values():
@@ -794,6 +815,7 @@ _SHARDED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a subprocess with 4 forced CPU devices
 def test_axis_name_gathers_negatives_across_devices():
     env = dict(os.environ)
     env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
@@ -807,9 +829,10 @@ def test_axis_name_gathers_negatives_across_devices():
     assert out.stdout.count("ok") == 3
 
 
-# ------------------------------------------------------------------ training (the seed's loop)
+# ------------------------------------------------------------------ training (an optax loop)
 
 
+@pytest.mark.slow  # a training loop
 def test_flax_nnx_training_reduces_batch_hard_loss():
     from flax import nnx
 

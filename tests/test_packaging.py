@@ -1,4 +1,4 @@
-"""Packaging and documentation invariants: README commands, CI script, pins, the seed demo."""
+"""Packaging and documentation invariants: README commands, CI script, pins, the formulas example."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import re
 import runpy
 import sys
 from pathlib import Path
+
+import pytest
 
 import jaxloss
 
@@ -45,11 +47,23 @@ def test_version_and_typed_marker():
     assert (ROOT / "jaxloss" / "py.typed").exists()
 
 
-def test_seed_examples_script_runs(capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["seed_examples.py"])
-    runpy.run_path(str(ROOT / "examples" / "seed_examples.py"), run_name="__main__")
+@pytest.mark.slow
+def test_loss_formulas_example_prints_the_hand_computed_numbers(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["loss_formulas.py"])
+    runpy.run_path(str(ROOT / "examples" / "loss_formulas.py"), run_name="__main__")
     out = capsys.readouterr().out
-    assert "2.8284" in out
+    for expected in (
+        "2.8284",  # nuclear norm of the residual
+        "[[1.7321 0.     1.7321 0.     1.7321]",  # all-pairs Euclidean distances
+        "0.3466",  # KL(P||Q) = ln 2 / 2 with a zero probability
+        "[0.3333 0.    ]",  # Hamming, samplewise
+        "[[0.3333 0.6667]]",  # Hamming, all pairs
+        "[[1. 2.]]",  # torch.cdist(p=0)
+    ):
+        assert expected in out, (expected, out)
+    # every line that states a number prints the same number twice (jaxloss's, then by hand)
+    lines = [ln for ln in out.splitlines() if "(expected: " in ln and "mined" not in ln]
+    assert len(lines) >= 18
 
 
 def _python_blocks():
@@ -57,6 +71,7 @@ def _python_blocks():
     return re.findall(r"```python\n(.*?)\n```", text, flags=re.S)
 
 
+@pytest.mark.slow
 def test_readme_quickstart_trains_with_flax():
     import jax.numpy as jnp
     import numpy as np
@@ -71,6 +86,7 @@ def test_readme_quickstart_trains_with_flax():
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 def test_readme_port_and_checker_snippets_run():
     import jax.numpy as jnp
     import numpy as np

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import torch
 import torch.nn.functional as F
 
 import jaxloss
 import jaxloss.torch as jt
-from tests.helpers import assert_matches_torch, rng
+from tests.helpers import assert_matches_torch, rng, sweep
 
 REDUCTIONS = ["none", "mean", "sum"]
 
@@ -24,8 +27,8 @@ def _pair(shape_a=(4, 5), shape_b=(4, 5), ties=True, seed=0):
     return a, b
 
 
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("shapes", [((4, 5), (4, 5)), ((4, 5), (5,)), ((3, 1, 2), (4, 2))])
+@pytest.mark.parametrize("reduction", sweep(["mean", "none", "sum"]))
+@pytest.mark.parametrize("shapes", sweep([((4, 5), (4, 5)), ((3, 1, 2), (4, 2)), ((4, 5), (5,))], 2))
 @pytest.mark.parametrize("name", ["mse_loss", "l1_loss"])
 def test_mse_and_l1_match_torch(variant, reduction, shapes, name):
     a, b = _pair(*shapes)
@@ -34,8 +37,8 @@ def test_mse_and_l1_match_torch(variant, reduction, shapes, name):
     assert_matches_torch(fn, lambda x, y: ref(x, y, reduction=reduction), a, b)
 
 
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("beta", [1.0, 0.5, 0.0])
+@pytest.mark.parametrize("reduction", sweep(["mean", "none", "sum"]))
+@pytest.mark.parametrize("beta", sweep([1.0, 0.0, 0.5], 2))
 def test_smooth_l1_matches_torch(variant, reduction, beta):
     a, b = _pair(seed=1)
     b[0, 0] = a[0, 0] + beta  # exactly at the threshold
@@ -43,8 +46,8 @@ def test_smooth_l1_matches_torch(variant, reduction, beta):
     assert_matches_torch(fn, lambda x, y: F.smooth_l1_loss(x, y, reduction=reduction, beta=beta), a, b)
 
 
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("delta", [1.0, 0.3, 2.5])
+@pytest.mark.parametrize("reduction", sweep(["mean", "none", "sum"]))
+@pytest.mark.parametrize("delta", sweep([0.3, 1.0, 2.5]))
 def test_huber_matches_torch(variant, reduction, delta):
     a, b = _pair(seed=2)
     b[0, 0] = a[0, 0] - delta
@@ -112,3 +115,36 @@ def test_half_precision_dtype_preserved(dtype):
 def test_weight_shape_must_match_input():
     with pytest.raises(ValueError, match="`weight`"):
         jt.mse_loss(jnp.ones((2, 3)), jnp.ones((2, 3)), weight=jnp.ones(3))
+
+
+MISMATCHED = [((3,), (3, 1)), ((4, 5), (5,)), ((2, 3), ()), ((3, 1), (3,))]
+CORE_RESIDUALS = ["squared_error", "l2_loss", "absolute_error", "huber_loss", "smooth_l1_loss"]
+
+
+@pytest.mark.parametrize("shapes", MISMATCHED)
+@pytest.mark.parametrize("name", CORE_RESIDUALS)
+def test_core_residual_losses_refuse_a_shape_mismatch_like_optax(name, shapes):
+    """optax's squared_error / l2_loss raise ValueError on any shape mismatch (no (B,) x (B, 1) -> (B, B))."""
+    a, b = jnp.ones(shapes[0]), jnp.zeros(shapes[1])
+    with pytest.raises(ValueError, match="Shape mismatch"):
+        optax.losses.squared_error(a, b)
+    with pytest.raises(ValueError, match=r"`predictions` and `targets` must have the same shape"):
+        getattr(jaxloss, name)(a, b)
+    with pytest.raises(ValueError, match=r"must have the same shape"):
+        jax.jit(getattr(jaxloss, name))(a, b)
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"])
+def test_torch_face_warns_and_broadcasts_like_pytorch(name):
+    a, b = rng(9).normal(size=(3,)), rng(10).normal(size=(3, 1))
+    with pytest.warns(UserWarning, match="Using a target size") as torch_warning:
+        ref = getattr(F, name)(torch.tensor(a), torch.tensor(b), reduction="none").numpy()
+    with pytest.warns(UserWarning, match="Using a target size") as ours:
+        out = getattr(jt, name)(jnp.asarray(a), jnp.asarray(b), reduction="none")
+    assert len(torch_warning) == len(ours) == 1
+    assert out.shape == ref.shape == (3, 3)
+    np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-12)
+    # equal shapes: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        getattr(jt, name)(jnp.asarray(a), jnp.asarray(a))

@@ -104,6 +104,74 @@ def test_knn_hamming_codes(dtype, packed, variant):
         np.testing.assert_allclose(np.asarray(d), de, rtol=1e-12)
 
 
+def packed_brute_force(qbits, xbits, k):
+    """Counts of differing bits and the k nearest rows, ties to the lowest index (NumPy)."""
+    counts = (qbits[:, None, :] != xbits[None, :, :]).sum(-1)
+    idx = np.argsort(counts, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(counts, idx, axis=1), idx
+
+
+@pytest.mark.parametrize(
+    ("k", "block_size", "query_block_size"),
+    [
+        (1, 256, None),  # runs of 16 rows, last block shifted back
+        (5, 256, 7),  # runs of 8 rows, padded query blocks
+        (10, None, None),  # automatic blocks: one block holding the whole database
+        (64, 256, 16),  # too few rows per block for runs: every row is a candidate
+        (65, 128, None),  # beyond the min-round selection: the lax.top_k scan
+    ],
+)
+def test_knn_packed_exact_with_many_ties(k, block_size, query_block_size):
+    """12-bit codes (many equal counts): counts and indices equal a stable brute force."""
+    r = rng(11)
+    xbits = r.integers(0, 2, (1003, 12)).astype(bool)
+    xbits[500:520] = xbits[3]  # exact duplicates in another block
+    qbits = np.concatenate([xbits[:20], r.integers(0, 2, (17, 12)).astype(bool)])
+    d, i = jaxloss.knn(
+        jaxloss.pack_bits(qbits),
+        jaxloss.pack_bits(xbits),
+        k,
+        metric="hamming",
+        block_size=block_size,
+        query_block_size=query_block_size,
+    )
+    de, ie = packed_brute_force(qbits, xbits, k)
+    assert d.dtype == jnp.int32 and i.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(d), de)
+    np.testing.assert_array_equal(np.asarray(i), ie)
+
+
+def test_knn_packed_matches_faiss_binary_flat():
+    """256-bit random codes over several blocks: the same counts as faiss IndexBinaryFlat."""
+    faiss = pytest.importorskip("faiss")
+    r = rng(12)
+    xbits = r.integers(0, 2, (5000, 256)).astype(bool)
+    qbits = r.integers(0, 2, (300, 256)).astype(bool)
+    d, i = jaxloss.knn(
+        jaxloss.pack_bits(qbits), jaxloss.pack_bits(xbits), 10, metric="hamming", block_size=2048
+    )
+    index = faiss.IndexBinaryFlat(256)
+    index.add(np.packbits(xbits, axis=1, bitorder="little"))
+    fd, _ = index.search(np.packbits(qbits, axis=1, bitorder="little"), 10)
+    np.testing.assert_array_equal(np.asarray(d), fd)
+    de, ie = packed_brute_force(qbits, xbits, 10)
+    np.testing.assert_array_equal(np.asarray(i), ie)
+
+
+def test_knn_packed_memory_does_not_grow_with_the_database():
+    """The (queries x database) counts are never materialised: temporaries stay bounded."""
+
+    def temp_bytes(m):
+        q = jax.ShapeDtypeStruct((4096, 8), jnp.uint32)
+        x = jax.ShapeDtypeStruct((m, 8), jnp.uint32)
+        f = jax.jit(lambda a, b: jaxloss.knn(a, b, 10, metric="hamming"))
+        return f.lower(q, x).compile().memory_analysis().temp_size_in_bytes
+
+    small, large = temp_bytes(100_000), temp_bytes(2_000_000)
+    assert large < 64 * 2**20, large  # 4,096 x 2,000,000 int32 counts would be 32 GB
+    assert large <= small + 2**20, (small, large)
+
+
 def test_knn_large_random_euclidean_matches_scipy():
     """Random floats, several blocks over queries and database, euclidean distances accurate."""
     r = rng(5)

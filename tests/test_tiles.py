@@ -58,6 +58,7 @@ print("ring ok")
 """
 
 
+@pytest.mark.slow  # a subprocess with 4 forced CPU devices
 def test_ring_shift_on_four_devices():
     env = dict(
         os.environ,

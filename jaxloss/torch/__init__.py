@@ -14,11 +14,12 @@ are immutable).
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
+from jax.typing import ArrayLike, DTypeLike
 
 from .. import (
     _checks,
@@ -61,7 +62,14 @@ __all__ = [
 # --------------------------------------------------------------------------- norms
 
 
-def norm(input, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
+def norm(
+    input: ArrayLike,
+    p: str | float | None = "fro",
+    dim: int | tuple[int, ...] | None = None,
+    keepdim: bool = False,
+    out: None = None,
+    dtype: DTypeLike | None = None,
+) -> jax.Array:
     """The legacy ``torch.norm`` with all its ``p``/``dim`` combinations.
 
     * ``p="fro"`` with ``dim`` None, an int or up to two dims: the 2-norm of the
@@ -95,6 +103,7 @@ def norm(input, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
     if out is not None:
         raise TypeError("norm: `out` is not supported in JAX (arrays are immutable); omit it.")
     x = _common.cast(input, dtype)
+    dim = _common.zero_d_dim(x, dim, "dim", "norm")
     dims = None if dim is None else ((dim,) if isinstance(dim, (int, np.integer)) else tuple(dim))
     if isinstance(p, str):
         _checks.check_option(p, "p", ("fro", "nuc"), "norm")
@@ -116,7 +125,21 @@ def norm(input, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
 
 def _check_broadcast(a, b, names, fn):
     # the core would name its own arguments (`predictions`, `targets`); name PyTorch's
-    _checks.broadcast_shapes(a, b, names, fn)
+    return _checks.broadcast_shapes(a, b, names, fn)
+
+
+def _broadcast_residual(input, target, fn):
+    """PyTorch's residual losses: warn when the shapes differ, then broadcast (the core raises)."""
+    shape = _check_broadcast(input, target, ("input", "target"), fn)
+    si, st = tuple(np.shape(input)), tuple(np.shape(target))
+    if si != st:
+        warnings.warn(
+            f"Using a target size ({st}) that is different to the input size ({si}). This will likely "
+            "lead to incorrect results due to broadcasting. Please ensure they have the same size.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return jnp.broadcast_to(input, shape), jnp.broadcast_to(target, shape)
 
 
 def _weighted_residual(values, input, weight, reduction, fn, weighted_mean):
@@ -132,14 +155,22 @@ def _weighted_residual(values, input, weight, reduction, fn, weighted_mean):
     return _common.apply_reduction(values * weight, reduction, fn)
 
 
-def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "mean", weight=None):
+def mse_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    weight: ArrayLike | None = None,
+) -> jax.Array:
     """``torch.nn.functional.mse_loss``: ``reduce((input - target)^2)``.
 
     With ``weight`` (same shape as ``input``) the mean is ``sum(w v) / sum(w)``.
 
     Args:
       input: array, any shape.
-      target: array of the same shape.
+      target: array of the same shape (a broadcastable other shape warns and
+        broadcasts, as PyTorch).
       size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
         None they override ``reduction`` as in PyTorch.
       reduce: PyTorch's deprecated argument (see ``size_average``).
@@ -157,19 +188,27 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "me
     PyTorch: torch.nn.functional.mse_loss
     """
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
-    _check_broadcast(input, target, ("input", "target"), "mse_loss")
-    values = _regression.squared_error(input, target)
+    x, t = _broadcast_residual(input, target, "mse_loss")
+    values = _regression.squared_error(x, t)
     return _weighted_residual(values, input, weight, reduction, "mse_loss", True)
 
 
-def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean", weight=None):
+def l1_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    weight: ArrayLike | None = None,
+) -> jax.Array:
     """``torch.nn.functional.l1_loss``: ``reduce(|input - target|)``, gradient 0 at a tie.
 
     With ``weight`` (same shape as ``input``) the mean is ``sum(w v) / sum(w)``.
 
     Args:
       input: array, any shape.
-      target: array of the same shape.
+      target: array of the same shape (a broadcastable other shape warns and
+        broadcasts, as PyTorch).
       size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
         None they override ``reduction`` as in PyTorch.
       reduce: PyTorch's deprecated argument (see ``size_average``).
@@ -187,17 +226,25 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mea
     PyTorch: torch.nn.functional.l1_loss
     """
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
-    _check_broadcast(input, target, ("input", "target"), "l1_loss")
-    values = _regression.absolute_error(input, target)
+    x, t = _broadcast_residual(input, target, "l1_loss")
+    values = _regression.absolute_error(x, t)
     return _weighted_residual(values, input, weight, reduction, "l1_loss", True)
 
 
-def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean", beta: float = 1.0):
+def smooth_l1_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    beta: float = 1.0,
+) -> jax.Array:
     """``torch.nn.functional.smooth_l1_loss`` (``beta = 0`` is the L1 loss).
 
     Args:
       input: array, any shape.
-      target: array of the same shape.
+      target: array of the same shape (a broadcastable other shape warns and
+        broadcasts, as PyTorch).
       size_average: PyTorch's deprecated argument; when it or ``reduce`` is not
         None they override ``reduction`` as in PyTorch.
       reduce: PyTorch's deprecated argument (see ``size_average``).
@@ -215,17 +262,24 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str
     PyTorch: torch.nn.functional.smooth_l1_loss
     """
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
-    _check_broadcast(input, target, ("input", "target"), "smooth_l1_loss")
-    values = _regression.smooth_l1_loss(input, target, beta=beta)
+    x, t = _broadcast_residual(input, target, "smooth_l1_loss")
+    values = _regression.smooth_l1_loss(x, t, beta=beta)
     return _common.apply_reduction(values, reduction, "smooth_l1_loss")
 
 
-def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weight=None):
+def huber_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    reduction: str = "mean",
+    delta: float = 1.0,
+    weight: ArrayLike | None = None,
+) -> jax.Array:
     """``torch.nn.functional.huber_loss``; ``weight`` multiplies before a plain mean/sum.
 
     Args:
       input: array, any shape.
-      target: array of the same shape.
+      target: array of the same shape (a broadcastable other shape warns and
+        broadcasts, as PyTorch).
       reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
       delta: the L2/L1 switch point, ``> 0``.
       weight: optional weights broadcastable to the elementwise losses.
@@ -240,8 +294,8 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weigh
 
     PyTorch: torch.nn.functional.huber_loss
     """
-    _check_broadcast(input, target, ("input", "target"), "huber_loss")
-    values = _regression.huber_loss(input, target, delta=delta)
+    x, t = _broadcast_residual(input, target, "huber_loss")
+    values = _regression.huber_loss(x, t, delta=delta)
     # PyTorch's weighted huber_loss takes the plain mean of w * v (not sum(w v) / sum(w)).
     return _weighted_residual(values, input, weight, reduction, "huber_loss", False)
 
@@ -389,6 +443,9 @@ def cosine_similarity(x1: ArrayLike, x2: ArrayLike, dim: int = 1, eps: float = 1
     shape = _checks.broadcast_shapes(x1, x2, ("x1", "x2"), "cosine_similarity")
     a, b, out_dtype = _numerics.as_float(x1, x2)
     a, b = jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
+    if not shape:  # PyTorch: a 0-d tensor is one element along dim 0 / -1
+        _common.zero_d_dim(a, dim, "dim", "cosine_similarity")
+        return _torch_distances.torch_cosine_similarity(a[None], b[None], 0, eps).astype(out_dtype)
     axis = _checks.check_axis(dim, len(shape), "dim", "cosine_similarity")[0]
     return _torch_distances.torch_cosine_similarity(a, b, axis, eps).astype(out_dtype)
 
@@ -481,7 +538,14 @@ def _times_weight(values, weight, fn):
     return values * jnp.asarray(weight, values.dtype)
 
 
-def kl_div(input, target, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False):
+def kl_div(
+    input: ArrayLike,
+    target: ArrayLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> jax.Array:
     """``torch.nn.functional.kl_div``: pointwise ``target * (log target - input)``, reduced.
 
     ``input`` holds log-probabilities ``log q``, ``target`` probabilities ``p``
@@ -547,15 +611,15 @@ def _check_weight(weight, num_classes, fn):
 
 
 def cross_entropy(
-    input,
-    target,
-    weight=None,
-    size_average=None,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    size_average: bool | None = None,
     ignore_index: int = -100,
-    reduce=None,
+    reduce: bool | None = None,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
-):
+) -> jax.Array:
     """``torch.nn.functional.cross_entropy`` for class indices and for class probabilities.
 
     ``input`` is ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` logits. ``target``
@@ -645,14 +709,14 @@ def _integer_label_loss(x, target, weight, ignore_index, reduction, label_smooth
 
 
 def nll_loss(
-    input,
-    target,
-    weight=None,
-    size_average=None,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    size_average: bool | None = None,
     ignore_index: int = -100,
-    reduce=None,
+    reduce: bool | None = None,
     reduction: str = "mean",
-):
+) -> jax.Array:
     """``torch.nn.functional.nll_loss``: ``-w[y_i] input[i, y_i]`` with PyTorch's weighted mean.
 
     ``input`` is ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` log-probabilities,
@@ -687,7 +751,14 @@ def nll_loss(
     return _integer_label_loss(x, target, weight, ignore_index, reduction, 0.0, False, fn)
 
 
-def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction: str = "mean"):
+def binary_cross_entropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
     """``torch.nn.functional.binary_cross_entropy`` with PyTorch's ``-100`` log clamp.
 
     ``w * -(y log p + (1 - y) log(1 - p))`` with both logs clamped at -100;
@@ -723,14 +794,14 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
 
 
 def binary_cross_entropy_with_logits(
-    input,
-    target,
-    weight=None,
-    size_average=None,
-    reduce=None,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
     reduction: str = "mean",
-    pos_weight=None,
-):
+    pos_weight: ArrayLike | None = None,
+) -> jax.Array:
     """``torch.nn.functional.binary_cross_entropy_with_logits`` (stable at logits of +-1e4).
 
     ``w * -(pw y log sigmoid(x) + (1 - y) log sigmoid(-x))``; ``pos_weight``

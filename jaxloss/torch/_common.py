@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from .. import _checks, _reductions
 
@@ -30,3 +31,23 @@ def cast(x, dtype):
     """``x.to(dtype)`` for PyTorch's ``dtype=`` keyword (None keeps ``x``)."""
     x = jnp.asarray(x)
     return x if dtype is None else x.astype(dtype)
+
+
+def zero_d_dim(x, dim, name: str, fn: str):
+    """PyTorch's reading of ``dim`` on a 0-d tensor: one element along dim ``0`` / ``-1``.
+
+    Returns ``dim`` unchanged for an array with dimensions or ``dim=None``; for a 0-d
+    array checks that ``dim`` names only ``0`` or ``-1`` (once) and returns None, so
+    the reduction runs over the single element.
+    """
+    if dim is None or jnp.ndim(x) != 0:
+        return dim
+    dims = (dim,) if isinstance(dim, (int, np.integer)) and not isinstance(dim, bool) else tuple(dim)
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d not in (0, -1):
+            raise ValueError(
+                f"{fn}: `{name}`={dim!r} is out of range for a 0-d array (PyTorch allows 0 and -1 only)."
+            )
+    if len(dims) > 1:
+        raise ValueError(f"{fn}: `{name}` names the only dimension of a 0-d array twice; got {dim!r}.")
+    return None

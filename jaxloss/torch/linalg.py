@@ -6,15 +6,25 @@ Same argument names, defaults and semantics as PyTorch; thin wrappers over
 
 from __future__ import annotations
 
+import jax
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from .. import _norms
+from . import _common
 from ._common import cast as _cast
 
 __all__ = ["matrix_norm", "norm", "vector_norm"]
 
 
-def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None):
+def vector_norm(
+    x: ArrayLike,
+    ord: float = 2,
+    dim: int | tuple[int, ...] | None = None,
+    keepdim: bool = False,
+    *,
+    dtype: DTypeLike | None = None,
+) -> jax.Array:
     """``torch.linalg.vector_norm``: core ``jaxloss.vector_norm`` over ``dim``.
 
     Args:
@@ -34,10 +44,18 @@ def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None):
 
     PyTorch: torch.linalg.vector_norm
     """
+    dim = _common.zero_d_dim(x, dim, "dim", "linalg.vector_norm")
     return _norms.vector_norm(_cast(x, dtype), ord, dim, keepdim)
 
 
-def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None):
+def matrix_norm(
+    A: ArrayLike,
+    ord: str | float = "fro",
+    dim: tuple[int, int] = (-2, -1),
+    keepdim: bool = False,
+    *,
+    dtype: DTypeLike | None = None,
+) -> jax.Array:
     """``torch.linalg.matrix_norm``: core ``jaxloss.matrix_norm`` over ``dim``.
 
     Args:
@@ -62,7 +80,14 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None
     return _norms.matrix_norm(_cast(A, dtype), ord, dim, keepdim)
 
 
-def norm(A, ord=None, dim=None, keepdim: bool = False, *, dtype=None):
+def norm(
+    A: ArrayLike,
+    ord: str | float | None = None,
+    dim: int | tuple[int, ...] | None = None,
+    keepdim: bool = False,
+    *,
+    dtype: DTypeLike | None = None,
+) -> jax.Array:
     """``torch.linalg.norm``: a vector norm for an int ``dim``, a matrix norm for a pair.
 
     With ``dim=None`` and ``ord=None`` the input is flattened (2-norm); with
@@ -86,6 +111,9 @@ def norm(A, ord=None, dim=None, keepdim: bool = False, *, dtype=None):
     PyTorch: torch.linalg.norm
     """
     A = _cast(A, dtype)
+    if A.ndim == 0 and dim is not None:  # PyTorch: a 0-d tensor is one element along dim 0 / -1
+        _common.zero_d_dim(A, dim, "dim", "linalg.norm")
+        return _norms.vector_norm(A, 2.0 if ord is None else ord, None, keepdim)
     if dim is not None and not isinstance(dim, (int, np.integer)):
         dim = tuple(dim)
         if len(dim) not in (1, 2):

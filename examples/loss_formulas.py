@@ -1,8 +1,20 @@
-"""The seed notes' examples, computed with jaxloss (the README's first command).
+"""The classic loss and distance formulas, worked on small inputs with jaxloss.
 
-Each block prints the jaxloss result next to the number the seed notes print.
-A later example (metric_learning_digits.py) trains a model; this one only checks
-that every formula of the seed works here.
+Each line prints the jaxloss result next to the number computed by hand (or the
+number PyTorch / torchmetrics / scikit-learn print for the same snippet):
+
+* norms of a prediction residual ``pred - label``: per-row Frobenius and 2-norms
+  ``||r_i||_2``, the nuclear norm ``||R||_* = tr(sqrt(R^T R)) = sum_k sigma_k``, and the
+  batch mean ``1/N sum_i ||r_i||``;
+* all-pairs Euclidean distances ``D_ij = ||a_i - b_j||_2`` of two sets of different sizes,
+  and Hamming distances (fraction of differing entries, ``torch.cdist(p=0)`` counts them);
+* ``KL(P||Q) = sum_i P_i ln(P_i / Q_i)`` with ``0 log 0 = 0``, ``H(p, q) = H(p) + KL(p||q)``,
+  the binary cross-entropy ``J = -1/N sum [y log y^ + (1 - y) log(1 - y^)]`` and the
+  multi-class cross-entropy ``L = -1/N sum_i sum_j y_ij log y^_ij``;
+* the triplet loss with squared distances and margin 0.2,
+  ``max(||a - p||^2 - ||a - n||^2 + 0.2, 0)`` and its batch mean.
+
+``metric_learning_digits.py`` trains a model; this script only evaluates formulas.
 """
 
 from __future__ import annotations
@@ -66,18 +78,18 @@ def divergences():
 
 
 def triplet():
-    print("== Triplet loss, squared distances, margin 0.2 (the seed's triplet_loss module) ==")
+    print("== Triplet loss, squared distances, margin 0.2 ==")
     anchor = jnp.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
     positive = jnp.array([[0.1, 0.0], [1.0, 0.5], [0.0, 0.0]])
     negative = jnp.array([[0.3, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    # seed: relu(||p - q||^2 - ||p - r||^2 + 0.2), then .mean()
+    # relu(||a - p||^2 - ||a - n||^2 + 0.2) per triplet, then the batch mean
     pos = ((anchor - positive) ** 2).sum(1)
     neg = ((anchor - negative) ** 2).sum(1)
     by_hand = np.maximum(pos - neg + 0.2, 0)
     per_triplet = jaxloss.triplet_margin_loss(anchor, positive, negative, margin=0.2, eps=0.0, squared=True)
     expected = np.array2string(by_hand, precision=4)
     show("per triplet  triplet_margin_loss(squared=True)", per_triplet, expected)
-    show("batch mean   (the seed's loss.mean())", per_triplet.mean(), f"{by_hand.mean():.4f}")
+    show("batch mean   per_triplet.mean()", per_triplet.mean(), f"{by_hand.mean():.4f}")
     labels = jnp.array([0, 1, 0, 1])
     emb = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 2.0]])
     hard = jaxloss.batch_hard_triplet_loss(emb, labels, margin=0.2, squared=True)

@@ -1,0 +1,406 @@
+"""Tests of the contrastive family at any batch size: dense, tiled (``block_size``) and ring paths.
+
+References: float64 PyTorch formulas (CLIP as open_clip's ``ClipLoss``, SigLIP
+as big_vision's / open_clip's sigmoid loss, supervised contrastive as Khosla
+et al.'s ``L_out``), pytorch-metric-learning's ``NTXentLoss``, and the dense
+path (which tests/test_metric_learning.py checks against PyTorch, optax and
+pytorch-metric-learning).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import jax.test_util
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import losses as pml_losses
+
+import jaxloss
+from tests.helpers import assert_matches_torch, rng
+
+BLOCKS = [None, 4]  # dense; ragged tiles (more block sizes in the tiled == dense tests)
+
+
+# --------------------------------------------------------------------------- PyTorch formulas
+
+
+def _torch_clip(x, y, t, normalize=True):
+    if normalize:
+        x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+    logits = x @ y.T / t
+    target = torch.arange(x.shape[0])
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def _torch_siglip(q, k, scale, bias, normalize=True):
+    if normalize:
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    logits = scale * q @ k.T + bias
+    z = 2 * torch.eye(q.shape[0], dtype=logits.dtype) - 1
+    return -F.logsigmoid(z * logits).sum() / q.shape[0]
+
+
+def _torch_supcon(x, labels, t):
+    """Khosla et al.'s L_out, mean over the anchors that have a positive."""
+    u = F.normalize(x, dim=-1)
+    s = u @ u.T / t
+    n = x.shape[0]
+    labels = torch.as_tensor(labels)
+    not_self = ~torch.eye(n, dtype=torch.bool)
+    pos = (labels[:, None] == labels[None, :]) & not_self
+    log_prob = s - torch.logsumexp(s.masked_fill(~not_self, -torch.inf), dim=1, keepdim=True)
+    n_pos = pos.sum(1)
+    has = n_pos > 0
+    per_anchor = -(log_prob * pos).sum(1)[has] / n_pos[has]
+    return per_anchor.mean()
+
+
+def _pairs(seed=0, n=11, d=6):
+    r = rng(seed)
+    return r.normal(size=(n, d)), r.normal(size=(n, d))
+
+
+def _labelled(seed=0, n=13, d=5, classes=4):
+    r = rng(seed)
+    labels = r.integers(0, classes, size=n)
+    labels[-1] = 99  # an anchor without positives
+    return r.normal(size=(n, d)), labels
+
+
+# --------------------------------------------------------------------------- references
+
+
+@pytest.mark.parametrize("block_size", BLOCKS)
+def test_clip_loss_matches_torch(block_size, variant):
+    x, y = _pairs(1)
+    t = np.array(0.2)  # a learnable temperature: its gradient is compared too
+    fn = variant(lambda x, y, t: jaxloss.clip_loss(x, y, temperature=t, block_size=block_size))
+    assert_matches_torch(fn, _torch_clip, x, y, t)
+    fn = variant(
+        lambda x, y: jaxloss.clip_loss(x, y, temperature=2.0, normalize=False, block_size=block_size)
+    )
+    assert_matches_torch(fn, lambda x, y: _torch_clip(x, y, 2.0, normalize=False), x, y)
+
+
+@pytest.mark.parametrize("block_size", BLOCKS)
+def test_sigmoid_contrastive_loss_matches_torch(block_size, variant):
+    q, k = _pairs(2)
+    scale, bias = np.array(7.0), np.array(-3.0)
+    fn = variant(
+        lambda q, k, s, b: jaxloss.sigmoid_contrastive_loss(
+            q, k, logit_scale=s, logit_bias=b, block_size=block_size
+        )
+    )
+    assert_matches_torch(fn, _torch_siglip, q, k, scale, bias)
+    fn = variant(lambda q, k: jaxloss.sigmoid_contrastive_loss(q, k, normalize=False, block_size=block_size))
+    assert_matches_torch(fn, lambda q, k: _torch_siglip(q, k, 10.0, -10.0, normalize=False), q, k)
+
+
+@pytest.mark.parametrize("block_size", BLOCKS)
+def test_supervised_contrastive_matches_torch_formula(block_size, variant):
+    x, labels = _labelled(3)
+    t = np.array(0.3)
+    fn = variant(
+        lambda x, lab, t: jaxloss.supervised_contrastive_loss(x, lab, temperature=t, block_size=block_size)
+    )
+    assert_matches_torch(fn, _torch_supcon, x, labels, t)
+
+
+def test_tiled_ntxent_matches_pml(block_size=4):
+    x, labels = _labelled(4)
+    loss_fn = pml_losses.NTXentLoss(temperature=0.2)
+    fn = jax.jit(lambda e, lab: jaxloss.ntxent(e, lab, 0.2, block_size=block_size))
+    assert_matches_torch(fn, lambda e, lab: loss_fn(e, lab), x, labels)
+
+
+def test_tiled_info_nce_matches_torch(block_size=3):
+    q, k = _pairs(5)
+    t = np.array(0.15)
+    fn = jax.jit(lambda q, k, t: jaxloss.info_nce(q, k, temperature=t, block_size=block_size))
+    ref = lambda q, k, t: F.cross_entropy(F.normalize(q) @ F.normalize(k).T / t, torch.arange(q.shape[0]))  # noqa: E731
+    assert_matches_torch(fn, ref, q, k, t)
+
+
+def test_clip_loss_is_the_mean_of_info_nce_both_ways():
+    x, y = (jnp.asarray(a) for a in _pairs(6))
+    both = (jaxloss.info_nce(x, y, temperature=0.3) + jaxloss.info_nce(y, x, temperature=0.3)) / 2
+    np.testing.assert_allclose(jaxloss.clip_loss(x, y, temperature=0.3), both, rtol=1e-13)
+    np.testing.assert_allclose(jaxloss.clip_loss(x, y, temperature=0.3, block_size=4), both, rtol=1e-13)
+
+
+# --------------------------------------------------------------------------- tiled == dense
+
+
+def _losses(labels):
+    return {
+        "info_nce": lambda q, k, p, bs: jaxloss.info_nce(q, k, temperature=p[0], block_size=bs),
+        "clip_loss": lambda q, k, p, bs: jaxloss.clip_loss(q, k, temperature=p[0], block_size=bs),
+        "sigmoid_contrastive_loss": lambda q, k, p, bs: jaxloss.sigmoid_contrastive_loss(
+            q, k, logit_scale=1 / p[0], logit_bias=p[1], block_size=bs
+        ),
+        "ntxent": lambda q, k, p, bs: jaxloss.ntxent(q + k, labels, p[0], block_size=bs),
+        "supervised_contrastive_loss": lambda q, k, p, bs: jaxloss.supervised_contrastive_loss(
+            q - k, labels, temperature=p[0], block_size=bs
+        ),
+    }
+
+
+LOSSES = sorted(_losses(None))
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize(
+    "block_size", [1, 16, pytest.param(5, marks=pytest.mark.slow), pytest.param(64, marks=pytest.mark.slow)]
+)
+def test_tiled_equals_dense_to_round_off(name, block_size):
+    r = rng(7)
+    n = 37  # ragged for every block size
+    q, k = jnp.asarray(r.normal(size=(n, 8))), jnp.asarray(r.normal(size=(n, 8)))
+    params = jnp.asarray([0.25, -2.0])
+    fn = _losses(jnp.asarray(r.integers(0, 5, size=n)))[name]
+    grad = jax.value_and_grad(fn, argnums=(0, 1, 2))
+    v0, g0 = grad(q, k, params, None)
+    v1, g1 = jax.jit(grad, static_argnums=3)(q, k, params, block_size)
+    np.testing.assert_allclose(v1, v0, rtol=1e-13, atol=1e-14)
+    for a, b in zip(g1, g0, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_tiled_gradients_match_finite_differences(name):
+    r = rng(8)
+    q, k = jnp.asarray(r.normal(size=(6, 3))), jnp.asarray(r.normal(size=(6, 3)))
+    fn = _losses(jnp.asarray([0, 1, 0, 1, 2, 2]))[name]
+    jax.test_util.check_grads(
+        lambda q, k, p: fn(q, k, p, 4), (q, k, jnp.asarray([0.5, -1.0])), order=1, modes=["rev"]
+    )
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_tiled_float32_is_stable_at_temperature_001(name):
+    r = rng(9)
+    n = 300
+    base = r.normal(size=(n, 16))
+    q, k = base + 0.7 * r.normal(size=(n, 16)), base + 0.7 * r.normal(size=(n, 16))
+    params = np.array([0.01, -5.0])
+    fn = _losses(jnp.asarray(r.integers(0, 10, size=n)))[name]
+    grad = jax.jit(jax.value_and_grad(fn, argnums=(0, 1, 2)), static_argnums=3)
+    v64, g64 = grad(jnp.asarray(q), jnp.asarray(k), jnp.asarray(params), None)
+    f32 = [jnp.asarray(a, jnp.float32) for a in (q, k, params)]
+    v_dense, g_dense = grad(*f32, None)
+    v32, g32 = grad(*f32, 64)
+    assert v32.dtype == jnp.float32 and np.isfinite(v32)
+    np.testing.assert_allclose(v32, v64, rtol=1e-5 * float(jnp.abs(v64)) + 1e-5)
+    # the tiled float32 error is that of the dense float32 path, whatever the scale of the gradient
+    for tiled, dense, exact in zip(g32, g_dense, g64, strict=True):
+        assert np.all(np.isfinite(tiled))
+        err_tiled = float(np.max(np.abs(np.asarray(tiled, np.float64) - exact)))
+        err_dense = float(np.max(np.abs(np.asarray(dense, np.float64) - exact)))
+        assert err_tiled <= 4 * err_dense + 1e-5 * float(np.max(np.abs(exact))), (err_tiled, err_dense)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block_size", [None, 4])
+def test_degenerate_batches(block_size):
+    empty = jnp.zeros((0, 3))
+    no_labels = jnp.zeros(0, jnp.int32)
+    for value in (
+        jaxloss.clip_loss(empty, empty, block_size=block_size),
+        jaxloss.sigmoid_contrastive_loss(empty, empty, block_size=block_size),
+        jaxloss.info_nce(empty, empty, block_size=block_size),
+        jaxloss.ntxent(empty, no_labels, block_size=block_size),
+        jaxloss.supervised_contrastive_loss(empty, no_labels, block_size=block_size),
+    ):
+        assert float(value) == 0.0
+    # one class: no negatives for NT-Xent, no anchors without positives for SupCon
+    x = jnp.asarray(rng(10).normal(size=(5, 3)))
+    same = jnp.zeros(5, jnp.int32)
+    assert float(jaxloss.ntxent(x, same, block_size=block_size)) == 0.0
+    g = jax.grad(lambda x: jaxloss.ntxent(x, same, block_size=block_size))(x)
+    assert np.all(np.asarray(g) == 0)
+    # all distinct labels: no positive pair
+    distinct = jnp.arange(5)
+    assert float(jaxloss.supervised_contrastive_loss(x, distinct, block_size=block_size)) == 0.0
+    # coincident embeddings: finite values and gradients
+    twins = jnp.ones((6, 3))
+    for fn in _losses(jnp.asarray([0, 0, 1, 1, 2, 2])).values():
+        v, g = jax.value_and_grad(fn, argnums=(0, 1, 2))(twins, twins, jnp.asarray([0.1, -1.0]), block_size)
+        assert np.isfinite(v) and all(np.all(np.isfinite(a)) for a in g)
+
+
+@pytest.mark.slow
+def test_learnable_temperature_in_a_flax_model():
+    """A temperature stored as ``log(1 / T)`` in a Flax NNX module gets the exact gradient."""
+    from flax import nnx
+
+    class Towers(nnx.Module):
+        def __init__(self, rngs):
+            self.image = nnx.Linear(4, 3, rngs=rngs)
+            self.text = nnx.Linear(5, 3, rngs=rngs)
+            self.log_scale = nnx.Param(jnp.asarray(np.log(1 / 0.07)))
+
+    r = rng(11)
+    images, texts = jnp.asarray(r.normal(size=(9, 4))), jnp.asarray(r.normal(size=(9, 5)))
+    model = Towers(nnx.Rngs(0))
+
+    def loss(model, block_size):
+        t = 1 / jnp.exp(model.log_scale[...])
+        return jaxloss.clip_loss(model.image(images), model.text(texts), temperature=t, block_size=block_size)
+
+    dense = nnx.grad(loss)(model, None)
+    tiled = nnx.grad(loss)(model, 4)
+    for a, b in zip(jax.tree.leaves(tiled), jax.tree.leaves(dense), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+    assert abs(float(dense.log_scale[...])) > 0
+    # the dense gradient of log(1/T) is the exact derivative (central difference in float64)
+    h = 1e-6
+    t0 = float(model.log_scale[...])
+    values = []
+    for step in (h, -h):
+        model.log_scale[...] = jnp.asarray(t0 + step)
+        values.append(float(loss(model, 4)))
+    np.testing.assert_allclose(float(tiled.log_scale[...]), (values[0] - values[1]) / (2 * h), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- options and errors
+
+
+@pytest.mark.parametrize(
+    "call, error, word",
+    [
+        (lambda x: jaxloss.clip_loss(x, x, block_size=0), ValueError, "block_size"),
+        (lambda x: jaxloss.info_nce(x, x, block_size=-3), ValueError, "block_size"),
+        (lambda x: jaxloss.sigmoid_contrastive_loss(x, x, block_size=2.5), TypeError, "block_size"),
+        (lambda x: jaxloss.ntxent(x, jnp.arange(4), block_size=True), TypeError, "block_size"),
+        (
+            lambda x: jaxloss.supervised_contrastive_loss(x, jnp.arange(4), block_size="8"),
+            TypeError,
+            "block_size",
+        ),
+        (lambda x: jaxloss.clip_loss(x, x[:3]), ValueError, "text_embeddings"),
+        (lambda x: jaxloss.clip_loss(x[0], x[0]), ValueError, "image_embeddings"),
+        (lambda x: jaxloss.clip_loss(x, x, temperature=0.0), ValueError, "temperature"),
+        (lambda x: jaxloss.sigmoid_contrastive_loss(x, x, logit_scale=-1.0), ValueError, "logit_scale"),
+        (lambda x: jaxloss.sigmoid_contrastive_loss(x, x, logit_bias=float("nan")), ValueError, "logit_bias"),
+        (lambda x: jaxloss.sigmoid_contrastive_loss(x, x[:, :2]), ValueError, "keys"),
+        (lambda x: jaxloss.ntxent(x, jnp.arange(3), block_size=2), ValueError, "labels"),
+    ],
+)
+def test_bad_options_raise_clear_errors(call, error, word):
+    with pytest.raises(error, match=word):
+        call(jnp.ones((4, 3)))
+
+
+def test_half_precision_in_half_precision_out():
+    x, y = (jnp.asarray(a, jnp.bfloat16) for a in _pairs(12))
+    for bs in (None, 4):
+        v = jaxloss.clip_loss(x, y, block_size=bs)
+        assert v.dtype == jnp.bfloat16
+        ref = jaxloss.clip_loss(x.astype(jnp.float32), y.astype(jnp.float32))
+        np.testing.assert_allclose(float(v), float(ref), rtol=2e-2)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_tiled_clip_loss_memory_is_far_below_one_similarity_matrix():
+    b, d = 65536, 512
+    emb = jax.ShapeDtypeStruct((b, d), jnp.float32)
+    t = jax.ShapeDtypeStruct((), jnp.float32)
+
+    def value_and_grad(block_size):
+        fn = lambda x, y, t: jaxloss.clip_loss(x, y, temperature=t, block_size=block_size)  # noqa: E731
+        return jax.jit(jax.value_and_grad(fn, argnums=(0, 1, 2)))
+
+    stats = value_and_grad(1024).lower(emb, emb, t).compile().memory_analysis()
+    one_matrix = b * b * 4
+    assert stats.temp_size_in_bytes < one_matrix / 100, stats.temp_size_in_bytes / one_matrix
+
+
+def test_tiled_memory_does_not_grow_with_the_square_of_the_batch():
+    d, block = 64, 256
+    temps = {}
+    for b in (4096, 16384):
+        emb = jax.ShapeDtypeStruct((b, d), jnp.float32)
+        fn = lambda x, y: jaxloss.sigmoid_contrastive_loss(x, y, block_size=block)  # noqa: E731
+        compiled = jax.jit(jax.value_and_grad(fn, argnums=(0, 1))).lower(emb, emb).compile()
+        temps[b] = compiled.memory_analysis().temp_size_in_bytes
+    # 4x the batch: the embeddings' share grows 4x, the tiles' share not at all; never 16x
+    assert temps[16384] < 5 * temps[4096]
+    assert temps[16384] < 16384 * 16384 * 4 / 20
+
+
+# --------------------------------------------------------------------------- across devices
+
+
+_RING = textwrap.dedent(
+    """
+    import numpy as np, jax, jax.numpy as jnp
+    from jax.sharding import Mesh, PartitionSpec as P
+    import jaxloss
+    jax.config.update("jax_enable_x64", True)
+    assert jax.device_count() == 4
+    r = np.random.default_rng(0)
+    n, d = 20, 5  # 5 rows per device
+    q = jnp.asarray(r.normal(size=(n, d)))
+    k = jnp.asarray(r.normal(size=(n, d)))
+    labels = jnp.asarray(r.integers(0, 4, size=n))
+    params = jnp.asarray([0.3, -2.0])
+    mesh = Mesh(np.array(jax.devices()), ("d",))
+    losses = {
+        "info_nce": lambda q, k, lab, p, bs, ax: jaxloss.info_nce(
+            q, k, temperature=p[0], block_size=bs, axis_name=ax),
+        "clip_loss": lambda q, k, lab, p, bs, ax: jaxloss.clip_loss(
+            q, k, temperature=p[0], block_size=bs, axis_name=ax),
+        "sigmoid_contrastive_loss": lambda q, k, lab, p, bs, ax: jaxloss.sigmoid_contrastive_loss(
+            q, k, logit_scale=1 / p[0], logit_bias=p[1], block_size=bs, axis_name=ax),
+        "ntxent": lambda q, k, lab, p, bs, ax: jaxloss.ntxent(
+            q + k, lab, p[0], block_size=bs, axis_name=ax),
+        "supervised_contrastive_loss": lambda q, k, lab, p, bs, ax: jaxloss.supervised_contrastive_loss(
+            q - k, lab, temperature=p[0], block_size=bs, axis_name=ax),
+    }
+    for name, fn in losses.items():
+        v0, g0 = jax.value_and_grad(fn, argnums=(0, 1, 3))(q, k, labels, params, None, None)
+        for bs in (None, 2, 8):  # the all-gather; ragged tiles of 2, 2, 1; one padded tile
+            sharded = jax.shard_map(
+                lambda q, k, lab, p: fn(q, k, lab, p, bs, "d"),
+                mesh=mesh, in_specs=(P("d"), P("d"), P("d"), P()), out_specs=P())
+            vg = jax.value_and_grad(sharded, argnums=(0, 1, 3))
+            v1, g1 = jax.jit(vg)(q, k, labels, params)
+            np.testing.assert_allclose(v1, v0, rtol=1e-13)
+            for a, b in zip(g1, g0):  # embeddings, and the replicated parameters summed once
+                np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+            jaxpr = str(jax.make_jaxpr(vg)(q, k, labels, params))
+            if bs is None:
+                assert "all_gather" in jaxpr and "ppermute" not in jaxpr, name
+            else:
+                assert "ppermute" in jaxpr and "all_gather" not in jaxpr, name
+        # pmap: the per-device gradient of the global loss w.r.t. the local embeddings
+        local = lambda q, k, lab: jax.value_and_grad(fn, argnums=(0, 1))(q, k, lab, params, 3, "d")
+        v2, g2 = jax.pmap(local, axis_name="d")(q.reshape(4, 5, d), k.reshape(4, 5, d), labels.reshape(4, 5))
+        np.testing.assert_allclose(v2, np.full(4, v0), rtol=1e-13)
+        for a, b in zip(g2, g0[:2]):
+            np.testing.assert_allclose(np.asarray(a).reshape(n, d), b, rtol=1e-11, atol=1e-13)
+        print(name, "ok")
+    """
+)
+
+
+@pytest.mark.slow
+def test_ring_on_four_devices_equals_one_device():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env["JAX_PLATFORMS"] = "cpu"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", _RING], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count(" ok") == len(LOSSES)
