@@ -225,10 +225,13 @@ def test_sharded_knn_across_processes_equals_knn():
     assert list(got["hamming_packed_global/i"][0, :2]) == [7, 30]
 
 
-# --------------------------------------------------------------------------- all-gather contrastive
+# --------------------------------------------------------------------------- contrastive losses
 
 
-def _contrastive_data(dtype, batch=16, dim=5):
+RING_BLOCK = 4  # 6 rows per device: a full and a ragged tile per device, 6 tiles around the ring
+
+
+def _contrastive_data(dtype, batch=24, dim=5):
     r = np.random.default_rng(1)
     x = r.normal(size=(batch, dim)).astype(dtype)
     k = (x + 0.5 * r.normal(size=(batch, dim))).astype(dtype)
@@ -236,64 +239,132 @@ def _contrastive_data(dtype, batch=16, dim=5):
     return x, labels, k
 
 
-def _all_gather_losses():
-    """name -> loss(x, labels, k, **kw) on one device; the worker adds axis_name."""
+def _contrastive_losses():
+    """name -> (loss(x, labels, k, params, **kw), params): the parameters are traced (learnable)
+    and differentiated; the worker adds ``axis_name`` (and ``block_size`` for the ring)."""
     return {
-        "ntxent": lambda e, lab, k, **kw: jaxloss.ntxent(e, lab, 0.3, **kw),
-        "supcon": lambda e, lab, k, **kw: jaxloss.supervised_contrastive_loss(e, lab, temperature=0.3, **kw),
-        "info_nce": lambda e, lab, k, **kw: jaxloss.info_nce(e, k, temperature=0.3, **kw),
-        "info_nce_raw": lambda e, lab, k, **kw: jaxloss.info_nce(
-            e, k, temperature=2.0, normalize=False, **kw
+        "info_nce": (
+            lambda e, lab, k, p, **kw: jaxloss.info_nce(e, k, temperature=p["t"], **kw),
+            {"t": 0.2},
+        ),
+        "info_nce_raw": (
+            lambda e, lab, k, p, **kw: jaxloss.info_nce(e, k, temperature=p["t"], normalize=False, **kw),
+            {"t": 3.0},
+        ),
+        "clip": (
+            lambda e, lab, k, p, **kw: jaxloss.clip_loss(e, k, temperature=p["t"], **kw),
+            {"t": 0.1},
+        ),
+        "sigmoid": (
+            lambda e, lab, k, p, **kw: jaxloss.sigmoid_contrastive_loss(
+                e, k, logit_scale=p["scale"], logit_bias=p["bias"], **kw
+            ),
+            {"scale": 10.0, "bias": -10.0},
+        ),
+        "supcon": (
+            lambda e, lab, k, p, **kw: jaxloss.supervised_contrastive_loss(e, lab, temperature=p["t"], **kw),
+            {"t": 0.3},
+        ),
+        "ntxent": (
+            lambda e, lab, k, p, **kw: jaxloss.ntxent(e, lab, p["t"], **kw),
+            {"t": 0.3},
         ),
     }
 
 
-def _values_and_grads(losses, argnums, in_specs, mesh=None):
-    """One jitted function: ``{name: (value, grads)}`` for every loss, each in ``shard_map``
-    (with ``axis_name``) when a mesh is given, on one device otherwise. One compilation
-    for all the losses of a family."""
+# every loss in float64, and the two-sided ones in float32 too
+_CONTRASTIVE_CASES = [(name, "float64") for name in _contrastive_losses()] + [
+    ("clip", "float32"),
+    ("sigmoid", "float32"),
+]
 
-    def all_losses(*args):
+
+def _contrastive_inputs():
+    """{dtype: (x, labels, k)} and {case: params} (NumPy)."""
+    data = {dtype: _contrastive_data(dtype) for dtype in ("float64", "float32")}
+    losses = _contrastive_losses()
+    params = {
+        f"{name}/{dtype}": {p: np.asarray(v, dtype) for p, v in losses[name][1].items()}
+        for name, dtype in _CONTRASTIVE_CASES
+    }
+    return data, params
+
+
+def _contrastive_run(mesh, block_size=None):
+    """jit of ``{case: value_and_grad(loss) wrt (x, k, params)}`` for every case: with a mesh,
+    in ``shard_map`` over the batch with ``axis_name`` (and ``block_size``: the ring); without,
+    the dense single-device loss of the whole batch. One compilation for all cases."""
+
+    def run(data, params):
         out = {}
-        for name, loss in losses.items():
-            if mesh is None:
-                f = loss
-            else:
+        for name, dtype in _CONTRASTIVE_CASES:
+            loss = _contrastive_losses()[name][0]
+            f = loss
+            if mesh is not None:
                 f = jax.shard_map(
-                    functools.partial(loss, axis_name=AXIS), mesh=mesh, in_specs=in_specs, out_specs=jax.P()
+                    functools.partial(loss, axis_name=AXIS, block_size=block_size),
+                    mesh=mesh,
+                    in_specs=(jax.P(AXIS), jax.P(AXIS), jax.P(AXIS), jax.P()),
+                    out_specs=jax.P(),
                 )
-            out[name] = jax.value_and_grad(f, argnums=argnums)(*args)
+            x, labels, k = data[dtype]
+            key = f"{name}/{dtype}"
+            out[key] = jax.value_and_grad(f, argnums=(0, 2, 3))(x, labels, k, params[key])
         return out
 
-    return jax.jit(all_losses)
+    return jax.jit(run)
 
 
-def _all_gather_worker():
+def _contrastive_worker(block_size):
     mesh, out = _mesh(), {}
-    run = _values_and_grads(_all_gather_losses(), (0, 2), (jax.P(AXIS),) * 3, mesh)
-    for dtype in ("float64", "float32"):
-        x, labels, k = _contrastive_data(dtype)
-        args = [_held_by_this_process(a, mesh, jax.P(AXIS))[0] for a in (x, labels, k)]
-        for name, (v, (ge, gk)) in run(*args).items():
-            out[f"{name}/{dtype}/value"], out[f"{name}/{dtype}/grad_x"] = v, ge
-            out[f"{name}/{dtype}/grad_k"] = gk
+    data, params = _contrastive_inputs()
+    data = {
+        dtype: tuple(_held_by_this_process(a, mesh, jax.P(AXIS))[0] for a in arrays)
+        for dtype, arrays in data.items()
+    }
+    traced = _contrastive_run(mesh, block_size).trace(data, params)
+    jaxpr = str(traced.jaxpr)
+    out["has_ppermute"], out["has_all_gather"] = "ppermute" in jaxpr, "all_gather" in jaxpr
+    for key, (v, (gx, gk, gp)) in traced.lower().compile()(data, params).items():
+        out[f"{key}/value"], out[f"{key}/grad_x"], out[f"{key}/grad_k"] = v, gx, gk
+        for p, g in gp.items():
+            out[f"{key}/grad_{p}"] = g
     return out
 
 
-def test_all_gather_contrastive_losses_across_processes():
-    got = run_multiprocess(_all_gather_worker, timeout=150, x64=True)
+@functools.cache
+def _contrastive_reference():
+    """The dense single-device losses of the whole batch, values and gradients (NumPy)."""
+    return jax.tree.map(np.asarray, _contrastive_run(None)(*_contrastive_inputs()))
+
+
+def _check_contrastive(got):
+    """Every case equals the dense single-device loss of the whole batch, values and gradients
+    with respect to both embeddings and the (replicated, learnable) parameters."""
     failures = []
-    run = _values_and_grads(_all_gather_losses(), (0, 2), None)
-    for dtype, rtol, atol in (("float64", 1e-11, 1e-13), ("float32", 2e-5, 1e-6)):
-        x, labels, k = _contrastive_data(dtype)
-        for name, (v, (ge, gk)) in run(x, labels, k).items():
-            key = f"{name}/{dtype}"
-            assert got[f"{key}/value"].dtype == np.dtype(dtype), key
-            _compare(failures, f"{key} value", got[f"{key}/value"], v, rtol=rtol, atol=atol)
-            _compare(failures, f"{key} grad x", got[f"{key}/grad_x"], ge, rtol=rtol * 10, atol=atol)
-            _compare(failures, f"{key} grad k", got[f"{key}/grad_k"], gk, rtol=rtol * 10, atol=atol)
-            assert np.abs(np.asarray(ge)).max() > 0, key  # the gradients are not trivially zero
+    for key, (v, (gx, gk, gp)) in _contrastive_reference().items():
+        rtol, atol = (1e-10, 1e-12) if key.endswith("float64") else (5e-5, 1e-6)
+        assert got[f"{key}/value"].dtype == v.dtype, key
+        _compare(failures, f"{key} value", got[f"{key}/value"], v, rtol=rtol, atol=atol)
+        _compare(failures, f"{key} grad x", got[f"{key}/grad_x"], gx, rtol=rtol * 10, atol=atol)
+        _compare(failures, f"{key} grad k", got[f"{key}/grad_k"], gk, rtol=rtol * 10, atol=atol)
+        assert np.abs(gx).max() > 0, key  # not trivially zero
+        for p, g in gp.items():  # a replicated parameter's gradient is summed over devices once
+            _compare(failures, f"{key} grad {p}", got[f"{key}/grad_{p}"], g, rtol=rtol * 10, atol=atol)
+            assert np.abs(g) > 0, (key, p)
     assert not failures, "\n".join(failures)
+
+
+def test_all_gather_contrastive_losses_across_processes():
+    got = run_multiprocess(_contrastive_worker, block_size=None, timeout=180, x64=True)
+    assert bool(got["has_all_gather"]) and not bool(got["has_ppermute"])
+    _check_contrastive(got)
+
+
+def test_ring_contrastive_losses_across_processes():
+    got = run_multiprocess(_contrastive_worker, block_size=RING_BLOCK, timeout=180, x64=True)
+    assert bool(got["has_ppermute"]) and not bool(got["has_all_gather"])  # a ring: nothing gathered
+    _check_contrastive(got)
 
 
 # --------------------------------------------------------------------------- the example
