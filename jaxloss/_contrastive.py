@@ -132,16 +132,7 @@ def _varying(tree, axis_name):
     """
     if axis_name is None:
         return tree
-
-    def cast(leaf):
-        aval = jax.typeof(leaf)
-        mat = getattr(aval, "mat", None)  # newer jax: aval.mat.varying; older releases: aval.vma
-        varying = mat.varying if mat is not None else getattr(aval, "vma", frozenset())
-        if axis_name in varying:
-            return leaf
-        return jax.lax.pcast(leaf, axis_name, to="varying")
-
-    return jax.tree_util.tree_map(cast, tree)
+    return _tiles.make_varying(tree, (axis_name,))
 
 
 def _global_ids(n: int, axis_name):

@@ -69,26 +69,9 @@ def _acc_dtype(dtype):
     return jnp.promote_types(dtype, jnp.float32)
 
 
-def _varying_axes(*arrays) -> tuple:
-    """The ``shard_map`` mesh axes over which any of ``arrays`` varies (empty outside ``shard_map``)."""
-    axes = set()
-    for a in arrays:
-        if a is None:
-            continue
-        aval = jax.typeof(a)
-        vma = getattr(aval, "vma", None)
-        if vma is None:
-            vma = getattr(getattr(aval, "manual_axis_type", None), "varying", frozenset())
-        axes |= set(vma)
-    return tuple(sorted(axes, key=str))
-
-
 def _vary(cfg, x):
     """Gives a fresh accumulator the operands' varying axes (``shard_map``'s loop-carry type check)."""
-    missing = tuple(a for a in cfg.vma if a not in _varying_axes(x))
-    if missing:
-        return jax.lax.pcast(x, missing, to="varying")
-    return x
+    return _tiles.make_varying(x, cfg.vma)
 
 
 def _offset(cfg):
@@ -486,7 +469,7 @@ def linear_softmax_cross_entropy(
         smoothing=smoothing,
         precision=precision,
         axis_name=axis_name,
-        vma=_varying_axes(x2, k, b, w, y2),
+        vma=_tiles.varying_axes(x2, k, b, w, y2),
     )
     lse, zy, wy, szw = _stats(cfg, x2, k, b, w, y2)
 

@@ -22,10 +22,12 @@ __all__ = [
     "combine_logsumexp",
     "finalize_logsumexp",
     "init_logsumexp",
+    "make_varying",
     "num_blocks",
     "pad_to_blocks",
     "ring_shift",
     "update_logsumexp",
+    "varying_axes",
 ]
 
 
@@ -100,3 +102,37 @@ def ring_shift(x, axis_name, *, reverse: bool = False):
     step = -1 if reverse else 1
     perm = [(i, (i + step) % n) for i in range(n)]
     return jax.tree_util.tree_map(lambda leaf: jax.lax.ppermute(leaf, axis_name, perm), x)
+
+
+def varying_axes(*arrays) -> tuple:
+    """The ``shard_map`` mesh axes over which any of ``arrays`` varies (empty outside it).
+
+    Reads the abstract value's varying-axes set, which JAX exposes as
+    ``aval.vma`` (up to 0.9) or ``aval.mat.varying`` (later releases).
+    """
+    axes = set()
+    for a in arrays:
+        if a is None:
+            continue
+        aval = jax.typeof(a)
+        mat = getattr(aval, "mat", None)
+        axes |= set(mat.varying if mat is not None else getattr(aval, "vma", frozenset()))
+    return tuple(sorted(axes, key=str))
+
+
+def make_varying(x, axes):
+    """Casts the leaves of ``x`` to vary over ``axes`` (those they do not vary over yet).
+
+    ``shard_map`` type-checks loop carries: an accumulator built from
+    constants must vary over the same mesh axes as the per-device values
+    folded into it. Casting a replicated value (a temperature) makes it a
+    per-device value whose cotangent is summed over the devices, once, by the
+    cast's transpose.
+    """
+    axes = tuple(axes)
+
+    def cast(leaf):
+        missing = tuple(a for a in axes if a not in varying_axes(leaf))
+        return jax.lax.pcast(leaf, missing, to="varying") if missing else leaf
+
+    return jax.tree_util.tree_map(cast, x) if axes else x

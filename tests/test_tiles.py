@@ -54,6 +54,19 @@ for reverse, expected in ((False, [6, 7, 0, 1, 2, 3, 4, 5]), (True, [2, 3, 4, 5,
     f = jax.jit(jax.shard_map(lambda v: _tiles.ring_shift(v, "i", reverse=reverse),
                               mesh=mesh, in_specs=P("i"), out_specs=P("i")))
     np.testing.assert_array_equal(f(jnp.arange(8.0)), expected)
+
+
+def probe(v, r):
+    assert _tiles.varying_axes(v) == ("i",) and _tiles.varying_axes(r) == (), (v, r)
+    rv = _tiles.make_varying(r, ("i",))
+    assert _tiles.varying_axes(rv) == ("i",)
+    return jnp.sum(v * rv)[None]
+
+
+g = jax.shard_map(probe, mesh=mesh, in_specs=(P("i"), P()), out_specs=P("i"))
+v = jnp.arange(8.0)
+# the cast's transpose sums the replicated value's per-device cotangents exactly once
+np.testing.assert_allclose(jax.grad(lambda r: jnp.sum(g(v, r)))(2.0), jnp.sum(v))
 print("ring ok")
 """
 
