@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +14,29 @@ import numpy as np
 from jaxloss.testing import compare_with_torch, default_tolerance
 
 DTYPES = ("float32", "float64")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_python(code: str, *, devices: int | None = None, timeout: float = 300) -> str:
+    """Runs ``code`` in a fresh CPU-only Python (``devices`` forced CPU devices) and returns its stdout.
+
+    The repository is on the child's path; a non-zero exit fails the test with
+    the child's output, and ``timeout`` bounds it.
+    """
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    if devices is not None:
+        env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
 
 
 def assert_matches_torch(jax_fn, torch_fn, *inputs, grad=True, dtypes=DTYPES, **kwargs):

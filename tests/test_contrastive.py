@@ -9,9 +9,6 @@ pytorch-metric-learning).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -24,7 +21,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses as pml_losses
 
 import jaxloss
-from tests.helpers import assert_matches_torch, rng
+from tests.helpers import assert_matches_torch, rng, run_python
 
 BLOCKS = [None, 4]  # dense; ragged tiles (more block sizes in the tiled == dense tests)
 
@@ -396,11 +393,4 @@ _RING = textwrap.dedent(
 
 @pytest.mark.slow
 def test_ring_on_four_devices_equals_one_device():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    env["JAX_PLATFORMS"] = "cpu"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", _RING], env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count(" ok") == len(LOSSES)
+    assert run_python(_RING, devices=4, timeout=600).count(" ok") == len(LOSSES)

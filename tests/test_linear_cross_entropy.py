@@ -9,8 +9,6 @@ respect to the inputs, the kernel and the bias; jit and eager.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
 import types
@@ -25,6 +23,7 @@ import torch.nn.functional as F
 
 import jaxloss
 import jaxloss.torch as jt
+from tests.helpers import run_python
 
 N, D, V = 37, 5, 23
 RAGGED = {"block_size": 8, "vocab_block_size": 7}
@@ -548,16 +547,7 @@ _SHARDED = textwrap.dedent(
 
 @pytest.mark.slow
 def test_vocab_parallel_on_four_devices_equals_single_device():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    env["JAX_PLATFORMS"] = "cpu"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run(
-        [sys.executable, "-c", _SHARDED], env=env, capture_output=True, text=True, timeout=400
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count("ok") == 4
+    assert run_python(_SHARDED, devices=4, timeout=400).count("ok") == 4
 
 
 # --------------------------------------------------------------------------- example

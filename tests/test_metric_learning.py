@@ -7,9 +7,6 @@ and brute-force loops over all triplets / pairs.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -30,7 +27,7 @@ from pytorch_metric_learning import reducers as pml_reducers
 import jaxloss
 import jaxloss.torch as jt
 from jaxloss import _metric_learning as ml
-from tests.helpers import assert_matches_torch, rng
+from tests.helpers import assert_matches_torch, rng, run_python
 
 BATCH_LOSSES = {
     "batch_hard": jaxloss.batch_hard_triplet_loss,
@@ -817,16 +814,7 @@ _SHARDED = textwrap.dedent(
 
 @pytest.mark.slow  # a subprocess with 4 forced CPU devices
 def test_axis_name_gathers_negatives_across_devices():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    env["JAX_PLATFORMS"] = "cpu"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run(
-        [sys.executable, "-c", _SHARDED], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count("ok") == 3
+    assert run_python(_SHARDED, devices=4, timeout=300).count("ok") == 3
 
 
 # ------------------------------------------------------------------ training (an optax loop)

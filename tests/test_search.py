@@ -4,9 +4,6 @@ pytorch-metric-learning's AccuracyCalculator; peak memory in a subprocess."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +16,7 @@ from hypothesis import strategies as st
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 import jaxloss
-from tests.helpers import rng
+from tests.helpers import rng, run_python
 
 METRICS = ("euclidean", "sqeuclidean", "cosine", "cityblock", "hamming", "dot")
 M = 53  # not a multiple of the block sizes below
@@ -305,20 +302,6 @@ def test_knn_errors():
 # --------------------------------------------------------------------------- subprocess tests
 
 
-def run_python(code, env=None, timeout=240):
-    full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out.stdout
-
-
 def test_sharded_knn_matches_single_device():
     code = """
     import jax, jax.numpy as jnp, numpy as np
@@ -355,7 +338,7 @@ def test_sharded_knn_matches_single_device():
     np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]))
     print("checked", checked + 1)
     """
-    out = run_python(code, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    out = run_python(code, devices=4)
     assert "checked 13" in out
 
 

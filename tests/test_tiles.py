@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.special import logsumexp
 
 from jaxloss import _tiles
+from tests.helpers import run_python
 
 
 @pytest.mark.parametrize("block", [1, 5, 23, 64])
@@ -73,13 +70,4 @@ print("ring ok")
 
 @pytest.mark.slow  # a subprocess with 4 forced CPU devices
 def test_ring_shift_on_four_devices():
-    env = dict(
-        os.environ,
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
-    )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", _RING], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "ring ok" in out.stdout
+    assert "ring ok" in run_python(_RING, devices=4, timeout=120)
