@@ -128,6 +128,18 @@ def _logits_int(rng, n, dtype, d):
     return _f(rng, (n, d), dtype, 2.0), jnp.asarray(rng.integers(0, d, size=n), dtype=jnp.int32)
 
 
+def _inputs_kernel_labels(rng, n, dtype, d, classes=5):
+    """A linear layer's inputs (n, d), its kernel (d, classes) and integer labels (n,)."""
+    labels = jnp.asarray(rng.integers(0, classes, size=n), dtype=jnp.int32)
+    return _f(rng, (n, d), dtype), _f(rng, (d, classes), dtype, 0.5), labels
+
+
+def _inputs_weight_target(rng, n, dtype, d, classes=5):
+    """PyTorch's layout: input (n, d), linear_weight (classes, d), target (n,)."""
+    x, kernel, labels = _inputs_kernel_labels(rng, n, dtype, d, classes)
+    return x, kernel.T, labels
+
+
 def _logprob_int(rng, n, dtype, d):
     return _logprob(rng, (n, d), dtype), jnp.asarray(rng.integers(0, d, size=n), dtype=jnp.int32)
 
@@ -369,6 +381,14 @@ CORE = [
         family="classification",
         shift=(0,),
     ),
+    S(
+        "linear_softmax_cross_entropy",
+        jaxloss.linear_softmax_cross_entropy,
+        _inputs_kernel_labels,
+        diff=(0, 1),
+        batch=(0, None, 0),
+        family="classification",
+    ),
     # metric learning
     S(
         "triplet_margin_loss",
@@ -439,6 +459,26 @@ CORE = [
         scale=(0, 1),
     ),
     S("npair_loss", jaxloss.npair_loss, _xy, diff=(0, 1), kind="set", family="metric"),
+    S(
+        "clip_loss",
+        jaxloss.clip_loss,
+        _xy,
+        dict(temperature=0.5),
+        diff=(0, 1),
+        kind="set",
+        family="metric",
+        scale=(0, 1),
+    ),
+    S(
+        "sigmoid_contrastive_loss",
+        jaxloss.sigmoid_contrastive_loss,
+        _xy,
+        dict(logit_scale=2.0, logit_bias=-1.0),
+        diff=(0, 1),
+        kind="set",
+        family="metric",
+        scale=(0, 1),
+    ),
     S(
         "contrastive_loss",
         jaxloss.contrastive_loss,
@@ -556,6 +596,15 @@ TORCH = [
     ),
     S("torch.cross_entropy", jt.cross_entropy, _logits_int, kind="set", family="classification", shift=(0,)),
     S("torch.nll_loss", jt.nll_loss, _logprob_int, kind="set", family="classification"),
+    S(
+        "torch.linear_cross_entropy",
+        jt.linear_cross_entropy,
+        _inputs_weight_target,
+        diff=(0, 1),
+        batch=(0, None, 0),
+        kind="set",
+        family="classification",
+    ),
     S(
         "torch.binary_cross_entropy",
         jt.binary_cross_entropy,
