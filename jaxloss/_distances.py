@@ -1,6 +1,7 @@
 """Distances: row-matched and all-pairs, every scipy metric, GEMM-fast and accurate.
 
-Two forms share one registry of metrics:
+Two forms share one table of metrics (``METRIC_INFO``, one record per metric,
+as scipy's ``MetricInfo``):
 
 * ``pairwise_distance`` pairs rows one to one (broadcasting), like
   ``torch.nn.functional.pairwise_distance``;
@@ -11,19 +12,23 @@ Every numeric metric of ``scipy.spatial.distance.cdist`` is here with scipy's
 meaning and parameters, plus ``"manhattan"`` (= cityblock), ``"dot"`` (the inner
 product, a similarity) and any callable ``f(u, v)``.
 
-How the all-pairs form is computed:
+Each record says how its metric is computed for all pairs (its ``kind``):
 
-* ``euclidean``, ``sqeuclidean``, ``seuclidean``, ``mahalanobis``, ``cosine``,
-  ``correlation`` and ``dot`` go through one matrix product. The data are first
-  centred on the common mean of ``x`` and ``y`` (distances do not change, the
-  cancellation in ``|x|^2 + |y|^2 - 2 x.y`` does), squared distances are clamped
-  at 0, and when ``n == m`` the diagonal is recomputed row-matched, so
-  ``cdist(x)`` and ``cdist(x, x)`` have an exactly zero diagonal.
-* The boolean metrics (``hamming`` on 0/1 data, ``jaccard``, ``dice``,
-  ``rogerstanimoto``, ``russellrao``, ``sokalsneath``, ``yule``) count
-  ``TT``/``TF``/``FT``/``FF`` with one matrix product of 0/1 matrices.
-* Every other metric (and ``hamming`` on non-binary data) is evaluated in
-  tiles, so peak memory is bounded by a tile, never by ``n * m * d``.
+* ``"gram"``: ``euclidean``, ``sqeuclidean``, ``seuclidean``, ``mahalanobis``,
+  ``cosine``, ``correlation`` and ``dot`` go through one matrix product of the
+  pairwise core (``jaxloss._pairwise``): the data are centred on the common
+  mean of ``x`` and ``y`` (distances do not change, the cancellation in
+  ``|x|^2 + |y|^2 - 2 x.y`` does), squared distances are clamped at 0, and when
+  ``n == m`` the diagonal is recomputed row-matched, so ``cdist(x)`` and
+  ``cdist(x, x)`` have an exactly zero diagonal; ``cdist(x)`` (``y`` omitted)
+  is also exactly symmetric.
+* ``"counts"``: the boolean metrics (``hamming`` on 0/1 data, ``jaccard``,
+  ``dice``, ``rogerstanimoto``, ``russellrao``, ``sokalsneath``, ``yule``) are
+  formulas of the counts ``TT``/``TF``/``FT``/``FF``, obtained with one matrix
+  product of 0/1 matrices.
+* ``"rowwise"``: every other metric (and ``hamming`` on non-binary data) is
+  its row-matched formula evaluated in tiles, so peak memory is bounded by a
+  tile, never by ``n * m * d``.
 
 Zero vectors: where scipy returns NaN (cosine and correlation with a zero or
 constant vector, braycurtis/dice/sokalsneath of two all-zero vectors) jaxloss
@@ -35,17 +40,22 @@ subgradient at coincident points (PyTorch's rule).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from . import _bits, _checks, _numerics
+from . import _bits, _checks, _numerics, _pairwise
 
 __all__ = [
     "METRICS",
+    "METRIC_INFO",
+    "MetricInfo",
     "cdist",
     "cosine_distance",
     "cosine_similarity",
@@ -54,167 +64,36 @@ __all__ = [
     "squareform",
 ]
 
-HIGHEST = jax.lax.Precision.HIGHEST
+HIGHEST = _pairwise.HIGHEST
 
-#: Canonical metric names.
-METRICS = (
-    "braycurtis",
-    "canberra",
-    "chebyshev",
-    "cityblock",
-    "correlation",
-    "cosine",
-    "dice",
-    "dot",
-    "euclidean",
-    "hamming",
-    "jaccard",
-    "jensenshannon",
-    "mahalanobis",
-    "minkowski",
-    "rogerstanimoto",
-    "russellrao",
-    "seuclidean",
-    "sokalsneath",
-    "sqeuclidean",
-    "yule",
-)
-
-#: scipy's aliases, plus "manhattan".
-ALIASES = {
-    "chebychev": "chebyshev",
-    "cheby": "chebyshev",
-    "cheb": "chebyshev",
-    "ch": "chebyshev",
-    "cblock": "cityblock",
-    "cb": "cityblock",
-    "c": "cityblock",
-    "manhattan": "cityblock",
-    "co": "correlation",
-    "cos": "cosine",
-    "euclid": "euclidean",
-    "eu": "euclidean",
-    "e": "euclidean",
-    "matching": "hamming",
-    "hamm": "hamming",
-    "ha": "hamming",
-    "h": "hamming",
-    "jacc": "jaccard",
-    "ja": "jaccard",
-    "j": "jaccard",
-    "js": "jensenshannon",
-    "mahal": "mahalanobis",
-    "mah": "mahalanobis",
-    "mi": "minkowski",
-    "m": "minkowski",
-    "pnorm": "minkowski",
-    "se": "seuclidean",
-    "s": "seuclidean",
-    "sqe": "sqeuclidean",
-    "sqeuclid": "sqeuclidean",
-    "inner": "dot",
-}
-
-_BOOLEAN = ("dice", "jaccard", "rogerstanimoto", "russellrao", "sokalsneath", "yule")
-_GRAM = ("euclidean", "sqeuclidean", "seuclidean", "mahalanobis", "cosine", "correlation", "dot")
-_PARAMS = {
-    "braycurtis": ("w",),
-    "canberra": ("w",),
-    "chebyshev": ("w",),
-    "cityblock": ("w",),
-    "correlation": ("w", "centered"),
-    "cosine": ("w",),
-    "dice": ("w",),
-    "dot": (),
-    "euclidean": ("w",),
-    "hamming": ("w",),
-    "jaccard": ("w",),
-    "jensenshannon": ("base",),
-    "mahalanobis": ("VI",),
-    "minkowski": ("p", "w"),
-    "rogerstanimoto": ("w",),
-    "russellrao": ("w",),
-    "seuclidean": ("V",),
-    "sokalsneath": ("w",),
-    "sqeuclidean": ("w",),
-    "yule": ("w",),
-}
 #: Largest number of elements of one (rows, rows, features) tile of the tiled metrics.
 BLOCK_ELEMENTS = 1 << 22
 
 
-# --------------------------------------------------------------------------- metric parsing
-
-
-def _resolve_metric(metric, fn: str):
-    if callable(metric):
-        return metric
-    if not isinstance(metric, str):
-        raise TypeError(f"{fn}: `metric` must be a metric name or a callable f(u, v); got {metric!r}.")
-    name = metric.lower()
-    name = ALIASES.get(name, name)
-    if name not in METRICS:
-        hint = _checks.closest_name(metric, list(METRICS) + list(ALIASES))
-        hint = f" Did you mean {ALIASES.get(hint, hint)!r}?" if hint else ""
-        raise ValueError(
-            f"{fn}: unknown `metric` {metric!r}; allowed: {', '.join(METRICS)}, or a callable f(u, v).{hint}"
-        )
-    return name
-
-
-def _check_params(name, params: dict, d: int, fn: str) -> dict:
-    """Validates the metric's keyword parameters; returns them with defaults filled."""
-    if callable(name):
-        return params
-    allowed = _PARAMS[name]
-    for key in params:
-        if key not in allowed:
-            shown = ", ".join(allowed) if allowed else "none"
-            raise TypeError(f"{fn}: metric {name!r} takes no parameter {key!r}; its parameters: {shown}.")
-    out = dict(params)
-    if "w" in out and out["w"] is not None:
-        w = jnp.asarray(out["w"])
-        if w.ndim != 1 or w.shape[0] != d:
-            raise ValueError(f"{fn}: `w` must have shape ({d},) (one weight per feature); got {w.shape}.")
-        if not _checks.is_traced(out["w"]) and bool(np.any(np.asarray(w) < 0)):
-            raise ValueError(f"{fn}: `w` must be non-negative; got {np.asarray(w)}.")
-        out["w"] = w
-    else:
-        out["w"] = None
-    if name == "minkowski":
-        p = out.get("p", 2.0)
-        _checks.check_number(p, "p", fn, low=0.0, low_inclusive=False, allow_inf=True)
-        out["p"] = float(p)
-    if name == "mahalanobis" and out.get("VI") is not None:
-        vi = jnp.asarray(out["VI"])
-        if vi.shape != (d, d):
-            raise ValueError(
-                f"{fn}: `VI` (the inverse covariance) must have shape ({d}, {d}) for {d} features; "
-                f"got {vi.shape}."
-            )
-        out["VI"] = vi
-    if name == "seuclidean" and out.get("V") is not None:
-        v = jnp.asarray(out["V"])
-        if v.shape != (d,):
-            raise ValueError(f"{fn}: `V` (the variances) must have shape ({d},); got {v.shape}.")
-        out["V"] = v
-    if name == "correlation":
-        out["centered"] = bool(out.get("centered", True))
-    return out
-
-
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- row helpers
 
 
 def _weighted_sum(a, w):
     return jnp.sum(a if w is None else a * w, axis=-1)
 
 
-def _unit(x):
-    """``x / |x|`` along the last axis, 0 for a zero vector (finite gradient); and ``|x| == 0``."""
-    n = _numerics.p_norm(x, 2.0, -1, True)
-    zero = n == 0
-    return _numerics.safe_divide(x, n), zero[..., 0]
+def _scaled(x, scale):
+    return x if scale is None else x * scale
+
+
+def _sqrt_weights(params):
+    w = params.get("w")
+    return None if w is None else jnp.sqrt(w)
+
+
+def _center_rows(x, w):
+    if w is None:
+        return x - jnp.mean(x, axis=-1, keepdims=True)
+    return x - (jnp.sum(x * w, axis=-1, keepdims=True) / jnp.sum(w))
+
+
+def _normalize_distribution(x):
+    return _numerics.safe_divide(x, jnp.sum(x, axis=-1, keepdims=True))
 
 
 def _minkowski_root_w(w, p):
@@ -227,6 +106,413 @@ def _minkowski_root_w(w, p):
     return w ** (1.0 / p)
 
 
+# --------------------------------------------------------------------------- row transforms
+# A metric's ``rows(x, params)`` is applied once to both sets before its row-matched or
+# all-pairs kernel (weights folded into the rows, centring, normalisation).
+
+
+def _rows_sqrt_w(x, params):
+    return _scaled(x, _sqrt_weights(params))
+
+
+def _rows_seuclidean(x, params):
+    return x / jnp.sqrt(params["V"])
+
+
+def _rows_correlation(x, params):
+    if params["centered"]:
+        x = _center_rows(x, params.get("w"))
+    return _rows_sqrt_w(x, params)
+
+
+def _rows_distribution(x, params):
+    return _normalize_distribution(x)
+
+
+# --------------------------------------------------------------------------- row-matched kernels
+# ``kernel(x, y, params)``: the metric between broadcast rows (features last, after ``rows``).
+
+
+def _rw_sqeuclidean(x, y, params):
+    return _pairwise.rowwise_squared_euclidean(x, y)
+
+
+def _rw_euclidean(x, y, params):
+    return _numerics.p_norm(x - y, 2.0, -1)
+
+
+def _rw_mahalanobis(x, y, params):
+    return _numerics.sqrt(_pairwise.rowwise_squared_euclidean(x, y, params["VI"]))
+
+
+def _rw_cosine(x, y, params):
+    return _pairwise.rowwise_cosine(x, y)
+
+
+def _rw_dot(x, y, params):
+    return jnp.sum(x * y, axis=-1)
+
+
+def _rw_minkowski(x, y, params):
+    p, w = params["p"], params.get("w")
+    diff = x - y
+    if w is not None:
+        diff = diff * _minkowski_root_w(w, p)
+    return _numerics.p_norm(diff, p, -1)
+
+
+def _rw_cityblock(x, y, params):
+    return _weighted_sum(_numerics.abs(x - y), params.get("w"))
+
+
+def _rw_chebyshev(x, y, params):
+    w, diff = params.get("w"), x - y
+    if w is not None:
+        diff = jnp.where(w > 0, diff, 0)
+    return _numerics.p_norm(diff, math.inf, -1)
+
+
+def _rw_canberra(x, y, params):
+    den = _numerics.abs(x) + _numerics.abs(y)
+    return _weighted_sum(_numerics.safe_divide(_numerics.abs(x - y), den), params.get("w"))
+
+
+def _rw_braycurtis(x, y, params):
+    w = params.get("w")
+    return _numerics.safe_divide(
+        _weighted_sum(_numerics.abs(x - y), w), _weighted_sum(_numerics.abs(x + y), w)
+    )
+
+
+def _rw_jensenshannon(p, q, params):
+    """sqrt(JS) of two distributions (rows already normalised)."""
+    m = 0.5 * (p + q)
+    terms = _numerics.xlogy(p, _numerics.safe_divide(p, m, 1.0)) + _numerics.xlogy(
+        q, _numerics.safe_divide(q, m, 1.0)
+    )
+    js = 0.5 * jnp.sum(terms, axis=-1)
+    if params.get("base") is not None:
+        js = js / math.log(params["base"])
+    return _numerics.sqrt(js)
+
+
+def _counts_dtype(x, y, params):
+    w = params.get("w")
+    return w.dtype if w is not None else _numerics.compute_dtype(x.dtype, y.dtype)
+
+
+def _rw_unequal(x, y, params):
+    """Weighted fraction of unequal coordinates (hamming on any data)."""
+    w, dtype = params.get("w"), _counts_dtype(x, y, params)
+    total = jnp.asarray(x.shape[-1], dtype) if w is None else jnp.sum(w)
+    return _numerics.safe_divide(_weighted_sum((x != y).astype(dtype), w), total)
+
+
+def _rw_counts(from_counts):
+    """The row-matched form of a boolean metric given by its counts."""
+
+    def kernel(x, y, params):
+        w, dtype = params.get("w"), _counts_dtype(x, y, params)
+        a, b = (x != 0).astype(dtype), (y != 0).astype(dtype)
+        total = jnp.asarray(x.shape[-1], dtype) if w is None else jnp.sum(w)
+        ntt = _weighted_sum(a * b, w)
+        return from_counts(ntt, _weighted_sum(a, w) - ntt, _weighted_sum(b, w) - ntt, total)
+
+    return kernel
+
+
+# --------------------------------------------------------------------------- boolean formulas
+# scipy's boolean dissimilarities from the counts TT, TF, FT and the total; 0/0 is 0.
+
+
+def _hamming_counts(ntt, ntf, nft, total):
+    return _numerics.safe_divide(ntf + nft, total)
+
+
+def _jaccard_counts(ntt, ntf, nft, total):
+    return _numerics.safe_divide(ntf + nft, ntt + ntf + nft)
+
+
+def _dice_counts(ntt, ntf, nft, total):
+    return _numerics.safe_divide(ntf + nft, 2 * ntt + ntf + nft)
+
+
+def _rogerstanimoto_counts(ntt, ntf, nft, total):
+    diff = ntf + nft
+    return _numerics.safe_divide(2 * diff, total + diff)
+
+
+def _russellrao_counts(ntt, ntf, nft, total):
+    return _numerics.safe_divide(total - ntt, total)
+
+
+def _sokalsneath_counts(ntt, ntf, nft, total):
+    diff = ntf + nft
+    return _numerics.safe_divide(2 * diff, ntt + 2 * diff)
+
+
+def _yule_counts(ntt, ntf, nft, total):
+    nff = total - ntt - ntf - nft
+    half_r = ntf * nft
+    return _numerics.safe_divide(2 * half_r, ntt * nff + half_r)
+
+
+# --------------------------------------------------------------------------- all-pairs kernels
+# ``pairs(x (n, d), y (m, d), params, same, precision) -> (n, m)`` on transformed rows.
+
+
+def _pairs_sqeuclidean(x, y, params, same, precision):
+    return _pairwise.squared_euclidean(x, y, same=same, precision=precision)
+
+
+def _pairs_euclidean(x, y, params, same, precision):
+    return _pairwise.euclidean(x, y, same=same, precision=precision)
+
+
+def _pairs_mahalanobis(x, y, params, same, precision):
+    vi = params["VI"]
+    sym = 0.5 * (vi + vi.T)  # the quadratic form only sees the symmetric part
+    return _pairwise.euclidean(x, y, same=same, metric_matrix=sym, precision=precision)
+
+
+def _pairs_cosine(x, y, params, same, precision):
+    return _pairwise.cosine(x, y, same=same, precision=precision)
+
+
+def _pairs_dot(x, y, params, same, precision):
+    return _pairwise.dot(x, y, same=same, precision=precision)
+
+
+# --------------------------------------------------------------------------- the metric table
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricInfo:
+    """One metric: its names, how it is computed, its parameters and its formula.
+
+    Attributes:
+      name: the canonical name.
+      aliases: other accepted names (scipy's, plus ``manhattan`` and ``inner``).
+      kind: ``"gram"`` (one matrix product), ``"counts"`` (a formula of the
+        boolean counts, one product of 0/1 matrices) or ``"rowwise"`` (the
+        row-matched formula in tiles).
+      params: the keyword parameters the metric accepts.
+      formula: ``d(u, v)`` in plain text (the table of ``cdist``'s docstring).
+      kernel: the row-matched form ``kernel(x, y, params)`` on transformed rows.
+      rows: optional transform of both sets applied before ``kernel`` or
+        ``pairs`` (weights, centring, normalisation).
+      pairs: the all-pairs form of a ``"gram"`` metric.
+      counts: the formula ``f(TT, TF, FT, total)`` of a ``"counts"`` metric.
+    """
+
+    name: str
+    aliases: tuple[str, ...]
+    kind: str
+    params: tuple[str, ...]
+    formula: str
+    kernel: Callable
+    rows: Callable | None = None
+    pairs: Callable | None = None
+    counts: Callable | None = None
+
+    def transform(self, x, params):
+        return x if self.rows is None else self.rows(x, params)
+
+    def rowwise(self, x, y, params):
+        """The metric between broadcast rows ``x[..., :]`` and ``y[..., :]`` (features last)."""
+        return self.kernel(self.transform(x, params), self.transform(y, params), params)
+
+
+def _gram(name, aliases, params, formula, kernel, pairs, rows=None):
+    return MetricInfo(name, aliases, "gram", params, formula, kernel, rows, pairs)
+
+
+def _rowwise(name, aliases, params, formula, kernel, rows=None):
+    return MetricInfo(name, aliases, "rowwise", params, formula, kernel, rows)
+
+
+def _boolean(name, aliases, formula, counts, kernel=None):
+    return MetricInfo(name, aliases, "counts", ("w",), formula, kernel or _rw_counts(counts), counts=counts)
+
+
+_RECORDS = (
+    _gram(
+        "euclidean",
+        ("euclid", "eu", "e"),
+        ("w",),
+        "sqrt(sum w (u - v)^2)",
+        _rw_euclidean,
+        _pairs_euclidean,
+        _rows_sqrt_w,
+    ),
+    _gram(
+        "sqeuclidean",
+        ("sqe", "sqeuclid"),
+        ("w",),
+        "sum w (u - v)^2",
+        _rw_sqeuclidean,
+        _pairs_sqeuclidean,
+        _rows_sqrt_w,
+    ),
+    _rowwise(
+        "minkowski", ("mi", "m", "pnorm"), ("p", "w"), "(sum w |u - v|^p)^(1/p), 0 < p <= inf", _rw_minkowski
+    ),
+    _rowwise("cityblock", ("cblock", "cb", "c", "manhattan"), ("w",), "sum w |u - v|", _rw_cityblock),
+    _rowwise(
+        "chebyshev", ("chebychev", "cheby", "cheb", "ch"), ("w",), "max |u - v| over w > 0", _rw_chebyshev
+    ),
+    _gram(
+        "seuclidean",
+        ("se", "s"),
+        ("V",),
+        "sqrt(sum (u - v)^2 / V)",
+        _rw_euclidean,
+        _pairs_euclidean,
+        _rows_seuclidean,
+    ),
+    _gram(
+        "mahalanobis",
+        ("mahal", "mah"),
+        ("VI",),
+        "sqrt((u - v)^T VI (u - v))",
+        _rw_mahalanobis,
+        _pairs_mahalanobis,
+    ),
+    _gram("cosine", ("cos",), ("w",), "1 - u.v / (|u| |v|)", _rw_cosine, _pairs_cosine, _rows_sqrt_w),
+    _gram(
+        "correlation",
+        ("co",),
+        ("w", "centered"),
+        "1 - cos(u - mean u, v - mean v)",
+        _rw_cosine,
+        _pairs_cosine,
+        _rows_correlation,
+    ),
+    _rowwise("canberra", (), ("w",), "sum w |u - v| / (|u| + |v|)", _rw_canberra),
+    _rowwise("braycurtis", (), ("w",), "sum w |u - v| / sum w |u + v|", _rw_braycurtis),
+    _rowwise(
+        "jensenshannon",
+        ("js",),
+        ("base",),
+        "sqrt(JS(u / sum u, v / sum v))",
+        _rw_jensenshannon,
+        _rows_distribution,
+    ),
+    _boolean(
+        "hamming", ("matching", "hamm", "ha", "h"), "sum w [u != v] / sum w", _hamming_counts, _rw_unequal
+    ),
+    _boolean("jaccard", ("jacc", "ja", "j"), "(TF + FT) / (TT + TF + FT)", _jaccard_counts),
+    _boolean("dice", (), "(TF + FT) / (2 TT + TF + FT)", _dice_counts),
+    _boolean("rogerstanimoto", (), "2 (TF + FT) / (n + TF + FT)", _rogerstanimoto_counts),
+    _boolean("russellrao", (), "(n - TT) / n", _russellrao_counts),
+    _boolean("sokalsneath", (), "2 (TF + FT) / (TT + 2 (TF + FT))", _sokalsneath_counts),
+    _boolean("yule", (), "2 TF FT / (TT FF + TF FT)", _yule_counts),
+    _gram("dot", ("inner",), (), "u.v", _rw_dot, _pairs_dot),
+)
+
+#: Every metric by canonical name.
+METRIC_INFO: dict[str, MetricInfo] = {info.name: info for info in _RECORDS}
+#: Canonical metric names.
+METRICS = tuple(sorted(METRIC_INFO))
+#: Every alias and the canonical name it stands for.
+ALIASES = {alias: info.name for info in _RECORDS for alias in info.aliases}
+
+
+def metric_table() -> str:
+    """The table of metrics in ``cdist``'s docstring, rendered from the records."""
+    head = ("metric", "``d(u, v)``", "parameters")
+    rows = [(info.name, f"``{info.formula}``", ", ".join(info.params)) for info in _RECORDS]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    rule = " ".join("=" * w for w in widths)
+    body = [" ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]]
+    return "\n".join([rule, body[0], rule, *body[1:], rule])
+
+
+# --------------------------------------------------------------------------- metric parsing
+
+
+def _resolve_metric(metric, fn: str):
+    """The record of a metric name (or alias), or the callable itself."""
+    if callable(metric):
+        return metric
+    if not isinstance(metric, str):
+        raise TypeError(f"{fn}: `metric` must be a metric name or a callable f(u, v); got {metric!r}.")
+    name = metric.lower()
+    name = ALIASES.get(name, name)
+    if name not in METRIC_INFO:
+        hint = _checks.closest_name(metric, list(METRICS) + list(ALIASES))
+        hint = f" Did you mean {ALIASES.get(hint, hint)!r}?" if hint else ""
+        raise ValueError(
+            f"{fn}: unknown `metric` {metric!r}; allowed: {', '.join(METRICS)}, or a callable f(u, v).{hint}"
+        )
+    return METRIC_INFO[name]
+
+
+def _check_w(w, d, fn):
+    if w is None:
+        return None
+    w = jnp.asarray(w)
+    if w.ndim != 1 or w.shape[0] != d:
+        raise ValueError(f"{fn}: `w` must have shape ({d},) (one weight per feature); got {w.shape}.")
+    if not _checks.is_traced(w) and bool(np.any(np.asarray(w) < 0)):
+        raise ValueError(f"{fn}: `w` must be non-negative; got {np.asarray(w)}.")
+    return w
+
+
+def _check_p(p, d, fn):
+    _checks.check_number(p, "p", fn, low=0.0, low_inclusive=False, allow_inf=True)
+    return float(p)
+
+
+def _check_vi(vi, d, fn):
+    if vi is None:
+        return None
+    vi = jnp.asarray(vi)
+    if vi.shape != (d, d):
+        raise ValueError(
+            f"{fn}: `VI` (the inverse covariance) must have shape ({d}, {d}) for {d} features; "
+            f"got {vi.shape}."
+        )
+    return vi
+
+
+def _check_v(v, d, fn):
+    if v is None:
+        return None
+    v = jnp.asarray(v)
+    if v.shape != (d,):
+        raise ValueError(f"{fn}: `V` (the variances) must have shape ({d},); got {v.shape}.")
+    return v
+
+
+#: Each parameter: its default and its check ``check(value, d, fn)``.
+_PARAMETERS = {
+    "w": (None, _check_w),
+    "p": (2.0, _check_p),
+    "VI": (None, _check_vi),
+    "V": (None, _check_v),
+    "centered": (True, lambda value, d, fn: bool(value)),
+    "base": (None, lambda value, d, fn: value),
+}
+
+
+def _check_params(info, params: dict, d: int, fn: str) -> dict:
+    """Validates the metric's keyword parameters; returns them with defaults filled."""
+    if callable(info):
+        return params
+    for key in params:
+        if key not in info.params:
+            shown = ", ".join(info.params) if info.params else "none"
+            raise TypeError(
+                f"{fn}: metric {info.name!r} takes no parameter {key!r}; its parameters: {shown}."
+            )
+    out = {"w": None}
+    for key in info.params:
+        default, check = _PARAMETERS[key]
+        out[key] = check(params.get(key, default), d, fn)
+    return out
+
+
 def _stacked_rows(x, y):
     """All rows of x and y (leading dims flattened) for default V / VI."""
     rows = [x.reshape(-1, x.shape[-1])]
@@ -235,8 +521,7 @@ def _stacked_rows(x, y):
     return jnp.concatenate(rows, axis=0)
 
 
-def _default_variances(x, y, fn):
-    rows = _stacked_rows(x, y)
+def _default_variances(rows, fn):
     if rows.shape[0] < 2:
         raise ValueError(
             f"{fn}: seuclidean needs `V` or at least 2 rows to estimate it; got {rows.shape[0]}."
@@ -244,159 +529,36 @@ def _default_variances(x, y, fn):
     return jnp.var(rows, axis=0, ddof=1)
 
 
-def _default_inverse_covariance(x, y, fn):
-    rows = _stacked_rows(x, y)
+def _default_inverse_covariance(rows, fn):
     m, d = rows.shape
     if m <= d:
         raise ValueError(
             f"{fn}: mahalanobis without `VI` estimates the covariance from the {m} rows, which is "
             f"singular for {d} features (at least {d + 1} rows are needed); pass `VI`."
         )
-    return jnp.linalg.inv(jnp.cov(rows.T)).T
+    # rowvar=False and atleast_2d: one feature gives a 1 x 1 covariance (not a scalar)
+    return jnp.linalg.inv(jnp.atleast_2d(jnp.cov(rows, rowvar=False))).T
 
 
-def _prepare(name, params, x, y, fn):
-    """Fills data-dependent defaults (V, VI) and derives per-metric constants."""
-    if name == "seuclidean" and params.get("V") is None:
-        params["V"] = _default_variances(x, y, fn)
-    if name == "mahalanobis" and params.get("VI") is None:
-        params["VI"] = _default_inverse_covariance(x, y, fn)
+#: Parameters that default to an estimate from the data (scipy's defaults).
+_DATA_DEFAULTS = {"V": _default_variances, "VI": _default_inverse_covariance}
+
+
+def _prepare_params(info, params, x, y, dtype, fn):
+    """Casts array parameters to the compute dtype and fills the data-dependent defaults."""
+    if callable(info):
+        return params
+    for key in ("w", "V", "VI"):
+        if params.get(key) is not None:
+            params[key] = jnp.asarray(params[key]).astype(dtype)
+    for key, estimate in _DATA_DEFAULTS.items():
+        if key in info.params and params.get(key) is None:
+            params[key] = estimate(_stacked_rows(x, y), fn)
     return params
 
 
-# --------------------------------------------------------------------------- row-matched kernels
-
-
-def _bool_counts_rowwise(x, y, w):
-    a = (x != 0).astype(jnp.result_type(float)) if w is None else (x != 0).astype(w.dtype)
-    b = (y != 0).astype(a.dtype)
-    total = jnp.asarray(x.shape[-1], a.dtype) if w is None else jnp.sum(w)
-    ntt = _weighted_sum(a * b, w)
-    ntf = _weighted_sum(a, w) - ntt
-    nft = _weighted_sum(b, w) - ntt
-    return ntt, ntf, nft, total
-
-
-def _from_counts(name, ntt, ntf, nft, total):
-    """A boolean dissimilarity from its counts (scipy's formulas; 0/0 is 0)."""
-    diff = ntf + nft
-    if name == "hamming":
-        return _numerics.safe_divide(diff, total)
-    if name == "jaccard":
-        return _numerics.safe_divide(diff, ntt + diff)
-    if name == "dice":
-        return _numerics.safe_divide(diff, 2 * ntt + diff)
-    if name == "rogerstanimoto":
-        nff = total - ntt - diff
-        return _numerics.safe_divide(2 * diff, ntt + nff + 2 * diff)
-    if name == "russellrao":
-        return _numerics.safe_divide(total - ntt, total)
-    if name == "sokalsneath":
-        return _numerics.safe_divide(2 * diff, ntt + 2 * diff)
-    if name == "yule":
-        nff = total - ntt - diff
-        half_r = ntf * nft
-        return _numerics.safe_divide(2 * half_r, ntt * nff + half_r)
-    raise AssertionError(name)
-
-
-def _cosine_rowwise(x, y, w):
-    if w is not None:
-        sw = jnp.sqrt(w)
-        x, y = x * sw, y * sw
-    ux, zx = _unit(x)
-    uy, zy = _unit(y)
-    diff = ux - uy
-    # 1 - cos = |x/|x| - y/|y||^2 / 2: exactly 0 for equal directions.
-    d = 0.5 * jnp.sum(diff * diff, axis=-1)
-    d = jnp.where(zx != zy, 1.0, d)  # one zero vector: similarity 0
-    return jnp.clip(d, 0.0, 2.0)
-
-
-def _center_rows(x, w):
-    if w is None:
-        return x - jnp.mean(x, axis=-1, keepdims=True)
-    return x - (jnp.sum(x * w, axis=-1, keepdims=True) / jnp.sum(w))
-
-
-def _jensenshannon_terms(p, q, base):
-    m = 0.5 * (p + q)
-    terms = _numerics.xlogy(p, _numerics.safe_divide(p, m, 1.0)) + _numerics.xlogy(
-        q, _numerics.safe_divide(q, m, 1.0)
-    )
-    js = 0.5 * jnp.sum(terms, axis=-1)
-    if base is not None:
-        js = js / math.log(base)
-    return _numerics.sqrt(js)
-
-
-def _normalize_distribution(x):
-    return _numerics.safe_divide(x, jnp.sum(x, axis=-1, keepdims=True))
-
-
-def _rowwise(name, params, x, y):
-    """The metric between broadcast rows ``x[..., :]`` and ``y[..., :]`` (features last)."""
-    if callable(name):
-        xb, yb = jnp.broadcast_arrays(x, y)
-        lead = xb.shape[:-1]
-        f = functools.partial(name, **params) if params else name
-        flat = jax.vmap(f)(xb.reshape(-1, xb.shape[-1]), yb.reshape(-1, yb.shape[-1]))
-        return jnp.asarray(flat).reshape(lead)
-    w = params.get("w")
-    if name in _BOOLEAN:
-        return _from_counts(name, *_bool_counts_rowwise(x, y, w))
-    if name == "hamming":
-        ne = (x != y).astype(x.dtype)
-        total = jnp.asarray(x.shape[-1], x.dtype) if w is None else jnp.sum(w)
-        return _numerics.safe_divide(_weighted_sum(ne, w), total)
-    diff = x - y
-    if name in ("euclidean", "sqeuclidean"):
-        if w is not None:
-            diff = diff * jnp.sqrt(w)
-        if name == "sqeuclidean":
-            return jnp.sum(diff * diff, axis=-1)
-        return _numerics.p_norm(diff, 2.0, -1)
-    if name == "minkowski":
-        p = params["p"]
-        if w is not None:
-            diff = diff * _minkowski_root_w(w, p)
-        return _numerics.p_norm(diff, p, -1)
-    if name == "cityblock":
-        return _weighted_sum(_numerics.abs(diff), w)
-    if name == "chebyshev":
-        if w is not None:
-            diff = jnp.where(w > 0, diff, 0)
-        return _numerics.p_norm(diff, math.inf, -1)
-    if name == "seuclidean":
-        return _numerics.p_norm(diff / jnp.sqrt(params["V"]), 2.0, -1)
-    if name == "mahalanobis":
-        vi = params["VI"]
-        return _numerics.sqrt(jnp.einsum("...i,ij,...j->...", diff, vi, diff, precision=HIGHEST))
-    if name == "canberra":
-        den = _numerics.abs(x) + _numerics.abs(y)
-        return _weighted_sum(_numerics.safe_divide(_numerics.abs(diff), den), w)
-    if name == "braycurtis":
-        return _numerics.safe_divide(
-            _weighted_sum(_numerics.abs(diff), w), _weighted_sum(_numerics.abs(x + y), w)
-        )
-    if name == "cosine":
-        return _cosine_rowwise(x, y, w)
-    if name == "correlation":
-        if params.get("centered", True):
-            x, y = _center_rows(x, w), _center_rows(y, w)
-        return _cosine_rowwise(x, y, w)
-    if name == "jensenshannon":
-        return _jensenshannon_terms(
-            _normalize_distribution(x), _normalize_distribution(y), params.get("base")
-        )
-    if name == "dot":
-        return jnp.sum(x * y, axis=-1)
-    raise AssertionError(name)
-
-
-# --------------------------------------------------------------------------- all-pairs kernels
-# Each works on one pair of matrices x (n, d), y (m, d) and returns (n, m); _per_matrix maps
-# them over the flattened batch (a plain call for a batch of one, so XLA sees 2-D work).
+# --------------------------------------------------------------------------- all-pairs evaluation
+# Each evaluator works on batches x (B, n, d), y (B, m, d) and returns (B, n, m).
 
 
 def _per_matrix(fn, x, y, sequential=False):
@@ -414,119 +576,28 @@ def _set_diagonal(out, diag):
     return out.at[i, i].set(diag.astype(out.dtype), indices_are_sorted=True, unique_indices=True)
 
 
-def _gram(a, b, precision, **kwargs):
-    """``a @ b^T``: (n, k), (m, k) -> (n, m)."""
-    return jnp.dot(a, b.T, precision=precision, **kwargs)
+def _gram_pairs(info, params, x, y, precision, same):
+    xs = info.transform(x, params)
+    ys = xs if same else info.transform(y, params)
 
-
-#: Squared distances below SNAP * sqrt(d + 2) * eps * (|x|^2 + |y|^2) (centred norms) are
-#: rounding noise of the product (measured: at most 0.52 sqrt(d + 2) eps for identical points)
-#: and are returned as 0.
-SNAP = 4.0
-#: All-pairs problems with n * m * d at most this many elements are computed directly
-#: (exact differences, no product).
-DIRECT_ELEMENTS = 1 << 18
-
-
-def _squared_gram(x, y, precision, metric_matrix=None):
-    """``(x_i - y_j)^T S (x_i - y_j)`` (S = I by default) via one product, after centring.
-
-    The norms ride in the product: ``[-2 S x, x^T S x, 1] . [y, 1, y^T S y]``;
-    the only pass after it clamps at 0 and zeroes values within rounding noise.
-    Small problems are computed directly from the differences.
-    """
-    n, d = x.shape
-    m = y.shape[0]
-    if n * m * d <= DIRECT_ELEMENTS:
-        diff = x[:, None, :] - y[None, :, :]
-        if metric_matrix is None:
-            return jnp.sum(diff * diff, axis=-1)
-        return jax.nn.relu(jnp.einsum("nmi,ij,nmj->nm", diff, metric_matrix, diff, precision=precision))
-    mu = (jnp.sum(x, axis=0) + jnp.sum(y, axis=0)) / max(n + m, 1)
-    xc, yc = x - mu, y - mu
-    if metric_matrix is None:
-        xs, ys = xc, yc
-    else:
-        xs = jnp.dot(xc, metric_matrix, precision=precision)
-        ys = jnp.dot(yc, metric_matrix, precision=precision)
-    xx = jnp.sum(xs * xc, axis=-1, keepdims=True)
-    yy = jnp.sum(ys * yc, axis=-1, keepdims=True)
-    a = jnp.concatenate([-2 * xs, xx, jnp.ones_like(xx)], axis=-1)
-    b = jnp.concatenate([yc, jnp.ones_like(yy), yy], axis=-1)
-    d2 = _gram(a, b, precision)
-    c = SNAP * math.sqrt(d + 2) * float(jnp.finfo(d2.dtype).eps)
-    noise = c * (jnp.abs(xx) + jnp.abs(yy).T)
-    return jnp.where(d2 <= noise, 0.0, d2)
-
-
-def _symmetrize(out, symmetric):
-    # (a + b) / 2 == (b + a) / 2 exactly: cdist(x) is exactly symmetric.
-    return 0.5 * (out + out.T) if symmetric else out
-
-
-def _gram_metric(name, params, x, y, precision, symmetric=False):
-    """Gram-path metrics; when n == m the diagonal is recomputed row-matched (exact).
-
-    ``symmetric`` (``y`` is ``x``) averages the result with its transpose, so the
-    matrix is exactly symmetric despite the rounding of the product.
-    """
-    w = params.get("w")
-    square = x.shape[0] == y.shape[0]
-    if name == "dot":
-        return _symmetrize(_gram(x, y, precision), symmetric)
-    if name in ("euclidean", "sqeuclidean", "seuclidean", "mahalanobis"):
-        sym = None
-        if name == "seuclidean":
-            scale = 1.0 / jnp.sqrt(params["V"])
-        else:
-            scale = None if w is None else jnp.sqrt(w)
-        xs, ys = (x, y) if scale is None else (x * scale, y * scale)
-        if name == "mahalanobis":
-            vi = params["VI"]
-            sym = 0.5 * (vi + vi.T)  # the quadratic form only sees the symmetric part
-        d2 = _symmetrize(_squared_gram(xs, ys, precision, sym), symmetric)
-        out = d2 if name == "sqeuclidean" else _numerics.sqrt(d2)
-        if square:  # exact diagonal, written after the last elementwise pass (in place)
-            out = _set_diagonal(out, _rowwise(name, params, x, y))
+    def one(u, v):
+        out = info.pairs(u, v, params, same, precision)
+        if u.shape[0] == v.shape[0]:  # exact diagonal, written after the last elementwise pass
+            out = _set_diagonal(out, info.kernel(u, v, params))
         return out
-    # cosine / correlation
-    xs, ys = x, y
-    if name == "correlation" and params.get("centered", True):
-        xs, ys = _center_rows(x, w), _center_rows(y, w)
-    if w is not None:
-        sw = jnp.sqrt(w)
-        xs, ys = xs * sw, ys * sw
-    ux, zx = _unit(xs)
-    uy, zy = _unit(ys)
-    out = jnp.clip(1.0 - _symmetrize(_gram(ux, uy, precision), symmetric), 0.0, 2.0)
-    out = jnp.where(zx[:, None] & zy[None, :], 0.0, out)  # two zero vectors: same point
-    if square:
-        out = _set_diagonal(out, _rowwise(name, params, x, y))
-    return out
+
+    return _per_matrix(one, xs, ys)
 
 
-def _count_gram(a, b, w, precision):
-    """TT counts of 0/1 matrices (weighted by w): one product, exact in float32 up to 2^24."""
-    if w is None:
-        exact = a.shape[-1] < (1 << 24)
-        ct = jnp.float32 if exact else a.dtype
-        # 0/1 products are exact at any matmul precision; accumulate in float32.
-        ntt = _gram(a.astype(ct), b.astype(ct), jax.lax.Precision.DEFAULT, preferred_element_type=ct).astype(
-            a.dtype
-        )
-        return ntt, jnp.sum(a, -1), jnp.sum(b, -1), jnp.asarray(a.shape[-1], a.dtype)
-    ntt = _gram(a * w, b, precision)
-    return ntt, jnp.sum(a * w, -1), jnp.sum(b * w, -1), jnp.sum(w)
-
-
-def _boolean_metric(name, params, x, y, dtype, precision):
+def _count_pairs(info, params, x, y, precision, dtype):
     w = params.get("w")
-    a = (x != 0).astype(dtype)
-    b = (y != 0).astype(dtype)
-    ntt, sa, sb, total = _count_gram(a, b, None if w is None else w.astype(dtype), precision)
-    ntf = sa[:, None] - ntt
-    nft = sb[None, :] - ntt
-    return _from_counts(name, ntt, ntf, nft, total)
+
+    def one(u, v):
+        a, b = (u != 0).astype(dtype), (v != 0).astype(dtype)
+        ntt, sa, sb, total = _pairwise.binary_counts(a, b, w, precision=precision)
+        return info.counts(ntt, sa[:, None] - ntt, sb[None, :] - ntt, total)
+
+    return _per_matrix(one, x, y)
 
 
 def _tile_sizes(n, m, d, budget):
@@ -564,56 +635,69 @@ def _tiled(kernel, x, y):
     return out[:n, :m]
 
 
-def _too_big_for_vmap(x, y):
+def _tiled_pairs(kernel, x, y):
+    """All pairs of a row-matched ``kernel(u, v)`` in tiles, for x (B, n, d), y (B, m, d)."""
     bsz, n, d = x.shape
-    return bsz * n * y.shape[1] * d > BLOCK_ELEMENTS
+    sequential = bsz * n * y.shape[1] * d > BLOCK_ELEMENTS
+
+    def pairs(u, v):
+        return kernel(u[:, None, :], v[None, :, :])
+
+    return _per_matrix(functools.partial(_tiled, pairs), x, y, sequential)
 
 
-def _elementwise_metric(name, params, x, y):
-    def kernel(xb, yb):
-        return _rowwise(name, params, xb[:, None, :], yb[None, :, :])
+def _callable_rowwise(f, params, x, y):
+    """A user's ``f(u, v, **params)`` of two ``(d,)`` vectors over broadcast rows."""
+    f = functools.partial(f, **params) if params else f
+    x, y = jnp.broadcast_arrays(x, y)
+    flat = jax.vmap(f)(x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1]))
+    return jnp.asarray(flat).reshape(x.shape[:-1])
 
-    if name == "jensenshannon":  # normalise once, not per tile
-        x, y = _normalize_distribution(x), _normalize_distribution(y)
-        base = params.get("base")
 
-        def kernel(xb, yb):  # noqa: F811
-            return _jensenshannon_terms(xb[:, None, :], yb[None, :, :], base)
-
-    fn = functools.partial(_tiled, kernel)
-    return _per_matrix(fn, x, y, sequential=_too_big_for_vmap(x, y))
+def _rowwise_pairs(info, params, x, y):
+    if callable(info):
+        return _tiled_pairs(functools.partial(_callable_rowwise, info, params), x, y)
+    x, y = info.transform(x, params), info.transform(y, params)  # once, not per tile
+    return _tiled_pairs(lambda u, v: info.kernel(u, v, params), x, y)
 
 
 def _is_binary(a):
     return jnp.all((a == 0) | (a == 1))
 
 
-def _unequal_count(x, y, w, dtype, precision, normalize):
-    """Number (or weighted fraction) of unequal coordinates: GEMM for 0/1 data, tiles otherwise.
+def _unequal_pairs(x, y, w, dtype, precision):
+    """Number of (weighted) unequal coordinates: GEMM for 0/1 data, tiles otherwise.
 
     x (B, n, d), y (B, m, d). The 0/1 test runs once over the whole batch.
     """
-    total = jnp.asarray(x.shape[-1], dtype) if w is None else jnp.sum(w)
 
-    def gemm(x, y):
-        a, b = (x != 0).astype(dtype), (y != 0).astype(dtype)
-        ntt, sa, sb, _ = _count_gram(a, b, w, precision)
+    def gemm(u, v):
+        a, b = (u != 0).astype(dtype), (v != 0).astype(dtype)
+        ntt, sa, sb, _ = _pairwise.binary_counts(a, b, w, precision=precision)
         return sa[:, None] + sb[None, :] - 2 * ntt
-
-    def kernel(xb, yb):
-        return _weighted_sum((xb[:, None, :] != yb[None, :, :]).astype(dtype), w)
 
     def by_gemm(x, y):
         return _per_matrix(gemm, x, y)
 
     def by_tiles(x, y):
-        return _per_matrix(functools.partial(_tiled, kernel), x, y, _too_big_for_vmap(x, y))
+        return _tiled_pairs(lambda u, v: _weighted_sum((u != v).astype(dtype), w), x, y)
 
     if x.dtype == jnp.bool_ and y.dtype == jnp.bool_:
-        count = by_gemm(x, y)
-    else:
-        count = jax.lax.cond(_is_binary(x) & _is_binary(y), by_gemm, by_tiles, x, y)
-    return _numerics.safe_divide(count, total) if normalize else count
+        return by_gemm(x, y)
+    return jax.lax.cond(_is_binary(x) & _is_binary(y), by_gemm, by_tiles, x, y)
+
+
+def _all_pairs(info, params, x, y, precision, same, dtype):
+    """Dispatch on the record's kind (x (B, n, d), y (B, m, d) -> (B, n, m))."""
+    if callable(info) or info.kind == "rowwise":
+        return _rowwise_pairs(info, params, x, y)
+    if info.kind == "gram":
+        return _gram_pairs(info, params, x, y, precision, same)
+    if info.name == "hamming":  # not only 0/1 data: unequal coordinates
+        w = params.get("w")
+        total = jnp.asarray(x.shape[-1], dtype) if w is None else jnp.sum(w)
+        return _numerics.safe_divide(_unequal_pairs(x, y, w, dtype, precision), total)
+    return _count_pairs(info, params, x, y, precision, dtype)
 
 
 # --------------------------------------------------------------------------- public API
@@ -643,49 +727,44 @@ def _check_pair_shapes(x, y, fn):
         ) from None
 
 
-def _cdist_core(x, y, name, params, precision, fn, p0_count=False):
-    """All-pairs values for 2+-D x, y (y may be None); returns (values, out_dtype)."""
-    same = y is None or y is x  # cdist(x) / cdist(x, x): exactly symmetric result
+def _pair_inputs(x, y, fn, keep_dtype):
+    """``x``, ``y`` (None stays None) as arrays, the batch shape, compute and output dtypes."""
     x = jnp.asarray(x)
-    y_given = y is not None
-    y = x if y is None else jnp.asarray(y)
-    batch = _check_pair_shapes(x, y, fn)
-    d = x.shape[-1]
-    params = _check_params(name, params, d, fn)
-    if name in _BOOLEAN or name == "hamming" or p0_count:
-        raw_x, raw_y = x, y
-        _, _, out_dtype = _numerics.as_float(x, y)
-        dtype = _numerics.compute_dtype(x.dtype, y.dtype)
-    else:
-        x, y, out_dtype = _numerics.as_float(x, y)
-        dtype = x.dtype
-    if params.get("w") is not None:
-        params["w"] = params["w"].astype(dtype)
-    for key in ("V", "VI"):
-        if params.get(key) is not None:
-            params[key] = jnp.asarray(params[key]).astype(dtype)
-    params = _prepare(name, params, x, y if y_given else None, fn)
-    n, m = x.shape[-2], y.shape[-2]
-    bsz = math.prod(batch)
-    xb = jnp.broadcast_to(x, (*batch, n, d)).reshape(bsz, n, d)
-    yb = jnp.broadcast_to(y, (*batch, m, d)).reshape(bsz, m, d)
-    if p0_count or name == "hamming":
-        rx = jnp.broadcast_to(raw_x, (*batch, n, d)).reshape(bsz, n, d)
-        ry = jnp.broadcast_to(raw_y, (*batch, m, d)).reshape(bsz, m, d)
-        out = _unequal_count(rx, ry, params.get("w"), dtype, precision, normalize=not p0_count)
-    elif name in _BOOLEAN:
-        rx = jnp.broadcast_to(raw_x, (*batch, n, d)).reshape(bsz, n, d)
-        ry = jnp.broadcast_to(raw_y, (*batch, m, d)).reshape(bsz, m, d)
-        out = _per_matrix(lambda u, v: _boolean_metric(name, params, u, v, dtype, precision), rx, ry)
-    elif not callable(name) and name in _GRAM:
+    y = None if y is None else jnp.asarray(y)
+    batch = _check_pair_shapes(x, x if y is None else y, fn)
+    _, _, out_dtype = _numerics.as_float(x, x if y is None else y)
+    dtype = _numerics.compute_dtype(x.dtype, x.dtype if y is None else y.dtype)
+    if not keep_dtype:
+        x = x.astype(dtype)
+        y = None if y is None else y.astype(dtype)
+    return x, y, batch, dtype, out_dtype
 
-        def gram(u, v):
-            return _gram_metric(name, params, u, v, precision, same)
 
-        out = _per_matrix(gram, xb, yb)
-    else:
-        out = _elementwise_metric(name, params, xb, yb)
-    return out.reshape(*batch, n, m), out_dtype
+def _flat_batch(a, batch):
+    """``a (..., n, d)`` broadcast to the batch shape and flattened to ``(B, n, d)``."""
+    return jnp.broadcast_to(a, (*batch, *a.shape[-2:])).reshape(math.prod(batch), *a.shape[-2:])
+
+
+def _cdist_core(x, y, info, params, precision, fn):
+    """All-pairs values for 2+-D x, y (y None: x against itself); returns (values, out_dtype)."""
+    keep = not callable(info) and info.kind == "counts"  # counts read x != 0 of the raw data
+    x, y, batch, dtype, out_dtype = _pair_inputs(x, y, fn, keep)
+    params = _check_params(info, params, x.shape[-1], fn)
+    params = _prepare_params(info, params, x, y, dtype, fn)
+    same = y is None
+    xb = _flat_batch(x, batch)
+    yb = xb if same else _flat_batch(y, batch)
+    out = _all_pairs(info, params, xb, yb, precision, same, dtype)
+    return out.reshape(*batch, *out.shape[-2:]), out_dtype
+
+
+def unequal_counts(x, y=None, *, fn: str = "cdist") -> jax.Array:
+    """``(..., n, m)`` numbers of unequal coordinates (hamming's numerator), in the float dtype."""
+    x, y, batch, dtype, out_dtype = _pair_inputs(x, y, fn, keep_dtype=True)
+    xb = _flat_batch(x, batch)
+    yb = xb if y is None else _flat_batch(y, batch)
+    out = _unequal_pairs(xb, yb, None, dtype, HIGHEST)
+    return out.reshape(*batch, *out.shape[-2:]).astype(out_dtype)
 
 
 def _is_packed(a) -> bool:
@@ -716,44 +795,62 @@ def _packed_hamming(x, y, params, fn):
     return counts.astype(_numerics.default_float_dtype()) / num_bits
 
 
-def cdist(x, y=None, metric="euclidean", *, precision=HIGHEST, **params):
+def cdist(
+    x: ArrayLike,
+    y: ArrayLike | None = None,
+    metric: str | Callable = "euclidean",
+    *,
+    precision=HIGHEST,
+    **params,
+) -> jax.Array:
     """All-pairs distances between the rows of ``x`` and the rows of ``y``.
 
     ``out[..., i, j] = metric(x[..., i, :], y[..., j, :])`` for every metric of
     ``scipy.spatial.distance.cdist`` with scipy's meaning and parameters:
 
-    ============== ============================================== ===========
-    metric         ``d(u, v)``                                    parameters
-    ============== ============================================== ===========
-    euclidean      ``sqrt(sum w (u - v)^2)``                      ``w``
-    sqeuclidean    ``sum w (u - v)^2``                            ``w``
-    minkowski      ``(sum w |u - v|^p)^(1/p)``, ``0 < p <= inf``  ``p=2, w``
-    cityblock      ``sum w |u - v|`` (alias ``manhattan``)        ``w``
-    chebyshev      ``max |u - v|`` over ``w > 0``                 ``w``
-    seuclidean     ``sqrt(sum (u - v)^2 / V)``                    ``V``
-    mahalanobis    ``sqrt((u - v)^T VI (u - v))``                 ``VI``
-    cosine         ``1 - u.v / (|u| |v|)``                        ``w``
-    correlation    cosine of the mean-centred vectors             ``w, centered``
-    canberra       ``sum w |u - v| / (|u| + |v|)``                ``w``
-    braycurtis     ``sum w |u - v| / sum w |u + v|``              ``w``
-    jensenshannon  ``sqrt(JS(u / sum u, v / sum v))``             ``base``
-    hamming        weighted fraction of unequal coordinates       ``w``
-                   (packed uint32 codes: int32 bit counts, or the
-                   fraction with ``num_bits``)                    ``num_bits``
-    jaccard, dice, rogerstanimoto, russellrao, sokalsneath, yule:
-                   scipy's boolean dissimilarities of ``u != 0``  ``w``
-    dot            ``u.v`` (a similarity, not a distance)
-    callable       ``f(u, v, **params)`` (vmapped over pairs)
-    ============== ============================================== ===========
+    ============== ========================================= ===========
+    metric         ``d(u, v)``                               parameters
+    ============== ========================================= ===========
+    euclidean      ``sqrt(sum w (u - v)^2)``                 w
+    sqeuclidean    ``sum w (u - v)^2``                       w
+    minkowski      ``(sum w |u - v|^p)^(1/p), 0 < p <= inf`` p, w
+    cityblock      ``sum w |u - v|``                         w
+    chebyshev      ``max |u - v| over w > 0``                w
+    seuclidean     ``sqrt(sum (u - v)^2 / V)``               V
+    mahalanobis    ``sqrt((u - v)^T VI (u - v))``            VI
+    cosine         ``1 - u.v / (|u| |v|)``                   w
+    correlation    ``1 - cos(u - mean u, v - mean v)``       w, centered
+    canberra       ``sum w |u - v| / (|u| + |v|)``           w
+    braycurtis     ``sum w |u - v| / sum w |u + v|``         w
+    jensenshannon  ``sqrt(JS(u / sum u, v / sum v))``        base
+    hamming        ``sum w [u != v] / sum w``                w
+    jaccard        ``(TF + FT) / (TT + TF + FT)``            w
+    dice           ``(TF + FT) / (2 TT + TF + FT)``          w
+    rogerstanimoto ``2 (TF + FT) / (n + TF + FT)``           w
+    russellrao     ``(n - TT) / n``                          w
+    sokalsneath    ``2 (TF + FT) / (TT + 2 (TF + FT))``      w
+    yule           ``2 TF FT / (TT FF + TF FT)``             w
+    dot            ``u.v``
+    ============== ========================================= ===========
+
+    ``dot`` is a similarity, not a distance. ``hamming`` on packed ``uint32``
+    codes gives int32 bit counts (or the fraction with ``num_bits``); a
+    callable ``f(u, v, **params)`` is vmapped over pairs. scipy's aliases
+    (``"cos"``, ``"cb"``...) are accepted, plus ``"manhattan"`` and ``"inner"``.
 
     ``V`` defaults to the variances and ``VI`` to the inverse covariance of the
     rows of ``x`` and ``y`` together (scipy's defaults).
 
-    Computation: euclidean-type, cosine, correlation and dot through one matrix
-    product of centred data (``precision`` applies there), clamped at 0, with
-    an exact diagonal when ``n == m`` (so ``cdist(x)`` has a zero diagonal);
-    boolean metrics through one product of 0/1 matrices; other metrics in
-    tiles of at most ``BLOCK_ELEMENTS`` elements.
+    ``TT``, ``TF``, ``FT``, ``FF`` count the coordinates where ``u != 0`` and
+    ``v != 0`` are true/false (weighted by ``w``), ``n`` is their total.
+
+    Computation (each metric's ``kind`` in ``METRIC_INFO``): euclidean-type,
+    cosine, correlation and dot through one matrix product of centred data
+    (``precision`` applies there), clamped at 0, with an exact diagonal when
+    ``n == m`` (so ``cdist(x)`` and ``cdist(x, x)`` have a zero diagonal;
+    ``cdist(x)`` is also exactly symmetric); boolean metrics through one
+    product of 0/1 matrices; other metrics in tiles of at most
+    ``BLOCK_ELEMENTS`` elements.
 
     Edge cases: cosine/correlation similarity with a zero (constant) vector is
     0, so the distance is 1; two zero vectors are at distance 0. 0/0 ratios
@@ -798,14 +895,14 @@ def cdist(x, y=None, metric="euclidean", *, precision=HIGHEST, **params):
 
     scipy: scipy.spatial.distance.cdist; PyTorch: torch.cdist
     """
-    name = _resolve_metric(metric, "cdist")
-    if name == "hamming" and (_is_packed(x) or _is_packed(y)):
+    info = _resolve_metric(metric, "cdist")
+    if info is METRIC_INFO["hamming"] and (_is_packed(x) or _is_packed(y)):
         return _packed_hamming(x, y, params, "cdist")
-    out, out_dtype = _cdist_core(x, y, name, dict(params), precision, "cdist")
+    out, out_dtype = _cdist_core(x, y, info, dict(params), precision, "cdist")
     return out.astype(out_dtype)
 
 
-def pdist(x, metric="euclidean", *, precision=HIGHEST, **params):
+def pdist(x: ArrayLike, metric: str | Callable = "euclidean", *, precision=HIGHEST, **params) -> jax.Array:
     """Condensed distances ``d(x[i], x[j])`` for ``i < j`` in scipy's (row-major) order.
 
     Same metrics and parameters as ``cdist``. For ``n`` rows the result has
@@ -828,19 +925,17 @@ def pdist(x, metric="euclidean", *, precision=HIGHEST, **params):
 
     scipy: scipy.spatial.distance.pdist; PyTorch: torch.pdist
     """
-    name = _resolve_metric(metric, "pdist")
-    if name == "hamming" and _is_packed(x):
+    info = _resolve_metric(metric, "pdist")
+    if info is METRIC_INFO["hamming"] and _is_packed(x):
         out, out_dtype = _packed_hamming(x, None, params, "pdist"), None
-        n = out.shape[-1]
-        rows, cols = np.triu_indices(n, 1)
-        return out[..., rows, cols]
-    out, out_dtype = _cdist_core(x, None, name, dict(params), precision, "pdist")
-    n = out.shape[-1]
-    rows, cols = np.triu_indices(n, 1)
-    return out[..., rows, cols].astype(out_dtype)
+    else:
+        out, out_dtype = _cdist_core(x, None, info, dict(params), precision, "pdist")
+    rows, cols = np.triu_indices(out.shape[-1], 1)
+    out = out[..., rows, cols]
+    return out if out_dtype is None else out.astype(out_dtype)
 
 
-def squareform(x, force: str = "no", checks: bool = True):
+def squareform(x: ArrayLike, force: str = "no", checks: bool = True) -> jax.Array:
     """Converts a condensed distance vector to a square matrix and back (scipy's order).
 
     A vector of length ``k = n (n - 1) / 2`` becomes the symmetric ``(n, n)``
@@ -895,7 +990,9 @@ def squareform(x, force: str = "no", checks: bool = True):
     return out.at[cols, rows].set(x)
 
 
-def pairwise_distance(x, y, metric="euclidean", *, axis: int = -1, **params):
+def pairwise_distance(
+    x: ArrayLike, y: ArrayLike, metric: str | Callable = "euclidean", *, axis: int = -1, **params
+) -> jax.Array:
     """Row-matched distances ``metric(x[..., :], y[..., :])`` along ``axis`` (broadcasting).
 
     The row-matched form of ``cdist``, with the same metrics, parameters
@@ -926,39 +1023,35 @@ def pairwise_distance(x, y, metric="euclidean", *, axis: int = -1, **params):
     torch.nn.functional.pairwise_distance
     """
     fn = "pairwise_distance"
-    name = _resolve_metric(metric, fn)
+    info = _resolve_metric(metric, fn)
     shape = _checks.broadcast_shapes(x, y, ("x", "y"), fn)
     if len(shape) == 0:
         raise ValueError(f"{fn}: `x` and `y` must have at least 1 dimension; got scalars.")
     ax = _checks.check_axis(axis, len(shape), "axis", fn)[0]
     x = jnp.moveaxis(jnp.broadcast_to(jnp.asarray(x), shape), ax, -1)
     y = jnp.moveaxis(jnp.broadcast_to(jnp.asarray(y), shape), ax, -1)
-    d = x.shape[-1]
-    params = _check_params(name, dict(params), d, fn)
-    if not callable(name) and (name in _BOOLEAN or name == "hamming"):
-        _, _, out_dtype = _numerics.as_float(x, y)
-        dtype = _numerics.compute_dtype(x.dtype, y.dtype)
-        if params.get("w") is not None:
-            params["w"] = params["w"].astype(dtype)
-        if name == "hamming":
-            total = jnp.asarray(d, dtype) if params["w"] is None else jnp.sum(params["w"])
-            ne = (x != y).astype(dtype)
-            return _numerics.safe_divide(_weighted_sum(ne, params["w"]), total).astype(out_dtype)
-        return _rowwise(name, params, x, y).astype(out_dtype)
-    x, y, out_dtype = _numerics.as_float(x, y)
-    if params.get("w") is not None:
-        params["w"] = params["w"].astype(x.dtype)
-    for key in ("V", "VI"):
-        if params.get(key) is not None:
-            params[key] = jnp.asarray(params[key]).astype(x.dtype)
-    params = _prepare(name, params, x, y, fn)
-    return _rowwise(name, params, x, y).astype(out_dtype)
+    _, _, out_dtype = _numerics.as_float(x, y)
+    dtype = _numerics.compute_dtype(x.dtype, y.dtype)
+    if callable(info) or info.kind != "counts":  # counts read x != 0 of the raw data
+        x, y = x.astype(dtype), y.astype(dtype)
+    params = _check_params(info, dict(params), x.shape[-1], fn)
+    params = _prepare_params(info, params, x, y, dtype, fn)
+    if callable(info):
+        return _callable_rowwise(info, params, x, y).astype(out_dtype)
+    return info.rowwise(x, y, params).astype(out_dtype)
 
 
 # --------------------------------------------------------------------------- cosine (optax names)
 
 
-def cosine_similarity(predictions, targets, *, epsilon=0.0, axis=-1, where=None):
+def cosine_similarity(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    epsilon: float = 0.0,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Cosine similarity ``u.v / (|u| |v|)`` along ``axis`` (optax's signature and numbers).
 
     ``|u|`` is ``sqrt(max(sum u^2, epsilon))`` (optax clips the squared norm at
@@ -999,7 +1092,14 @@ def cosine_similarity(predictions, targets, *, epsilon=0.0, axis=-1, where=None)
     return jnp.sum(unit(a) * unit(b), axis=axes, where=where).astype(out_dtype)
 
 
-def cosine_distance(predictions, targets, *, epsilon=0.0, axis=-1, where=None):
+def cosine_distance(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    epsilon: float = 0.0,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Cosine distance ``1 - cosine_similarity`` along ``axis`` (optax's signature).
 
     A zero vector has similarity 0, so distance 1 (optax returns NaN).
@@ -1022,38 +1122,3 @@ def cosine_distance(predictions, targets, *, epsilon=0.0, axis=-1, where=None):
     optax: cosine_distance
     """
     return 1.0 - cosine_similarity(predictions, targets, epsilon=epsilon, axis=axis, where=where)
-
-
-# --------------------------------------------------------------------------- PyTorch-specific cores
-
-
-def minkowski_cdist(x, y, p: float, precision=HIGHEST, fn: str = "cdist"):
-    """``torch.cdist``'s ``(sum |x_i - y_j|^p)^(1/p)`` for any ``p >= 0`` (0 counts unequal)."""
-    p = float(p)
-    if p == 0:
-        out, out_dtype = _cdist_core(x, y, "hamming", {}, precision, fn, p0_count=True)
-    elif p == 2:
-        out, out_dtype = _cdist_core(x, y, "euclidean", {}, precision, fn)
-    elif p == 1:
-        out, out_dtype = _cdist_core(x, y, "cityblock", {}, precision, fn)
-    elif p == math.inf:
-        out, out_dtype = _cdist_core(x, y, "chebyshev", {}, precision, fn)
-    else:
-        out, out_dtype = _cdist_core(x, y, "minkowski", {"p": p}, precision, fn)
-    return out.astype(out_dtype)
-
-
-def torch_cosine_similarity(x1, x2, axis: int, eps: float):
-    """PyTorch 2.x's ``sum((x1 / max(|x1|, eps)) * (x2 / max(|x2|, eps)))``.
-
-    Each norm is clamped at ``eps`` in value only: PyTorch clamps in place
-    under ``no_grad``, so the gradient flows through the unclamped norm (whose
-    gradient is 0 at a zero vector).
-    """
-
-    def unit(v):
-        n = _numerics.p_norm(v, 2.0, axis, True)
-        clamped = n + jax.lax.stop_gradient(jnp.maximum(n, eps) - n)
-        return v / clamped
-
-    return jnp.sum(unit(x1) * unit(x2), axis=axis)

@@ -16,9 +16,13 @@ Two kinds of losses live here.
 In-batch mining never builds variable-length index lists: every miner works
 with fixed-shape boolean masks over the ``(B, B)`` distance matrix (see
 ``positive_mask``, ``negative_mask``, ``triplet_mask``), so a
-whole training step jit-compiles. The distance matrix comes from one matrix
-product (``precision=HIGHEST`` by default), clamped at 0, with an exact zero
-diagonal and a zero-at-zero square-root gradient.
+whole training step jit-compiles. The distance matrix comes from the
+all-pairs core shared with ``cdist``: one matrix product of the centred
+embeddings (``precision=HIGHEST`` by default, accurate on data with a common
+offset), clamped at 0, with an exact zero diagonal, an exactly symmetric
+matrix and a zero-at-zero square-root gradient. Cosine distances follow
+``cdist``'s zero-vector rule (two zero vectors are at distance 0, a zero
+vector is at distance 1 from any other).
 
 NT-Xent, InfoNCE and supervised contrastive accept ``axis_name``: inside
 ``shard_map`` or ``pmap`` the candidates (negatives and positives) are
@@ -31,8 +35,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from . import _checks, _numerics
+from . import _checks, _numerics, _pairwise
 
 __all__ = [
     "batch_all_triplet_loss",
@@ -97,7 +102,7 @@ def _check_temperature(temperature, fn: str):
 # --------------------------------------------------------------------------- masks
 
 
-def positive_mask(labels):
+def positive_mask(labels: ArrayLike) -> jax.Array:
     """``(B, B)`` boolean mask of positive pairs: ``labels[i] == labels[j]`` and ``i != j``.
 
     Args:
@@ -120,7 +125,7 @@ def positive_mask(labels):
     return same & ~jnp.eye(labels.shape[0], dtype=bool)
 
 
-def negative_mask(labels):
+def negative_mask(labels: ArrayLike) -> jax.Array:
     """``(B, B)`` boolean mask of negative pairs: ``labels[i] != labels[j]``.
 
     Args:
@@ -142,7 +147,7 @@ def negative_mask(labels):
     return labels[:, None] != labels[None, :]
 
 
-def triplet_mask(labels):
+def triplet_mask(labels: ArrayLike) -> jax.Array:
     """``(B, B, B)`` boolean mask of valid triplets ``(a, p, n)``.
 
     ``mask[a, p, n]`` is True when ``p != a``, ``labels[p] == labels[a]`` and
@@ -179,27 +184,10 @@ def _normalize(x):
     return x / jnp.maximum(norm, tiny)
 
 
-def _distance_matrix(x, *, metric="euclidean", squared=False, precision=_HIGHEST):
-    """``(B, B)`` in-batch distances of the rows of ``x`` through one matrix product.
-
-    * euclidean: ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` clamped at 0 (gradient 0
-      where clamped), an exact zero diagonal, then the safe square root
-      (gradient 0 at 0) unless ``squared``;
-    * cosine: ``1 - cos(x_i, x_j)`` clamped at 0, exact zero diagonal.
-
-    Coincident rows give distance (about) 0 and a finite gradient.
-    """
-    n = x.shape[0]
-    eye = jnp.eye(n, dtype=bool)
-    if metric == "cosine":
-        u = _normalize(x)
-        d = 1 - jnp.matmul(u, u.T, precision=precision)
-        return jnp.where((d > 0) & ~eye, d, 0)
-    sq_norms = jnp.sum(x * x, axis=-1)
-    gram = jnp.matmul(x, x.T, precision=precision)
-    sq = sq_norms[:, None] + sq_norms[None, :] - 2 * gram
-    sq = jnp.where((sq > 0) & ~eye, sq, 0)
-    return sq if squared else _numerics.sqrt(sq)
+def _in_batch_distances(x, metric, squared, precision):
+    """``(B, B)`` distances of the rows of ``x`` to each other (the pairwise core, one set)."""
+    name = "sqeuclidean" if squared else metric
+    return _pairwise.distances(x, metric=name, same=True, precision=precision)
 
 
 def _prepare(embeddings, labels, fn):
@@ -207,6 +195,15 @@ def _prepare(embeddings, labels, fn):
     labels = _check_labels(labels, np.shape(embeddings)[0], fn)
     x, out_dtype = _numerics.as_float(embeddings)
     return x, labels, out_dtype
+
+
+def _triplet_setup(embeddings, labels, fn, margin, metric, squared, precision):
+    """Validated inputs of an in-batch triplet loss: distances, positive and negative masks."""
+    x, labels, out_dtype = _prepare(embeddings, labels, fn)
+    _check_metric(metric, squared, fn)
+    _check_margin(margin, fn)
+    dist = _in_batch_distances(x, metric, squared, precision)
+    return dist, positive_mask(labels), negative_mask(labels), x.dtype, out_dtype
 
 
 def _sorted_negatives(dist, neg):
@@ -239,9 +236,9 @@ def _lp_distance(x, y, p, eps, axis, squared=False):
 
 
 def triplet_margin_loss(
-    anchors,
-    positives,
-    negatives,
+    anchors: ArrayLike,
+    positives: ArrayLike,
+    negatives: ArrayLike,
     axis: int = -1,
     norm_degree: float = 2,
     margin: float = 1.0,
@@ -249,7 +246,7 @@ def triplet_margin_loss(
     *,
     swap: bool = False,
     squared: bool = False,
-):
+) -> jax.Array:
     r"""Triplet margin loss per triplet: ``relu(d(a, p) - d(a, n) + margin)``.
 
     $$
@@ -262,8 +259,8 @@ def triplet_margin_loss(
     odd degrees take the absolute value (optax forgets it). With ``swap`` the
     negative distance is ``min(d(a, n), d(p, n))`` (Balntas et al. 2016, as
     PyTorch). With ``squared`` the distances are squared, ``d(x, y)^2``: with
-    ``norm_degree=2``, ``margin=0.2`` and ``eps=0`` this is the seed notes'
-    ``relu(||p - q||^2 - ||p - r||^2 + 0.2)``.
+    ``norm_degree=2``, ``margin=0.2`` and ``eps=0`` this is the triplet loss
+    on squared Euclidean distances, ``relu(||a - p||^2 - ||a - n||^2 + 0.2)``.
 
     Args:
       anchors: ``(..., d)`` anchor embeddings.
@@ -289,7 +286,7 @@ def triplet_margin_loss(
       >>> n = jnp.array([[1.0, 0.0], [0.0, 1.0]])
       >>> triplet_margin_loss(a, p, n)
       Array([0.14142, 0.14142], dtype=float32)
-      >>> triplet_margin_loss(a, p, n, margin=0.2, eps=0.0, squared=True)  # the seed's form
+      >>> triplet_margin_loss(a, p, n, margin=0.2, eps=0.0, squared=True)  # squared distances
       Array([0., 0.], dtype=float32)
 
     References:
@@ -316,15 +313,15 @@ def triplet_margin_loss(
 
 
 def batch_hard_triplet_loss(
-    embeddings,
-    labels,
+    embeddings: ArrayLike,
+    labels: ArrayLike,
     *,
     margin: float = 1.0,
     squared: bool = False,
     metric: str = "euclidean",
     soft: bool = False,
     precision=_HIGHEST,
-):
+) -> jax.Array:
     r"""Batch-hard triplet loss (Hermans et al. 2017): hardest positive vs hardest negative.
 
     For every anchor ``a`` with at least one positive and one negative,
@@ -369,12 +366,9 @@ def batch_hard_triplet_loss(
     pytorch-metric-learning: TripletMarginLoss + BatchHardMiner (reducer=MeanReducer())
     """
     fn = "batch_hard_triplet_loss"
-    x, labels, out_dtype = _prepare(embeddings, labels, fn)
-    _check_metric(metric, squared, fn)
-    _check_margin(margin, fn)
-    dist = _distance_matrix(x, metric=metric, squared=squared, precision=precision)
-    pos = positive_mask(labels)
-    neg = negative_mask(labels)
+    dist, pos, neg, dtype, out_dtype = _triplet_setup(
+        embeddings, labels, fn, margin, metric, squared, precision
+    )
     # initial=: an empty batch (B = 0) reduces over a zero-size axis
     hardest_pos = jnp.max(jnp.where(pos, dist, -jnp.inf), axis=-1, initial=-jnp.inf)
     hardest_neg = jnp.min(jnp.where(neg, dist, jnp.inf), axis=-1, initial=jnp.inf)
@@ -382,18 +376,18 @@ def batch_hard_triplet_loss(
     violation = jnp.where(valid, hardest_pos, 0) - jnp.where(valid, hardest_neg, 0) + margin
     per_anchor = jax.nn.softplus(violation) if soft else jax.nn.relu(violation)
     total = jnp.sum(jnp.where(valid, per_anchor, 0))
-    return _numerics.safe_divide(total, jnp.sum(valid).astype(x.dtype)).astype(out_dtype)
+    return _numerics.safe_divide(total, jnp.sum(valid).astype(dtype)).astype(out_dtype)
 
 
 def batch_all_triplet_loss(
-    embeddings,
-    labels,
+    embeddings: ArrayLike,
+    labels: ArrayLike,
     *,
     margin: float = 1.0,
     squared: bool = False,
     metric: str = "euclidean",
     precision=_HIGHEST,
-):
+) -> jax.Array:
     r"""Batch-all triplet loss: the mean over the valid triplets whose loss is positive.
 
     Over every valid triplet ``(a, p, n)`` (``p != a`` with the label of ``a``,
@@ -427,12 +421,10 @@ def batch_all_triplet_loss(
     pytorch-metric-learning: TripletMarginLoss (all triplets, default AvgNonZeroReducer)
     """
     fn = "batch_all_triplet_loss"
-    x, labels, out_dtype = _prepare(embeddings, labels, fn)
-    _check_metric(metric, squared, fn)
-    _check_margin(margin, fn)
-    dist = _distance_matrix(x, metric=metric, squared=squared, precision=precision)
-    pos = positive_mask(labels)
-    s, _ = _sorted_negatives(dist, negative_mask(labels))
+    dist, pos, neg, dtype, out_dtype = _triplet_setup(
+        embeddings, labels, fn, margin, metric, squared, precision
+    )
+    s, _ = _sorted_negatives(dist, neg)
     threshold = dist + margin  # [a, p]: a negative violates iff D_an < D_ap + m
     count = _row_searchsorted_left(s, threshold)  # [a, p]
     prefix = jnp.concatenate(
@@ -441,18 +433,18 @@ def batch_all_triplet_loss(
     below = jnp.take_along_axis(prefix, count, axis=-1)  # sum of the violating D_an
     count = jnp.where(pos, count, 0)
     total = jnp.sum(jnp.where(pos, count * threshold - below, 0))
-    return _numerics.safe_divide(total, jnp.sum(count).astype(x.dtype)).astype(out_dtype)
+    return _numerics.safe_divide(total, jnp.sum(count).astype(dtype)).astype(out_dtype)
 
 
 def semi_hard_triplet_loss(
-    embeddings,
-    labels,
+    embeddings: ArrayLike,
+    labels: ArrayLike,
     *,
     margin: float = 1.0,
     squared: bool = False,
     metric: str = "euclidean",
     precision=_HIGHEST,
-):
+) -> jax.Array:
     r"""Semi-hard triplet loss (FaceNet) exactly as TensorFlow Addons' ``triplet_semihard_loss``.
 
     For every positive pair ``(a, p)`` (``p != a``, same label) the negative is
@@ -498,12 +490,9 @@ def semi_hard_triplet_loss(
     TensorFlow Addons: tfa.losses.triplet_semihard_loss (re-implemented in the tests)
     """
     fn = "semi_hard_triplet_loss"
-    x, labels, out_dtype = _prepare(embeddings, labels, fn)
-    _check_metric(metric, squared, fn)
-    _check_margin(margin, fn)
-    dist = _distance_matrix(x, metric=metric, squared=squared, precision=precision)
-    pos = positive_mask(labels)
-    neg = negative_mask(labels)
+    dist, pos, neg, dtype, out_dtype = _triplet_setup(
+        embeddings, labels, fn, margin, metric, squared, precision
+    )
     s, n_neg = _sorted_negatives(dist, neg)
     first_farther = _row_searchsorted_right(s, dist)  # [a, p]: first sorted D_an > D_ap
     has_outside = first_farther < n_neg[:, None]
@@ -516,7 +505,7 @@ def semi_hard_triplet_loss(
     inside = jnp.max(jnp.where(neg, dist - row_min, 0), axis=-1, keepdims=True, initial=0) + row_min
     semi_hard = jnp.where(has_outside, outside, inside)
     losses = jnp.where(pos, jax.nn.relu(margin + dist - semi_hard), 0)
-    return _numerics.safe_divide(jnp.sum(losses), jnp.sum(pos).astype(x.dtype)).astype(out_dtype)
+    return _numerics.safe_divide(jnp.sum(losses), jnp.sum(pos).astype(dtype)).astype(out_dtype)
 
 
 # ------------------------------------------------------------------------- pair losses (PyTorch)
@@ -528,7 +517,9 @@ def _pair_inputs(x1, x2, targets, fn, names):
     return a, b, t, _numerics.output_dtype(jnp.asarray(x1).dtype, jnp.asarray(x2).dtype)
 
 
-def cosine_embedding_loss(inputs1, inputs2, targets, *, margin: float = 0.0, axis: int = -1):
+def cosine_embedding_loss(
+    inputs1: ArrayLike, inputs2: ArrayLike, targets: ArrayLike, *, margin: float = 0.0, axis: int = -1
+) -> jax.Array:
     r"""Cosine embedding loss per pair: ``1 - cos`` (y = 1), ``relu(cos - margin)`` (y = -1).
 
     $$
@@ -570,7 +561,9 @@ def cosine_embedding_loss(inputs1, inputs2, targets, *, margin: float = 0.0, axi
     return out.astype(out_dtype)
 
 
-def margin_ranking_loss(inputs1, inputs2, targets, *, margin: float = 0.0):
+def margin_ranking_loss(
+    inputs1: ArrayLike, inputs2: ArrayLike, targets: ArrayLike, *, margin: float = 0.0
+) -> jax.Array:
     r"""Margin ranking loss per pair: ``relu(-y (x_1 - x_2) + margin)``.
 
     Args:
@@ -596,7 +589,7 @@ def margin_ranking_loss(inputs1, inputs2, targets, *, margin: float = 0.0):
     return jax.nn.relu(-t * (a - b) + margin).astype(out_dtype)
 
 
-def hinge_embedding_loss(inputs, targets, *, margin: float = 1.0):
+def hinge_embedding_loss(inputs: ArrayLike, targets: ArrayLike, *, margin: float = 1.0) -> jax.Array:
     r"""Hinge embedding loss per element: ``x`` (``y = 1``), ``relu(margin - x)`` (``y = -1``).
 
     As PyTorch, an element whose target is neither 1 nor -1 gets both terms,
@@ -626,7 +619,14 @@ def hinge_embedding_loss(inputs, targets, *, margin: float = 1.0):
     return out.astype(out_dtype)
 
 
-def contrastive_loss(embeddings_a, embeddings_b, labels, *, margin: float = 1.0, axis: int = -1):
+def contrastive_loss(
+    embeddings_a: ArrayLike,
+    embeddings_b: ArrayLike,
+    labels: ArrayLike,
+    *,
+    margin: float = 1.0,
+    axis: int = -1,
+) -> jax.Array:
     r"""Contrastive loss per pair (Hadsell et al. 2006): ``y d^2 + (1 - y) relu(margin - d)^2``.
 
     ``d = ||a - b||_2`` over ``axis``; ``y = 1`` for a similar pair and 0 for
@@ -916,7 +916,7 @@ def info_nce(
     return _cross_entropy_on_diagonal(queries, keys, fn, temperature, normalize, axis_name, precision)
 
 
-def npair_loss(anchors, positives, *, precision=_HIGHEST):
+def npair_loss(anchors: ArrayLike, positives: ArrayLike, *, precision=_HIGHEST) -> jax.Array:
     r"""N-pair loss (Sohn 2016): each anchor's own positive against the other anchors' positives.
 
     $$
@@ -951,7 +951,9 @@ def npair_loss(anchors, positives, *, precision=_HIGHEST):
     return _cross_entropy_on_diagonal(anchors, positives, "npair_loss", 1.0, False, None, precision)
 
 
-def lifted_structured_loss(embeddings, labels, *, margin: float = 1.0, precision=_HIGHEST):
+def lifted_structured_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, margin: float = 1.0, precision=_HIGHEST
+) -> jax.Array:
     r"""Lifted structured loss (Oh Song et al. 2016).
 
     For every unordered positive pair ``{i, j}``, with ``N(i)`` the negatives of ``i``,
@@ -991,7 +993,7 @@ def lifted_structured_loss(embeddings, labels, *, margin: float = 1.0, precision
     fn = "lifted_structured_loss"
     x, labels, out_dtype = _prepare(embeddings, labels, fn)
     _check_margin(margin, fn)
-    dist = _distance_matrix(x, precision=precision)
+    dist = _in_batch_distances(x, "euclidean", False, precision)
     pos = positive_mask(labels)
     lse, has = _masked_logsumexp(margin - dist, negative_mask(labels))
     # log(exp(lse_i) + exp(lse_j)) over the members that have negatives
@@ -1007,7 +1009,9 @@ def lifted_structured_loss(embeddings, labels, *, margin: float = 1.0, precision
     return _numerics.safe_divide(jnp.sum(per_pair), jnp.sum(pos).astype(x.dtype)).astype(out_dtype)
 
 
-def soft_nearest_neighbor_loss(embeddings, labels, *, temperature: float = 1.0, precision=_HIGHEST):
+def soft_nearest_neighbor_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, temperature: float = 1.0, precision=_HIGHEST
+) -> jax.Array:
     r"""Soft nearest neighbour loss (Frosst et al. 2019), squared Euclidean distances.
 
     $$
@@ -1044,7 +1048,7 @@ def soft_nearest_neighbor_loss(embeddings, labels, *, temperature: float = 1.0, 
     fn = "soft_nearest_neighbor_loss"
     x, labels, out_dtype = _prepare(embeddings, labels, fn)
     _check_temperature(temperature, fn)
-    logits = -_distance_matrix(x, squared=True, precision=precision) / temperature
+    logits = -_in_batch_distances(x, "euclidean", True, precision) / temperature
     pos = positive_mask(labels)
     lse_pos, has_pos = _masked_logsumexp(logits, pos)
     lse_all, _ = _masked_logsumexp(logits, ~jnp.eye(x.shape[0], dtype=bool))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -311,7 +313,8 @@ def test_gram_path_is_far_more_accurate_than_torch_mm():
 def test_exact_zero_diagonal(metric):
     x, _ = _data(metric, 80, 1, 60, seed=3)
     kw = _kwargs(metric, 60)
-    for out in (jaxloss.cdist(x, None, metric, **kw), jaxloss.cdist(x, x, metric, **kw)):
+    # one set (y omitted): the core's same-set path; two equal sets: the row-matched diagonal
+    for out in (jaxloss.cdist(x, None, metric, **kw), jaxloss.cdist(x, np.array(x, copy=True), metric, **kw)):
         assert np.all(np.diag(np.asarray(out)) == 0), metric
 
 
@@ -554,8 +557,13 @@ TRUE_METRICS = [
 ]
 
 
-def _check_axioms(d, triangle, tol=1e-9):
-    d = np.asarray(d)
+def _check_axioms(x, metric, triangle, tol=1e-9, **kw):
+    """Axioms of cdist(x, copy of x), and the same-set path cdist(x): exactly symmetric, zero diagonal."""
+    same = np.asarray(jaxloss.cdist(x, None, metric, **kw))
+    np.testing.assert_array_equal(same, same.T)
+    assert np.all(np.diag(same) == 0)
+    d = np.asarray(jaxloss.cdist(x, np.array(x, copy=True), metric, **kw))
+    np.testing.assert_allclose(d, same, rtol=1e-12, atol=1e-12)
     assert np.all(d >= 0)
     np.testing.assert_allclose(d, d.T, atol=1e-12)
     assert np.all(np.diag(d) == 0)
@@ -570,20 +578,18 @@ def _check_axioms(d, triangle, tol=1e-9):
 def test_axioms_numeric_metrics(x):
     for metric in TRUE_METRICS + ["sqeuclidean", "cosine", "correlation", "braycurtis"]:
         kw = _kwargs(metric, 4)
-        _check_axioms(jaxloss.cdist(x, x, metric, **kw), triangle=metric in TRUE_METRICS)
+        _check_axioms(x, metric, triangle=metric in TRUE_METRICS, **kw)
 
 
 @given(_nonneg)
 def test_axioms_jensenshannon(x):
-    _check_axioms(jaxloss.cdist(x, x, "jensenshannon"), triangle=True)
+    _check_axioms(x, "jensenshannon", triangle=True)
 
 
 @given(_bits)
 def test_axioms_boolean_metrics(x):
     for metric in ["hamming", "jaccard", "dice", "rogerstanimoto", "sokalsneath", "yule"]:
-        _check_axioms(
-            jaxloss.cdist(x, x, metric), triangle=metric in ("hamming", "jaccard", "rogerstanimoto")
-        )
+        _check_axioms(x, metric, triangle=metric in ("hamming", "jaccard", "rogerstanimoto"))
 
 
 # --------------------------------------------------------------------------- errors
@@ -654,9 +660,97 @@ def test_empty_inputs(metric):
 @pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine", "correlation", "dot"])
 def test_gram_path_self_distances_are_exactly_symmetric(metric):
     x = rng(11).normal(size=(90, 70)) * 10 + 50
-    for out in (jaxloss.cdist(x, None, metric), jax.jit(lambda a: jaxloss.cdist(a, a, metric))(x)):
+    for out in (jaxloss.cdist(x, None, metric), jax.jit(lambda a: jaxloss.cdist(a, None, metric))(x)):
         out = np.asarray(out)
         np.testing.assert_array_equal(out, out.T)
+    # two sets (even the same array twice) are not assumed equal: symmetric up to rounding
+    out = np.asarray(jax.jit(lambda a: jaxloss.cdist(a, a, metric))(x))
+    np.testing.assert_allclose(out, out.T, rtol=1e-12, atol=1e-12)
     if metric != "dot":
         full = np.asarray(jaxloss.cdist(x, None, metric))
         np.testing.assert_allclose(jaxloss.squareform(full), jaxloss.pdist(x, metric), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- the metric table
+
+
+def test_metric_table_drives_names_parameters_and_docs():
+    info = _distances.METRIC_INFO
+    assert _distances.METRICS == tuple(sorted(info))
+    assert set(NUMERIC + BOOLEAN + ["dot"]) == set(info)
+    assert {r.kind for r in info.values()} == {"gram", "counts", "rowwise"}
+    for name, record in info.items():
+        assert record.name == name
+        for alias in record.aliases:  # every alias resolves, in any case
+            assert _distances._resolve_metric(alias.upper(), "cdist") is record
+        if record.params:  # a parameter the record does not list is refused
+            with pytest.raises(TypeError, match="takes no parameter 'nope'"):
+                jaxloss.cdist(np.ones((2, 3)), None, name, nope=1)
+    # cdist's docstring shows the table rendered from the records
+    assert textwrap.indent(_distances.metric_table(), "    ") in jaxloss.cdist.__doc__
+    # scipy's aliases are all accepted
+    for alias, name in {
+        "cos": "cosine",
+        "cb": "cityblock",
+        "sqe": "sqeuclidean",
+        "js": "jensenshannon",
+    }.items():
+        assert _distances.ALIASES[alias] == name
+
+
+# --------------------------------------------------------------------------- scipy's own test data
+
+
+def test_mahalanobis_one_feature_matches_scipy():
+    # scipy's test_cdist_mahalanobis: one-feature observations, VI from a 1 x 1 covariance
+    x1, x2 = np.array([[2.0], [3.0]]), np.array([[2.0], [5.0]])
+    expected = [[0.0, np.sqrt(4.5)], [np.sqrt(0.5), np.sqrt(2)]]
+    np.testing.assert_allclose(ssd.cdist(x1, x2, "mahalanobis"), expected)
+    np.testing.assert_allclose(jaxloss.cdist(x1, x2, "mahalanobis"), expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        jaxloss.pairwise_distance(x1, x2, "mahalanobis"),
+        np.diag(ssd.cdist(x1, x2, "mahalanobis")),
+        rtol=1e-12,
+    )
+    x = np.array([[2.0], [3.0], [5.0]])
+    np.testing.assert_allclose(jaxloss.pdist(x, "mahalanobis"), ssd.pdist(x, "mahalanobis"), rtol=1e-12)
+    # scipy's two-feature case and its "too few observations" error
+    x1, x2 = np.array([[0.0, 0.0], [-1.0, 0.0]]), np.array([[0.0, 2.0], [1.0, 0.0], [0.0, -2.0]])
+    rt2 = np.sqrt(2)
+    np.testing.assert_allclose(jaxloss.cdist(x1, x2, "mahalanobis"), [[rt2, rt2, rt2], [2, 2 * rt2, 2]])
+    with pytest.raises(ValueError, match="pass `VI`"):
+        jaxloss.cdist([[0.0, 1.0]], [[2.0, 3.0]], "mahalanobis")
+
+
+def _scipy_data(name):
+    return np.loadtxt(os.path.join(os.path.dirname(ssd.__file__), "tests", "data", name))
+
+
+def test_correlation_of_identical_rows_is_exactly_zero_like_scipys_iris():
+    iris = _scipy_data("iris.txt")  # has duplicate rows
+    expected = _scipy_data("pdist-correlation-ml-iris.txt")
+    out = np.asarray(jaxloss.pdist(iris, "correlation"))
+    np.testing.assert_allclose(out, expected, rtol=1e-7, atol=1e-14)
+    assert np.all(out[expected == 0] == 0) and np.any(expected == 0)
+    for metric in ("correlation", "cosine"):
+        big = np.concatenate([iris] * 20, axis=1)  # large enough for the Gram path
+        dup = np.asarray(jaxloss.pdist(np.concatenate([big, big[:5]]), metric))
+        full = jaxloss.squareform(dup)
+        assert all(float(full[i, 150 + i]) == 0.0 for i in range(5)), metric
+    assert float(jaxloss.pdist(np.array([[1.0, 2.0, 4.0], [1.0, 2.0, 4.0]]), "correlation")[0]) == 0.0
+
+
+def test_docs_metric_kinds_match_the_table():
+    """docs/api/distances.md lists each metric under its record's kind."""
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "api", "distances.md")
+    kinds = {"Gram": "gram", "boolean counts": "counts", "row-wise": "rowwise"}
+    listed = {}
+    with open(path) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 3 and cells[0] in kinds:
+                for name in cells[1].split(","):
+                    name = name.split("(")[0].strip()
+                    if name in _distances.METRIC_INFO:
+                        listed.setdefault(name, kinds[cells[0]])  # first listing is the record's kind
+    assert {n: r.kind for n, r in _distances.METRIC_INFO.items()} == listed

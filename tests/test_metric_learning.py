@@ -140,17 +140,62 @@ def test_masks_match_loops():
                 assert trip[i, j, k] == (pos[i, j] and labels[k] != labels[i])
 
 
-def test_distance_matrix_exact_zero_diagonal_and_finite_grads():
+def test_in_batch_distances_exact_zero_diagonal_and_finite_grads():
     x = jnp.asarray(rng(5).normal(size=(6, 3)))
     x = x.at[3].set(x[1])  # duplicate rows
     for metric, squared in (("euclidean", False), ("euclidean", True), ("cosine", False)):
-        d = ml._distance_matrix(x, metric=metric, squared=squared)
+        d = ml._in_batch_distances(x, metric, squared, ml._HIGHEST)
         assert (np.diag(np.asarray(d)) == 0).all()
         assert (np.asarray(d) >= 0).all()
-        g = jax.grad(lambda x, m=metric, s=squared: ml._distance_matrix(x, metric=m, squared=s).sum())(x)
+        assert (np.asarray(d) == np.asarray(d).T).all()
+        g = jax.grad(lambda x, m=metric, s=squared: ml._in_batch_distances(x, m, s, ml._HIGHEST).sum())(x)
         assert np.isfinite(np.asarray(g)).all()
     ref = torch.cdist(torch.tensor(np.asarray(x)), torch.tensor(np.asarray(x))).numpy()
-    np.testing.assert_allclose(ml._distance_matrix(x), ref, atol=1e-7)
+    np.testing.assert_allclose(ml._in_batch_distances(x, "euclidean", False, ml._HIGHEST), ref, atol=1e-7)
+
+
+def test_in_batch_distances_are_cdists():
+    """The in-batch losses and cdist share one core: the same numbers, the same zero-vector rule."""
+    x = rng(6).normal(size=(300, 70)).astype(np.float32)  # large enough for the Gram path
+    x[[4, 9]] = 0.0  # two zero vectors: cosine distance 0 between them, 1 to the others
+    x = jnp.asarray(x)
+    for metric, squared, name in (
+        ("euclidean", False, "euclidean"),
+        ("euclidean", True, "sqeuclidean"),
+        ("cosine", False, "cosine"),
+    ):
+        d = ml._in_batch_distances(x, metric, squared, ml._HIGHEST)
+        np.testing.assert_array_equal(d, jaxloss.cdist(x, metric=name))
+    cos = ml._in_batch_distances(x, "cosine", False, ml._HIGHEST)
+    assert float(cos[4, 9]) == 0.0 and float(cos[4, 0]) == 1.0
+
+
+OFFSET_LOSSES = {
+    "batch_hard": (jaxloss.batch_hard_triplet_loss, {"margin": 0.2}),
+    "batch_hard_squared": (jaxloss.batch_hard_triplet_loss, {"margin": 0.2, "squared": True}),
+    "batch_all": (jaxloss.batch_all_triplet_loss, {"margin": 0.2}),
+    "semi_hard": (jaxloss.semi_hard_triplet_loss, {"margin": 0.2}),
+    "semi_hard_squared": (jaxloss.semi_hard_triplet_loss, {"margin": 0.2, "squared": True}),
+    "lifted": (jaxloss.lifted_structured_loss, {"margin": 0.2}),
+    "snn": (jaxloss.soft_nearest_neighbor_loss, {"temperature": 1.0}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OFFSET_LOSSES))
+def test_in_batch_losses_accurate_on_offset_float32_data(name):
+    """Embeddings with a common offset (ReLU-like features, 20 + 0.1 N(0, 1)) lose no digits:
+    the float32 loss is within 1e-5 relative of the float64 loss of the same float32 data."""
+    loss, kw = OFFSET_LOSSES[name]
+    r = rng(31)
+    x32 = jnp.asarray(20.0 + 0.1 * r.normal(size=(256, 64)), jnp.float32)
+    labels = jnp.asarray(r.integers(0, 4, size=256))
+    value32 = float(loss(x32, labels, **kw))
+    value64 = float(loss(x32.astype(jnp.float64), labels, **kw))
+    assert value64 > 1e-3  # a loss that depends on the distances
+    np.testing.assert_allclose(value32, value64, rtol=1e-5)
+    # translation invariance: the offset data give the loss of the centred data
+    centred = x32.astype(jnp.float64) - 20.0
+    np.testing.assert_allclose(float(loss(centred, labels, **kw)), value64, rtol=1e-9)
 
 
 # --------------------------------------------------------------------------- brute-force references

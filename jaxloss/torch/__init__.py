@@ -18,18 +18,18 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from .. import (
     _checks,
     _classification,
-    _distances,
     _divergences,
     _metric_learning,
     _norms,
     _numerics,
     _regression,
 )
-from . import _common
+from . import _common, _torch_distances
 from . import linalg as linalg
 from ._linear_cross_entropy import linear_cross_entropy as linear_cross_entropy
 
@@ -266,7 +266,9 @@ def _check_p(p, fn):
     return float(p)
 
 
-def cdist(x1, x2, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if_necessary"):
+def cdist(
+    x1: ArrayLike, x2: ArrayLike, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if_necessary"
+) -> jax.Array:
     """``torch.cdist``: ``out[..., i, j] = ||x1[..., i, :] - x2[..., j, :]||_p``.
 
     Any ``p >= 0``: ``p = 0`` counts unequal coordinates, ``p = inf`` is the
@@ -299,10 +301,10 @@ def cdist(x1, x2, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if
             f"cdist: `x1` and `x2` must have the same number of features (last dim); got "
             f"shapes {tuple(np.shape(x1))} and {tuple(np.shape(x2))}."
         )
-    return _distances.minkowski_cdist(x1, x2, p, fn="cdist")
+    return _torch_distances.minkowski_cdist(x1, x2, p, fn="cdist")
 
 
-def pdist(input, p: float = 2):
+def pdist(input: ArrayLike, p: float = 2) -> jax.Array:
     """``torch.pdist``: distances between the rows of a 2-D input, ``i < j`` in row-major order.
 
     Args:
@@ -321,12 +323,14 @@ def pdist(input, p: float = 2):
     """
     p = _check_p(p, "pdist")
     _checks.check_ndim(input, "input", "pdist", ndim=2)
-    full = _distances.minkowski_cdist(input, input, p, fn="pdist")
+    full = _torch_distances.minkowski_cdist(input, None, p, fn="pdist")
     rows, cols = np.triu_indices(full.shape[0], 1)
     return full[rows, cols]
 
 
-def pairwise_distance(x1, x2, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False):
+def pairwise_distance(
+    x1: ArrayLike, x2: ArrayLike, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
+) -> jax.Array:
     """``torch.nn.functional.pairwise_distance``: ``||x1 - x2 + eps||_p`` over the last dim.
 
     PyTorch adds ``eps`` to the difference (not to the norm), so two equal
@@ -358,7 +362,7 @@ def pairwise_distance(x1, x2, p: float = 2.0, eps: float = 1e-6, keepdim: bool =
     return _norms.vector_norm(diff + eps, ord=p, axis=-1, keepdims=keepdim)
 
 
-def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8):
+def cosine_similarity(x1: ArrayLike, x2: ArrayLike, dim: int = 1, eps: float = 1e-8) -> jax.Array:
     """``torch.nn.functional.cosine_similarity`` with PyTorch 2.x's exact ``eps`` rule.
 
     ``sum((x1 / max(|x1|, eps)) * (x2 / max(|x2|, eps)))`` over ``dim``: each
@@ -386,7 +390,7 @@ def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8):
     a, b, out_dtype = _numerics.as_float(x1, x2)
     a, b = jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
     axis = _checks.check_axis(dim, len(shape), "dim", "cosine_similarity")[0]
-    return _distances.torch_cosine_similarity(a, b, axis, eps).astype(out_dtype)
+    return _torch_distances.torch_cosine_similarity(a, b, axis, eps).astype(out_dtype)
 
 
 def binary_hamming_distance(

@@ -1,0 +1,253 @@
+"""The all-pairs core: Gram-product distances between two sets of rows, accurate and safe.
+
+Every all-pairs distance computed through a matrix product in jaxloss goes
+through this module: ``cdist`` / ``pdist`` (euclidean, sqeuclidean,
+seuclidean, mahalanobis, cosine, correlation, dot and the boolean counts), the
+in-batch metric-learning losses, and the block scores of ``knn``.
+
+Conventions, the same for every caller:
+
+* **Centring.** Squared distances ``|x_i - y_j|^2 = |x_i|^2 + |y_j|^2 - 2 x_i.y_j``
+  are computed after subtracting one common shift from both sets (by default
+  the mean of the rows of ``x`` and ``y`` together; ``shift=`` passes another,
+  e.g. a database mean computed once). Distances do not change; the
+  cancellation of large norms (data with a common offset) does.
+* **Clamping.** Squared distances are clamped at 0, and values within the
+  rounding noise of the product (``SNAP * sqrt(d + 2) * eps * (|x_i|^2 + |y_j|^2)``
+  on centred norms) are returned as exactly 0, with gradient 0.
+* **One set.** ``same=True`` (or ``y=None``) says that ``y`` is ``x``: the
+  result is made exactly symmetric and its diagonal exactly 0 (for ``dot``:
+  symmetric). It is an explicit argument, never decided by object identity.
+* **Cosine.** ``1 - cos(u, v) = |u/|u| - v/|v||^2 / 2``, computed through the
+  same centred product (accurate for nearly parallel vectors), clipped to
+  ``[0, 2]``. A zero vector has similarity 0 with a non-zero one (distance 1),
+  and two zero vectors are the same point (distance 0).
+* **Gradients.** Finite everywhere; the square root's gradient is 0 at 0, so
+  coincident points give the zero subgradient (PyTorch's rule).
+* **Precision.** Products use ``precision=HIGHEST`` by default (GPUs otherwise
+  run float32 products in TF32); half-precision inputs are computed in
+  float32. Results are in the compute dtype; callers cast to their output
+  dtype.
+
+Inputs are matrices ``x (n, d)`` and ``y (m, d)``; batches are ``jax.vmap``-ed
+by the caller.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from . import _numerics
+
+__all__ = [
+    "GRAM_METRICS",
+    "HIGHEST",
+    "binary_counts",
+    "cosine",
+    "distances",
+    "dot",
+    "euclidean",
+    "gram",
+    "mean_shift",
+    "rowwise_cosine",
+    "rowwise_squared_euclidean",
+    "squared_euclidean",
+    "unit_rows",
+]
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+#: The metrics :func:`distances` dispatches.
+GRAM_METRICS = ("euclidean", "sqeuclidean", "cosine", "dot")
+
+#: Squared distances below SNAP * sqrt(d + 2) * eps * (|x|^2 + |y|^2) (centred norms) are
+#: rounding noise of the product (measured: at most 0.52 sqrt(d + 2) eps for identical points)
+#: and are returned as 0.
+SNAP = 4.0
+#: Problems with n * m * d at most this many elements are computed from the differences
+#: directly (exact, no product).
+DIRECT_ELEMENTS = 1 << 18
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def _as_compute(x, y):
+    """``x``, ``y`` (None means ``x``) as arrays in the compute dtype (float32 for half)."""
+    x = jnp.asarray(x)
+    y = x if y is None else jnp.asarray(y)
+    dtype = _numerics.compute_dtype(x.dtype, y.dtype)
+    return x.astype(dtype), y.astype(dtype)
+
+
+def _check_same(x, y, same):
+    if same and x.shape != y.shape:
+        raise ValueError(f"same=True needs x and y of one shape; got {x.shape} and {y.shape}.")
+
+
+def gram(a, b, *, precision=HIGHEST, preferred_element_type=None) -> jax.Array:
+    """``a @ b^T`` over the last axis: ``(n, k), (m, k) -> (n, m)``."""
+    return jnp.dot(a, b.T, precision=precision, preferred_element_type=preferred_element_type)
+
+
+def mean_shift(x, y=None) -> jax.Array:
+    """The mean ``(d,)`` of the rows of ``x`` and ``y`` together (the default centring shift)."""
+    total = jnp.sum(x, axis=0)
+    count = x.shape[0]
+    if y is not None:
+        total = total + jnp.sum(y, axis=0)
+        count += y.shape[0]
+    return total / max(count, 1)
+
+
+def _symmetric(out, same):
+    # (a + b) / 2 == (b + a) / 2 exactly: the result is exactly symmetric.
+    return 0.5 * (out + out.T) if same else out
+
+
+def _zero_diagonal(out, same):
+    if not same:
+        return out
+    i = jnp.arange(out.shape[0])
+    return out.at[i, i].set(0, indices_are_sorted=True, unique_indices=True)
+
+
+def unit_rows(x) -> tuple[jax.Array, jax.Array]:
+    """``x / |x|`` row-wise (0 for a zero row, finite gradient) and the mask ``|x| == 0``."""
+    n = _numerics.p_norm(x, 2.0, -1, True)
+    return _numerics.safe_divide(x, n), (n == 0)[..., 0]
+
+
+# --------------------------------------------------------------------------- row-matched forms
+
+
+def rowwise_squared_euclidean(x, y, metric_matrix=None) -> jax.Array:
+    """``(x - y)^T S (x - y)`` over the last axis (broadcasting; ``S = I`` by default)."""
+    diff = x - y
+    if metric_matrix is None:
+        return jnp.sum(diff * diff, axis=-1)
+    return jax.nn.relu(jnp.einsum("...i,ij,...j->...", diff, metric_matrix, diff, precision=HIGHEST))
+
+
+def rowwise_cosine(x, y) -> jax.Array:
+    """``1 - cos(x, y)`` over the last axis (broadcasting), with this module's zero-vector rule."""
+    ux, zx = unit_rows(x)
+    uy, zy = unit_rows(y)
+    d = 0.5 * rowwise_squared_euclidean(ux, uy)  # exactly 0 for equal directions
+    return jnp.clip(jnp.where(zx != zy, 1.0, d), 0.0, 2.0)
+
+
+# --------------------------------------------------------------------------- all-pairs forms
+
+
+def squared_euclidean(
+    x, y=None, *, same: bool = False, shift=None, metric_matrix=None, precision=HIGHEST
+) -> jax.Array:
+    """``(n, m)`` squared distances ``(x_i - y_j)^T S (x_i - y_j)`` (``S = I`` by default).
+
+    One product of the centred rows, with the norms riding in it:
+    ``[-2 S x, x^T S x, 1] . [y, 1, y^T S y]``; clamped at 0 and snapped to 0
+    within rounding noise. Small problems (``n m d <= DIRECT_ELEMENTS``) are
+    computed from the differences.
+
+    Args:
+      x: ``(n, d)``.
+      y: ``(m, d)``, or None for ``x`` (implies ``same``).
+      same: ``y`` is ``x``: exactly symmetric, exactly zero diagonal.
+      shift: ``(d,)`` subtracted from both sets before the product; None means
+        :func:`mean_shift` of ``x`` and ``y``.
+      metric_matrix: optional symmetric positive semi-definite ``(d, d)``.
+      precision: precision of the products.
+
+    Returns:
+      ``(n, m)`` in the compute dtype.
+    """
+    same = same or y is None
+    x, y = _as_compute(x, y)
+    _check_same(x, y, same)
+    n, d = x.shape
+    m = y.shape[0]
+    if n * m * d <= DIRECT_ELEMENTS:
+        out = rowwise_squared_euclidean(x[:, None, :], y[None, :, :], metric_matrix)
+        return _zero_diagonal(_symmetric(out, same), same)
+    mu = mean_shift(x, None if same else y) if shift is None else jnp.asarray(shift, x.dtype)
+    xc, yc = x - mu, y - mu
+    if metric_matrix is None:
+        xs, ys = xc, yc
+    else:
+        xs = jnp.dot(xc, metric_matrix, precision=precision)
+        ys = jnp.dot(yc, metric_matrix, precision=precision)
+    xx = jnp.sum(xs * xc, axis=-1, keepdims=True)
+    yy = jnp.sum(ys * yc, axis=-1, keepdims=True)
+    a = jnp.concatenate([-2 * xs, xx, jnp.ones_like(xx)], axis=-1)
+    b = jnp.concatenate([yc, jnp.ones_like(yy), yy], axis=-1)
+    d2 = _symmetric(gram(a, b, precision=precision), same)
+    noise = SNAP * math.sqrt(d + 2) * float(jnp.finfo(d2.dtype).eps) * (jnp.abs(xx) + jnp.abs(yy).T)
+    return _zero_diagonal(jnp.where(d2 <= noise, 0.0, d2), same)
+
+
+def euclidean(
+    x, y=None, *, same: bool = False, shift=None, metric_matrix=None, precision=HIGHEST
+) -> jax.Array:
+    """``(n, m)`` distances: the safe square root (gradient 0 at 0) of :func:`squared_euclidean`."""
+    d2 = squared_euclidean(x, y, same=same, shift=shift, metric_matrix=metric_matrix, precision=precision)
+    return _numerics.sqrt(d2)
+
+
+def cosine(x, y=None, *, same: bool = False, precision=HIGHEST) -> jax.Array:
+    """``(n, m)`` cosine distances ``1 - cos(x_i, y_j)`` in ``[0, 2]``.
+
+    Computed as ``|u_i - v_j|^2 / 2`` of the unit rows through
+    :func:`squared_euclidean`; a zero row is at distance 1 from a non-zero
+    row and 0 from another zero row.
+    """
+    same = same or y is None
+    x, y = _as_compute(x, y)
+    _check_same(x, y, same)
+    ux, zx = unit_rows(x)
+    uy, zy = (ux, zx) if same else unit_rows(y)
+    d = 0.5 * squared_euclidean(ux, uy, same=same, precision=precision)
+    return jnp.clip(jnp.where(zx[:, None] != zy[None, :], 1.0, d), 0.0, 2.0)
+
+
+def dot(x, y=None, *, same: bool = False, precision=HIGHEST) -> jax.Array:
+    """``(n, m)`` inner products ``x_i . y_j`` (a similarity; exactly symmetric when ``same``)."""
+    same = same or y is None
+    x, y = _as_compute(x, y)
+    _check_same(x, y, same)
+    return _symmetric(gram(x, y, precision=precision), same)
+
+
+def distances(x, y=None, metric: str = "euclidean", *, same: bool = False, precision=HIGHEST) -> jax.Array:
+    """``(n, m)`` all-pairs values for ``metric`` in :data:`GRAM_METRICS` (``dot`` is a similarity)."""
+    if metric == "euclidean":
+        return euclidean(x, y, same=same, precision=precision)
+    if metric == "sqeuclidean":
+        return squared_euclidean(x, y, same=same, precision=precision)
+    if metric == "cosine":
+        return cosine(x, y, same=same, precision=precision)
+    if metric == "dot":
+        return dot(x, y, same=same, precision=precision)
+    raise ValueError(f"metric must be one of {GRAM_METRICS}; got {metric!r}.")
+
+
+def binary_counts(a, b, w=None, *, precision=HIGHEST):
+    """Counts of the 0/1 matrices ``a (n, d)``, ``b (m, d)`` through one product.
+
+    Returns ``(ntt, na, nb, total)``: ``ntt[i, j] = sum_k w_k a_ik b_jk``,
+    ``na[i] = sum_k w_k a_ik``, ``nb[j]`` likewise and ``total = sum_k w_k``
+    (``w = 1`` by default). Unweighted counts are exact: the product of 0/1
+    values is accumulated in float32 (exact up to ``2^24`` features) at any
+    precision.
+    """
+    if w is None:
+        ct = jnp.float32 if a.shape[-1] < (1 << 24) else a.dtype
+        ntt = gram(
+            a.astype(ct), b.astype(ct), precision=jax.lax.Precision.DEFAULT, preferred_element_type=ct
+        ).astype(a.dtype)
+        return ntt, jnp.sum(a, -1), jnp.sum(b, -1), jnp.asarray(a.shape[-1], a.dtype)
+    ntt = gram(a * w, b, precision=precision)
+    return ntt, jnp.sum(a * w, -1), jnp.sum(b * w, -1), jnp.sum(w)
