@@ -9,6 +9,7 @@ respect to the inputs, the kernel and the bias; jit and eager.
 
 from __future__ import annotations
 
+import functools
 import sys
 import textwrap
 import types
@@ -465,27 +466,52 @@ def _opinfo_samples():
 def test_torch_face_on_pytorchs_opinfo_samples():
     samples = _opinfo_samples()
     assert {name for name, _ in samples} == {"", "chunked", "chunked_none"} and len(samples) > 300
+
+    # one jitted function: samples of equal shapes and options share a compilation
+    @functools.partial(jax.jit, static_argnames=("reduction", "ignore_index", "label_smoothing", "chunk"))
+    def value_and_grads(x, w, b, t, weight, *, reduction, ignore_index, label_smoothing, chunk):
+        options = None if chunk is None else types.SimpleNamespace(batch_chunk_size=chunk)
+
+        def f(x, w, b):
+            out = jt.linear_cross_entropy(
+                x,
+                w,
+                t,
+                linear_bias=b,
+                weight=weight,
+                reduction=reduction,
+                ignore_index=ignore_index,
+                label_smoothing=label_smoothing,
+                options=options,
+            )
+            return out.sum(), out
+
+        return jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True)(x, w, b)
+
     for _, sample in samples:
         x = sample.input
         w, t = sample.args
         kwargs = dict(sample.kwargs)
         ref = F.linear_cross_entropy(x, w, t, **kwargs)
         ref.sum().backward()
-        as_np = {k: v.detach().numpy() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
-        bias = as_np.pop("linear_bias", None)
-
-        def f(x_, w_, b_, t=t, as_np=as_np):
-            out = jt.linear_cross_entropy(x_, w_, t.detach().numpy(), linear_bias=b_, **as_np)
-            return out.sum(), out
-
-        argnums = (0, 1) if bias is None else (0, 1, 2)
-        (_, out), grads = jax.jit(jax.value_and_grad(f, argnums=argnums, has_aux=True))(
-            x.detach().numpy(), w.detach().numpy(), bias
+        bias, weight = kwargs.get("linear_bias"), kwargs.get("weight")
+        options = kwargs.get("options")
+        (_, out), grads = value_and_grads(
+            x.detach().numpy(),
+            w.detach().numpy(),
+            None if bias is None else bias.detach().numpy(),
+            t.detach().numpy(),
+            None if weight is None else weight.detach().numpy(),
+            reduction=kwargs.get("reduction", "mean"),
+            ignore_index=kwargs.get("ignore_index"),
+            label_smoothing=kwargs.get("label_smoothing", 0.0),
+            chunk=None if options is None else options.batch_chunk_size,
         )
         np.testing.assert_allclose(out, ref.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=str(sample))
-        ref_grads = [x.grad, w.grad] + ([] if bias is None else [kwargs["linear_bias"].grad])
-        for g, rg in zip(grads, ref_grads, strict=True):
+        ref_grads = [x.grad, w.grad] + ([] if bias is None else [bias.grad])
+        for g, rg in zip(grads, ref_grads, strict=False):
             np.testing.assert_allclose(g, rg.numpy(), rtol=1e-9, atol=1e-11, err_msg=str(sample))
+        assert (bias is None) == (grads[2] is None)
 
 
 # --------------------------------------------------------------------------- vocabulary-parallel
