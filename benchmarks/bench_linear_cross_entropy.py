@@ -18,7 +18,6 @@ D = 1,024, V = 131,072.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import jax
@@ -26,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
-from benchmarks._timing import torch_device, torch_sync
+from benchmarks._timing import interleaved_medians, torch_device, torch_sync
 
 
 def _fused(x, k, y):
@@ -45,19 +44,6 @@ def _temp_mib(loss, n, d, v):
     )
     compiled = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(*shapes).compile()
     return compiled.memory_analysis().temp_size_in_bytes / 2**20
-
-
-def interleaved_medians(fns: dict, rounds: int) -> dict:
-    """One warm-up call of each, then ``rounds`` rounds calling each in turn; the medians."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def run(quick: bool) -> list[dict]:

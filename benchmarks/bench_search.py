@@ -16,30 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
-from benchmarks._timing import median_time
+from benchmarks._timing import interleaved_medians, median_time
 
 ROUNDS = 3  # interleaved timed rounds (medians reported)
-
-
-def interleaved_medians(fns: dict, rounds: int = ROUNDS) -> dict:
-    """Median wall time of each blocking callable, timed in turn over ``rounds`` rounds."""
-    for fn in fns.values():  # warm-up (compilation, caches)
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _agreement(a, b):
@@ -99,7 +84,7 @@ def bench_l2(nq, m, d, k):
         index = faiss.IndexFlatL2(d)
         index.add(x)
         fns["faiss IndexFlatL2"] = lambda: index.search(q, k)
-    times = interleaved_medians(fns)
+    times = interleaved_medians(fns, ROUNDS)
     d_ours, i_ours = ours()
     peers = {name: t for name, t in times.items() if name != "jaxloss"}
     agreement = {}
@@ -147,7 +132,7 @@ def bench_inner_product(nq, m, d, k, metric):
 
         index.add(xf)
         fns["faiss IndexFlatIP" + (" (normalised)" if metric == "cosine" else "")] = peer
-    times = interleaved_medians(fns)
+    times = interleaved_medians(fns, ROUNDS)
     agreement = {}
     if faiss is not None:
         _, i_ours = ours()
@@ -178,7 +163,7 @@ def bench_hamming(nq, m, bits, k):
         index.add(np.packbits(xb, axis=1, bitorder="little"))
         q8 = np.packbits(qb, axis=1, bitorder="little")
         fns["faiss IndexBinaryFlat"] = lambda: index.search(q8, k)
-    times = interleaved_medians(fns)
+    times = interleaved_medians(fns, ROUNDS)
     agreement = {}
     if faiss is not None:
         # random codes have many tied counts: compare the distances (faiss does not
