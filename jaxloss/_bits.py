@@ -184,9 +184,9 @@ def packed_hamming_distances(
             f"got shapes {x.shape} and {y.shape}."
         )
     n, m = x.shape[0], y.shape[0]
+    block_size = _checks.check_block_size(block_size, "block_size", fn)
     if block_size is None:
         block_size = max(1, _HAMMING_BLOCK_BYTES // (4 * max(n, 1)))
-    _checks.check_number(block_size, "block_size", fn, low=1)
     block_size = int(min(block_size, max(m, 1)))
     if m <= block_size:
         return hamming_counts(x, y)

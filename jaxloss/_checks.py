@@ -20,6 +20,7 @@ import numpy as np
 
 __all__ = [
     "check_axis",
+    "check_block_size",
     "check_floating",
     "check_integer",
     "check_ndim",
@@ -27,6 +28,7 @@ __all__ = [
     "check_option",
     "check_reduction",
     "check_same_shape",
+    "check_temperature",
     "broadcast_shapes",
     "closest_name",
     "is_traced",
@@ -177,3 +179,26 @@ def check_floating(x, name: str, fn: str):
             f"{fn}: `{name}` must have a floating dtype; got {dt}. Convert it with .astype(float)."
         )
     return x
+
+
+def check_block_size(value, name: str, fn: str) -> int | None:
+    """The one rule of every tiling argument (``block_size``, ``query_block_size``, ...).
+
+    ``None`` means automatic (or the dense path) and is returned as is. A
+    non-integer (``2.5``, ``True``, a string, an array) is a ``TypeError``; zero
+    or a negative number is a ``ValueError``; both name the argument.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"{fn}: `{name}` must be a positive int or None; got {type(value).__name__} {value!r}."
+        )
+    if value < 1:
+        raise ValueError(f"{fn}: `{name}` must be a positive int or None; got {value!r}.")
+    return int(value)
+
+
+def check_temperature(temperature, fn: str, name: str = "temperature"):
+    """A temperature (or scale) must be a positive number; tracers pass unchecked."""
+    return check_number(temperature, name, fn, low=0.0, low_inclusive=False)

@@ -342,7 +342,7 @@ def _move_class_axis(x, axis, fn, name="logits"):
     return x.reshape(x.shape[: len(batch)] + (math.prod(x.shape[len(batch) :]),))
 
 
-def _integer_label_terms(
+def integer_label_terms(
     scores,
     labels,
     *,
@@ -463,7 +463,7 @@ def softmax_cross_entropy_with_integer_labels(
             f"{x.shape[:-1]}; got {labels.shape}."
         )
     _check_integer_label_options(label_smoothing, weights, ignore_index, x.shape[-1], fn)
-    values, _ = _integer_label_terms(
+    values, _ = integer_label_terms(
         x,
         labels,
         from_logits=True,

@@ -36,11 +36,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from . import _checks, _numerics, _tiles
-from ._metric_learning import _check_temperature, _masked_logsumexp, _normalize, _prepare
+from ._metric_learning import prepare_batch
 
 __all__ = [
     "clip_loss",
@@ -54,18 +53,6 @@ __all__ = [
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 # --------------------------------------------------------------------------- validation
-
-
-def _check_block_size(block_size, fn: str):
-    """``None`` (the dense path) or a positive int (the tile edge of the tiled path)."""
-    if block_size is None:
-        return None
-    if isinstance(block_size, (bool, np.bool_)) or not isinstance(block_size, (int, np.integer)):
-        kind = type(block_size).__name__
-        raise TypeError(f"{fn}: `block_size` must be a positive int or None; got {kind} {block_size!r}.")
-    if block_size < 1:
-        raise ValueError(f"{fn}: `block_size` must be a positive int or None; got {block_size!r}.")
-    return int(block_size)
 
 
 def _pair_inputs(queries, keys, names, fn):
@@ -212,7 +199,7 @@ def _side(x, normalize: bool):
 
     The tile scan scales each tile by the inverse norms instead of keeping a
     normalized copy of the batch (and its gradient). ``x * inv`` is the
-    normalization of ``_normalize``; the gradient is 0 at a zero row.
+    normalization of ``_numerics.normalize``; the gradient is 0 at a zero row.
     """
     if not normalize:
         return x, None
@@ -284,7 +271,7 @@ def _dense_stats(q_side, k_side, scale, bias, row_param, rows, cols, stats, axis
         elif mask is None:
             out.append(jax.nn.logsumexp(logits, axis=axis))
         else:
-            lse, has = _masked_logsumexp(logits, mask, axis)
+            lse, has = _numerics.masked_logsumexp(logits, mask, axis)
             out.append(jnp.where(has, lse, -jnp.inf))
     return out
 
@@ -533,9 +520,9 @@ def _logit_stats(
 
 def _contrastive_setup(embeddings, labels, fn, temperature, axis_name, precision):
     """Cosine similarities / temperature of local anchors against all candidates, and masks."""
-    x, labels, out_dtype = _prepare(embeddings, labels, fn)
-    _check_temperature(temperature, fn)
-    u = _normalize(x)
+    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
+    _checks.check_temperature(temperature, fn)
+    u = _numerics.normalize(x)
     all_u, offset = _gather(u, axis_name)
     all_labels, _ = _gather(labels, axis_name)
     sims = jnp.matmul(u, all_u.T, precision=precision) / temperature
@@ -547,8 +534,8 @@ def _contrastive_setup(embeddings, labels, fn, temperature, axis_name, precision
 
 def _labelled_tiled_setup(embeddings, labels, fn, temperature, axis_name):
     """The normalized side of the embeddings, their rows (global ids and labels) and ``1 / T``."""
-    x, labels, out_dtype = _prepare(embeddings, labels, fn)
-    _check_temperature(temperature, fn)
+    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
+    _checks.check_temperature(temperature, fn)
     rows = {"id": _global_ids(x.shape[0], axis_name), "label": labels}
     return _side(x, True), rows, _as_parameter(1 / jnp.asarray(temperature), x.dtype), out_dtype
 
@@ -606,7 +593,7 @@ def ntxent(
     optax: ntxent; pytorch-metric-learning: NTXentLoss
     """
     fn = "ntxent"
-    block_size = _check_block_size(block_size, fn)
+    block_size = _checks.check_block_size(block_size, "block_size", fn)
     if block_size is not None:
         u, rows, scale, out_dtype = _labelled_tiled_setup(embeddings, labels, fn, temperature, axis_name)
         sweep = functools.partial(
@@ -618,7 +605,7 @@ def ntxent(
     sims, pos, neg, _, dtype, out_dtype = _contrastive_setup(
         embeddings, labels, fn, temperature, axis_name, precision
     )
-    lse_neg, has_neg = _masked_logsumexp(sims, neg)
+    lse_neg, has_neg = _numerics.masked_logsumexp(sims, neg)
     terms = jnp.where(has_neg[:, None], jax.nn.softplus(lse_neg[:, None] - sims), 0)
     total = jnp.sum(jnp.where(pos, terms, 0))
     return _global_mean(total, jnp.sum(pos).astype(dtype), axis_name).astype(out_dtype)
@@ -684,7 +671,7 @@ def supervised_contrastive_loss(
     pytorch-metric-learning: SupConLoss (which returns 0 for a batch with no negative pair)
     """
     fn = "supervised_contrastive_loss"
-    block_size = _check_block_size(block_size, fn)
+    block_size = _checks.check_block_size(block_size, "block_size", fn)
     if block_size is not None:
         u, rows, scale, out_dtype = _labelled_tiled_setup(embeddings, labels, fn, temperature, axis_name)
         lse_all, pos_sum, n_pos = _tiled_stats(
@@ -694,7 +681,7 @@ def supervised_contrastive_loss(
     sims, pos, _, is_self, dtype, out_dtype = _contrastive_setup(
         embeddings, labels, fn, temperature, axis_name, precision
     )
-    lse_all, _ = _masked_logsumexp(sims, ~is_self)
+    lse_all, _ = _numerics.masked_logsumexp(sims, ~is_self)
     n_pos = jnp.sum(pos, axis=-1).astype(dtype)
     pos_sum = jnp.sum(jnp.where(pos, sims, 0), axis=-1)
     return _supcon_mean(lse_all, pos_sum, n_pos, axis_name).astype(out_dtype)
@@ -780,8 +767,8 @@ def info_nce(
     PyTorch: torch.nn.functional.cross_entropy(q @ k.T / T, arange(B))
     """
     fn = "info_nce"
-    _check_temperature(temperature, fn)
-    block_size = _check_block_size(block_size, fn)
+    _checks.check_temperature(temperature, fn)
+    block_size = _checks.check_block_size(block_size, "block_size", fn)
     q, k, out_dtype = _pair_inputs(queries, keys, ("queries", "keys"), fn)
     if block_size is not None:
         stats = _INFO_NCE_STATS
@@ -789,7 +776,7 @@ def info_nce(
             q, k, temperature, normalize, stats, block_size, axis_name, precision
         ).astype(out_dtype)
     if normalize:
-        q, k = _normalize(q), _normalize(k)
+        q, k = _numerics.normalize(q), _numerics.normalize(k)
     return _cross_entropy_on_diagonal(q, k, temperature, axis_name, precision).astype(out_dtype)
 
 
@@ -853,8 +840,8 @@ def clip_loss(
     (open_clip's ClipLoss), in float64
     """
     fn = "clip_loss"
-    _check_temperature(temperature, fn)
-    block_size = _check_block_size(block_size, fn)
+    _checks.check_temperature(temperature, fn)
+    block_size = _checks.check_block_size(block_size, "block_size", fn)
     names = ("image_embeddings", "text_embeddings")
     q, k, out_dtype = _pair_inputs(image_embeddings, text_embeddings, names, fn)
     loss = _softmax_on_diagonal(q, k, temperature, normalize, _CLIP_STATS, block_size, axis_name, precision)
@@ -921,7 +908,7 @@ def sigmoid_contrastive_loss(
     fn = "sigmoid_contrastive_loss"
     _checks.check_number(logit_scale, "logit_scale", fn, low=0.0, low_inclusive=False)
     _checks.check_number(logit_bias, "logit_bias", fn)
-    block_size = _check_block_size(block_size, fn)
+    block_size = _checks.check_block_size(block_size, "block_size", fn)
     q, k, out_dtype = _pair_inputs(queries, keys, ("queries", "keys"), fn)
     scale, bias = _as_parameter(logit_scale, q.dtype), _as_parameter(logit_bias, q.dtype)
     ids = {"id": _global_ids(q.shape[0], axis_name)}

@@ -98,26 +98,19 @@ def _tile_logits(cfg, xb, kb, bb):
     return a
 
 
-def _block_start(index, block, total):
-    """Start of block ``index``: ``index * block``, the last one pulled back to end at ``total``."""
-    return jnp.minimum(index * block, total - block)
-
-
 def _vocab_block(cfg, j, kernel, bias, weights):
-    start = _block_start(j, cfg.vb, cfg.v)
+    start = _tiles.block_start(j, cfg.vb, cfg.v)
     kb = jax.lax.dynamic_slice_in_dim(kernel, start, cfg.vb, axis=1)
     bb = None if bias is None else jax.lax.dynamic_slice_in_dim(bias, start, cfg.vb)
     wb = None if weights is None else jax.lax.dynamic_slice_in_dim(weights, start, cfg.vb)
     cols = start + jnp.arange(cfg.vb)
-    # entries before j * vb belong to the previous block (only the last block overlaps)
-    col_valid = cols >= j * cfg.vb
+    col_valid = _tiles.block_valid(j, cfg.vb, cfg.v)
     return start, kb, bb, wb, cols, col_valid
 
 
 def _token_block(cfg, i, *arrays):
-    start = _block_start(i, cfg.tb, cfg.n)
-    rows = start + jnp.arange(cfg.tb)
-    row_valid = rows >= i * cfg.tb
+    start = _tiles.block_start(i, cfg.tb, cfg.n)
+    row_valid = _tiles.block_valid(i, cfg.tb, cfg.n)
     return start, row_valid, [jax.lax.dynamic_slice_in_dim(a, start, cfg.tb) for a in arrays]
 
 
@@ -162,10 +155,7 @@ def _forward_stats(cfg, x, kernel, bias, weights, labels):
     out0 = tuple(_vary(cfg, jnp.zeros((cfg.n,), acc)) for _ in range(5))
     m, s, zy, wy, szw = jax.lax.fori_loop(0, ntb, token_step, out0)
     if cfg.axis_name is not None:
-        m_all = jax.lax.pmax(m, cfg.axis_name)
-        shift = jnp.where(jnp.isfinite(m_all), m_all, 0)
-        s = jax.lax.psum(s * jnp.exp(m - shift), cfg.axis_name)
-        m = m_all
+        m, s = _tiles.psum_logsumexp((m, s), cfg.axis_name)
         zy, wy, szw = (jax.lax.psum(a, cfg.axis_name) for a in (zy, wy, szw))
     lse = _tiles.finalize_logsumexp((m, s))
     return lse, zy, wy, szw
@@ -273,16 +263,6 @@ _stats.defvjp(_stats_fwd, _stats_bwd)
 
 
 # --------------------------------------------------------------------------- public function
-
-
-def _check_block(value, name, fn):
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{fn}: `{name}` must be a positive int or None; got {value!r}.")
-    if value <= 0:
-        raise ValueError(f"{fn}: `{name}` must be a positive int or None; got {value!r}.")
-    return int(value)
 
 
 def linear_softmax_cross_entropy(
@@ -435,8 +415,8 @@ def linear_softmax_cross_entropy(
             raise TypeError(f"{fn}: `logit_softcap` must be a Python number or None, not a traced value.")
         _checks.check_number(logit_softcap, "logit_softcap", fn, low=0, low_inclusive=False)
         logit_softcap = float(logit_softcap)
-    block_size = _check_block(block_size, "block_size", fn)
-    vocab_block_size = _check_block(vocab_block_size, "vocab_block_size", fn)
+    block_size = _checks.check_block_size(block_size, "block_size", fn)
+    vocab_block_size = _checks.check_block_size(vocab_block_size, "vocab_block_size", fn)
     if ignore_index is not None and not _checks.is_traced(ignore_index):
         if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
             raise TypeError(f"{fn}: `ignore_index` must be an int or None; got {ignore_index!r}.")

@@ -88,10 +88,6 @@ def _check_margin(margin, fn: str):
     return _checks.check_number(margin, "margin", fn, low=0.0)
 
 
-def _check_temperature(temperature, fn: str):
-    return _checks.check_number(temperature, "temperature", fn, low=0.0, low_inclusive=False)
-
-
 # --------------------------------------------------------------------------- masks
 
 
@@ -170,20 +166,14 @@ def triplet_mask(labels: ArrayLike) -> jax.Array:
 # --------------------------------------------------------------------------- distance matrices
 
 
-def _normalize(x):
-    """``x / max(||x||, sqrt(eps))`` row-wise (optax's ``cosine_similarity`` epsilon)."""
-    tiny = jnp.sqrt(jnp.finfo(x.dtype).eps).astype(x.dtype)
-    norm = _numerics.p_norm(x, 2.0, axis=-1, keepdims=True)
-    return x / jnp.maximum(norm, tiny)
-
-
 def _in_batch_distances(x, metric, squared, precision):
     """``(B, B)`` distances of the rows of ``x`` to each other (the pairwise core, one set)."""
     name = "sqeuclidean" if squared else metric
     return _pairwise.distances(x, metric=name, same=True, precision=precision)
 
 
-def _prepare(embeddings, labels, fn):
+def prepare_batch(embeddings, labels, fn):
+    """Checks a ``(B, d)`` batch and its ``(B,)`` labels; returns ``(x, labels, out_dtype)``."""
     _check_embeddings(embeddings, fn)
     labels = _check_labels(labels, np.shape(embeddings)[0], fn)
     x, out_dtype = _numerics.as_float(embeddings)
@@ -192,7 +182,7 @@ def _prepare(embeddings, labels, fn):
 
 def _triplet_setup(embeddings, labels, fn, margin, metric, squared, precision):
     """Validated inputs of an in-batch triplet loss: distances, positive and negative masks."""
-    x, labels, out_dtype = _prepare(embeddings, labels, fn)
+    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
     _check_metric(metric, squared, fn)
     _check_margin(margin, fn)
     dist = _in_batch_distances(x, metric, squared, precision)
@@ -212,7 +202,7 @@ _row_searchsorted_right = jax.vmap(lambda a, v: jnp.searchsorted(a, v, side="rig
 # --------------------------------------------------------------------------- triplet family
 
 
-def _triplet_hinge(d_ap, d_an, d_pn, margin, swap):
+def triplet_hinge(d_ap, d_an, d_pn, margin, swap):
     """``relu(d_ap - min(d_an, d_pn if swap) + margin)``: the triplet hinge on distances."""
     if swap:
         d_an = jnp.minimum(d_an, d_pn)
@@ -302,7 +292,7 @@ def triplet_margin_loss(
     d_ap = _lp_distance(a, p, norm_degree, eps, ax, squared)
     d_an = _lp_distance(a, n, norm_degree, eps, ax, squared)
     d_pn = _lp_distance(p, n, norm_degree, eps, ax, squared) if swap else None
-    return _triplet_hinge(d_ap, d_an, d_pn, margin, swap).astype(out_dtype)
+    return triplet_hinge(d_ap, d_an, d_pn, margin, swap).astype(out_dtype)
 
 
 def batch_hard_triplet_loss(
@@ -676,18 +666,6 @@ def contrastive_loss(
 # --------------------------------------------------------------------------- other batch losses
 
 
-def _masked_logsumexp(x, mask, axis=-1):
-    """``log sum_{mask} exp(x)`` and whether the mask is non-empty (value 0 where empty)."""
-    has = jnp.any(mask, axis=axis)
-    m = jax.lax.stop_gradient(
-        jnp.max(jnp.where(mask, x, -jnp.inf), axis=axis, keepdims=True, initial=-jnp.inf)
-    )
-    m = jnp.where(jnp.isfinite(m), m, 0)
-    total = jnp.sum(jnp.where(mask, jnp.exp(jnp.where(mask, x - m, 0)), 0), axis=axis)
-    lse = jnp.log(jnp.where(has, total, 1)) + jnp.squeeze(m, axis)
-    return jnp.where(has, lse, 0), has
-
-
 def lifted_structured_loss(
     embeddings: ArrayLike, labels: ArrayLike, *, margin: float = 1.0, precision=_HIGHEST
 ) -> jax.Array:
@@ -728,11 +706,11 @@ def lifted_structured_loss(
     pytorch-metric-learning: LiftedStructureLoss (LpDistance(normalize_embeddings=False))
     """
     fn = "lifted_structured_loss"
-    x, labels, out_dtype = _prepare(embeddings, labels, fn)
+    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
     _check_margin(margin, fn)
     dist = _in_batch_distances(x, "euclidean", False, precision)
     pos = positive_mask(labels)
-    lse, has = _masked_logsumexp(margin - dist, negative_mask(labels))
+    lse, has = _numerics.masked_logsumexp(margin - dist, negative_mask(labels))
     # log(exp(lse_i) + exp(lse_j)) over the members that have negatives
     hi, hj = has[:, None], has[None, :]
     li, lj = lse[:, None], lse[None, :]
@@ -783,11 +761,11 @@ def soft_nearest_neighbor_loss(
     Reference: a brute-force NumPy / PyTorch implementation of the formula (tests).
     """
     fn = "soft_nearest_neighbor_loss"
-    x, labels, out_dtype = _prepare(embeddings, labels, fn)
-    _check_temperature(temperature, fn)
+    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
+    _checks.check_temperature(temperature, fn)
     logits = -_in_batch_distances(x, "euclidean", True, precision) / temperature
     pos = positive_mask(labels)
-    lse_pos, has_pos = _masked_logsumexp(logits, pos)
-    lse_all, _ = _masked_logsumexp(logits, ~jnp.eye(x.shape[0], dtype=bool))
+    lse_pos, has_pos = _numerics.masked_logsumexp(logits, pos)
+    lse_all, _ = _numerics.masked_logsumexp(logits, ~jnp.eye(x.shape[0], dtype=bool))
     per_anchor = jnp.where(has_pos, lse_all - lse_pos, 0)
     return _numerics.safe_divide(jnp.sum(per_anchor), jnp.sum(has_pos).astype(x.dtype)).astype(out_dtype)

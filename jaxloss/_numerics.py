@@ -28,6 +28,8 @@ __all__ = [
     "compute_dtype",
     "default_float_dtype",
     "is_low_precision",
+    "masked_logsumexp",
+    "normalize",
     "safe_divide",
     "sqrt",
     "p_norm",
@@ -256,3 +258,29 @@ def _x_times_log_jvp(primals, tangents):
     dx = jnp.where(zero & (log_y == -jnp.inf), 0, log_y)
     dy = jnp.where(zero, 0, x)
     return out, dx * tx + dy * ty
+
+
+def normalize(x):
+    """``x / max(||x||, sqrt(eps))`` row-wise (optax's ``cosine_similarity`` epsilon).
+
+    A zero row stays zero, with gradient 0 (the safe norm's subgradient).
+    """
+    tiny = jnp.sqrt(jnp.finfo(x.dtype).eps).astype(x.dtype)
+    norm = p_norm(x, 2.0, axis=-1, keepdims=True)
+    return x / jnp.maximum(norm, tiny)
+
+
+def masked_logsumexp(x, mask, axis=-1):
+    """``log sum_{mask} exp(x)`` and whether the mask is non-empty (value 0 where empty).
+
+    Masked-out entries contribute nothing to the value or the gradient, even
+    where ``x`` is ``inf`` or ``nan`` there.
+    """
+    has = jnp.any(mask, axis=axis)
+    m = jax.lax.stop_gradient(
+        jnp.max(jnp.where(mask, x, -jnp.inf), axis=axis, keepdims=True, initial=-jnp.inf)
+    )
+    m = jnp.where(jnp.isfinite(m), m, 0)
+    total = jnp.sum(jnp.where(mask, jnp.exp(jnp.where(mask, x - m, 0)), 0), axis=axis)
+    lse = jnp.log(jnp.where(has, total, 1)) + jnp.squeeze(m, axis)
+    return jnp.where(has, lse, 0), has

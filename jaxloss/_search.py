@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _bits, _checks, _pairwise
+from . import _bits, _checks, _pairwise, _tiles
 from . import _numerics as nx
 
 __all__ = [
@@ -71,14 +71,6 @@ def _check_k(k, m, fn):
             f"{fn}: `k` must lie in [1, database size = {m}]; got k={k}. Lower k or search a larger database."
         )
     return int(k)
-
-
-def _check_block(value, name, fn):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{fn}: `{name}` must be a positive int or None (automatic); got {value!r}.")
-    return int(value)
 
 
 def _check_inputs(queries, database, k, metric, fn):
@@ -473,18 +465,13 @@ def _packed_scan(q, x, k, limit, plan):
 
 def _packed_search(q, x, k, qblock, limit, plan):
     """Exact top-k of packed codes, query-blocked: (counts, indices, key) as ``_search_local``."""
-    nq, w = q.shape
+    w = q.shape[1]
 
     def one(qq):
         c, idx = _packed_scan(qq, x, k, limit, plan)
         return c, idx, jnp.where(c > _bits.WORD_BITS * w, jnp.inf, c.astype(jnp.float32))
 
-    if nq <= qblock:
-        return one(q)
-    nqb = -(-nq // qblock)
-    qp = jnp.pad(q, ((0, nqb * qblock - nq), (0, 0))).reshape(nqb, qblock, w)
-    out = jax.lax.map(one, qp)
-    return tuple(o.reshape(nqb * qblock, k)[:nq] for o in out)
+    return _tiles.map_blocks(lambda args: one(args[0]), (q,), qblock)
 
 
 def _sort_key(dist, metric):
@@ -497,7 +484,6 @@ def _search_local(q_raw, qs, x, aux, k, metric, packed, precision, block, qblock
     Returns (distances, indices, key): sorted by (key, index), key ascending
     (the distance, or minus the inner product), ``inf`` key for missing rows.
     """
-    nq = qs.shape[0]
     num_features = x.shape[1]
     plan = _packed_plan(k, num_features, block) if packed else None
     if plan is not None:
@@ -517,17 +503,7 @@ def _search_local(q_raw, qs, x, aux, k, metric, packed, precision, block, qblock
         take = functools.partial(jnp.take_along_axis, indices=order, axis=1)
         return take(d), take(idx), take(key)
 
-    if nq <= qblock:
-        return one((q_raw, qs))
-    nqb = -(-nq // qblock)
-    pad = nqb * qblock - nq
-
-    def blocks(a):
-        a = jnp.pad(a, ((0, pad), (0, 0)))
-        return a.reshape(nqb, qblock, a.shape[1])
-
-    out = jax.lax.map(one, (blocks(q_raw), blocks(qs)))
-    return tuple(o.reshape(nqb * qblock, k)[:nq] for o in out)
+    return _tiles.map_blocks(one, (q_raw, qs), qblock)
 
 
 def _raw_queries(queries, metric, packed, qs):
@@ -642,8 +618,8 @@ def knn(
     """
     fn = "knn"
     queries, database, k, metric, packed = _check_inputs(queries, database, k, metric, fn)
-    block_size = _check_block(block_size, "block_size", fn)
-    query_block_size = _check_block(query_block_size, "query_block_size", fn)
+    block_size = _checks.check_block_size(block_size, "block_size", fn)
+    query_block_size = _checks.check_block_size(query_block_size, "query_block_size", fn)
     qblock, block = _auto_blocks(
         queries.shape[0], database.shape[0], metric, packed, block_size, query_block_size
     )
@@ -729,8 +705,8 @@ def sharded_knn(
     if axis_name is None:
         axis_name = mesh.axis_names[0]
     _checks.check_option(axis_name, "axis_name", tuple(mesh.axis_names), fn)
-    block_size = _check_block(block_size, "block_size", fn)
-    query_block_size = _check_block(query_block_size, "query_block_size", fn)
+    block_size = _checks.check_block_size(block_size, "block_size", fn)
+    query_block_size = _checks.check_block_size(query_block_size, "query_block_size", fn)
     if queries.shape[0] == 0:
         return _empty_result(queries, database, k, metric, packed)
     ndev = mesh.shape[axis_name]

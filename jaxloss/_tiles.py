@@ -8,8 +8,11 @@ state ``(m, s)``: the running maximum ``m`` and the running sum of
 (``combine_logsumexp``), so the same statistics can be merged across tiles,
 across devices (``pmax``/``psum``) or around a ring (``ring_shift``).
 
-Everything here is private building material: padding a ragged axis to whole
-blocks, the online logsumexp update, and the one-step ring permutation. The
+Everything here is private building material, and the only place in the
+package that writes blocking: block starts (the last block pulled back to the
+end of the axis), padding a ragged axis to whole blocks, ``lax.map`` over
+query blocks, the online and cross-device logsumexp, the one-step ring
+permutation and the varying-axes cast of ``shard_map`` loop carries. The
 tiled losses build their ``jax.custom_vjp`` on top of it.
 """
 
@@ -19,12 +22,16 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
+    "block_start",
+    "block_valid",
     "combine_logsumexp",
     "finalize_logsumexp",
     "init_logsumexp",
     "make_varying",
+    "map_blocks",
     "num_blocks",
     "pad_to_blocks",
+    "psum_logsumexp",
     "ring_shift",
     "update_logsumexp",
     "varying_axes",
@@ -51,6 +58,45 @@ def pad_to_blocks(x, block_size: int, *, axis: int = 0, value=0):
     if pad:
         x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=value)
     return x.reshape((nb, block_size) + x.shape[1:])
+
+
+def block_start(index, block_size: int, total: int):
+    """Start of block ``index`` of an axis of ``total`` items (``block_size <= total``).
+
+    ``index * block_size``, except the last block, which is pulled back to end
+    at ``total``: every block is a full ``dynamic_slice`` of the unpadded
+    array (no padded copy of a large operand), and the last one overlaps its
+    predecessor. ``block_valid`` marks the overlap.
+    """
+    return jnp.minimum(index * block_size, total - block_size)
+
+
+def block_valid(index, block_size: int, total: int):
+    """``(block_size,)`` bool: the positions of block ``index`` not already in block ``index - 1``.
+
+    With ``start = block_start(index, block_size, total)`` the positions are
+    ``start + arange(block_size)``; only the last block can start before
+    ``index * block_size``, and its leading entries are then ``False``.
+    """
+    start = block_start(index, block_size, total)
+    return start + jnp.arange(block_size) >= index * block_size
+
+
+def map_blocks(fn, arrays, block_size: int):
+    """``fn`` over row blocks of ``arrays`` (a tuple, equal leading sizes) with ``lax.map``.
+
+    The leading axis is padded with zeros to whole blocks, ``fn`` sees
+    ``block_size`` rows at a time and returns a pytree of arrays with a
+    leading axis of ``block_size``; the result is trimmed back to the true
+    number of rows. One direct call when everything fits in one block.
+    """
+    n = arrays[0].shape[0]
+    if n <= block_size:
+        return fn(arrays)
+    nb = num_blocks(n, block_size)
+    blocks = tuple(pad_to_blocks(a, block_size) for a in arrays)
+    out = jax.lax.map(fn, blocks)
+    return jax.tree_util.tree_map(lambda o: o.reshape((nb * block_size,) + o.shape[2:])[:n], out)
 
 
 def init_logsumexp(shape, dtype=jnp.float32):
@@ -82,6 +128,14 @@ def combine_logsumexp(a, b):
     m = jnp.maximum(a[0], b[0])
     shift = _shift(m)
     return m, a[1] * jnp.exp(a[0] - shift) + b[1] * jnp.exp(b[0] - shift)
+
+
+def psum_logsumexp(state, axis_name):
+    """Merges the states ``(m, s)`` of every device of ``axis_name`` (``pmax`` then ``psum``)."""
+    m, s = state
+    m_all = jax.lax.pmax(m, axis_name)
+    shift = _shift(m_all)
+    return m_all, jax.lax.psum(s * jnp.exp(m - shift), axis_name)
 
 
 def finalize_logsumexp(state):

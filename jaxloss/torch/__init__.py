@@ -692,7 +692,7 @@ def _integer_label_loss(x, target, weight, ignore_index, reduction, label_smooth
     out_dtype = x.dtype
     if _numerics.is_low_precision(x.dtype):
         x = x.astype(jnp.float32)
-    values, dens = _classification._integer_label_terms(
+    values, dens = _classification.integer_label_terms(
         x,
         t,
         from_logits=from_logits,
@@ -946,7 +946,7 @@ def triplet_margin_with_distance_loss(
     d_ap = distance(anchor, positive)
     d_an = distance(anchor, negative)
     d_pn = distance(positive, negative) if swap else None
-    values = _metric_learning._triplet_hinge(d_ap, d_an, d_pn, margin, swap)
+    values = _metric_learning.triplet_hinge(d_ap, d_an, d_pn, margin, swap)
     return _common.apply_reduction(values, reduction, fn)
 
 
