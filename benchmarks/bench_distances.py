@@ -1,11 +1,11 @@
 """All-pairs distances: jaxloss.cdist against torch.cdist, scipy, scikit-learn and a NumPy broadcast.
 
-Run ``python -m benchmarks.bench_distances [--quick]``. Every time is the median
-of several runs after a warm-up (``block_until_ready`` for JAX); a peer that
-takes more than a few seconds is timed once. The table prints peer time /
-jaxloss time, so a ratio above 1 means jaxloss is faster.
+Run ``python -m benchmarks.bench_distances [--quick]``. Each side is set up,
+warmed up and timed in its own process (median, min-max; ``block_until_ready``
+for JAX); a side whose first call takes more than 5 s is timed twice. Ratios
+are jaxloss time / peer time (lower is better).
 
-Rows:
+Rows (``--quick``: 1,024 and 256 rows instead of 4,096 and 1,024):
 
 * euclidean, 4096 x 4096 x 256 float32: torch.cdist (its default matrix-product
   mode), scikit-learn's ``euclidean_distances``, and the bare float32 matrix
@@ -22,124 +22,148 @@ Rows:
 from __future__ import annotations
 
 import argparse
-import functools
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._timing import median_time, torch_device, torch_sync
+from benchmarks._timing import isolated
+
+MODULE = "bench_distances"
 
 
-def _jax(fn, *args):
-    jitted = jax.jit(fn)
-    return lambda: jax.block_until_ready(jitted(*args))
+def _data(n, d, binary, seed=0):
+    rng = np.random.default_rng(seed)
+    if binary:
+        return rng.uniform(size=(n, d)) > 0.5, rng.uniform(size=(n, d)) > 0.5
+    return rng.normal(size=(n, d)).astype(np.float32), rng.normal(size=(n, d)).astype(np.float32)
 
 
-def run(quick: bool = False) -> list[dict]:
-    import scipy.spatial.distance as ssd  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-    from sklearn.metrics import DistanceMetric  # noqa: PLC0415
-    from sklearn.metrics.pairwise import euclidean_distances  # noqa: PLC0415
+# --- factories: each builds its inputs and returns a blocking callable (run in its own process)
+
+
+def jaxloss_cdist(n, d, metric):
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
 
     import jaxloss  # noqa: PLC0415
 
-    repeats = 3 if quick else 10
-    rng = np.random.default_rng(0)
-    rows = []
+    x, y = (jnp.asarray(a) for a in _data(n, d, metric == "hamming"))
+    fn = jax.jit(lambda a, b: jaxloss.cdist(a, b, metric=metric))
+    return lambda: jax.block_until_ready(fn(x, y))
 
-    def euclidean_row(n, d, peers):
-        x = rng.normal(size=(n, d)).astype(np.float32)
-        y = rng.normal(size=(n, d)).astype(np.float32)
-        jx, jy = jnp.asarray(x), jnp.asarray(y)
-        dev = torch_device()
-        tx, ty = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
 
-        def synced(f):
-            return lambda: (f(), torch_sync())
+def jax_matmul(n, d):
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
 
-        cdist = functools.partial(jaxloss.cdist, metric="euclidean")
-        ours = median_time(_jax(cdist, jx, jy), repeats)
-        times = {}
-        for name in peers:
-            if name == "torch.cdist":
-                fn = synced(lambda: torch.cdist(tx, ty))
-            elif name == "jax matmul x @ y.T (bound)":
-                fn = _jax(lambda a, b: jnp.dot(a, b.T, precision=jax.lax.Precision.HIGHEST), jx, jy)
-            elif name == "torch matmul x @ y.T (bound)":
-                fn = synced(lambda: tx @ ty.T)
-            elif name == "sklearn euclidean_distances":
-                fn = lambda: euclidean_distances(x, y)  # noqa: E731
-            elif name == "scipy cdist":
-                fn = lambda: ssd.cdist(x, y)  # noqa: E731
-            elif name == "sklearn DistanceMetric":
-                fn = functools.partial(DistanceMetric.get_metric("euclidean").pairwise, x, y)
-            elif name == "numpy broadcast":
-                fn = lambda: np.sqrt(((x[:, None, :] - y[None, :, :]) ** 2).sum(-1))  # noqa: E731
-            else:
-                raise ValueError(name)
-            times[name] = median_time(fn, repeats)
-        rows.append(
-            {
-                "operation": "euclidean cdist float32",
-                "shapes": f"{n}x{n}x{d}",
-                "jaxloss_s": ours,
-                "peers": times,
-            }
-        )
+    x, y = (jnp.asarray(a) for a in _data(n, d, False))
+    fn = jax.jit(lambda a, b: jnp.dot(a, b.T, precision=jax.lax.Precision.HIGHEST))
+    return lambda: jax.block_until_ready(fn(x, y))
 
-    euclidean_row(
-        4096,
-        256,
-        [
-            "torch.cdist",
-            "jax matmul x @ y.T (bound)",
-            "torch matmul x @ y.T (bound)",
-            "sklearn euclidean_distances",
-        ],
-    )
-    euclidean_row(1024, 256, ["torch.cdist", "scipy cdist", "sklearn DistanceMetric", "numpy broadcast"])
 
-    n, d = 4096, 256
-    xb = rng.uniform(size=(n, d)) > 0.5
-    yb = rng.uniform(size=(n, d)) > 0.5
-    hamming = functools.partial(jaxloss.cdist, metric="hamming")
-    ours = median_time(_jax(hamming, jnp.asarray(xb), jnp.asarray(yb)), repeats)
+def torch_op(n, d, op):
+    import torch  # noqa: PLC0415
+
+    from benchmarks._timing import torch_device, torch_sync  # noqa: PLC0415
+
+    x, y = _data(n, d, op == "cdist_p0")
     dev = torch_device()
-    tx = torch.from_numpy(xb.astype(np.float32)).to(dev)
-    ty = torch.from_numpy(yb.astype(np.float32)).to(dev)
-    rows.append(
-        {
-            "operation": "binary hamming cdist (bool)",
-            "shapes": f"{n}x{n}x{d} bits",
-            "jaxloss_s": ours,
-            "peers": {
-                "torch.cdist(p=0)": median_time(lambda: (torch.cdist(tx, ty, p=0), torch_sync()), repeats),
-                "scipy cdist hamming": median_time(lambda: ssd.cdist(xb, yb, "hamming"), repeats),
-            },
-        }
-    )
-    return rows
+    tx, ty = (torch.from_numpy(a.astype(np.float32)).to(dev) for a in (x, y))
+    fn = {
+        "cdist": lambda: torch.cdist(tx, ty),
+        "cdist_p0": lambda: torch.cdist(tx, ty, p=0),
+        "matmul": lambda: tx @ ty.T,
+    }[op]
+    return lambda: (fn(), torch_sync())
+
+
+def numpy_peer(n, d, op):
+    x, y = _data(n, d, op == "scipy_hamming")
+    if op == "sklearn_euclidean_distances":
+        from sklearn.metrics.pairwise import euclidean_distances  # noqa: PLC0415
+
+        return lambda: euclidean_distances(x, y)
+    if op == "sklearn_distance_metric":
+        from sklearn.metrics import DistanceMetric  # noqa: PLC0415
+
+        metric = DistanceMetric.get_metric("euclidean")
+        return lambda: metric.pairwise(x, y)
+    if op in ("scipy_euclidean", "scipy_hamming"):
+        import scipy.spatial.distance as ssd  # noqa: PLC0415
+
+        name = "hamming" if op == "scipy_hamming" else "euclidean"
+        return lambda: ssd.cdist(x, y, name)
+    if op == "numpy_broadcast":
+        return lambda: np.sqrt(((x[:, None, :] - y[None, :, :]) ** 2).sum(-1))
+    raise ValueError(op)
+
+
+PEERS = {
+    "torch.cdist": ("torch_op", {"op": "cdist"}),
+    "torch.cdist(p=0)": ("torch_op", {"op": "cdist_p0"}),
+    "torch matmul x @ y.T (bound)": ("torch_op", {"op": "matmul"}),
+    "jax matmul x @ y.T (bound)": ("jax_matmul", {}),
+    "sklearn euclidean_distances": ("numpy_peer", {"op": "sklearn_euclidean_distances"}),
+    "sklearn DistanceMetric": ("numpy_peer", {"op": "sklearn_distance_metric"}),
+    "scipy cdist": ("numpy_peer", {"op": "scipy_euclidean"}),
+    "scipy cdist hamming": ("numpy_peer", {"op": "scipy_hamming"}),
+    "numpy broadcast": ("numpy_peer", {"op": "numpy_broadcast"}),
+}
+
+
+def _row(operation, metric, n, d, peers, repeats):
+    ours = isolated(MODULE, "jaxloss_cdist", peer=False, repeats=repeats, n=n, d=d, metric=metric)
+    times = {}
+    for name in peers:
+        factory, kwargs = PEERS[name]
+        times[name] = isolated(
+            MODULE, factory, peer=factory != "jax_matmul", repeats=repeats, n=n, d=d, **kwargs
+        )
+    unit = "bits" if metric == "hamming" else ""
+    return {"operation": operation, "shapes": f"{n}x{n}x{d} {unit}".strip(), "jaxloss": ours, "peers": times}
+
+
+def run(quick: bool = False) -> list[dict]:
+    big, small, repeats = (1024, 256, 3) if quick else (4096, 1024, 10)
+    return [
+        _row(
+            "euclidean cdist float32",
+            "euclidean",
+            big,
+            256,
+            [
+                "torch.cdist",
+                "jax matmul x @ y.T (bound)",
+                "torch matmul x @ y.T (bound)",
+                "sklearn euclidean_distances",
+            ],
+            repeats,
+        ),
+        _row(
+            "euclidean cdist float32",
+            "euclidean",
+            small,
+            256,
+            ["torch.cdist", "scipy cdist", "sklearn DistanceMetric", "numpy broadcast"],
+            repeats,
+        ),
+        _row(
+            "binary hamming cdist (bool)",
+            "hamming",
+            big,
+            256,
+            ["torch.cdist(p=0)", "scipy cdist hamming"],
+            repeats,
+        ),
+    ]
 
 
 def main(argv=None) -> None:
+    from benchmarks.__main__ import RATIO, format_table  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     args = parser.parse_args(argv)
-    rows = run(args.quick)
-    print(f"{'operation':<30} {'shapes':<18} {'jaxloss':>9}  {'peer':<30} {'peer':>9} {'peer/jaxloss':>12}")
-    for row in rows:
-        for i, (peer, seconds) in enumerate(row["peers"].items()):
-            head = (
-                (row["operation"], row["shapes"], f"{row['jaxloss_s'] * 1e3:.1f} ms")
-                if i == 0
-                else ("", "", "")
-            )
-            print(
-                f"{head[0]:<30} {head[1]:<18} {head[2]:>9}  {peer:<30} {seconds * 1e3:>7.1f}ms "
-                f"{seconds / row['jaxloss_s']:>11.2f}x"
-            )
-    print(f"devices: {jax.devices()}")
+    print(f"ratio = {RATIO}\n{format_table(run(args.quick))}")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@
 loss ``softmax_cross_entropy_with_integer_labels(x @ kernel, y).mean()``
 (which computes one GEMM fewer and holds the ``N x V`` logits) and PyTorch's
 ``F.linear_cross_entropy`` forward + backward, with
-``LinearCrossEntropyOptions()`` (its chunked path) and without (its
-reference path). The timings are interleaved (one run of each in turn, the
-median of the rounds), so a machine shared with other work slows all of them
-alike. The note gives XLA's planned temporary memory of the two JAX steps
-(``memory_analysis().temp_size_in_bytes``), here and at N = 8,192,
+``LinearCrossEntropyOptions()`` (its chunked path) and without (its default,
+dense path). Each side runs in its own process (median, min-max) and the four
+loss values are checked equal first. Ratios are jaxloss time / peer time
+(lower is better). The note gives XLA's planned temporary memory of the two
+JAX steps (``memory_analysis().temp_size_in_bytes``), here and at N = 8,192,
 D = 1,024, V = 131,072.
 
     python -m benchmarks.bench_linear_cross_entropy [--quick]
@@ -18,25 +18,30 @@ D = 1,024, V = 131,072.
 from __future__ import annotations
 
 import argparse
-import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-import jaxloss
-from benchmarks._timing import interleaved_medians, torch_device, torch_sync
+from benchmarks._timing import isolated
+
+MODULE = "bench_linear_cross_entropy"
 
 
 def _fused(x, k, y):
+    import jaxloss  # noqa: PLC0415
+
     return jaxloss.linear_softmax_cross_entropy(x, k, y).mean()
 
 
 def _dense(x, k, y):
+    import jaxloss  # noqa: PLC0415
+
     return jaxloss.softmax_cross_entropy_with_integer_labels(x @ k, y).mean()
 
 
 def _temp_mib(loss, n, d, v):
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+
     shapes = (
         jax.ShapeDtypeStruct((n, d), jnp.float32),
         jax.ShapeDtypeStruct((d, v), jnp.float32),
@@ -46,50 +51,63 @@ def _temp_mib(loss, n, d, v):
     return compiled.memory_analysis().temp_size_in_bytes / 2**20
 
 
-def run(quick: bool) -> list[dict]:
+def _data(n, d, v):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    k = (rng.normal(size=(d, v)) / np.sqrt(d)).astype(np.float32)
+    return x, k, rng.integers(0, v, size=n)
+
+
+# --- factories: each builds its inputs and returns a blocking callable (run in its own process)
+
+
+def jax_step(n, d, v, fused):
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    step = jax.jit(jax.value_and_grad(_fused if fused else _dense, argnums=(0, 1)))
+    x, k, y = (jnp.asarray(a) for a in _data(n, d, v))
+    return lambda: float(jax.block_until_ready(step(x, k, y))[0])
+
+
+def torch_step(n, d, v, chunked):
     import torch  # noqa: PLC0415
 
-    n, d, v = (512, 256, 8000) if quick else (2048, 512, 32000)
-    rounds = 2 if quick else 3
-    rng = np.random.default_rng(0)
-    x_np = rng.normal(size=(n, d)).astype(np.float32)
-    k_np = (rng.normal(size=(d, v)) / np.sqrt(d)).astype(np.float32)
-    y_np = rng.integers(0, v, size=n)
-    x, k, y = jnp.asarray(x_np), jnp.asarray(k_np), jnp.asarray(y_np)
+    from benchmarks._timing import torch_device, torch_sync  # noqa: PLC0415
 
-    fused = jax.jit(jax.value_and_grad(_fused, argnums=(0, 1)))
-    dense = jax.jit(jax.value_and_grad(_dense, argnums=(0, 1)))
-
+    x, k, y = _data(n, d, v)
     dev = torch_device()
-    xt = torch.from_numpy(x_np).to(dev).requires_grad_(True)
-    wt = torch.from_numpy(np.ascontiguousarray(k_np.T)).to(dev).requires_grad_(True)
-    yt = torch.from_numpy(y_np).to(dev)
-    chunked = torch.nn.LinearCrossEntropyOptions()
+    xt = torch.from_numpy(x).to(dev).requires_grad_(True)
+    wt = torch.from_numpy(np.ascontiguousarray(k.T)).to(dev).requires_grad_(True)
+    yt = torch.from_numpy(y).to(dev)
+    options = torch.nn.LinearCrossEntropyOptions() if chunked else None
 
-    def torch_step(options):
-        def step():
-            xt.grad = wt.grad = None
-            torch.nn.functional.linear_cross_entropy(xt, wt, yt, options=options).backward()
-            torch_sync()
+    def step():
+        xt.grad = wt.grad = None
+        loss = torch.nn.functional.linear_cross_entropy(xt, wt, yt, options=options)
+        loss.backward()
+        torch_sync()
+        return float(loss)
 
-        return step
+    return step
 
-    # the same numbers first (the benchmark compares equal work)
-    ours = float(fused(x, k, y)[0])
-    assert abs(ours - float(dense(x, k, y)[0])) < 1e-5 * abs(ours)
-    with torch.no_grad():
-        theirs = float(torch.nn.functional.linear_cross_entropy(xt, wt, yt, options=chunked))
-    assert abs(ours - theirs) < 1e-5 * abs(ours)
 
-    medians = interleaved_medians(
-        {
-            "jaxloss": lambda: jax.block_until_ready(fused(x, k, y)),
-            "dense": lambda: jax.block_until_ready(dense(x, k, y)),
-            "torch chunked": torch_step(chunked),
-            "torch reference": torch_step(None),
-        },
-        rounds,
+def run(quick: bool) -> list[dict]:
+    n, d, v = (512, 256, 8000) if quick else (2048, 512, 32000)
+    repeats = 2 if quick else 3
+    shape = {"n": n, "d": d, "v": v}
+    ours = isolated(MODULE, "jax_step", peer=False, repeats=repeats, return_result=True, fused=True, **shape)
+    dense = isolated(
+        MODULE, "jax_step", peer=False, repeats=repeats, return_result=True, fused=False, **shape
     )
+    chunked = isolated(
+        MODULE, "torch_step", peer=True, repeats=repeats, return_result=True, chunked=True, **shape
+    )
+    default = isolated(
+        MODULE, "torch_step", peer=True, repeats=repeats, return_result=True, chunked=False, **shape
+    )
+    values = [t.pop("result") for t in (ours, dense, chunked, default)]
+    assert max(values) - min(values) < 1e-5 * abs(values[0]), values  # equal work
     here = (_temp_mib(_fused, n, d, v), _temp_mib(_dense, n, d, v))
     big = (_temp_mib(_fused, 8192, 1024, 131072), _temp_mib(_dense, 8192, 1024, 131072))
     note = (
@@ -101,11 +119,11 @@ def run(quick: bool) -> list[dict]:
         {
             "operation": "linear_softmax_cross_entropy value+grad (x, kernel)",
             "shapes": f"N={n}, D={d}, V={v} float32",
-            "jaxloss_s": medians["jaxloss"],
+            "jaxloss": ours,
             "peers": {
-                "dense JAX x @ W + softmax CE (one GEMM fewer)": medians["dense"],
-                "F.linear_cross_entropy, LinearCrossEntropyOptions()": medians["torch chunked"],
-                "F.linear_cross_entropy, options=None": medians["torch reference"],
+                "dense JAX x @ W + softmax CE (one GEMM fewer)": dense,
+                "F.linear_cross_entropy, LinearCrossEntropyOptions() (chunked)": chunked,
+                "F.linear_cross_entropy, options=None (default)": default,
             },
             "note": note,
         }
@@ -113,17 +131,15 @@ def run(quick: bool) -> list[dict]:
 
 
 def main():
+    from benchmarks.__main__ import RATIO, format_table  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small shapes, fewer rounds")
+    parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
     args = parser.parse_args()
-    start = time.perf_counter()
     rows = run(args.quick)
+    print(f"ratio = {RATIO}\n{format_table(rows)}")
     for row in rows:
-        print(f"{row['operation']} [{row['shapes']}]: jaxloss {row['jaxloss_s'] * 1e3:.0f} ms")
-        for peer, seconds in row["peers"].items():
-            print(f"  {peer}: {seconds * 1e3:.0f} ms (peer / jaxloss = {seconds / row['jaxloss_s']:.2f}x)")
-        print(f"  {row['note']}")
-    print(f"({time.perf_counter() - start:.0f} s)")
+        print(f"- {row['note']}")
 
 
 if __name__ == "__main__":

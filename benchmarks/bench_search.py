@@ -1,214 +1,243 @@
 """Exact kNN and packed-Hamming search: jaxloss.knn against faiss and chunked torch.cdist + topk.
 
-Run: ``python -m benchmarks.bench_search [--quick]``. Full sizes: float L2,
-16,384 queries x 100,000 x 128 float32, k = 10; packed Hamming, 16,384 x
-100,000 codes of 256 bits, k = 10; cosine and inner product, 4,096 x 100,000
-x 128, k = 10.
+Run: ``python -m benchmarks.bench_search [--quick]``. Full sizes: float search
+(euclidean, cosine, inner product), 4,096 queries x 100,000 x 128 float32,
+k = 10, with XLA's bare matrix product ``q @ x.T`` of the same shapes as the
+bound of any GEMM-based float search; packed Hamming, 16,384 x 100,000 codes of
+256 bits, k = 10. ``--quick``: 1,024 queries x 20,000 rows.
 
-jaxloss and faiss are timed **interleaved** (one run of each in turn, after a
-warm-up of each), and the medians of the rounds are reported, so both see the
-same machine load. Both use every core: XLA's CPU thread pool has one thread
-per core, and faiss's OpenMP thread count is set to the same number
-(``os.cpu_count()``).
+Each side runs in its own process (``benchmarks._timing.isolated``): XLA's CPU
+thread pool has one thread per schedulable core; faiss runs with its default
+OpenMP threads and its bundled OpenBLAS, with ``OPENBLAS_CORETYPE`` /
+``OPENBLAS_L2_SIZE`` unset, and each process's BLAS (library, version, core
+type, threads) is printed beside its time. When faiss's bundled OpenBLAS does
+not recognise the CPU and falls back to generic kernels (faiss-cpu 1.15's
+OpenBLAS 0.3.15 reports ``Prescott`` on a Sapphire Rapids-class Xeon), faiss is
+timed a second time with ``OPENBLAS_CORETYPE`` set to the core type NumPy's
+current OpenBLAS detects, and both rows are printed. Ratios are jaxloss time / peer
+time (lower is better). The agreement of the answers (indices, or Hamming
+distances, which have many ties) is checked on the results of the timed runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-import jaxloss
-from benchmarks._timing import interleaved_medians, median_time
+from benchmarks._env import detected_openblas_core, fallback_core_override
+from benchmarks._timing import isolated
 
-ROUNDS = 3  # interleaved timed rounds (medians reported)
+MODULE = "bench_search"
 
 
-def _agreement(a, b):
-    """Fraction of (query, rank) entries with the same neighbour index."""
+def _float_data(nq, m, d, seed):
+    r = np.random.default_rng(seed)
+    return r.normal(size=(nq, d)).astype(np.float32), r.normal(size=(m, d)).astype(np.float32)
+
+
+def _bit_data(nq, m, bits, seed):
+    r = np.random.default_rng(seed)
+    return r.integers(0, 2, (nq, bits)).astype(bool), r.integers(0, 2, (m, bits)).astype(bool)
+
+
+# --- factories: each builds its inputs and returns a blocking callable (run in its own process)
+
+
+def jaxloss_knn(nq, m, d, k, metric, seed):
+    import jax  # noqa: PLC0415
+
+    import jaxloss  # noqa: PLC0415
+
+    q, x = (jax.device_put(a) for a in _float_data(nq, m, d, seed))
+    return lambda: jax.block_until_ready(jaxloss.knn(q, x, k, metric=metric))
+
+
+def jax_gemm(nq, m, d, seed):
+    """XLA's bare ``q @ x.T`` of the search's shapes (float32, default precision)."""
+    import jax  # noqa: PLC0415
+
+    q, x = (jax.device_put(a) for a in _float_data(nq, m, d, seed))
+    gemm = jax.jit(lambda a, b: a @ b.T)
+    return lambda: jax.block_until_ready(gemm(q, x)).shape
+
+
+def faiss_flat(nq, m, d, k, metric, seed):
+    import faiss  # noqa: PLC0415
+
+    q, x = _float_data(nq, m, d, seed)
+    if metric == "euclidean":
+        index = faiss.IndexFlatL2(d)
+        index.add(x)
+        return lambda: _faiss_l2(index.search(q, k))
+    index = faiss.IndexFlatIP(d)
+    if metric == "cosine":
+        faiss.normalize_L2(x)  # the database is normalised once, when it is added
+    index.add(x)
+
+    def search():
+        qf = q.copy()
+        if metric == "cosine":
+            faiss.normalize_L2(qf)
+        return index.search(qf, k)
+
+    return search
+
+
+def _faiss_l2(result):
+    distances, indices = result
+    return np.sqrt(np.maximum(distances, 0)), indices  # faiss returns squared distances
+
+
+def torch_chunked(nq, m, d, k, seed, chunk=1024):
+    """Chunked ``torch.cdist`` + ``topk`` (on the GPU when PyTorch sees one)."""
+    import torch  # noqa: PLC0415
+
+    q, x = _float_data(nq, m, d, seed)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    qt, xt = torch.from_numpy(q).to(dev), torch.from_numpy(x).to(dev)
+
+    def search():
+        values, indices = [], []
+        for s in range(0, nq, chunk):
+            v, i = torch.topk(torch.cdist(qt[s : s + chunk], xt), k, dim=1, largest=False)
+            values.append(v)
+            indices.append(i)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        return torch.cat(values).cpu().numpy(), torch.cat(indices).cpu().numpy()
+
+    return search
+
+
+def jaxloss_hamming(nq, m, bits, k, seed):
+    import jax  # noqa: PLC0415
+
+    import jaxloss  # noqa: PLC0415
+
+    qb, xb = _bit_data(nq, m, bits, seed)
+    qw, xw = jaxloss.pack_bits(qb), jaxloss.pack_bits(xb)  # uint32 words, little-endian bit order
+    return lambda: jax.block_until_ready(jaxloss.knn(qw, xw, k, metric="hamming"))
+
+
+def faiss_binary(nq, m, bits, k, seed):
+    import faiss  # noqa: PLC0415
+
+    qb, xb = _bit_data(nq, m, bits, seed)
+    index = faiss.IndexBinaryFlat(bits)
+    index.add(np.packbits(xb, axis=1, bitorder="little"))
+    q8 = np.packbits(qb, axis=1, bitorder="little")
+    return lambda: index.search(q8, k)
+
+
+# --- rows
+
+
+def _same(a, b) -> float:
     return float(np.mean(np.asarray(a) == np.asarray(b)))
 
 
-def _torch_chunked(q, x, k, chunk=1024):
-    """Chunked ``torch.cdist`` + ``topk`` (on the GPU when PyTorch sees one)."""
-    import torch
-
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    qt, xt = torch.from_numpy(q).to(dev), torch.from_numpy(x).to(dev)
-    out = []
-    for s in range(0, qt.shape[0], chunk):
-        d = torch.cdist(qt[s : s + chunk], xt)
-        out.append(torch.topk(d, k, dim=1, largest=False).indices)
-    if dev == "cuda":
-        torch.cuda.synchronize()
-    return torch.cat(out).cpu().numpy()
+def _close(a, b) -> float:
+    return float(np.mean(np.isclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)))
 
 
-def _faiss():
-    try:
-        import faiss
-    except ImportError:  # e.g. a GPU host without faiss: report the other peers
-        return None
-    faiss.omp_set_num_threads(os.cpu_count() or 1)
-    return faiss
+def bench_float(nq, m, d, k, metric, repeats, seed=0):
+    common = {"nq": nq, "m": m, "d": d, "seed": seed}
+    ours = isolated(
+        MODULE, "jaxloss_knn", peer=False, repeats=repeats, return_result=True, k=k, metric=metric, **common
+    )
+    name = {
+        "euclidean": "faiss IndexFlatL2",
+        "cosine": "faiss IndexFlatIP (normalised)",
+        "dot": "faiss IndexFlatIP",
+    }
+    faiss_t = isolated(
+        MODULE, "faiss_flat", peer=True, repeats=repeats, return_result=True, k=k, metric=metric, **common
+    )
+    peers = {name[metric]: faiss_t}
+    override = fallback_core_override(faiss_t["env"], detected_openblas_core())
+    if override:  # faiss's bundled OpenBLAS fell back to generic kernels: time it on this CPU's core too
+        peers[f"{name[metric]}, OPENBLAS_CORETYPE={override['OPENBLAS_CORETYPE']}"] = isolated(
+            MODULE,
+            "faiss_flat",
+            peer=True,
+            environment=override,
+            repeats=repeats,
+            k=k,
+            metric=metric,
+            **common,
+        )
+    if metric == "euclidean":
+        peers["jax q @ x.T alone (bound)"] = isolated(
+            MODULE, "jax_gemm", peer=False, repeats=repeats, **common
+        )
+        peers["torch cdist+topk (1024-query chunks)"] = isolated(
+            MODULE, "torch_chunked", peer=True, repeats=repeats, return_result=True, k=k, **common
+        )
+    d_ours, i_ours = ours.pop("result")
+    agreement = [f"indices equal to {name[metric]}'s: {_same(i_ours, faiss_t.pop('result')[1]):.4%}"]
+    if "torch cdist+topk (1024-query chunks)" in peers:
+        d_t, i_t = peers["torch cdist+topk (1024-query chunks)"].pop("result")
+        agreement.append(
+            f"to torch's: {_same(i_ours, i_t):.4%} (distances within 1e-4: {_close(d_ours, d_t):.4%})"
+        )
+    return {
+        "operation": f"knn {metric} k={k}",
+        "shapes": f"{nq}x{d} vs {m}x{d} float32",
+        "jaxloss": ours,
+        "peers": peers,
+        "note": "; ".join(agreement),
+    }
 
 
-def _threads_note(faiss) -> str:
-    n = os.cpu_count()
-    peer = f"faiss OpenMP threads {faiss.omp_get_max_threads()}" if faiss is not None else "faiss absent"
-    return f"interleaved medians of {ROUNDS} rounds; XLA CPU threads {n} (one per core), {peer}"
+def bench_hamming(nq, m, bits, k, repeats, seed=1):
+    common = {"nq": nq, "m": m, "bits": bits, "k": k, "seed": seed}
+    ours = isolated(MODULE, "jaxloss_hamming", peer=False, repeats=repeats, return_result=True, **common)
+    theirs = isolated(MODULE, "faiss_binary", peer=True, repeats=repeats, return_result=True, **common)
+    # random codes have many tied counts: compare the distances (faiss does not
+    # promise the lowest index first among ties; jaxloss does)
+    equal = _same(ours.pop("result")[0], theirs.pop("result")[0])
+    return {
+        "operation": f"knn packed hamming k={k}",
+        "shapes": f"{nq} vs {m} codes of {bits} bits",
+        "jaxloss": ours,
+        "peers": {"faiss IndexBinaryFlat": theirs},
+        "note": f"distances equal to faiss's: {equal:.4%}",
+    }
+
+
+def run(quick: bool) -> list[dict]:
+    nq, m, nq_bits, repeats = (1024, 20_000, 2048, 2) if quick else (4096, 100_000, 16_384, 3)
+    return [
+        bench_float(nq, m, 128, 10, "euclidean", repeats),
+        bench_float(nq, m, 128, 10, "cosine", repeats, seed=2),
+        bench_float(nq, m, 128, 10, "dot", repeats, seed=2),
+        bench_hamming(nq_bits, m, 256, 10, repeats),
+    ]
 
 
 def check_ties():
     """True when this backend returns tied neighbours lowest index first."""
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    import jaxloss  # noqa: PLC0415
+
     x = jnp.ones((5000, 4))
     _, i = jaxloss.knn(x[:3], x, 50, block_size=777)
     return bool(np.all(np.asarray(i) == np.arange(50)))
 
 
-def bench_l2(nq, m, d, k):
-    faiss = _faiss()
-    r = np.random.default_rng(0)
-    q = r.normal(size=(nq, d)).astype(np.float32)
-    x = r.normal(size=(m, d)).astype(np.float32)
-    qj, xj = jax.device_put(q), jax.device_put(x)
-
-    def ours():
-        return jax.block_until_ready(jaxloss.knn(qj, xj, k))
-
-    fns = {"jaxloss": ours}
-    if faiss is not None:
-        index = faiss.IndexFlatL2(d)
-        index.add(x)
-        fns["faiss IndexFlatL2"] = lambda: index.search(q, k)
-    times = interleaved_medians(fns, ROUNDS)
-    d_ours, i_ours = ours()
-    peers = {name: t for name, t in times.items() if name != "jaxloss"}
-    agreement = {}
-    if faiss is not None:
-        fd, fi = index.search(q, k)
-        agreement["faiss"] = _agreement(i_ours, fi)
-        agreement["faiss squared distances, max relative difference"] = float(
-            np.max(np.abs(np.asarray(d_ours) ** 2 - fd) / np.maximum(fd, 1e-30))
-        )
-    peers["torch cdist+topk (1024-query chunks)"] = median_time(lambda: _torch_chunked(q, x, k), ROUNDS)
-    agreement["torch"] = _agreement(i_ours, _torch_chunked(q, x, k))
-    return {
-        "operation": f"knn euclidean k={k}",
-        "shapes": f"{nq}x{d} vs {m}x{d} float32",
-        "jaxloss_s": times["jaxloss"],
-        "peers": peers,
-        "agreement": agreement,
-        "note": _threads_note(faiss),
-    }
-
-
-def bench_inner_product(nq, m, d, k, metric):
-    """Cosine or inner-product search against faiss ``IndexFlatIP`` (normalised rows for cosine)."""
-    faiss = _faiss()
-    r = np.random.default_rng(2)
-    q = r.normal(size=(nq, d)).astype(np.float32)
-    x = r.normal(size=(m, d)).astype(np.float32)
-    qj, xj = jax.device_put(q), jax.device_put(x)
-
-    def ours():
-        return jax.block_until_ready(jaxloss.knn(qj, xj, k, metric=metric))
-
-    fns = {"jaxloss": ours}
-    if faiss is not None:
-        index = faiss.IndexFlatIP(d)
-        xf = x.copy()
-        if metric == "cosine":
-            faiss.normalize_L2(xf)  # the database is normalised once, when it is added
-
-        def peer():
-            qf = q.copy()
-            if metric == "cosine":
-                faiss.normalize_L2(qf)
-            return index.search(qf, k)
-
-        index.add(xf)
-        fns["faiss IndexFlatIP" + (" (normalised)" if metric == "cosine" else "")] = peer
-    times = interleaved_medians(fns, ROUNDS)
-    agreement = {}
-    if faiss is not None:
-        _, i_ours = ours()
-        agreement["faiss"] = _agreement(i_ours, peer()[1])
-    return {
-        "operation": f"knn {metric} k={k}",
-        "shapes": f"{nq}x{d} vs {m}x{d} float32",
-        "jaxloss_s": times["jaxloss"],
-        "peers": {name: t for name, t in times.items() if name != "jaxloss"},
-        "agreement": agreement,
-        "note": _threads_note(faiss),
-    }
-
-
-def bench_hamming(nq, m, bits, k):
-    faiss = _faiss()
-    r = np.random.default_rng(1)
-    qb = r.integers(0, 2, (nq, bits)).astype(bool)
-    xb = r.integers(0, 2, (m, bits)).astype(bool)
-    qw, xw = jaxloss.pack_bits(qb), jaxloss.pack_bits(xb)  # uint32 words, little-endian bit order
-
-    def ours():
-        return jax.block_until_ready(jaxloss.knn(qw, xw, k, metric="hamming"))
-
-    fns = {"jaxloss": ours}
-    if faiss is not None:
-        index = faiss.IndexBinaryFlat(bits)
-        index.add(np.packbits(xb, axis=1, bitorder="little"))
-        q8 = np.packbits(qb, axis=1, bitorder="little")
-        fns["faiss IndexBinaryFlat"] = lambda: index.search(q8, k)
-    times = interleaved_medians(fns, ROUNDS)
-    agreement = {}
-    if faiss is not None:
-        # random codes have many tied counts: compare the distances (faiss does not
-        # promise the lowest index first among ties; jaxloss does)
-        d_ours, _ = ours()
-        agreement["faiss distances"] = float(np.mean(np.asarray(d_ours) == index.search(q8, k)[0]))
-    return {
-        "operation": f"knn packed hamming k={k}",
-        "shapes": f"{nq} vs {m} codes of {bits} bits",
-        "jaxloss_s": times["jaxloss"],
-        "peers": {name: t for name, t in times.items() if name != "jaxloss"},
-        "agreement": agreement,
-        "note": _threads_note(faiss),
-    }
-
-
-def run(quick: bool) -> list[dict]:
-    if quick:
-        return [
-            bench_l2(2048, 20_000, 128, 10),
-            bench_inner_product(2048, 20_000, 128, 10, "cosine"),
-            bench_inner_product(2048, 20_000, 128, 10, "dot"),
-            bench_hamming(2048, 20_000, 256, 10),
-        ]
-    return [
-        bench_l2(16_384, 100_000, 128, 10),
-        bench_inner_product(4096, 100_000, 128, 10, "cosine"),
-        bench_inner_product(4096, 100_000, 128, 10, "dot"),
-        bench_hamming(16_384, 100_000, 256, 10),
-    ]
-
-
 def main():
+    from benchmarks.__main__ import RATIO, format_table  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     args = parser.parse_args()
-    print(f"backend: {jax.default_backend()}, devices: {jax.devices()}")
     print(f"ties lowest index first on this backend: {check_ties()}")
-    for row in run(args.quick):
-        print(f"\n{row['operation']}  [{row['shapes']}]  jaxloss {row['jaxloss_s']:.3f} s")
-        for name, t in row["peers"].items():
-            print(f"  {name:40s} {t:8.3f} s   ratio peer/jaxloss = {t / row['jaxloss_s']:.2f}")
-        for name, a in row.get("agreement", {}).items():
-            print(f"  agreement with {name}: {a:.4%}")
-        print(f"  ({row['note']})")
+    rows = run(args.quick)
+    print(f"ratio = {RATIO}\n{format_table(rows)}")
+    for row in rows:
+        print(f"- {row['operation']}: {row['note']}")
 
 
 if __name__ == "__main__":
