@@ -169,7 +169,6 @@ __all__ = [
     "supervised_contrastive_loss",
     "symmetric_kl_divergence",
     "testing",
-    "torch",
     "total_variation_distance",
     "triplet_margin_loss",
     "triplet_mask",

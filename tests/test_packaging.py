@@ -102,3 +102,44 @@ def test_readme_port_and_checker_snippets_run():
     exec(_python_blocks()[1], namespace)  # noqa: S102
     assert namespace["dist"].shape == (3, 4) and np.isfinite(float(namespace["loss"]))
     exec(_python_blocks()[2], {})  # noqa: S102 - asserts report.ok itself
+
+
+def test_star_import_leaves_a_previously_imported_torch_untouched():
+    import torch
+
+    namespace = {"torch": torch}
+    exec("from jaxloss import *", namespace)  # noqa: S102
+    assert namespace["torch"] is torch
+    assert "cdist" in namespace and "testing" in namespace
+    assert "torch" not in jaxloss.__all__
+    import jaxloss.torch as jt  # the subpackage stays importable
+
+    assert jaxloss.torch is jt and callable(jt.cdist)
+
+
+def test_license_file_is_the_apache_2_text_pyproject_declares():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "Apache-2.0"}
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text and len(text.splitlines()) > 150
+
+
+def test_documentation_url_points_to_the_docs():
+    import tomllib
+
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    target = urls["Documentation"]
+    assert target.startswith("https://") or (ROOT / target).is_file(), target
+
+
+def test_ci_runs_the_quickstart_at_the_flax_floor_of_the_extras():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    floors = {dep for name in ("test", "examples") for dep in extras[name] if dep.startswith("flax")}
+    assert len(floors) == 1 and next(iter(floors)).startswith("flax>="), floors
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "test_readme_quickstart_trains_with_flax" in ci.split("minimum versions", 1)[1]
