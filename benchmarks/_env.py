@@ -270,3 +270,8 @@ def describe_process(record: dict | None) -> str:
     set_vars = [f"{k}={v}" for k, v in record.get("openblas_environment", {}).items() if v is not None]
     parts.append(", ".join(set_vars) if set_vars else "OPENBLAS_CORETYPE/L2_SIZE unset")
     return "; ".join(parts)
+
+
+def environment_probe():
+    """A factory for ``benchmarks._timing.isolated``: returns the OpenBLAS variables its process sees."""
+    return lambda: [value or "" for value in openblas_environment().values()]
