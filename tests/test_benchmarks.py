@@ -55,3 +55,33 @@ def test_ratio_is_jaxloss_over_peer():
     assert ratio(ours, peer) == "0.25x"
     table = format_table([{"operation": "op", "shapes": "s", "jaxloss": ours, "peers": {"p": peer}}])
     assert "| jaxloss / peer |" in table and "| 0.25x |" in table and "1.00 s (900.0 ms-1.10 s)" in table
+
+
+def test_one_ratio_direction_in_every_published_text():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    texts = [root / "README.md", root / "benchmarks" / "RESULTS.md", root / "docs" / "benchmarks.md"]
+    texts += sorted((root / "benchmarks").glob("*.py"))
+    for path in texts:
+        text = path.read_text()
+        for reversed_ratio in (
+            "peer / jaxloss",
+            "peer/jaxloss",
+            "peer time / jaxloss",
+            "above 1 means jaxloss",
+        ):
+            assert reversed_ratio not in text, (path.name, reversed_ratio)
+    readme = (root / "README.md").read_text()
+    assert "jaxloss time / peer time" in readme and "<!-- benchmarks:begin -->" in readme
+    assert "jaxloss time / peer time" in (root / "docs" / "benchmarks.md").read_text()
+
+
+def test_every_example_is_listed_in_readme_and_docs_index():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme, index = (root / "README.md").read_text(), (root / "docs" / "index.md").read_text()
+    for example in sorted((root / "examples").glob("*.py")):
+        assert f"examples/{example.name}" in readme, example.name
+        assert f"`{example.name}`" in index, example.name
