@@ -22,6 +22,7 @@ distances, which have many ties) is checked on the results of the timed runs.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 
 import numpy as np
 
@@ -141,45 +142,59 @@ def _close(a, b) -> float:
     return float(np.mean(np.isclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)))
 
 
+def _has_faiss() -> bool:
+    """faiss may be absent (e.g. on a GPU host without faiss-cpu): the other peers are still timed."""
+    return importlib.util.find_spec("faiss") is not None
+
+
+FAISS_NAMES = {
+    "euclidean": "faiss IndexFlatL2",
+    "cosine": "faiss IndexFlatIP (normalised)",
+    "dot": "faiss IndexFlatIP",
+}
+TORCH_NAME = "torch cdist+topk (1024-query chunks)"
+
+
 def bench_float(nq, m, d, k, metric, repeats, seed=0):
-    common = {"nq": nq, "m": m, "d": d, "seed": seed}
+    common = {"nq": nq, "m": m, "d": d, "k": k, "seed": seed}
     ours = isolated(
-        MODULE, "jaxloss_knn", peer=False, repeats=repeats, return_result=True, k=k, metric=metric, **common
+        MODULE, "jaxloss_knn", peer=False, repeats=repeats, return_result=True, metric=metric, **common
     )
-    name = {
-        "euclidean": "faiss IndexFlatL2",
-        "cosine": "faiss IndexFlatIP (normalised)",
-        "dot": "faiss IndexFlatIP",
-    }
-    faiss_t = isolated(
-        MODULE, "faiss_flat", peer=True, repeats=repeats, return_result=True, k=k, metric=metric, **common
-    )
-    peers = {name[metric]: faiss_t}
-    override = fallback_core_override(faiss_t["env"], detected_openblas_core())
-    if override:  # faiss's bundled OpenBLAS fell back to generic kernels: time it on this CPU's core too
-        peers[f"{name[metric]}, OPENBLAS_CORETYPE={override['OPENBLAS_CORETYPE']}"] = isolated(
-            MODULE,
-            "faiss_flat",
-            peer=True,
-            environment=override,
-            repeats=repeats,
-            k=k,
-            metric=metric,
-            **common,
-        )
-    if metric == "euclidean":
-        peers["jax q @ x.T alone (bound)"] = isolated(
-            MODULE, "jax_gemm", peer=False, repeats=repeats, **common
-        )
-        peers["torch cdist+topk (1024-query chunks)"] = isolated(
-            MODULE, "torch_chunked", peer=True, repeats=repeats, return_result=True, k=k, **common
-        )
     d_ours, i_ours = ours.pop("result")
-    agreement = [f"indices equal to {name[metric]}'s: {_same(i_ours, faiss_t.pop('result')[1]):.4%}"]
-    if "torch cdist+topk (1024-query chunks)" in peers:
-        d_t, i_t = peers["torch cdist+topk (1024-query chunks)"].pop("result")
+    peers, agreement = {}, []
+    if _has_faiss():
+        name = FAISS_NAMES[metric]
+        timing = isolated(
+            MODULE, "faiss_flat", peer=True, repeats=repeats, return_result=True, metric=metric, **common
+        )
+        d_f, i_f = timing.pop("result")
+        peers[name] = timing
+        agreement.append(f"indices equal to {name}'s: {_same(i_ours, i_f):.4%}")
+        if metric == "euclidean":
+            agreement.append(f"distances within 1e-4: {_close(d_ours, d_f):.4%}")
+        override = fallback_core_override(timing["env"], detected_openblas_core())
+        if override:  # faiss's bundled OpenBLAS fell back to generic kernels: time it on this CPU's core too
+            peers[f"{name}, OPENBLAS_CORETYPE={override['OPENBLAS_CORETYPE']}"] = isolated(
+                MODULE,
+                "faiss_flat",
+                peer=True,
+                environment=override,
+                repeats=repeats,
+                metric=metric,
+                **common,
+            )
+    else:
+        agreement.append("faiss not installed")
+    if metric == "euclidean":
+        shapes = {key: common[key] for key in ("nq", "m", "d", "seed")}
+        peers["jax q @ x.T alone (bound)"] = isolated(
+            MODULE, "jax_gemm", peer=False, repeats=repeats, **shapes
+        )
+        timing = isolated(MODULE, "torch_chunked", peer=True, repeats=repeats, return_result=True, **common)
+        d_t, i_t = timing.pop("result")
+        peers[TORCH_NAME] = timing
         agreement.append(
-            f"to torch's: {_same(i_ours, i_t):.4%} (distances within 1e-4: {_close(d_ours, d_t):.4%})"
+            f"indices equal to torch's: {_same(i_ours, i_t):.4%} (distances within 1e-4: {_close(d_ours, d_t):.4%})"
         )
     return {
         "operation": f"knn {metric} k={k}",
@@ -193,16 +208,20 @@ def bench_float(nq, m, d, k, metric, repeats, seed=0):
 def bench_hamming(nq, m, bits, k, repeats, seed=1):
     common = {"nq": nq, "m": m, "bits": bits, "k": k, "seed": seed}
     ours = isolated(MODULE, "jaxloss_hamming", peer=False, repeats=repeats, return_result=True, **common)
-    theirs = isolated(MODULE, "faiss_binary", peer=True, repeats=repeats, return_result=True, **common)
-    # random codes have many tied counts: compare the distances (faiss does not
-    # promise the lowest index first among ties; jaxloss does)
-    equal = _same(ours.pop("result")[0], theirs.pop("result")[0])
+    d_ours = ours.pop("result")[0]
+    peers, note = {}, "faiss not installed"
+    if _has_faiss():
+        theirs = isolated(MODULE, "faiss_binary", peer=True, repeats=repeats, return_result=True, **common)
+        # random codes have many tied counts: compare the distances (faiss does not
+        # promise the lowest index first among ties; jaxloss does)
+        note = f"distances equal to faiss's: {_same(d_ours, theirs.pop('result')[0]):.4%}"
+        peers["faiss IndexBinaryFlat"] = theirs
     return {
         "operation": f"knn packed hamming k={k}",
         "shapes": f"{nq} vs {m} codes of {bits} bits",
         "jaxloss": ours,
-        "peers": {"faiss IndexBinaryFlat": theirs},
-        "note": f"distances equal to faiss's: {equal:.4%}",
+        "peers": peers,
+        "note": note,
     }
 
 
