@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks._env import describe_machine, describe_process, machine_record
+
 HERE = Path(__file__).resolve().parent
 RATIO = "jaxloss time / peer time (lower is better; below 1: jaxloss is faster)"
 README_BEGIN = "<!-- benchmarks:begin -->"
@@ -84,8 +86,6 @@ def format_table(rows, with_config: bool = True) -> str:
         align += "---|"
     lines = [header, align]
     for row in rows:
-        from benchmarks._env import describe_process  # noqa: PLC0415
-
         ours = _ours(row)
         peers = row.get("peers") or {"-": None}
         for i, (peer, timing) in enumerate(peers.items()):
@@ -106,8 +106,6 @@ def format_table(rows, with_config: bool = True) -> str:
 
 def jaxloss_processes(rows) -> str:
     """One line per distinct configuration of the jaxloss processes."""
-    from benchmarks._env import describe_process  # noqa: PLC0415
-
     seen = sorted({describe_process(_ours(row)["env"]) for row in rows if _ours(row)})
     return "\n".join(f"- {line}" for line in seen)
 
@@ -129,8 +127,6 @@ def main(argv=None) -> int:
     parser.add_argument("--readme", action="store_true", help="also replace README.md's benchmark table")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE.parent))
-    from benchmarks._env import describe_machine, machine_record  # noqa: PLC0415
-
     machine = machine_record()
     print(describe_machine(machine), flush=True)
     all_rows, notes = [], []

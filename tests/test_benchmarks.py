@@ -85,3 +85,12 @@ def test_every_example_is_listed_in_readme_and_docs_index():
     for example in sorted((root / "examples").glob("*.py")):
         assert f"examples/{example.name}" in readme, example.name
         assert f"`{example.name}`" in index, example.name
+
+
+def test_readme_table_is_replaced_between_its_markers(tmp_path):
+    from benchmarks.__main__ import README_BEGIN, README_END, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_BEGIN}\nold table\n{README_END}\nafter\n")
+    update_readme("| new | table |", readme)
+    assert readme.read_text() == f"intro\n{README_BEGIN}\n| new | table |\n{README_END}\nafter\n"
