@@ -567,6 +567,8 @@ def statistics(t: Tiling, params, rows, cols, row_data=None, col_data=None) -> t
     row_data = {} if row_data is None else row_data
     col_data = {} if col_data is None else col_data
     dense = t.row_block is None and t.col_block is None
+    sh = _shape(t, params, rows, cols, row_data, col_data)
+    dense = dense or sh.n == 0 or sh.m == 0  # nothing to tile: the dense reductions of empty axes
     if dense and (t.axis_name is None or t.parallel == "ring"):
         return _dense(t, params, rows, cols, row_data, col_data)
     if t.axis_name is not None and t.parallel == "ring":
