@@ -564,6 +564,7 @@ def statistics(t: Tiling, params, rows, cols, row_data=None, col_data=None) -> t
       columns of all devices.
     """
     _check(t)
+    params, rows, cols = jax.tree_util.tree_map(jnp.asarray, (params, rows, cols))
     row_data = {} if row_data is None else row_data
     col_data = {} if col_data is None else col_data
     dense = t.row_block is None and t.col_block is None
