@@ -3,7 +3,8 @@
 A loss whose dense form needs an ``N x V`` (or ``B x B``) matrix of logits
 visits it one tile at a time and keeps, per row, only an online logsumexp
 state ``(m, s)``: the running maximum ``m`` and the running sum of
-``exp(logit - m)``. After every tile has been seen,
+``exp(logit - m)`` (and, for a softmax-weighted mean, ``a``: the running sum of
+``exp(logit - m) * value``). After every tile has been seen,
 ``logsumexp = m + log(s)``. The state combines associatively
 (``combine_logsumexp``), so the same statistics can be merged across tiles,
 across devices (``pmax``/``psum``) or around a ring (``ring_shift``).
@@ -13,7 +14,8 @@ package that writes blocking: block starts (the last block pulled back to the
 end of the axis), padding a ragged axis to whole blocks, ``lax.map`` over
 query blocks, the online and cross-device logsumexp, the one-step ring
 permutation and the varying-axes cast of ``shard_map`` loop carries. The
-tiled losses build their ``jax.custom_vjp`` on top of it.
+statistics engine (``_tiled``) and the fused cross-entropy build their
+``jax.custom_vjp`` on top of it.
 """
 
 from __future__ import annotations
