@@ -69,11 +69,6 @@ def _acc_dtype(dtype):
     return jnp.promote_types(dtype, jnp.float32)
 
 
-def _vary(cfg, x):
-    """Gives a fresh accumulator the operands' varying axes (``shard_map``'s loop-carry type check)."""
-    return _tiles.make_varying(x, cfg.vma)
-
-
 def _offset(cfg):
     """The global id of this device's first vocabulary entry."""
     if cfg.axis_name is None:
@@ -142,9 +137,9 @@ def _forward_stats(cfg, x, kernel, bias, weights, labels):
                 szw = szw + jnp.sum(jnp.where(col_valid[None, :], zw, 0), axis=1)
             return lse_state, zy, wy, szw
 
-        zeros = _vary(cfg, jnp.zeros((cfg.tb,), acc))
+        zeros = _tiles.make_varying(jnp.zeros((cfg.tb,), acc), cfg.vma)
         m0, s0 = _tiles.init_logsumexp((cfg.tb,), acc)
-        init = ((_vary(cfg, m0), _vary(cfg, s0)), zeros, zeros, zeros)
+        init = ((_tiles.make_varying(m0, cfg.vma), _tiles.make_varying(s0, cfg.vma)), zeros, zeros, zeros)
         (m, s), zy, wy, szw = jax.lax.fori_loop(0, nvb, vocab_step, init)
         # rows of the last (overlapping) token block are recomputed identically: plain overwrite
         return tuple(
@@ -152,7 +147,7 @@ def _forward_stats(cfg, x, kernel, bias, weights, labels):
             for o, b in zip(out, (m, s, zy, wy, szw), strict=True)
         )
 
-    out0 = tuple(_vary(cfg, jnp.zeros((cfg.n,), acc)) for _ in range(5))
+    out0 = tuple(_tiles.make_varying(jnp.zeros((cfg.n,), acc), cfg.vma) for _ in range(5))
     m, s, zy, wy, szw = jax.lax.fori_loop(0, ntb, token_step, out0)
     if cfg.axis_name is not None:
         m, s = _tiles.psum_logsumexp((m, s), cfg.axis_name)
@@ -223,8 +218,8 @@ def _stats_bwd(cfg, residuals, cotangents):
             return dx, dkb, dbb, dwb
 
         d = x.shape[1]
-        zeros_v = _vary(cfg, jnp.zeros((cfg.vb,), acc))
-        inner0 = (dx, _vary(cfg, jnp.zeros((d, cfg.vb), acc)), zeros_v, zeros_v)
+        zeros_v = _tiles.make_varying(jnp.zeros((cfg.vb,), acc), cfg.vma)
+        inner0 = (dx, _tiles.make_varying(jnp.zeros((d, cfg.vb), acc), cfg.vma), zeros_v, zeros_v)
         dx, dkb, dbb, dwb = jax.lax.fori_loop(0, ntb, token_step, inner0)
         # columns before j * vb were masked to 0 here: adding keeps the previous block's values
         dk = jax.lax.dynamic_update_slice_in_dim(
@@ -243,10 +238,10 @@ def _stats_bwd(cfg, residuals, cotangents):
             )
         return dx, dk, db, dw
 
-    dx0 = _vary(cfg, jnp.zeros(x.shape, acc))
-    dk0 = _vary(cfg, jnp.zeros(kernel.shape, kernel.dtype))
-    db0 = _vary(cfg, jnp.zeros((cfg.v,), acc))
-    dw0 = _vary(cfg, jnp.zeros((cfg.v,), acc))
+    dx0 = _tiles.make_varying(jnp.zeros(x.shape, acc), cfg.vma)
+    dk0 = _tiles.make_varying(jnp.zeros(kernel.shape, kernel.dtype), cfg.vma)
+    db0 = _tiles.make_varying(jnp.zeros((cfg.v,), acc), cfg.vma)
+    dw0 = _tiles.make_varying(jnp.zeros((cfg.v,), acc), cfg.vma)
     dx, dk, db, dw = jax.lax.fori_loop(0, nvb, vocab_step, (dx0, dk0, db0, dw0))
     if cfg.axis_name is not None:
         dx = jax.lax.psum(dx, cfg.axis_name)
