@@ -250,17 +250,19 @@ def _block_top_k(s, k):
     return vals, jnp.minimum(cols, b - 1)
 
 
-def _tile_rows(plan, x, aux, i, dtype):
-    """Block ``i`` of the database: ``(start, rows in dtype, aux rows, valid)``.
+def _tile_rows(plan, x, aux, i, arange, limit, dtype):
+    """Block ``i`` of the database: ``(start, rows in dtype, aux rows, positions, valid)``.
 
     The last block is pulled back to end at ``m`` (no padded copy of the
-    database); ``valid`` masks the rows the previous block already saw.
+    database); ``valid`` masks the rows the previous block already saw and
+    those at or past ``limit``. ``arange`` is ``arange(block)`` (int32).
     """
     m = x.shape[0]
     start = _tiles.block_start(i, plan.block, m).astype(jnp.int32)
     rows = _as_rows(jax.lax.dynamic_slice_in_dim(x, start, plan.block), plan.metric, plan.packed, dtype)
     a = None if aux is None else jax.lax.dynamic_slice_in_dim(aux, start, plan.block)
-    return start, rows, a, _tiles.block_valid(i, plan.block, m)
+    pos = start + arange
+    return start, rows, a, pos, _tiles.block_valid_at(i, plan.block, m, arange) & (pos < limit)
 
 
 def _scan(plan, qs, x, aux, limit):
@@ -277,10 +279,8 @@ def _scan(plan, qs, x, aux, limit):
     arange = jnp.arange(block, dtype=jnp.int32)
 
     def tile(i):
-        start, blk, a, valid = _tile_rows(plan, x, aux, i, qs.dtype)
+        _, blk, a, pos, ok = _tile_rows(plan, x, aux, i, arange, limit, qs.dtype)
         s = _block_scores(qs, blk, a, plan.metric, plan.packed, plan.precision)
-        pos = start + arange
-        ok = valid & (pos < limit)
         s = jnp.where(ok[None, :], s, -jnp.inf)
         bs, bj = _block_top_k(s, kb)
         return bs, pos[bj]
@@ -355,9 +355,8 @@ def _gemm_scan(plan, qs, x, aux, limit):
 
     def step(i, carry):
         rs, ri = carry  # (k, qb) running scores (descending) and indices
-        start, blk, a, valid = _tile_rows(plan, x, aux, i, qs.dtype)
-        pos = start + rows_in_block
-        ok = (valid & (pos < limit))[:, None]
+        start, blk, a, pos, valid = _tile_rows(plan, x, aux, i, rows_in_block, limit, qs.dtype)
+        ok = valid[:, None]
         g = _pairwise.ranking_scores(blk, qs, a, metric=plan.metric, precision=plan.precision)  # (block, qb)
         s = jnp.where(ok, g, -jnp.inf)
         if r > 1:
@@ -484,7 +483,7 @@ def _packed_scan(plan, q, x, limit):
         # The last block is pulled back to end at m; rows seen before are masked.
         start = _tiles.block_start(i, block, m).astype(jnp.int32)
         pos = start + rows_in_block
-        valid = (_tiles.block_valid(i, block, m) & (pos < limit))[:, None]
+        valid = (_tiles.block_valid_at(i, block, m, rows_in_block) & (pos < limit))[:, None]
         rows = jax.lax.dynamic_slice_in_dim(x, start, block)
         keys = jnp.where(valid, (_q_counts(rows, q_t) << shift) | rows_in_block[:, None], _INT_MAX)
         if r > 1:
