@@ -40,13 +40,15 @@ from ._distances import pairwise_distance as pairwise_distance
 from ._distances import pdist as pdist
 from ._distances import squareform as squareform
 
-# --------------------------------------------------------------------------- search and retrieval metrics
+# --------------------------------------------------------------------------- search
 from ._search import knn as knn
-from ._search import mean_average_precision_at_r as mean_average_precision_at_r
-from ._search import precision_at_k as precision_at_k
-from ._search import r_precision as r_precision
-from ._search import recall_at_k as recall_at_k
 from ._search import sharded_knn as sharded_knn
+
+# --------------------------------------------------------------------------- retrieval metrics
+from ._retrieval import mean_average_precision_at_r as mean_average_precision_at_r
+from ._retrieval import precision_at_k as precision_at_k
+from ._retrieval import r_precision as r_precision
+from ._retrieval import recall_at_k as recall_at_k
 
 # --------------------------------------------------------------------------- divergences
 from ._divergences import bhattacharyya_distance as bhattacharyya_distance

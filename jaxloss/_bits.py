@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _checks
+from . import _checks, _tiles
 
 __all__ = ["pack_bits", "unpack_bits", "packed_hamming_distances", "WORD_BITS"]
 
@@ -196,8 +196,6 @@ def packed_hamming_distances(
 @jax.jit(static_argnums=2)
 def _blocked_counts(x, y, block):
     m = y.shape[0]
-    nblocks = -(-m // block)
-    pad = nblocks * block - m
-    yb = jnp.pad(y, ((0, pad), (0, 0))).reshape(nblocks, block, y.shape[1])
+    yb = _tiles.pad_to_blocks(y, block)  # (nblocks, block, w), zero codes past m
     out = jax.lax.map(lambda yy: hamming_counts(x, yy), yb)  # (nblocks, n, block)
-    return jnp.moveaxis(out, 0, 1).reshape(x.shape[0], nblocks * block)[:, :m]
+    return jnp.moveaxis(out, 0, 1).reshape(x.shape[0], yb.shape[0] * block)[:, :m]

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _bits, _checks, _numerics, _pairwise
+from . import _bits, _checks, _numerics, _pairwise, _tiles
 
 __all__ = [
     "METRICS",
@@ -608,13 +608,6 @@ def _tile_sizes(n, m, d, budget):
     return bx, min(by, m)
 
 
-def _pad_rows(a, block):
-    extra = (-a.shape[0]) % block
-    if extra == 0:
-        return a
-    return jnp.concatenate([a, jnp.broadcast_to(a[-1:], (extra, *a.shape[1:]))], axis=0)
-
-
 def _tiled(kernel, x, y):
     """kernel(x (bx, d), y (by, d)) -> (bx, by) over tiles of at most BLOCK_ELEMENTS."""
     n, m, d = x.shape[0], y.shape[0], x.shape[1]
@@ -623,8 +616,9 @@ def _tiled(kernel, x, y):
     bx, by = _tile_sizes(n, m, d, BLOCK_ELEMENTS)
     if bx == n and by == m:
         return kernel(x, y)
-    xt = _pad_rows(x, bx).reshape(-1, bx, d)
-    yt = _pad_rows(y, by).reshape(-1, by, d)
+    # Padded rows repeat the last row (real data: finite kernel gradients), trimmed below.
+    xt = _tiles.split_blocks(x, bx, mode="edge")  # (nbx, bx, d)
+    yt = _tiles.split_blocks(y, by, mode="edge")
     tile = jax.checkpoint(kernel)  # the backward pass recomputes a tile instead of storing it
 
     def row_of_tiles(xb):

@@ -1,4 +1,4 @@
-"""Exact k-nearest-neighbour search in blocks, sharded search, and retrieval metrics.
+"""Exact k-nearest-neighbour search in blocks, and sharded search.
 
 ``knn`` scans the database in blocks of rows (``lax.fori_loop``) and keeps
 a running top-k per query, so its peak memory is ``O(q_block * block + q * k)``
@@ -17,16 +17,21 @@ order, and the final ``k`` are sorted by ``(distance, index)``.
 ``jax.shard_map``; each device searches its shard, and the partial top-k
 lists are gathered and merged into the global answer with global indices.
 
-The retrieval metrics (``recall_at_k``, ``precision_at_k``,
-``r_precision``, ``mean_average_precision_at_r``) take the neighbour
-indices returned by ``knn`` and follow pytorch-metric-learning's
-``AccuracyCalculator``.
+Three scan engines share one contract (a running top-k of one query block
+over the database rows below a limit): ``_scan`` (``lax.top_k`` per tile,
+any metric), ``_gemm_scan`` (one matrix product per tile and a sort-free
+selection, the GEMM metrics with ``k <= 64``) and ``_packed_scan`` (packed
+Hamming codes, exact int32 keys). Their static configuration travels as one
+``SearchPlan``; every piece of blocking (block counts, the last block pulled
+back to the end, query blocks) comes from ``_tiles``. The retrieval metrics
+that consume the returned indices live in ``_retrieval``.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,10 +44,6 @@ from . import _numerics as nx
 __all__ = [
     "knn",
     "sharded_knn",
-    "recall_at_k",
-    "precision_at_k",
-    "r_precision",
-    "mean_average_precision_at_r",
     "METRICS",
 ]
 
@@ -58,6 +59,26 @@ _TILE_ELEMENTS = 4 * 2**20  # 16 MiB of float32 scores
 # Packed Hamming and cityblock (elementwise work, no GEMM): smaller tiles, tuned on the CPU.
 _SMALL_QUERY_BLOCK = 128
 _SMALL_TILE_ELEMENTS = 2**20
+
+
+class SearchPlan(NamedTuple):
+    """The static configuration of one search (hashable: a ``jax.jit`` static argument).
+
+    Attributes:
+      k: neighbours kept per query.
+      metric: a name of ``METRICS`` (lower case).
+      packed: queries and database are packed uint32 codes (``metric="hamming"``).
+      precision: ``jax.lax.Precision`` of the tile matrix products.
+      block: database rows per tile.
+      qblock: queries per block.
+    """
+
+    k: int
+    metric: str
+    packed: bool
+    precision: object
+    block: int
+    qblock: int
 
 
 # --------------------------------------------------------------------------- validation
@@ -220,9 +241,7 @@ def _block_top_k(s, k):
     qb, b = s.shape
     if b < 8 * _CHUNK or 4 * k * _CHUNK > b:
         return jax.lax.top_k(s, k)
-    nc = -(-b // _CHUNK)
-    pad = nc * _CHUNK - b
-    chunks = jnp.pad(s, ((0, 0), (0, pad)), constant_values=-jnp.inf).reshape(qb, nc, _CHUNK)
+    chunks = _tiles.split_blocks(s, _CHUNK, axis=1, value=-jnp.inf)  # (qb, chunks, _CHUNK)
     _, best = jax.lax.top_k(jnp.max(chunks, axis=-1), k)
     best = jnp.sort(best, axis=-1)  # column order: stable ties pick the lowest index
     cand = jnp.take_along_axis(chunks, best[:, :, None], axis=1).reshape(qb, k * _CHUNK)
@@ -231,27 +250,37 @@ def _block_top_k(s, k):
     return vals, jnp.minimum(cols, b - 1)
 
 
-def _scan(qs, x, aux, k, metric, packed, precision, block, limit):
+def _tile_rows(plan, x, aux, i, arange, limit, dtype):
+    """Block ``i`` of the database: ``(start, rows in dtype, aux rows, positions, valid)``.
+
+    The last block is pulled back to end at ``m`` (no padded copy of the
+    database); ``valid`` masks the rows the previous block already saw and
+    those at or past ``limit``. ``arange`` is ``arange(block)`` (int32).
+    """
+    m = x.shape[0]
+    start = _tiles.block_start(i, plan.block, m).astype(jnp.int32)
+    rows = _as_rows(jax.lax.dynamic_slice_in_dim(x, start, plan.block), plan.metric, plan.packed, dtype)
+    a = None if aux is None else jax.lax.dynamic_slice_in_dim(aux, start, plan.block)
+    pos = start + arange
+    return start, rows, a, pos, _tiles.block_valid_at(i, plan.block, m, arange) & (pos < limit)
+
+
+def _scan(plan, qs, x, aux, limit):
     """Running top-k of one query block over the rows of ``x`` valid below ``limit``.
 
     Returns the scores (qb, k), larger nearer, ``-inf`` for missing rows, and
     the local row indices, ties resolved by the lowest index.
     """
+    k, block = plan.k, plan.block
     qb = qs.shape[0]
     m = x.shape[0]
-    nblocks = -(-m // block)
+    nblocks = _tiles.num_blocks(m, block)
     kb = min(k, block)
     arange = jnp.arange(block, dtype=jnp.int32)
 
     def tile(i):
-        # The last block is shifted back to end at m (no padded copy of the database);
-        # rows already seen by the previous block are masked out.
-        start = jnp.minimum(i * block, m - block).astype(jnp.int32)
-        blk = _as_rows(jax.lax.dynamic_slice_in_dim(x, start, block), metric, packed, qs.dtype)
-        a = None if aux is None else jax.lax.dynamic_slice_in_dim(aux, start, block)
-        s = _block_scores(qs, blk, a, metric, packed, precision)
-        pos = start + arange
-        ok = (pos >= i * block) & (pos < limit)
+        _, blk, a, pos, ok = _tile_rows(plan, x, aux, i, arange, limit, qs.dtype)
+        s = _block_scores(qs, blk, a, plan.metric, plan.packed, plan.precision)
         s = jnp.where(ok[None, :], s, -jnp.inf)
         bs, bj = _block_top_k(s, kb)
         return bs, pos[bj]
@@ -315,22 +344,20 @@ def _pop_best(vals, idx, k):
     return jax.lax.fori_loop(0, k, body, (vals, ov, oi))[1:]
 
 
-def _gemm_scan(qs, x, aux, k, metric, precision, block, limit):
+def _gemm_scan(plan, qs, x, aux, limit):
     """``_scan`` for the GEMM metrics (same results), selecting with ``_pop_best``."""
+    k, block = plan.k, plan.block
     qb = qs.shape[0]
     m = x.shape[0]
     r = _runs(block, k)
-    nblocks = -(-m // block)
+    nblocks = _tiles.num_blocks(m, block)
     rows_in_block = jnp.arange(block, dtype=jnp.int32)
 
     def step(i, carry):
         rs, ri = carry  # (k, qb) running scores (descending) and indices
-        start = jnp.minimum(i * block, m - block).astype(jnp.int32)
-        pos = start + rows_in_block
-        ok = ((pos >= i * block) & (pos < limit))[:, None]
-        blk = _as_rows(jax.lax.dynamic_slice_in_dim(x, start, block), metric, False, qs.dtype)
-        a = None if aux is None else jax.lax.dynamic_slice_in_dim(aux, start, block)
-        g = _pairwise.ranking_scores(blk, qs, a, metric=metric, precision=precision)  # (block, qb)
+        start, blk, a, pos, valid = _tile_rows(plan, x, aux, i, rows_in_block, limit, qs.dtype)
+        ok = valid[:, None]
+        g = _pairwise.ranking_scores(blk, qs, a, metric=plan.metric, precision=plan.precision)  # (block, qb)
         s = jnp.where(ok, g, -jnp.inf)
         if r > 1:
             runs = jnp.arange(block // r, dtype=jnp.int32)[:, None]
@@ -377,13 +404,32 @@ _PACKED_MAX_K = 64  # beyond this the min rounds cost more than lax.top_k
 _INT_MAX = np.int32(2**31 - 1)
 
 
-def _packed_plan(k, w, block):
-    """``(block, R, shift, position bits)`` of the fast packed scan, or None (use ``_scan``).
+class PackedPlan(NamedTuple):
+    """The layout of the fast packed scan (``_packed_scan``).
+
+    Attributes:
+      k: neighbours kept per query.
+      block: database rows per tile (a multiple of ``runs``).
+      runs: rows per run ``R`` (1: no runs).
+      shift: a key is ``count << shift | row``.
+      position_bits: bits that order the ``2 k`` merged entries.
+    """
+
+    k: int
+    block: int
+    runs: int
+    shift: int
+    position_bits: int
+
+
+def _packed_plan(plan, w):
+    """The ``PackedPlan`` of ``plan`` for codes of ``w`` words, or None (use ``_scan``).
 
     ``R`` (rows per run) is the power of two near ``sqrt(block / k)``, which
     balances the two selection rounds (``block / R`` run minima, ``k * R``
     candidates); the block is rounded down to a multiple of ``R``.
     """
+    k, block = plan.k, plan.block
     cb = (_bits.WORD_BITS * w + 1).bit_length()  # a count, or the sentinel 32 w + 1
     shift = 31 - cb
     pb = max(1, (2 * k - 1).bit_length())
@@ -391,8 +437,8 @@ def _packed_plan(k, w, block):
         return None
     r = 1 << max(0, math.ceil(math.log2(max(1.0, math.sqrt(block / k)))))
     if block - block % r < 4 * k * r:
-        return block, 1, shift, pb
-    return block - block % r, r, shift, pb
+        return PackedPlan(k, block, 1, shift, pb)
+    return PackedPlan(k, block - block % r, r, shift, pb)
 
 
 def _q_counts(rows, q_t):
@@ -416,16 +462,17 @@ def _pop_smallest(keys, k):
     return jax.lax.fori_loop(0, k, body, (keys, out))[1]
 
 
-def _packed_scan(q, x, k, limit, plan):
+def _packed_scan(plan, q, x, limit):
     """Running top-k of one query block ``q (qb, w)`` over the rows of ``x`` below ``limit``.
 
-    Returns ``(counts, indices)``, each ``(qb, k)``, sorted by (count, index);
-    missing rows have the count ``32 w + 1`` and the index ``x.shape[0]``.
+    ``plan`` is a ``PackedPlan``. Returns ``(counts, indices)``, each
+    ``(qb, k)``, sorted by (count, index); missing rows have the count
+    ``32 w + 1`` and the index ``x.shape[0]``.
     """
-    block, r, shift, pb = plan
+    k, block, r, shift, pb = plan.k, plan.block, plan.runs, plan.shift, plan.position_bits
     qb, w = q.shape
     m = x.shape[0]
-    nblocks = -(-m // block)
+    nblocks = _tiles.num_blocks(m, block)
     mask = (1 << shift) - 1
     sentinel = _bits.WORD_BITS * w + 1
     rows_in_block = jnp.arange(block, dtype=jnp.int32)
@@ -433,10 +480,10 @@ def _packed_scan(q, x, k, limit, plan):
 
     def step(i, carry):
         rc, ri = carry  # (k, qb) running counts and indices, ascending
-        # The last block is shifted back to end at m; rows seen before are masked.
-        start = jnp.minimum(i * block, m - block).astype(jnp.int32)
+        # The last block is pulled back to end at m; rows seen before are masked.
+        start = _tiles.block_start(i, block, m).astype(jnp.int32)
         pos = start + rows_in_block
-        valid = ((pos >= i * block) & (pos < limit))[:, None]
+        valid = (_tiles.block_valid_at(i, block, m, rows_in_block) & (pos < limit))[:, None]
         rows = jax.lax.dynamic_slice_in_dim(x, start, block)
         keys = jnp.where(valid, (_q_counts(rows, q_t) << shift) | rows_in_block[:, None], _INT_MAX)
         if r > 1:
@@ -447,7 +494,11 @@ def _packed_scan(q, x, k, limit, plan):
             cnt = jnp.sum(
                 jax.lax.population_count(cand ^ q[None, None]).astype(jnp.int32), axis=-1, dtype=jnp.int32
             )
-            ok = (best != _INT_MAX)[:, None, :] & (start + rid >= i * block) & (start + rid < limit)
+            ok = (
+                (best != _INT_MAX)[:, None, :]
+                & _tiles.block_valid_at(i, block, m, rid)
+                & (start + rid < limit)
+            )
             keys = jnp.where(ok, (cnt << shift) | rid, _INT_MAX).reshape(k * r, qb)
         bk = _pop_smallest(keys, k)
         bc = jnp.where(bk == _INT_MAX, sentinel, bk >> shift)
@@ -463,38 +514,39 @@ def _packed_scan(q, x, k, limit, plan):
     return rc.T, ri.T
 
 
-def _packed_search(q, x, k, qblock, limit, plan):
+def _packed_search(packed_plan, q, x, qblock, limit):
     """Exact top-k of packed codes, query-blocked: (counts, indices, key) as ``_search_local``."""
     w = q.shape[1]
 
-    def one(qq):
-        c, idx = _packed_scan(qq, x, k, limit, plan)
+    def one(args):
+        c, idx = _packed_scan(packed_plan, args[0], x, limit)
         return c, idx, jnp.where(c > _bits.WORD_BITS * w, jnp.inf, c.astype(jnp.float32))
 
-    return _tiles.map_blocks(lambda args: one(args[0]), (q,), qblock)
+    return _tiles.map_blocks(one, (q,), qblock)
 
 
 def _sort_key(dist, metric):
     return -dist if metric == "dot" else dist
 
 
-def _search_local(q_raw, qs, x, aux, k, metric, packed, precision, block, qblock, limit):
+def _search_local(plan, q_raw, qs, x, aux, limit):
     """Exact top-k of every query over the rows of x below ``limit``, query-blocked.
 
-    Returns (distances, indices, key): sorted by (key, index), key ascending
-    (the distance, or minus the inner product), ``inf`` key for missing rows.
+    ``q_raw`` are the queries for the exact re-scoring, ``qs`` and ``aux`` the
+    scaled queries and per-row database data of ``_prepare``. Returns
+    (distances, indices, key): sorted by (key, index), key ascending (the
+    distance, or minus the inner product), ``inf`` key for missing rows.
     """
+    metric, packed = plan.metric, plan.packed
     num_features = x.shape[1]
-    plan = _packed_plan(k, num_features, block) if packed else None
-    if plan is not None:
-        return _packed_search(qs, x, k, qblock, limit, plan)
+    packed_plan = _packed_plan(plan, num_features) if packed else None
+    if packed_plan is not None:
+        return _packed_search(packed_plan, qs, x, plan.qblock, limit)
+    scan = _gemm_scan if metric in _GEMM_METRICS and not packed and plan.k <= _GEMM_MAX_K else _scan
 
     def one(args):
         qr, qsb = args
-        if metric in _GEMM_METRICS and not packed and k <= _GEMM_MAX_K:
-            s, idx = _gemm_scan(qsb, x, aux, k, metric, precision, block, limit)
-        else:
-            s, idx = _scan(qsb, x, aux, k, metric, packed, precision, block, limit)
+        s, idx = scan(plan, qsb, x, aux, limit)
         missing = s == -jnp.inf
         rows = _as_rows(x[jnp.clip(idx, 0, x.shape[0] - 1)], metric, packed, qs.dtype)
         d = _exact(qr, rows, metric, packed, num_features)
@@ -503,7 +555,7 @@ def _search_local(q_raw, qs, x, aux, k, metric, packed, precision, block, qblock
         take = functools.partial(jnp.take_along_axis, indices=order, axis=1)
         return take(d), take(idx), take(key)
 
-    return _tiles.map_blocks(one, (q_raw, qs), qblock)
+    return _tiles.map_blocks(one, (q_raw, qs), plan.qblock)
 
 
 def _raw_queries(queries, metric, packed, qs):
@@ -516,13 +568,11 @@ def _raw_queries(queries, metric, packed, qs):
     return qs
 
 
-@functools.partial(jax.jit, static_argnames=("k", "metric", "packed", "precision", "block", "qblock"))
-def _knn(queries, database, k, metric, packed, precision, block, qblock):
-    qs, aux, _, out_dtype = _prepare(queries, database, metric, packed)
-    q_raw = _raw_queries(queries, metric, packed, qs)
-    d, idx, _ = _search_local(
-        q_raw, qs, database, aux, k, metric, packed, precision, block, qblock, database.shape[0]
-    )
+@functools.partial(jax.jit, static_argnames=("plan",))
+def _knn(queries, database, plan):
+    qs, aux, _, out_dtype = _prepare(queries, database, plan.metric, plan.packed)
+    q_raw = _raw_queries(queries, plan.metric, plan.packed, qs)
+    d, idx, _ = _search_local(plan, q_raw, qs, database, aux, database.shape[0])
     return d.astype(out_dtype), idx
 
 
@@ -625,7 +675,7 @@ def knn(
     )
     if queries.shape[0] == 0:
         return _empty_result(queries, database, k, metric, packed)
-    return _knn(queries, database, k, metric, packed, precision, block, qblock)
+    return _knn(queries, database, SearchPlan(k, metric, packed, precision, block, qblock))
 
 
 def _empty_result(queries, database, k, metric, packed):
@@ -709,36 +759,36 @@ def sharded_knn(
     query_block_size = _checks.check_block_size(query_block_size, "query_block_size", fn)
     if queries.shape[0] == 0:
         return _empty_result(queries, database, k, metric, packed)
-    ndev = mesh.shape[axis_name]
-    m = database.shape[0]
-    shard = -(-m // ndev)
+    shard = _shard_rows(database.shape[0], mesh.shape[axis_name])
     qblock, block = _auto_blocks(queries.shape[0], shard, metric, packed, block_size, query_block_size)
-    return _sharded(queries, database, k, metric, packed, precision, block, qblock, mesh, axis_name)
+    return _sharded(
+        queries, database, SearchPlan(k, metric, packed, precision, block, qblock), mesh, axis_name
+    )
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("k", "metric", "packed", "precision", "block", "qblock", "mesh", "axis_name"),
-)
-def _sharded(queries, database, k, metric, packed, precision, block, qblock, mesh, axis_name):
+def _shard_rows(m, ndev):
+    """Database rows per device: ``m`` split into ``ndev`` equal shards, the last padded."""
+    return _tiles.num_blocks(m, ndev)
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "mesh", "axis_name"))
+def _sharded(queries, database, plan, mesh, axis_name):
     from jax.sharding import PartitionSpec as P
 
     ndev = mesh.shape[axis_name]
     m = database.shape[0]
-    shard = -(-m // ndev)
-    if shard * ndev != m:
-        database = jnp.pad(database, ((0, shard * ndev - m), (0, 0)))
-    k_local = min(k, shard)
+    shard = _shard_rows(m, ndev)
+    # (ndev, shard, d) blocks back to rows: padded rows lie past m and never match.
+    database = _tiles.pad_to_blocks(database, shard).reshape(ndev * shard, database.shape[1])
+    local_plan = plan._replace(k=min(plan.k, shard))
     database = _place(database, mesh, P(axis_name))
     queries = _place(queries, mesh, P())
 
     def local(q, x):
         offset = jax.lax.axis_index(axis_name) * shard
-        qs, aux, _, _ = _prepare(q, x, metric, packed)
-        q_raw = _raw_queries(q, metric, packed, qs)
-        d, idx, key = _search_local(
-            q_raw, qs, x, aux, k_local, metric, packed, precision, block, qblock, m - offset
-        )
+        qs, aux, _, _ = _prepare(q, x, plan.metric, plan.packed)
+        q_raw = _raw_queries(q, plan.metric, plan.packed, qs)
+        d, idx, key = _search_local(local_plan, q_raw, qs, x, aux, m - offset)
         gather = functools.partial(jax.lax.all_gather, axis_name=axis_name, axis=1, tiled=True)
         return gather(d), gather(idx + offset), gather(key)
 
@@ -746,9 +796,9 @@ def _sharded(queries, database, k, metric, packed, precision, block, qblock, mes
         local, mesh=mesh, in_specs=(P(), P(axis_name)), out_specs=(P(), P(), P()), check_vma=False
     )(queries, database)
     # (q, ndev * k_local) in device order: a stable top-k keeps the lowest global index.
-    _, j = jax.lax.top_k(-key, k)
+    _, j = jax.lax.top_k(-key, plan.k)
     take = functools.partial(jnp.take_along_axis, indices=j, axis=1)
-    out_dtype = _empty_result(queries[:0], database[:0], k, metric, packed)[0].dtype
+    out_dtype = _empty_result(queries[:0], database[:0], plan.k, plan.metric, plan.packed)[0].dtype
     return take(d).astype(out_dtype), take(idx)
 
 
@@ -759,292 +809,3 @@ def _place(x, mesh, spec):
     if any(t == AxisType.Explicit for t in getattr(mesh, "axis_types", ())):
         return jax.reshard(x, NamedSharding(mesh, spec))
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
-
-
-# --------------------------------------------------------------------------- retrieval metrics
-
-
-def _relevant_counts(query_labels, reference_labels):
-    """Number of reference labels equal to each query label, by sorting: O((q + m) log m)."""
-    ref = jnp.sort(reference_labels)
-    lo = jnp.searchsorted(ref, query_labels, side="left")
-    hi = jnp.searchsorted(ref, query_labels, side="right")
-    return (hi - lo).astype(jnp.int32)
-
-
-def _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn):
-    idx = jnp.asarray(neighbor_indices)
-    ql = jnp.asarray(query_labels)
-    rl = jnp.asarray(reference_labels)
-    _checks.check_ndim(idx, "neighbor_indices", fn, ndim=2)
-    _checks.check_ndim(ql, "query_labels", fn, ndim=1)
-    _checks.check_ndim(rl, "reference_labels", fn, ndim=1)
-    _checks.check_integer(idx, "neighbor_indices", fn)
-    _checks.check_integer(ql, "query_labels", fn)
-    _checks.check_integer(rl, "reference_labels", fn)
-    if idx.shape[0] != ql.shape[0]:
-        raise ValueError(
-            f"{fn}: `neighbor_indices` needs one row per query; got shape {idx.shape} "
-            f"for {ql.shape[0]} query labels."
-        )
-    if exclude_self:
-        if ql.shape[0] > rl.shape[0]:
-            raise ValueError(
-                f"{fn}: exclude_self=True needs the queries to be the first rows of the reference "
-                f"set; got {ql.shape[0]} queries and {rl.shape[0]} reference labels."
-            )
-        if idx.shape[1] < 2:
-            raise ValueError(
-                f"{fn}: exclude_self=True drops the query itself from its neighbours, so "
-                f"`neighbor_indices` needs at least 2 columns; got shape {idx.shape}."
-            )
-    counts = _relevant_counts(ql, rl)
-    if exclude_self:
-        # pytorch-metric-learning's ref_includes_query: drop the query from its own list,
-        # or the last neighbour where the query is absent; one fewer relevant item.
-        rows = jnp.arange(idx.shape[0])[:, None]
-        is_self = idx == rows
-        is_self = is_self.at[:, -1].set(is_self[:, -1] | ~jnp.any(is_self, axis=1))
-        order = jnp.argsort(is_self, axis=1, stable=True)[:, : idx.shape[1] - 1]
-        idx = jnp.take_along_axis(idx, order, axis=1)
-        counts = counts - 1
-    same = rl[idx] == ql[:, None]
-    return same, counts
-
-
-def _check_reduction(reduction, fn):
-    return _checks.check_reduction(reduction, fn, allowed=("mean", "none"))
-
-
-def _finish(per_query, counts, reduction):
-    """Mean over queries with at least one relevant reference item (0 when none)."""
-    valid = counts > 0
-    per_query = jnp.where(valid, per_query, 0.0)
-    if reduction == "none":
-        return per_query
-    return nx.safe_divide(jnp.sum(per_query), jnp.sum(valid))
-
-
-def _check_metric_k(k, available, fn):
-    if k is None:
-        return available
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"{fn}: `k` must be an int; got {k!r}.")
-    if not 1 <= k <= available:
-        raise ValueError(f"{fn}: `k` must lie in [1, {available}] (neighbours available); got k={k}.")
-    return int(k)
-
-
-def precision_at_k(
-    neighbor_indices: ArrayLike,
-    query_labels: ArrayLike,
-    reference_labels: ArrayLike,
-    k: int | None = None,
-    *,
-    exclude_self: bool = False,
-    reduction: str = "mean",
-) -> jax.Array:
-    """Precision@k: the fraction of the first ``k`` neighbours that share the query's label.
-
-    ``P@k(i) = (1/k) sum_{j<k} [label(n_ij) == label(q_i)]``; with ``k=1`` it
-    is pytorch-metric-learning's ``precision_at_1``.
-
-    Args:
-      neighbor_indices: ``(q, K)`` int reference indices of each query's
-        neighbours, nearest first (the ``indices`` of ``knn``).
-      query_labels: ``(q,)`` int labels of the queries.
-      reference_labels: ``(m,)`` int labels of the reference (database) rows.
-      k: neighbours considered (``None``: all columns left), static.
-      exclude_self: the queries are the first ``q`` rows of the reference set
-        (e.g. ``knn(x, x, K)``): query ``i``'s own index ``i`` is dropped from its
-        list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
-        columns, and the query does not count as relevant to itself
-        (pytorch-metric-learning's ``ref_includes_query``).
-      reduction: ``"mean"`` (default) averages over the queries that have at
-        least one relevant reference item (others are skipped, as
-        pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
-        ``(q,)`` per-query values (0 for such queries).
-
-    Returns:
-      scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> from jaxloss import precision_at_k
-      >>> labels = jnp.array([0, 0, 1, 1])
-      >>> nbrs = jnp.array([[1, 2], [2, 0], [3, 0], [0, 2]])
-      >>> round(float(precision_at_k(nbrs, labels, labels, 1)), 4)
-      0.5
-
-    Reference: pytorch-metric-learning ``AccuracyCalculator`` (``precision_at_1``).
-    """
-    fn = "precision_at_k"
-    reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
-    k = _check_metric_k(k, same.shape[1], fn)
-    per_query = jnp.mean(same[:, :k].astype(nx.default_float_dtype()), axis=1)
-    return _finish(per_query, counts, reduction)
-
-
-def recall_at_k(
-    neighbor_indices: ArrayLike,
-    query_labels: ArrayLike,
-    reference_labels: ArrayLike,
-    k: int | None = None,
-    *,
-    exclude_self: bool = False,
-    reduction: str = "mean",
-) -> jax.Array:
-    """Recall@k of deep metric learning: does any of the first ``k`` neighbours share the label?
-
-    ``R@k(i) = max_{j<k} [label(n_ij) == label(q_i)]`` (0 or 1), the "Recall@K"
-    of the metric-learning literature (CUB-200, SOP, In-Shop); with ``k=1`` it
-    equals ``precision_at_k`` with ``k=1``.
-
-    Args:
-      neighbor_indices: ``(q, K)`` int reference indices of each query's
-        neighbours, nearest first (the ``indices`` of ``knn``).
-      query_labels: ``(q,)`` int labels of the queries.
-      reference_labels: ``(m,)`` int labels of the reference (database) rows.
-      k: neighbours considered (``None``: all columns left), static.
-      exclude_self: the queries are the first ``q`` rows of the reference set
-        (e.g. ``knn(x, x, K)``): query ``i``'s own index ``i`` is dropped from its
-        list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
-        columns, and the query does not count as relevant to itself
-        (pytorch-metric-learning's ``ref_includes_query``).
-      reduction: ``"mean"`` (default) averages over the queries that have at
-        least one relevant reference item (others are skipped, as
-        pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
-        ``(q,)`` per-query values (0 for such queries).
-
-    Returns:
-      scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> from jaxloss import recall_at_k
-      >>> labels = jnp.array([0, 0, 1, 1])
-      >>> nbrs = jnp.array([[1, 2], [2, 0], [3, 0], [0, 2]])
-      >>> round(float(recall_at_k(nbrs, labels, labels, 2)), 4)
-      1.0
-
-    Reference: pytorch-metric-learning ``AccuracyCalculator`` (``precision_at_1`` for
-    k=1) and a NumPy brute force.
-    """
-    fn = "recall_at_k"
-    reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
-    k = _check_metric_k(k, same.shape[1], fn)
-    per_query = jnp.any(same[:, :k], axis=1).astype(nx.default_float_dtype())
-    return _finish(per_query, counts, reduction)
-
-
-def _r_mask(shape, counts):
-    return jnp.arange(shape[1])[None, :] < counts[:, None]
-
-
-def r_precision(
-    neighbor_indices: ArrayLike,
-    query_labels: ArrayLike,
-    reference_labels: ArrayLike,
-    *,
-    exclude_self: bool = False,
-    reduction: str = "mean",
-) -> jax.Array:
-    """R-precision: precision over the first ``R_i`` neighbours, ``R_i`` = relevant items.
-
-    ``R_i`` is the number of reference rows with the query's label (minus the
-    query itself with ``exclude_self``); ``RP(i) = (1/min(R_i, K)) sum_{j <
-    min(R_i, K)} [label(n_ij) == label(q_i)]``. It is exact when ``K >= max_i
-    R_i`` (pytorch-metric-learning's ``k="max_bin_count"``); with fewer columns
-    it is computed as pytorch-metric-learning does (over the first ``K``).
-
-    Args:
-      neighbor_indices: ``(q, K)`` int reference indices of each query's
-        neighbours, nearest first (the ``indices`` of ``knn``).
-      query_labels: ``(q,)`` int labels of the queries.
-      reference_labels: ``(m,)`` int labels of the reference (database) rows.
-      exclude_self: the queries are the first ``q`` rows of the reference set
-        (e.g. ``knn(x, x, K)``): query ``i``'s own index ``i`` is dropped from its
-        list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
-        columns, and the query does not count as relevant to itself
-        (pytorch-metric-learning's ``ref_includes_query``).
-      reduction: ``"mean"`` (default) averages over the queries that have at
-        least one relevant reference item (others are skipped, as
-        pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
-        ``(q,)`` per-query values (0 for such queries).
-
-    Returns:
-      scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> from jaxloss import r_precision
-      >>> labels = jnp.array([0, 0, 0, 1, 1])
-      >>> nbrs = jnp.array([[0, 1, 3], [1, 3, 0], [2, 3, 4], [3, 4, 0], [4, 0, 3]])
-      >>> round(float(r_precision(nbrs, labels, labels, exclude_self=True)), 4)
-      0.4
-
-    Reference: pytorch-metric-learning ``AccuracyCalculator`` (``r_precision``).
-    """
-    fn = "r_precision"
-    reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
-    mask = _r_mask(same.shape, counts)
-    dt = nx.default_float_dtype()
-    per_query = nx.safe_divide(jnp.sum(same & mask, axis=1).astype(dt), jnp.sum(mask, axis=1).astype(dt))
-    return _finish(per_query, counts, reduction)
-
-
-def mean_average_precision_at_r(
-    neighbor_indices: ArrayLike,
-    query_labels: ArrayLike,
-    reference_labels: ArrayLike,
-    *,
-    exclude_self: bool = False,
-    reduction: str = "mean",
-) -> jax.Array:
-    """MAP@R: mean average precision over the first ``R_i`` neighbours.
-
-    ``MAP@R(i) = (1/R_i) sum_{j < R_i} P@(j+1)(i) * [label(n_ij) == label(q_i)]``
-    (Musgrave et al., "A Metric Learning Reality Check", 2020), ``R_i`` as in
-    ``r_precision``. Exact when ``K >= max_i R_i``; with fewer columns it is
-    computed as pytorch-metric-learning does (the missing terms count as 0).
-
-    Args:
-      neighbor_indices: ``(q, K)`` int reference indices of each query's
-        neighbours, nearest first (the ``indices`` of ``knn``).
-      query_labels: ``(q,)`` int labels of the queries.
-      reference_labels: ``(m,)`` int labels of the reference (database) rows.
-      exclude_self: the queries are the first ``q`` rows of the reference set
-        (e.g. ``knn(x, x, K)``): query ``i``'s own index ``i`` is dropped from its
-        list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
-        columns, and the query does not count as relevant to itself
-        (pytorch-metric-learning's ``ref_includes_query``).
-      reduction: ``"mean"`` (default) averages over the queries that have at
-        least one relevant reference item (others are skipped, as
-        pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
-        ``(q,)`` per-query values (0 for such queries).
-
-    Returns:
-      scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> from jaxloss import mean_average_precision_at_r
-      >>> labels = jnp.array([0, 0, 0, 1, 1])
-      >>> nbrs = jnp.array([[0, 1, 3], [1, 3, 0], [2, 3, 4], [3, 4, 0], [4, 0, 3]])
-      >>> round(float(mean_average_precision_at_r(nbrs, labels, labels, exclude_self=True)), 4)
-      0.35
-
-    Reference: pytorch-metric-learning ``AccuracyCalculator`` (``mean_average_precision_at_r``).
-    """
-    fn = "mean_average_precision_at_r"
-    reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
-    dt = nx.default_float_dtype()
-    hits = (same & _r_mask(same.shape, counts)).astype(dt)
-    ranks = jnp.arange(1, same.shape[1] + 1, dtype=dt)
-    precision = jnp.cumsum(hits, axis=1) * hits / ranks
-    per_query = nx.safe_divide(jnp.sum(precision, axis=1), counts.astype(dt))
-    return _finish(per_query, counts, reduction)

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 __all__ = [
     "block_start",
     "block_valid",
+    "block_valid_at",
     "combine_logsumexp",
     "finalize_logsumexp",
     "finalize_softmax_mean",
@@ -37,6 +38,7 @@ __all__ = [
     "psum_logsumexp",
     "psum_softmax_mean",
     "ring_shift",
+    "split_blocks",
     "update_logsumexp",
     "update_softmax_mean",
     "varying_axes",
@@ -228,3 +230,35 @@ def make_varying(x, axes):
         return jax.lax.pcast(leaf, missing, to="varying") if missing else leaf
 
     return jax.tree_util.tree_map(cast, x) if axes else x
+
+
+def split_blocks(x, block_size: int, *, axis: int = 0, value=0, mode: str = "constant"):
+    """Pads ``axis`` of ``x`` to a multiple of ``block_size`` and splits it in place.
+
+    The axis of ``n`` items becomes two axes ``(num_blocks, block_size)`` at
+    the same position (``pad_to_blocks`` moves the block axis to the front
+    instead). ``mode="constant"`` pads with ``value``; ``mode="edge"`` repeats
+    the last entry, so padded rows hold real data and a kernel whose gradient
+    is not finite at a zero row stays finite on them. No copy when ``n`` is
+    already a multiple of ``block_size``.
+    """
+    axis = axis % x.ndim
+    n = x.shape[axis]
+    nb = num_blocks(n, block_size)
+    pad = nb * block_size - n
+    if pad:
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (0, pad)
+        x = jnp.pad(x, widths, mode="edge") if mode == "edge" else jnp.pad(x, widths, constant_values=value)
+    return x.reshape(x.shape[:axis] + (nb, block_size) + x.shape[axis + 1 :])
+
+
+def block_valid_at(index, block_size: int, total: int, offsets):
+    """``block_valid`` at chosen ``offsets`` (an int array of any shape) within block ``index``.
+
+    True where ``block_start(index, block_size, total) + offsets`` was not
+    already in block ``index - 1``; ``block_valid`` is this at
+    ``arange(block_size)``. For positions gathered from a block (the rows of a
+    selected candidate run) without materialising the whole mask.
+    """
+    return block_start(index, block_size, total) + offsets >= index * block_size

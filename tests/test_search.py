@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 import jaxloss
-from tests.helpers import rng, run_python
+from tests.helpers import rng, run_python, sweep
 
 METRICS = ("euclidean", "sqeuclidean", "cosine", "cityblock", "hamming", "dot")
 M = 53  # not a multiple of the block sizes below
@@ -58,15 +58,23 @@ def assert_knn_equal(got, expected, rtol=1e-5, atol=1e-5):
 
 
 CASES = [  # (k, block_size, query_block_size)
-    (1, None, None),
     (5, 8, None),
+    (1, None, None),
     (M, 7, None),
     (5, 1, 4),
 ]
+# The fast loop: every metric with several blocks, every case with euclidean (the GEMM scan)
+# and cityblock (the lax.top_k scan); the whole suite crosses them all.
+KNN_FLOAT32 = [
+    (metric, *case)
+    if case == CASES[0] or metric in ("euclidean", "cityblock")
+    else pytest.param(metric, *case, marks=pytest.mark.slow)
+    for metric in METRICS
+    for case in CASES
+]
 
 
-@pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("k, block_size, query_block_size", CASES)
+@pytest.mark.parametrize("metric, k, block_size, query_block_size", KNN_FLOAT32)
 def test_knn_matches_brute_force_float32(metric, k, block_size, query_block_size):
     # knn is jitted internally; jit/eager variants are exercised by the float64 test below.
     x = dataset(metric).astype(np.float32)
@@ -342,6 +350,7 @@ def test_sharded_knn_matches_single_device():
     assert "checked 13" in out
 
 
+@pytest.mark.slow  # a subprocess that allocates a 512 MB database
 def test_knn_memory_is_bounded():
     """2,000 queries against 2,000,000 x 64 float32 (512 MB): peak RSS grows by < 2 GB."""
     code = """
@@ -490,7 +499,7 @@ def test_retrieval_metric_errors():
         jaxloss.r_precision(idx, labels[:, None], labels)
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cityblock", "dot", "hamming"])
+@pytest.mark.parametrize("metric", sweep(["cityblock", "euclidean", "sqeuclidean", "dot", "hamming"], 2))
 @pytest.mark.parametrize("k", [1, 5, 16])
 def test_chunked_block_top_k_is_exact_with_ties(metric, k):
     """Blocks of >= 8 * 64 columns go through the two-level (chunk maxima) top-k: still exact,
