@@ -75,6 +75,7 @@ def summed_outputs(spec, args, *, cotangent=False, with_outputs=False):
     by a constant per output still shows. With ``with_outputs`` ``f`` returns
     ``(sum, outputs)``, for ``jax.grad(f, has_aux=True)``.
     """
+
     def scalar(*diff_args):
         full = list(args)
         for i, a in zip(spec.diff, diff_args, strict=True):
