@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 
 import jax
 import jax.numpy as jnp
@@ -286,6 +287,14 @@ CASES = [
         "reduction",
     ),
     ("torch.linear_cross_entropy", jt.linear_cross_entropy, (X, f(5, 4), L), {}, V, "linear_weight"),
+    (  # PyTorch's LinearCrossEntropyOptions: any bad batch_chunk_size is a ValueError
+        "torch.linear_cross_entropy",
+        jt.linear_cross_entropy,
+        (X, f(5, 3), L),
+        dict(options=types.SimpleNamespace(batch_chunk_size=0)),
+        V,
+        "options.batch_chunk_size",
+    ),
     ("torch.nll_loss", jt.nll_loss, (X, L.astype(jnp.float32)), {}, T, "target"),
     ("torch.nll_loss", jt.nll_loss, (X, L[:3]), {}, V, "target"),
     ("torch.binary_cross_entropy", jt.binary_cross_entropy, (P, f(4, 2)), {}, V, "target"),
