@@ -6,7 +6,7 @@ and numbers. Every function jit-compiles, vmaps and differentiates, with
 finite gradients at every finite input.
 """
 
-# ruff: noqa: I001  (sections follow the layout of DESIGN.md, not the alphabet)
+# ruff: noqa: I001  (sections follow the layout of docs/design.md, not the alphabet)
 
 __version__ = "0.1.0"
 

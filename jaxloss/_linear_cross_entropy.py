@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _checks, _tiles
 
-__all__ = ["default_block_sizes", "linear_softmax_cross_entropy"]
+__all__ = ["linear_softmax_cross_entropy"]
 
 # Block sizes. A tile of logits is ``block_size x vocab_block_size`` float32 and
 # about four tile-sized temporaries are live in the backward pass. On CPU the

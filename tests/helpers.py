@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss.testing import compare_with_torch, default_tolerance
+from tests.registry import float_leaves
 
 DTYPES = ("float32", "float64")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,7 +75,6 @@ def summed_outputs(spec, args, *, cotangent=False, with_outputs=False):
     by a constant per output still shows. With ``with_outputs`` ``f`` returns
     ``(sum, outputs)``, for ``jax.grad(f, has_aux=True)``.
     """
-    from tests.registry import float_leaves  # noqa: PLC0415 - the registry imports jaxloss lazily
 
     def scalar(*diff_args):
         full = list(args)

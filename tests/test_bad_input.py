@@ -11,6 +11,8 @@ keeps the table complete.
 from __future__ import annotations
 
 import functools
+import inspect
+import types
 
 import jax
 import jax.numpy as jnp
@@ -285,6 +287,14 @@ CASES = [
         "reduction",
     ),
     ("torch.linear_cross_entropy", jt.linear_cross_entropy, (X, f(5, 4), L), {}, V, "linear_weight"),
+    (  # PyTorch's LinearCrossEntropyOptions: any bad batch_chunk_size is a ValueError
+        "torch.linear_cross_entropy",
+        jt.linear_cross_entropy,
+        (X, f(5, 3), L),
+        dict(options=types.SimpleNamespace(batch_chunk_size=0)),
+        V,
+        "options.batch_chunk_size",
+    ),
     ("torch.nll_loss", jt.nll_loss, (X, L.astype(jnp.float32)), {}, T, "target"),
     ("torch.nll_loss", jt.nll_loss, (X, L[:3]), {}, V, "target"),
     ("torch.binary_cross_entropy", jt.binary_cross_entropy, (P, f(4, 2)), {}, V, "target"),
@@ -352,3 +362,76 @@ def test_bad_input_raises_naming_the_argument(case, mode):
     # `_checks` style names the argument in backquotes; the equinox style of cdist/pdist
     # ("cdist(x, y) needs x.shape[-1] == y.shape[-1]") names it in the call
     assert f"`{arg}`" in message or f" {arg}.shape" in message, message
+
+
+# ------------------------------------------------------------------ tiling arguments
+# One rule for every tiling argument (`block_size`, `query_block_size`, `vocab_block_size`,
+# `class_block_size`, ...): a non-integer (2.5, True) is a TypeError, zero or a negative
+# number a ValueError, each message naming the argument. A new function that takes one is
+# one row here; `test_every_tiling_argument_has_a_case` finds the public ones.
+
+TILING_NAMES = ("block_size", "query_block_size", "vocab_block_size", "class_block_size")
+BAD_TILES = [(2.5, T), (True, T), (0, V), (-1, V)]
+
+
+def _packed_hamming(x, y, **kw):
+    # public under jaxloss when exported, else the binary-code module's function knn uses
+    fn = getattr(jaxloss, "packed_hamming_distances", None)
+    if fn is None:
+        from jaxloss import _bits  # noqa: PLC0415
+
+        fn = _bits.packed_hamming_distances
+    return fn(x, y, **kw)
+
+
+W = jnp.zeros((4, 2), jnp.uint32)  # packed binary codes
+
+# (public name, function, array arguments, static keyword arguments, tiling argument)
+TILING = [
+    ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=2), "block_size"),
+    ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=2), "query_block_size"),
+    ("sharded_knn", _sharded, (X, f(6, 3)), dict(k=2), "block_size"),
+    ("sharded_knn", _sharded, (X, f(6, 3)), dict(k=2), "query_block_size"),
+    ("packed_hamming_distances", _packed_hamming, (W, W), {}, "block_size"),
+    ("linear_softmax_cross_entropy", jaxloss.linear_softmax_cross_entropy, (X, f(3, 5), L), {}, "block_size"),
+    (
+        "linear_softmax_cross_entropy",
+        jaxloss.linear_softmax_cross_entropy,
+        (X, f(3, 5), L),
+        {},
+        "vocab_block_size",
+    ),
+    ("clip_loss", jaxloss.clip_loss, (X, Y), {}, "block_size"),
+    ("sigmoid_contrastive_loss", jaxloss.sigmoid_contrastive_loss, (X, Y), {}, "block_size"),
+    ("info_nce", jaxloss.info_nce, (X, Y), {}, "block_size"),
+    ("ntxent", jaxloss.ntxent, (X, L), {}, "block_size"),
+    ("supervised_contrastive_loss", jaxloss.supervised_contrastive_loss, (X, L), {}, "block_size"),
+]
+
+
+def _public_tiling_arguments():
+    found = set()
+    for module, prefix in ((jaxloss, ""), (jt, "torch."), (jtl, "torch.linalg.")):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not callable(obj) or isinstance(obj, type(jaxloss)):
+                continue
+            for param in inspect.signature(obj).parameters:
+                if param in TILING_NAMES or param.endswith("_block_size"):
+                    found.add((prefix + name, param))
+    return found
+
+
+def test_every_tiling_argument_has_a_case():
+    rows = {(row[0], row[4]) for row in TILING}
+    assert _public_tiling_arguments() - rows == set()
+
+
+@pytest.mark.parametrize("value, exc", BAD_TILES, ids=[repr(v) for v, _ in BAD_TILES])
+@pytest.mark.parametrize("row", TILING, ids=[f"{r[0]}-{r[4]}" for r in TILING])
+def test_tiling_argument_rule(row, value, exc):
+    _, fn, args, kwargs, arg = row
+    call = jax.jit(functools.partial(fn, **kwargs, **{arg: value}))  # raised at trace time
+    with pytest.raises(exc) as info:
+        jax.block_until_ready(call(*args))
+    assert f"`{arg}`" in str(info.value), str(info.value)

@@ -101,7 +101,7 @@ def test_cross_entropy_legacy_reduction_and_all_ignored():
 # --------------------------------------------------------------------------- nll_loss, BCE
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("shape", sweep(SHAPES[1:2] + SHAPES[:1] + SHAPES[2:]), ids=str)
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 def test_nll_loss(shape, weighted, reduction):

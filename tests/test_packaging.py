@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import runpy
 import sys
@@ -143,3 +144,103 @@ def test_ci_runs_the_quickstart_at_the_flax_floor_of_the_extras():
     assert len(floors) == 1 and next(iter(floors)).startswith("flax>="), floors
     ci = (ROOT / ".ci" / "run").read_text()
     assert "test_readme_quickstart_trains_with_flax" in ci.split("minimum versions", 1)[1]
+
+
+# ------------------------------------------------------------------ module boundaries
+
+PACKAGE = ROOT / "jaxloss"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _sources() -> dict[str, tuple[Path, ast.Module]]:
+    return {_module_name(p): (p, ast.parse(p.read_text(), str(p))) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+SOURCES = _sources()
+
+
+def _resolve(module: str, path: Path, node: ast.ImportFrom) -> str:
+    """The absolute module an ``ImportFrom`` names (``from ..x import y`` -> ``jaxloss.x``)."""
+    if not node.level:
+        return node.module or ""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for _ in range(node.level - 1):
+        package = package.rpartition(".")[0]
+    return f"{package}.{node.module}" if node.module else package
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _imports(module: str, path: Path, tree: ast.Module):
+    """``(line, imported jaxloss module, names taken from it)`` for every import, lazy ones included."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "jaxloss":
+                    yield node.lineno, alias.name, alias.asname, ()
+        elif isinstance(node, ast.ImportFrom):
+            source = _resolve(module, path, node)
+            if source.split(".")[0] != "jaxloss":
+                continue
+            for alias in node.names:
+                if f"{source}.{alias.name}" in SOURCES:  # `from .. import _checks`: a module
+                    yield node.lineno, f"{source}.{alias.name}", alias.asname or alias.name, ()
+                else:
+                    yield node.lineno, source, None, (alias.name,)
+
+
+def test_no_module_uses_another_modules_private_names():
+    """Shared helpers get a plain name in the module that owns them; ``from .x import _y`` and
+    ``x._y`` across modules are not allowed (private module names themselves are fine)."""
+    bad = []
+    for module, (path, tree) in SOURCES.items():
+        bound = {}  # local name -> jaxloss module it refers to
+        for line, source, local, names in _imports(module, path, tree):
+            if local is not None and source != module:
+                bound[local] = source
+            bad += [
+                f"{module}:{line} imports {source}.{n}" for n in names if _private(n) and source != module
+            ]
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in bound
+                and _private(node.attr)
+                and f"{bound[node.value.id]}.{node.attr}" not in SOURCES
+            ):
+                bad.append(f"{module}:{node.lineno} uses {bound[node.value.id]}.{node.attr}")
+    assert not bad, "\n".join(bad)
+
+
+def test_import_graph_has_no_cycle():
+    """Modules form layers: each imports only modules below it (lazy imports count too)."""
+    graph = {
+        module: {source for _, source, _, _ in _imports(module, path, tree) if source != module}
+        for module, (path, tree) in SOURCES.items()
+    }
+    # importing `jaxloss.x.y` runs the packages above it first; an edge into `jaxloss` itself
+    # (`from .. import name`) is an edge into the package's face
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node):
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*stack[stack.index(nxt) :], nxt]))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)

@@ -28,7 +28,7 @@ def _pair(shape_a=(4, 5), shape_b=(4, 5), ties=True, seed=0):
 
 
 @pytest.mark.parametrize("reduction", sweep(["mean", "none", "sum"]))
-@pytest.mark.parametrize("shapes", sweep([((4, 5), (4, 5)), ((3, 1, 2), (4, 2)), ((4, 5), (5,))], 2))
+@pytest.mark.parametrize("shapes", sweep([((4, 5), (4, 5)), ((3, 1, 2), (4, 2)), ((4, 5), (5,))]))
 @pytest.mark.parametrize("name", ["mse_loss", "l1_loss"])
 def test_mse_and_l1_match_torch(variant, reduction, shapes, name):
     a, b = _pair(*shapes)
@@ -55,7 +55,7 @@ def test_huber_matches_torch(variant, reduction, delta):
     assert_matches_torch(fn, lambda x, y: F.huber_loss(x, y, reduction=reduction, delta=delta), a, b)
 
 
-@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("reduction", sweep(["mean", "sum", "none"], 2))
 @pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss"])
 def test_weighted_residual_losses_match_torch(reduction, name):
     a, b = _pair(seed=3)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks, _linear_cross_entropy, _numerics
+from ._losses import cross_entropy
 
 __all__ = ["linear_cross_entropy"]
 
@@ -132,8 +133,6 @@ def linear_cross_entropy(
                 f"{fn}: `ignore_index` cannot be set when `target` holds probabilities (the logits' "
                 f"shape {logits_shape}); got ignore_index={ignore_index!r}."
             )
-        from . import cross_entropy  # noqa: PLC0415 - the package imports this module
-
         k_flat = w_lin.reshape(math.prod(w_lin.shape[:-1]), d)
         logits = x @ k_flat.T
         if linear_bias is not None:
