@@ -172,6 +172,22 @@ def _in_batch_distances(x, metric, squared, precision):
     return _pairwise.distances(x, metric=name, same=True, precision=precision)
 
 
+def _row_distances(x, y, metric, squared):
+    """``(B,)`` distances of matched rows ``x[i]``, ``y[i]`` (the in-batch metric's rules)."""
+    if metric == "cosine":
+        return _pairwise.rowwise_cosine(x, y)
+    d2 = _pairwise.rowwise_squared_euclidean(x, y)
+    return d2 if squared else _numerics.sqrt(d2)
+
+
+def _first_argmax(values):
+    """Each row's first index of its maximum (a max and a compare: cheaper than ``argmax``)."""
+    top = jnp.max(values, axis=-1, keepdims=True)
+    n = values.shape[-1]
+    first = jnp.min(jnp.where(values == top, jnp.arange(n), n), axis=-1)
+    return jnp.minimum(first, n - 1)  # a row of NaN (non-finite input) picks the last index
+
+
 def prepare_batch(embeddings, labels, fn):
     """Checks a ``(B, d)`` batch and its ``(B,)`` labels; returns ``(x, labels, out_dtype)``."""
     _check_embeddings(embeddings, fn)
@@ -331,8 +347,12 @@ def batch_hard_triplet_loss(
     Returns:
       A scalar.
 
-    Gradient: finite when embeddings coincide (zero-distance gradient 0); the
-    max/min gradient is shared between tied entries.
+    The hardest positive and negative of each anchor are chosen on the
+    distance matrix (a tie goes to the first index, as ``torch.max``); their
+    distances are then computed from the two embeddings, so the gradient is
+    ``O(B d)`` work after the ``(B, B)`` selection.
+
+    Gradient: finite when embeddings coincide (zero-distance gradient 0).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -349,17 +369,28 @@ def batch_hard_triplet_loss(
     pytorch-metric-learning: TripletMarginLoss + BatchHardMiner (reducer=MeanReducer())
     """
     fn = "batch_hard_triplet_loss"
-    dist, pos, neg, dtype, out_dtype = _triplet_setup(
-        embeddings, labels, fn, margin, metric, squared, precision
-    )
-    # initial=: an empty batch (B = 0) reduces over a zero-size axis
-    hardest_pos = jnp.max(jnp.where(pos, dist, -jnp.inf), axis=-1, initial=-jnp.inf)
-    hardest_neg = jnp.min(jnp.where(neg, dist, jnp.inf), axis=-1, initial=jnp.inf)
-    valid = jnp.any(pos, axis=-1) & jnp.any(neg, axis=-1)
-    violation = jnp.where(valid, hardest_pos, 0) - jnp.where(valid, hardest_neg, 0) + margin
+    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
+    _check_metric(metric, squared, fn)
+    _check_margin(margin, fn)
+    if x.shape[0] == 0:
+        return jnp.zeros((), out_dtype)
+    # The hardest pair of each anchor is chosen on the distance matrix (no gradient: the
+    # choice is piecewise constant); its distance is then computed from the two rows, so the
+    # gradient reaches 2 rows per anchor, not the (B, B) matrix.
+    order = "sqeuclidean" if metric == "euclidean" else metric  # same order as the distances
+    dist = jax.lax.stop_gradient(_pairwise.distances(x, metric=order, same=True, precision=precision))
+    same_label = labels[:, None] == labels[None, :]
+    eye = jnp.eye(x.shape[0], dtype=bool)
+    pos = same_label & ~eye
+    hardest_pos = _first_argmax(jnp.where(pos, dist, -jnp.inf))
+    hardest_neg = _first_argmax(jnp.where(same_label, -jnp.inf, -dist))
+    valid = jnp.any(pos, axis=-1) & ~jnp.all(same_label, axis=-1)
+    d_ap = _row_distances(x, x[hardest_pos], metric, squared)
+    d_an = _row_distances(x, x[hardest_neg], metric, squared)
+    violation = jnp.where(valid, d_ap - d_an, 0) + margin
     per_anchor = jax.nn.softplus(violation) if soft else jax.nn.relu(violation)
     total = jnp.sum(jnp.where(valid, per_anchor, 0))
-    return _numerics.safe_divide(total, jnp.sum(valid).astype(dtype)).astype(out_dtype)
+    return _numerics.safe_divide(total, jnp.sum(valid).astype(x.dtype)).astype(out_dtype)
 
 
 def batch_all_triplet_loss(

@@ -3,28 +3,37 @@
 All-pairs distances computed through a matrix product go through this
 module: ``cdist`` / ``pdist`` (euclidean, sqeuclidean, seuclidean,
 mahalanobis, cosine, correlation, dot and the boolean counts) and the in-batch
-metric-learning losses. A blocked search (``knn``) can score each block here
-too, passing one ``shift`` (e.g. the database mean) computed once.
+metric-learning losses. The blocked search (``knn``) uses only
+:func:`ranking_scores`, a query-invariant ranking form without centring (its
+winners are re-scored exactly); no caller passes ``shift=`` at present.
 
 Conventions, the same for every caller:
 
 * **Centring.** Squared distances ``|x_i - y_j|^2 = |x_i|^2 + |y_j|^2 - 2 x_i.y_j``
   are computed after subtracting one common shift from both sets (by default
-  the mean of the rows of ``x`` and ``y`` together; ``shift=`` passes another,
-  e.g. a database mean computed once). Distances do not change; the
-  cancellation of large norms (data with a common offset) does.
+  the mean of the rows of ``x`` and ``y`` together; ``shift=`` passes another).
+  Distances do not change; the cancellation of large norms (data with a
+  common offset) does. Being shift-invariant, they get no gradient through
+  the shift (it is a ``stop_gradient``).
 * **Clamping.** Squared distances are clamped at 0, and values within the
   rounding noise of the product (``SNAP * sqrt(d + 2) * eps * (|x_i|^2 + |y_j|^2)``
   on centred norms) are returned as exactly 0, with gradient 0.
 * **One set.** ``same=True`` (or ``y=None``) says that ``y`` is ``x``: the
-  result is made exactly symmetric and its diagonal exactly 0 (for ``dot``:
+  result is exactly symmetric and its diagonal exactly 0 (for ``dot``:
   symmetric). It is an explicit argument, never decided by object identity.
+  On CPU the product ``x x^T`` is symmetric as computed (entries ``(i, j)``
+  and ``(j, i)`` are the same ordered sum; tested), and an ``(n, n)``
+  transpose there costs several times the product, so it is symmetrised
+  explicitly on other backends only.
 * **Cosine.** ``1 - cos(u, v) = |u/|u| - v/|v||^2 / 2``, computed through the
   same centred product (accurate for nearly parallel vectors), clipped to
   ``[0, 2]``. A zero vector has similarity 0 with a non-zero one (distance 1),
   and two zero vectors are the same point (distance 0).
 * **Gradients.** Finite everywhere; the square root's gradient is 0 at 0, so
-  coincident points give the zero subgradient (PyTorch's rule).
+  coincident points give the zero subgradient (PyTorch's rule). The squared
+  distance has its own JVP: reverse mode is one masked pass over the
+  ``(n, m)`` cotangent and one product per set, with no differentiation
+  through the clamp, the snap or the diagonal, and no ``(n, n)`` transpose.
 * **Precision.** Products use ``precision=HIGHEST`` by default (GPUs otherwise
   run float32 products in TF32); half-precision inputs are computed in
   float32. Results are in the compute dtype; callers cast to their output
@@ -36,6 +45,7 @@ by the caller.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -145,15 +155,81 @@ def rowwise_cosine(x, y) -> jax.Array:
 # --------------------------------------------------------------------------- all-pairs forms
 
 
+def _noise(sq_x, sq_y, d):
+    """``(n, m)`` rounding noise of a product-based squared distance (see :data:`SNAP`)."""
+    eps = float(jnp.finfo(sq_x.dtype).eps)
+    return SNAP * math.sqrt(d + 2) * eps * (jnp.abs(sq_x)[:, None] + jnp.abs(sq_y)[None, :])
+
+
+def _symmetric_products() -> bool:
+    """Whether the default backend's products ``a a^T`` are exactly symmetric (CPU: yes)."""
+    return jax.default_backend() == "cpu"
+
+
+def _product_parts(a, b, precision):
+    """``(|a_i|^2, |b_j|^2, a_i . b_j + a_j . b_i or 2 a_i . b_j)`` (``b`` None: the same set)."""
+    sq_a = jnp.sum(a * a, axis=-1)
+    if b is None:
+        g = gram(a, a, precision=precision)
+        # A CPU product a a^T forms entries (i, j) and (j, i) as the same ordered sum: already
+        # exactly symmetric, and an (n, n) transpose there costs several times the product.
+        return sq_a, sq_a, 2 * g if _symmetric_products() else g + g.T
+    return sq_a, jnp.sum(b * b, axis=-1), 2 * gram(a, b, precision=precision)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _centred_squared(a, b, precision):
+    """Squared distances of centred rows ``a (n, d)``, ``b (m, d)`` (None: ``b`` is ``a``).
+
+    ``|a_i|^2 + |b_j|^2 - 2 a_i . b_j``, clamped at 0, snapped to 0 within
+    rounding noise, zero diagonal for one set. The tangent is written with one
+    product per set, so that reverse mode is one masked pass over the
+    ``(n, m)`` cotangent and one product per input: for one set,
+    ``dA = 2 (diag(S 1) A - S A)`` with ``S = C + C^T``, no autodiff through
+    the clamp and snap.
+    """
+    return _centred_squared_and_keep(a, b, precision)[0]
+
+
+def _centred_squared_and_keep(a, b, precision):
+    sq_a, sq_b, two_g = _product_parts(a, b, precision)
+    d2 = (sq_a[:, None] + sq_b[None, :]) - two_g
+    keep = d2 > _noise(sq_a, sq_b, a.shape[-1])
+    if b is None:
+        i = jnp.arange(a.shape[0])
+        keep = keep & (i[:, None] != i[None, :])
+    return jnp.where(keep, d2, 0), keep
+
+
+@_centred_squared.defjvp
+def _centred_squared_jvp(precision, primals, tangents):
+    a, b = primals
+    ta, tb = tangents
+    out, keep = _centred_squared_and_keep(a, b, precision)
+    dsq_a = 2 * jnp.sum(a * ta, axis=-1)
+    if b is None:  # t + t^T as two products: reverse mode then needs no (n, n) transpose
+        t = gram(ta, a, precision=precision) + gram(a, ta, precision=precision)
+        dd2 = (dsq_a[:, None] + dsq_a[None, :]) - 2 * t
+    else:
+        dsq_b = 2 * jnp.sum(b * tb, axis=-1)
+        dd2 = (dsq_a[:, None] + dsq_b[None, :]) - 2 * (
+            gram(ta, b, precision=precision) + gram(a, tb, precision=precision)
+        )
+    return out, jnp.where(keep, dd2, 0)
+
+
 def squared_euclidean(
     x, y=None, *, same: bool = False, shift=None, metric_matrix=None, precision=HIGHEST
 ) -> jax.Array:
     """``(n, m)`` squared distances ``(x_i - y_j)^T S (x_i - y_j)`` (``S = I`` by default).
 
-    One product of the centred rows, with the norms riding in it:
-    ``[-2 S x, x^T S x, 1] . [y, 1, y^T S y]``; clamped at 0 and snapped to 0
-    within rounding noise. Small problems (``n m d <= DIRECT_ELEMENTS``) are
-    computed from the differences.
+    One product of the centred rows, ``|x_i|^2 + |y_j|^2 - 2 x_i . y_j``
+    (``[-2 S x, x^T S x, 1] . [y, 1, y^T S y]`` with a metric matrix); clamped
+    at 0 and snapped to 0 within rounding noise. The shift does not change
+    the distances, so no gradient flows through it; the gradient of the
+    Euclidean form is one masked pass over the cotangent and one product per
+    set. Small problems (``n m d <= DIRECT_ELEMENTS``) are computed from the
+    differences.
 
     Args:
       x: ``(n, d)``.
@@ -176,19 +252,18 @@ def squared_euclidean(
         out = rowwise_squared_euclidean(x[:, None, :], y[None, :, :], metric_matrix)
         return _zero_diagonal(_symmetric(out, same), same)
     mu = mean_shift(x, None if same else y) if shift is None else jnp.asarray(shift, x.dtype)
+    mu = jax.lax.stop_gradient(mu)  # distances are shift-invariant: the gradient through mu is 0
     xc, yc = x - mu, y - mu
     if metric_matrix is None:
-        xs, ys = xc, yc
-    else:
-        xs = jnp.dot(xc, metric_matrix, precision=precision)
-        ys = jnp.dot(yc, metric_matrix, precision=precision)
+        return _centred_squared(xc, None if same else yc, precision)
+    xs = jnp.dot(xc, metric_matrix, precision=precision)
+    ys = jnp.dot(yc, metric_matrix, precision=precision)
     xx = jnp.sum(xs * xc, axis=-1, keepdims=True)
     yy = jnp.sum(ys * yc, axis=-1, keepdims=True)
     a = jnp.concatenate([-2 * xs, xx, jnp.ones_like(xx)], axis=-1)
     b = jnp.concatenate([yc, jnp.ones_like(yy), yy], axis=-1)
     d2 = _symmetric(gram(a, b, precision=precision), same)
-    noise = SNAP * math.sqrt(d + 2) * float(jnp.finfo(d2.dtype).eps) * (jnp.abs(xx) + jnp.abs(yy).T)
-    return _zero_diagonal(jnp.where(d2 <= noise, 0.0, d2), same)
+    return _zero_diagonal(jnp.where(d2 <= _noise(xx[:, 0], yy[:, 0], d), 0.0, d2), same)
 
 
 def euclidean(

@@ -279,8 +279,18 @@ def test_batch_all_matches_brute_force(metric, squared, margin):
 # ------------------------------------------------------------------------ pytorch-metric-learning
 
 
-@pytest.mark.parametrize("metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)])
-@pytest.mark.parametrize("soft", [False, True])
+_SLOW = pytest.mark.slow  # each pml comparison costs CPU-seconds; one per loss stays in the fast loop
+
+
+@pytest.mark.parametrize(
+    "metric,squared",
+    [
+        ("euclidean", False),
+        pytest.param("euclidean", True, marks=_SLOW),
+        pytest.param("cosine", False, marks=_SLOW),
+    ],
+)
+@pytest.mark.parametrize("soft", [False, pytest.param(True, marks=_SLOW)])
 def test_batch_hard_matches_pml(metric, squared, soft):
     x, labels = _batch(8, n=16, classes=4)
     dist = pml_distances.CosineSimilarity() if metric == "cosine" else _lp(2 if squared else 1)
@@ -302,7 +312,14 @@ def test_batch_hard_matches_pml(metric, squared, soft):
     )
 
 
-@pytest.mark.parametrize("metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)])
+@pytest.mark.parametrize(
+    "metric,squared",
+    [
+        ("euclidean", False),
+        pytest.param("euclidean", True, marks=_SLOW),
+        pytest.param("cosine", False, marks=_SLOW),
+    ],
+)
 def test_batch_all_matches_pml_default_reducer(metric, squared):
     x, labels = _batch(9, n=14, classes=3)
     dist = pml_distances.CosineSimilarity() if metric == "cosine" else _lp(2 if squared else 1)
