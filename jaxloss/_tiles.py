@@ -26,14 +26,17 @@ __all__ = [
     "block_valid",
     "combine_logsumexp",
     "finalize_logsumexp",
+    "finalize_softmax_mean",
     "init_logsumexp",
     "make_varying",
     "map_blocks",
     "num_blocks",
     "pad_to_blocks",
     "psum_logsumexp",
+    "psum_softmax_mean",
     "ring_shift",
     "update_logsumexp",
+    "update_softmax_mean",
     "varying_axes",
 ]
 
@@ -142,6 +145,39 @@ def finalize_logsumexp(state):
     """``m + log(s)``; ``-inf`` for a row that saw no finite logit."""
     m, s = state
     return jnp.where(s > 0, _shift(m) + jnp.log(jnp.where(s > 0, s, 1)), -jnp.inf)
+
+
+def update_softmax_mean(state, logits, values, *, axis: int = -1):
+    """Folds a tile into the online state ``(m, s, a)`` of a softmax-weighted mean.
+
+    ``(m, s)`` is the online logsumexp of ``logits`` (as ``update_logsumexp``)
+    and ``a = sum exp(logits - m) * values`` with the same running shift, so
+    ``a / s`` is ``sum softmax(logits) * values`` over every tile seen.
+    ``-inf`` logits contribute nothing (their ``values`` are ignored).
+    Start from ``(*init_logsumexp(shape), zeros(shape))``.
+    """
+    m, s, a = state
+    m_new = jnp.maximum(m, jnp.max(logits, axis=axis, initial=-jnp.inf))
+    shift = _shift(m_new)
+    keep = jnp.exp(m - shift)
+    e = jnp.exp(logits - jnp.expand_dims(shift, axis))
+    weighted = jnp.where(e > 0, e * values, 0)
+    return m_new, s * keep + jnp.sum(e, axis=axis), a * keep + jnp.sum(weighted, axis=axis)
+
+
+def psum_softmax_mean(state, axis_name):
+    """Merges the states ``(m, s, a)`` of every device of ``axis_name``."""
+    m, s, a = state
+    m_all = jax.lax.pmax(m, axis_name)
+    keep = jnp.exp(m - _shift(m_all))
+    return m_all, jax.lax.psum(s * keep, axis_name), jax.lax.psum(a * keep, axis_name)
+
+
+def finalize_softmax_mean(state):
+    """``(a / s, logsumexp)`` of a state ``(m, s, a)``; ``(0, -inf)`` for a row that saw nothing."""
+    m, s, a = state
+    has = s > 0
+    return jnp.where(has, a / jnp.where(has, s, 1), 0), finalize_logsumexp((m, s))
 
 
 def ring_shift(x, axis_name, *, reverse: bool = False):
