@@ -10,13 +10,14 @@ Two paths compute the same numbers:
 
 * the **dense** path forms the ``N x C`` cosines and lets autodiff do the rest
   (the fastest for moderate ``N x C``);
-* the **class-blocked** path never forms them: a ``jax.custom_vjp`` scans
-  ``block_size x class_block_size`` tiles with an online logsumexp over the
-  non-target classes, applies the inverse row and column norms inside each
-  tile (no normalised copy of the class matrix), saves only its inputs and
-  two numbers per row, and recomputes every tile in the backward pass. The
-  class axis may be split over devices (``axis_name``): each device scans its
-  own columns and the statistics are merged with ``pmax``/``psum``.
+* the **class-blocked** path never forms them: it asks the tiling engine
+  (``_tiled.statistics``, a ``jax.custom_vjp``) for two numbers per row, the
+  logsumexp of ``scale * cos`` over the non-target classes and the target
+  cosine, from ``block_size x class_block_size`` tiles whose inverse row and
+  column norms are applied in-tile (no normalised copy of the class matrix);
+  the backward pass recomputes every tile. The class axis may be split over
+  devices (``axis_name``, the engine's ``parallel="columns"``): each device
+  scans its own columns and the statistics are merged with ``pmax``/``psum``.
 
 The margin itself acts on one number per row (the target cosine) outside the
 tile scan, through a formula with finite derivatives everywhere (no
@@ -25,7 +26,6 @@ tile scan, through a formula with finite derivatives everywhere (no
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks, _numerics, _pairwise, _tiles
+from . import _checks, _numerics, _pairwise, _tiled
 
 __all__ = [
     "DENSE_MAX_LOGITS",
@@ -133,197 +133,78 @@ def _dense_stats(e, w, y, scale, sub_centers, precision):
 # --------------------------------------------------------------------------- class-blocked statistics
 
 
-class _Config(NamedTuple):
-    n: int  # rows
-    c: int  # classes on this device
-    k: int  # sub-centers per class
-    tb: int  # row block
-    cb: int  # class block (cb * k columns)
-    precision: object
-    axis_name: object
-    vma: tuple  # inside shard_map: the mesh axes over which the operands vary
-
-
 def _acc_dtype(dtype):
     return jnp.promote_types(dtype, jnp.float32)
-
-
-def _vary(cfg, x):
-    return _tiles.make_varying(x, cfg.vma)
-
-
-def _class_offset(cfg):
-    """The global id of this device's first class."""
-    if cfg.axis_name is None:
-        return 0
-    return jax.lax.axis_index(cfg.axis_name) * cfg.c
-
-
-def _class_block(cfg, j, w):
-    """Columns of class block ``j``: ``(D, cb * k)`` slice, its inverse norms, class ids, validity."""
-    start = _tiles.block_start(j, cfg.cb, cfg.c)
-    wb = jax.lax.dynamic_slice_in_dim(w, start * cfg.k, cfg.cb * cfg.k, axis=1)
-    inv_w = _inverse_norm(wb.astype(_acc_dtype(wb.dtype)), 0)
-    classes = start + jnp.arange(cfg.cb)
-    return start, wb, inv_w, classes, _tiles.block_valid(j, cfg.cb, cfg.c)
-
-
-def _row_block(cfg, i, *arrays):
-    start = _tiles.block_start(i, cfg.tb, cfg.n)
-    return (
-        start,
-        _tiles.block_valid(i, cfg.tb, cfg.n),
-        [jax.lax.dynamic_slice_in_dim(a, start, cfg.tb) for a in arrays],
-    )
-
-
-def _tile(cfg, eb, inv_e, wb, inv_w):
-    """``(raw products, column cosines, class cosines)`` of one tile, in the accumulator dtype.
-
-    The forward and the backward pass call this on the same blocks, so the
-    backward recomputes exactly the forward's numbers.
-    """
-    acc = _acc_dtype(eb.dtype)
-    dot = jax.lax.dot_general(
-        eb, wb, (((1,), (0,)), ((), ())), precision=cfg.precision, preferred_element_type=acc
-    )
-    cos = dot * inv_e[:, None] * inv_w[None, :]
-    ccos = jnp.max(cos.reshape(cfg.tb, cfg.cb, cfg.k), axis=-1) if cfg.k > 1 else cos
-    return dot, cos, ccos
-
-
-def _forward_stats(cfg, e, w, y, scale):
-    acc = _acc_dtype(e.dtype)
-    inv_e_all = _inverse_norm(e.astype(acc), -1)
-    offset = _class_offset(cfg)
-    ncb = _tiles.num_blocks(cfg.c, cfg.cb)
-
-    def row_step(i, out):
-        start, _, (eb, yb, inv_e) = _row_block(cfg, i, e, y, inv_e_all)
-
-        def class_step(j, state):
-            lse_state, target = state
-            _, wb, inv_w, classes, valid = _class_block(cfg, j, w)
-            _, _, ccos = _tile(cfg, eb, inv_e, wb, inv_w)
-            hit = (classes[None, :] + offset == yb[:, None]) & valid[None, :]
-            other = valid[None, :] & ~hit
-            lse_state = _tiles.update_logsumexp(lse_state, jnp.where(other, scale * ccos, -jnp.inf))
-            return lse_state, target + jnp.sum(jnp.where(hit, ccos, 0), axis=1)
-
-        m0, s0 = _tiles.init_logsumexp((cfg.tb,), acc)
-        init = ((_vary(cfg, m0), _vary(cfg, s0)), _vary(cfg, jnp.zeros((cfg.tb,), acc)))
-        (m, s), target = jax.lax.fori_loop(0, ncb, class_step, init)
-        # rows of the last (overlapping) row block are recomputed identically: plain overwrite
-        return tuple(
-            jax.lax.dynamic_update_slice_in_dim(o, b, start, axis=0)
-            for o, b in zip(out, (m, s, target), strict=True)
-        )
-
-    out0 = tuple(_vary(cfg, jnp.zeros((cfg.n,), acc)) for _ in range(3))
-    m, s, target = jax.lax.fori_loop(0, _tiles.num_blocks(cfg.n, cfg.tb), row_step, out0)
-    if cfg.axis_name is not None:
-        m, s = _tiles.psum_logsumexp((m, s), cfg.axis_name)
-        target = jax.lax.psum(target, cfg.axis_name)
-    return _tiles.finalize_logsumexp((m, s)), target
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _blocked_stats(cfg, e, w, y, scale):
-    return _forward_stats(cfg, e, w, y, scale)
-
-
-def _blocked_stats_fwd(cfg, e, w, y, scale):
-    out = _forward_stats(cfg, e, w, y, scale)
-    return out, (e, w, y, scale, out[0])
-
-
-def _blocked_stats_bwd(cfg, residuals, cotangents):
-    e, w, y, scale, lse = residuals
-    g_lse, g_target = cotangents
-    acc = _acc_dtype(e.dtype)
-    g_lse, g_target = jnp.asarray(g_lse, acc), jnp.asarray(g_target, acc)
-    inv_e_all = _inverse_norm(e.astype(acc), -1)
-    offset = _class_offset(cfg)
-    ntb = _tiles.num_blocks(cfg.n, cfg.tb)
-    d = e.shape[1]
-    cols = cfg.cb * cfg.k
-
-    def class_step(j, carry):
-        de, dinv_e, dscale, dw = carry
-        cstart, wb, inv_w, classes, cvalid = _class_block(cfg, j, w)
-
-        def row_step(i, inner):
-            de, dinv_e, dscale, dwb, dinv_w = inner
-            start, rvalid, (eb, yb, inv_e, lse_b, gl, gt) = _row_block(
-                cfg, i, e, y, inv_e_all, lse, g_lse, g_target
-            )
-            dot, cos, ccos = _tile(cfg, eb, inv_e, wb, inv_w)
-            valid = rvalid[:, None] & cvalid[None, :]
-            hit = (classes[None, :] + offset == yb[:, None]) & valid
-            other = valid & ~hit
-            p = jnp.where(other, gl[:, None] * jnp.exp(jnp.where(other, scale * ccos - lse_b[:, None], 0)), 0)
-            dccos = scale * p + jnp.where(hit, gt[:, None], 0)
-            dscale = dscale + jnp.sum(p * ccos)
-            if cfg.k > 1:  # the class cosine is the max of its columns: route to the first maximum
-                first = jnp.argmax(cos.reshape(cfg.tb, cfg.cb, cfg.k), axis=-1)
-                pick = jnp.arange(cfg.k)[None, None, :] == first[..., None]
-                dcos = jnp.where(pick, dccos[..., None], 0).reshape(cfg.tb, cols)
-            else:
-                dcos = dccos
-            g = dcos * inv_e[:, None] * inv_w[None, :]
-            gc = g.astype(e.dtype)
-            deb = jax.lax.dot_general(
-                gc, wb, (((1,), (1,)), ((), ())), precision=cfg.precision, preferred_element_type=acc
-            )
-            de = jax.lax.dynamic_update_slice_in_dim(
-                de, jax.lax.dynamic_slice_in_dim(de, start, cfg.tb) + deb, start, 0
-            )
-            dwb = dwb + jax.lax.dot_general(
-                eb, gc, (((0,), (0,)), ((), ())), precision=cfg.precision, preferred_element_type=acc
-            )
-            dd = dcos * dot
-            dinv_e_b = jnp.sum(dd * inv_w[None, :], axis=1)
-            dinv_e = jax.lax.dynamic_update_slice_in_dim(
-                dinv_e, jax.lax.dynamic_slice_in_dim(dinv_e, start, cfg.tb) + dinv_e_b, start, 0
-            )
-            dinv_w = dinv_w + jnp.sum(dd * inv_e[:, None], axis=0)
-            return de, dinv_e, dscale, dwb, dinv_w
-
-        inner0 = (
-            de,
-            dinv_e,
-            dscale,
-            _vary(cfg, jnp.zeros((d, cols), acc)),
-            _vary(cfg, jnp.zeros((cols,), acc)),
-        )
-        de, dinv_e, dscale, dwb, dinv_w = jax.lax.fori_loop(0, ntb, row_step, inner0)
-        # d(1/|w|)/dw = -w / |w|^3: the normalisation's share, applied to this block only
-        dwb = dwb - (dinv_w * inv_w**3)[None, :] * wb.astype(acc)
-        # columns before j * cb were masked to 0 here: adding keeps the previous block's values
-        old = jax.lax.dynamic_slice_in_dim(dw, cstart * cfg.k, cols, axis=1).astype(acc)
-        dw = jax.lax.dynamic_update_slice_in_dim(dw, (old + dwb).astype(dw.dtype), cstart * cfg.k, axis=1)
-        return de, dinv_e, dscale, dw
-
-    init = (
-        _vary(cfg, jnp.zeros(e.shape, acc)),
-        _vary(cfg, jnp.zeros((cfg.n,), acc)),
-        _vary(cfg, jnp.zeros((), acc)),
-        _vary(cfg, jnp.zeros(w.shape, w.dtype)),
-    )
-    de, dinv_e, dscale, dw = jax.lax.fori_loop(0, _tiles.num_blocks(cfg.c, cfg.cb), class_step, init)
-    if cfg.axis_name is not None:
-        de, dinv_e, dscale = (jax.lax.psum(a, cfg.axis_name) for a in (de, dinv_e, dscale))
-    de = de - (dinv_e * inv_e_all**3)[:, None] * e.astype(acc)
-    return de.astype(e.dtype), dw, None, jnp.asarray(dscale, jnp.result_type(scale))
-
-
-_blocked_stats.defvjp(_blocked_stats_fwd, _blocked_stats_bwd)
 
 
 def default_block_sizes(backend: str | None = None) -> tuple[int, int]:
     """``(block_size, class_block_size)`` when None: CPU ``(1024, 4096)``, else ``(2048, 8192)``."""
     backend = jax.default_backend() if backend is None else backend
     return _CPU_BLOCKS if backend == "cpu" else _ACCELERATOR_BLOCKS
+
+
+class _CosineScores(NamedTuple):
+    """One tile's ``(scale * class cosines, class cosines)``, each class's value in its first column.
+
+    Inverse norms are applied in-tile; with ``k`` sub-centers the class
+    cosine (the largest over its ``k`` columns) is repeated over them and the
+    statistics read it from column ``c k`` only.
+    """
+
+    k: int
+    precision: object
+
+    def __call__(self, params, rows, cols):
+        acc = jnp.promote_types(rows["x"].dtype, jnp.float32)
+        dot = jax.lax.dot_general(
+            rows["x"],
+            cols["w"],
+            (((1,), (0,)), ((), ())),
+            precision=self.precision,
+            preferred_element_type=acc,
+        )
+        cos = dot * rows["inv"][:, None] * cols["inv"][None, :]
+        if self.k > 1:
+            r, c = cos.shape
+            cos = jnp.repeat(jnp.max(cos.reshape(r, c // self.k, self.k), axis=-1), self.k, axis=1)
+        return params["scale"] * cos, cos
+
+
+def _first_center(cols):
+    return (cols["index"] % cols["k"][0])[None, :] == 0
+
+
+def _is_target(rows, cols):
+    return (rows["label"][:, None] == (cols["index"] // cols["k"][0])[None, :]) & _first_center(cols)
+
+
+def _is_other(rows, cols):
+    return (rows["label"][:, None] != (cols["index"] // cols["k"][0])[None, :]) & _first_center(cols)
+
+
+def _cosine(z, rows, cols):
+    return z[1]
+
+
+_MARGIN_STATS = (_tiled.Stat("lse", mask=_is_other), _tiled.Stat("sum", mask=_is_target, term=_cosine))
+
+
+def _blocked_stats(e, w, y, scale, k, tb, cb, precision, axis_name):
+    """``(lse over non-target classes of scale * cos, target class cosine)`` per row, tiled."""
+    acc = _acc_dtype(e.dtype)
+    tiling = _tiled.Tiling(
+        _CosineScores(k, precision),
+        _MARGIN_STATS,
+        row_block=tb,
+        col_block=cb * k,
+        col_axis=-1,
+        axis_name=axis_name,
+        parallel="columns",
+    )
+    rows = {"x": e, "inv": _inverse_norm(e.astype(acc), -1)}
+    cols = {"w": w, "inv": _inverse_norm(w.astype(acc), 0)}
+    col_data = {"k": jnp.full((w.shape[1],), k, jnp.int32)}
+    return _tiled.statistics(tiling, {"scale": scale}, rows, cols, row_data={"label": y}, col_data=col_data)
 
 
 # --------------------------------------------------------------------------- the margin-softmax core
@@ -379,8 +260,7 @@ def _margin_softmax(
         default_tb, default_cb = default_block_sizes()
         tb = min(block_size or default_tb, n)
         cb = min(class_block_size or max(default_cb // k, 1), c)
-        cfg = _Config(n, c, k, tb, cb, precision, axis_name, _tiles.varying_axes(e, w, y))
-        lse_other, target = _blocked_stats(cfg, e, w, y, s)
+        lse_other, target = _blocked_stats(e, w, y, s, k, tb, cb, precision, axis_name)
     else:
         lse_other, target = _dense_stats(e.astype(acc), w.astype(acc), y, s, k, precision)
     num_classes = c if axis_name is None else c * jax.lax.psum(1, axis_name)
