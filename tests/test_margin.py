@@ -137,7 +137,7 @@ def _stopped_target_reference(x, w, y, *, m2, m3, scale, stopped):
 
 
 @pytest.mark.parametrize("blocks", [{}, pytest.param(RAGGED, marks=SLOW)], ids=["dense", "blocked"])
-@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["theta=0", "theta=pi"])
+@pytest.mark.parametrize("sign", [1.0, pytest.param(-1.0, marks=SLOW)], ids=["theta=0", "theta=pi"])
 def test_arcface_gradient_at_theta_zero_and_pi(sign, blocks):
     """An embedding on (or opposite) its class centre: finite gradients, the target's share is 0."""
     x, w, y = _data(6, n=9)
