@@ -100,6 +100,14 @@ from ._contrastive import ntxent as ntxent
 from ._contrastive import sigmoid_contrastive_loss as sigmoid_contrastive_loss
 from ._contrastive import supervised_contrastive_loss as supervised_contrastive_loss
 
+# --------------------------------------------------------------------------- margin and proxy losses
+from ._margin import arcface_loss as arcface_loss
+from ._margin import circle_loss as circle_loss
+from ._margin import cosface_loss as cosface_loss
+from ._margin import multi_similarity_loss as multi_similarity_loss
+from ._margin import proxy_anchor_loss as proxy_anchor_loss
+from ._margin import proxy_nca_loss as proxy_nca_loss
+
 # --------------------------------------------------------------------------- run-time input validation
 from ._validation import check_inputs as check_inputs
 
@@ -109,15 +117,18 @@ from . import torch as torch
 
 __all__ = [
     "absolute_error",
+    "arcface_loss",
     "batch_all_triplet_loss",
     "batch_hard_triplet_loss",
     "bhattacharyya_distance",
     "binary_cross_entropy",
     "cdist",
     "check_inputs",
+    "circle_loss",
     "clip_loss",
     "contrastive_loss",
     "convex_kl_divergence",
+    "cosface_loss",
     "cosine_distance",
     "cosine_embedding_loss",
     "cosine_similarity",
@@ -140,6 +151,7 @@ __all__ = [
     "margin_ranking_loss",
     "matrix_norm",
     "mean_average_precision_at_r",
+    "multi_similarity_loss",
     "negative_mask",
     "norm",
     "npair_loss",
@@ -150,6 +162,8 @@ __all__ = [
     "pdist",
     "positive_mask",
     "precision_at_k",
+    "proxy_anchor_loss",
+    "proxy_nca_loss",
     "r_precision",
     "recall_at_k",
     "reduce",

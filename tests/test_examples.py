@@ -81,3 +81,23 @@ def test_two_tower_contrastive_trains_through_the_ring():
     assert "on 4 devices" in out.stdout
     top1 = out.stdout.split("top-1 ")[1].split(",")[0].split(" -> ")
     assert float(top1[1]) > float(top1[0]) + 0.03, out.stdout
+
+
+def test_face_style_arcface_trains_and_runs_class_parallel():
+    from tests.helpers import run_python
+
+    out = run_python(
+        "import examples.face_style_arcface as demo, json; r = demo.main(['--steps', '120']); "
+        "print('RESULT', json.dumps(r))",
+        devices=4,
+        timeout=600,
+    )
+    import json
+
+    result = json.loads(out.split("RESULT", 1)[1])
+    before_p1, before_map = result["before"]
+    for name in ("arcface", "batch_hard"):
+        p1, map_r = result[name]
+        assert p1 > before_p1 and map_r > before_map + 0.3, (name, result)
+    n_dev, v1, v2, diff = result["class_parallel"]
+    assert n_dev == 4 and abs(v1 - v2) < 1e-5 * abs(v1) and diff < 1e-4

@@ -1,0 +1,753 @@
+"""Margin-softmax and proxy losses: ArcFace, CosFace, ProxyAnchor, ProxyNCA, MultiSimilarity, Circle.
+
+The classification-style losses (ArcFace, CosFace and their sub-center form)
+are a softmax cross-entropy over the cosines between L2-normalised embeddings
+and L2-normalised class columns, with the target logit moved by a margin. One
+combined-margin core serves both: the target cosine ``cos(theta)`` becomes
+``cos(theta + m2) - m3`` (ArcFace: ``m2 = m``; CosFace: ``m3 = m``).
+
+Two paths compute the same numbers:
+
+* the **dense** path forms the ``N x C`` cosines and lets autodiff do the rest
+  (the fastest for moderate ``N x C``);
+* the **class-blocked** path never forms them: it asks the tiling engine
+  (``_tiled.statistics``, a ``jax.custom_vjp``) for two numbers per row, the
+  logsumexp of ``scale * cos`` over the non-target classes and the target
+  cosine, from ``block_size x class_block_size`` tiles whose inverse row and
+  column norms are applied in-tile (no normalised copy of the class matrix);
+  the backward pass recomputes every tile. The class axis may be split over
+  devices (``axis_name``, the engine's ``parallel="columns"``): each device
+  scans its own columns and the statistics are merged with ``pmax``/``psum``.
+
+The margin itself acts on one number per row (the target cosine) outside the
+tile scan, through a formula with finite derivatives everywhere (no
+``arccos``): ``cos(theta + m) = c cos m - sqrt(1 - c^2) sin m``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _checks, _numerics, _pairwise, _tiled
+
+__all__ = [
+    "DENSE_MAX_LOGITS",
+    "arcface_loss",
+    "circle_loss",
+    "cosface_loss",
+    "multi_similarity_loss",
+    "proxy_anchor_loss",
+    "proxy_nca_loss",
+]
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+#: Above this many logits (``N x C x sub_centers``) ArcFace / CosFace take the class-blocked
+#: path by default (64 MiB of float32 logits; the dense path needs about three times that).
+DENSE_MAX_LOGITS = 1 << 24
+
+# Default tile: rows x classes (classes x sub_centers columns). On a CPU a few thousand
+# columns reach the GEMM's speed; on GPU/TPU a larger tile fills the device.
+_CPU_BLOCKS = (1024, 4096)
+_ACCELERATOR_BLOCKS = (2048, 8192)
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+def _inverse_norm(x, axis):
+    """``1 / |x|`` along ``axis`` (0 for a zero vector, with a finite gradient)."""
+    n = _numerics.p_norm(x, 2.0, axis=axis)
+    nonzero = n > 0
+    return jnp.where(nonzero, 1 / jnp.where(nonzero, n, 1), 0)
+
+
+def _combined_margin(cos_target, m2, m3):
+    """``cos(theta + m2) - m3`` with ArcFace's monotonic fallback, finite derivatives everywhere.
+
+    ``theta = arccos(c)`` with ``c`` clamped to ``[-1, 1]``; for ``theta <= pi - m2``
+    the value is ``c cos m2 - sin(theta) sin m2`` with ``sin(theta) = sqrt(1 - c^2)``
+    (a safe square root: derivative 0 at ``theta = 0`` and ``theta = pi``), else
+    ``c - m2 sin m2``. With ``m2 = 0`` both branches are ``c``.
+    """
+    c = jnp.where(cos_target > 1, 1.0, jnp.where(cos_target < -1, -1.0, cos_target)).astype(cos_target.dtype)
+    m2 = jnp.asarray(m2, c.dtype)
+    sin_theta = _numerics.sqrt(jax.nn.relu(1 - c * c))
+    arc = c * jnp.cos(m2) - sin_theta * jnp.sin(m2)
+    fallback = c - m2 * jnp.sin(m2)
+    return jnp.where(c >= -jnp.cos(m2), arc, fallback) - jnp.asarray(m3, c.dtype)
+
+
+def _check_concrete_labels(labels, num_classes, fn):
+    """A concrete label array outside ``[0, num_classes)`` is a ValueError (a traced one gives NaN)."""
+    if _checks.is_traced(labels) or num_classes is None:
+        return
+    y = np.asarray(labels)
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        bad = y[(y < 0) | (y >= num_classes)]
+        raise ValueError(
+            f"{fn}: `labels` must lie in [0, {num_classes}) (one id per class of the class matrix); "
+            f"got {bad.ravel()[:5].tolist()}."
+        )
+
+
+def _check_embeddings_and_classes(embeddings, classes, labels, fn, classes_name):
+    _checks.check_floating(embeddings, "embeddings", fn)
+    _checks.check_floating(classes, classes_name, fn)
+    _checks.check_integer(labels, "labels", fn)
+    e, w, y = jnp.asarray(embeddings), jnp.asarray(classes), jnp.asarray(labels)
+    if e.ndim != 2:
+        raise ValueError(f"{fn}: `embeddings` must have shape (N, D); got shape {e.shape}.")
+    if w.ndim != 2 or w.shape[0] != e.shape[1]:
+        raise ValueError(
+            f"{fn}: `{classes_name}` must have shape (D, C) with D = embeddings.shape[1] = {e.shape[1]} "
+            f"(one column per class, like a Flax Dense kernel); got shape {w.shape}."
+        )
+    if y.shape != (e.shape[0],):
+        raise ValueError(f"{fn}: `labels` must have shape (N,) = ({e.shape[0]},); got {y.shape}.")
+    return e, w, y
+
+
+# --------------------------------------------------------------------------- dense statistics
+
+
+def _dense_stats(e, w, y, scale, sub_centers, precision):
+    """``(lse over non-target classes of scale * cos, target class cosine)`` per row, dense."""
+    n = e.shape[0]
+    c = w.shape[1] // sub_centers
+    dot = jnp.dot(e, w, precision=precision)
+    cos = dot * _inverse_norm(e, -1)[:, None] * _inverse_norm(w, 0)[None, :]
+    if sub_centers > 1:
+        cos = jnp.max(cos.reshape(n, c, sub_centers), axis=-1)
+    hit = y[:, None] == jnp.arange(c)[None, :]
+    target = jnp.sum(jnp.where(hit, cos, 0), axis=1)
+    lse, has = _numerics.masked_logsumexp(scale * cos, ~hit, axis=1)
+    return jnp.where(has, lse, -jnp.inf), target
+
+
+# --------------------------------------------------------------------------- class-blocked statistics
+
+
+def _acc_dtype(dtype):
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def default_block_sizes(backend: str | None = None) -> tuple[int, int]:
+    """``(block_size, class_block_size)`` when None: CPU ``(1024, 4096)``, else ``(2048, 8192)``."""
+    backend = jax.default_backend() if backend is None else backend
+    return _CPU_BLOCKS if backend == "cpu" else _ACCELERATOR_BLOCKS
+
+
+class _CosineScores(NamedTuple):
+    """One tile's ``(scale * class cosines, class cosines)``, each class's value in its first column.
+
+    Inverse norms are applied in-tile; with ``k`` sub-centers the class
+    cosine (the largest over its ``k`` columns) is repeated over them and the
+    statistics read it from column ``c k`` only.
+    """
+
+    k: int
+    precision: object
+
+    def __call__(self, params, rows, cols):
+        acc = jnp.promote_types(rows["x"].dtype, jnp.float32)
+        dot = jax.lax.dot_general(
+            rows["x"],
+            cols["w"],
+            (((1,), (0,)), ((), ())),
+            precision=self.precision,
+            preferred_element_type=acc,
+        )
+        cos = dot * rows["inv"][:, None] * cols["inv"][None, :]
+        if self.k > 1:
+            r, c = cos.shape
+            cos = jnp.repeat(jnp.max(cos.reshape(r, c // self.k, self.k), axis=-1), self.k, axis=1)
+        return params["scale"] * cos, cos
+
+
+def _first_center(cols):
+    return (cols["index"] % cols["k"][0])[None, :] == 0
+
+
+def _is_target(rows, cols):
+    return (rows["label"][:, None] == (cols["index"] // cols["k"][0])[None, :]) & _first_center(cols)
+
+
+def _is_other(rows, cols):
+    return (rows["label"][:, None] != (cols["index"] // cols["k"][0])[None, :]) & _first_center(cols)
+
+
+def _cosine(z, rows, cols):
+    return z[1]
+
+
+_MARGIN_STATS = (_tiled.Stat("lse", mask=_is_other), _tiled.Stat("sum", mask=_is_target, term=_cosine))
+
+
+def _blocked_stats(e, w, y, scale, k, tb, cb, precision, axis_name):
+    """``(lse over non-target classes of scale * cos, target class cosine)`` per row, tiled."""
+    acc = _acc_dtype(e.dtype)
+    tiling = _tiled.Tiling(
+        _CosineScores(k, precision),
+        _MARGIN_STATS,
+        row_block=tb,
+        col_block=cb * k,
+        col_axis=-1,
+        axis_name=axis_name,
+        parallel="columns",
+    )
+    rows = {"x": e, "inv": _inverse_norm(e.astype(acc), -1)}
+    cols = {"w": w, "inv": _inverse_norm(w.astype(acc), 0)}
+    col_data = {"k": jnp.full((w.shape[1],), k, jnp.int32)}
+    return _tiled.statistics(tiling, {"scale": scale}, rows, cols, row_data={"label": y}, col_data=col_data)
+
+
+# --------------------------------------------------------------------------- the margin-softmax core
+
+
+def _margin_softmax(
+    fn,
+    embeddings,
+    weights,
+    labels,
+    *,
+    m2,
+    m3,
+    scale,
+    sub_centers,
+    block_size,
+    class_block_size,
+    axis_name,
+    precision,
+):
+    """The combined-margin softmax cross-entropy shared by ``arcface_loss`` and ``cosface_loss``."""
+    e, w, y = _check_embeddings_and_classes(embeddings, weights, labels, fn, "weights")
+    if isinstance(sub_centers, (bool, np.bool_)) or not isinstance(sub_centers, (int, np.integer)):
+        raise TypeError(
+            f"{fn}: `sub_centers` must be a positive int; got {type(sub_centers).__name__} {sub_centers!r}."
+        )
+    if sub_centers < 1 or w.shape[1] % sub_centers or w.shape[1] == 0:
+        raise ValueError(
+            f"{fn}: `sub_centers` must be a positive int dividing the {w.shape[1]} columns of `weights` "
+            f"(C * sub_centers columns, class c's centres at c * sub_centers + k); got {sub_centers!r}."
+        )
+    _checks.check_temperature(scale, fn, "scale")
+    block_size = _checks.check_block_size(block_size, "block_size", fn)
+    class_block_size = _checks.check_block_size(class_block_size, "class_block_size", fn)
+    k = int(sub_centers)
+    n, c = e.shape[0], w.shape[1] // k
+    _check_concrete_labels(y, c if axis_name is None else None, fn)
+
+    out_dtype = _numerics.output_dtype(e.dtype, w.dtype)
+    cdt = jnp.promote_types(out_dtype, e.dtype)
+    if n == 0:
+        return jnp.zeros((0,), out_dtype)
+    acc = _acc_dtype(cdt)
+    e, w = e.astype(cdt), w.astype(cdt)
+    s = jnp.asarray(scale, acc)
+    blocked = (
+        axis_name is not None
+        or block_size is not None
+        or class_block_size is not None
+        or n * c * k > DENSE_MAX_LOGITS
+    )
+    if blocked:
+        default_tb, default_cb = default_block_sizes()
+        tb = min(block_size or default_tb, n)
+        cb = min(class_block_size or max(default_cb // k, 1), c)
+        lse_other, target = _blocked_stats(e, w, y, s, k, tb, cb, precision, axis_name)
+    else:
+        lse_other, target = _dense_stats(e.astype(acc), w.astype(acc), y, s, k, precision)
+    num_classes = c if axis_name is None else c * jax.lax.psum(1, axis_name)
+    z_target = s * _combined_margin(target, m2, m3)
+    loss = jnp.logaddexp(lse_other, z_target) - z_target
+    loss = jnp.where((y >= 0) & (y < num_classes), loss, jnp.nan)
+    return loss.astype(out_dtype)
+
+
+def arcface_loss(
+    embeddings: jax.typing.ArrayLike,
+    weights: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    margin: float = 0.5,
+    scale: float = 64.0,
+    sub_centers: int = 1,
+    block_size: int | None = None,
+    class_block_size: int | None = None,
+    axis_name=None,
+    precision=HIGHEST,
+) -> jax.Array:
+    r"""Additive angular margin loss (ArcFace), per row; sub-center ArcFace with ``sub_centers > 1``.
+
+    With ``cos(theta_ic)`` the cosine between embedding ``i`` and class column
+    ``c`` of ``weights`` (with ``K = sub_centers`` the largest cosine over the
+    class's ``K`` columns ``c K + k``), ``s = scale``, ``m = margin`` and
+    target ``y``:
+
+    .. math::
+
+        \ell_i = -\log \frac{e^{s\,\phi(\theta_{iy})}}
+                 {e^{s\,\phi(\theta_{iy})} + \sum_{c \ne y} e^{s \cos\theta_{ic}}},
+        \qquad
+        \phi(\theta) = \begin{cases} \cos(\theta + m) & \theta \le \pi - m \\
+                                     \cos\theta - m \sin m & \text{otherwise} \end{cases}
+
+    (the second branch keeps ``phi`` decreasing; insightface's and
+    pytorch-metric-learning's rule). ``margin`` is in radians:
+    pytorch-metric-learning's ``ArcFaceLoss(margin=28.6)`` takes degrees, and
+    its default 28.6 degrees is ``0.4992`` radians (``numpy.radians(28.6)``).
+
+    **Paths.** Dense (the ``N x C`` cosines) by default while ``N * C * K``
+    is at most ``DENSE_MAX_LOGITS = 2**24``; above that, or when
+    ``block_size``, ``class_block_size`` or ``axis_name`` is given, a
+    class-blocked ``jax.custom_vjp`` that never holds the logits: it scans
+    ``block_size x class_block_size`` tiles with an online logsumexp, applies
+    the inverse row and column norms inside each tile, saves its inputs and
+    two numbers per row, and recomputes each tile in the backward pass
+    (temporary memory ``O(block_size * class_block_size * K + N D)``). Both
+    give the same values and gradients. Defaults: ``(1024, 4096 / K)`` on CPU,
+    ``(2048, 8192 / K)`` on GPU/TPU, clipped to ``N`` and ``C``.
+
+    **Class-parallel (Partial FC).** With ``axis_name``, call it inside
+    ``jax.shard_map`` with ``weights`` split over its columns
+    (``P(None, axis_name)``, whole classes per device: ``C / devices`` classes
+    of ``K`` columns each) and ``embeddings``/``labels`` replicated, labels
+    holding global class ids. The losses (replicated) and the gradients
+    (``embeddings``: replicated; ``weights``: each device's shard) equal the
+    single-device ones.
+
+    Args:
+      embeddings: ``(N, D)`` floating embeddings (normalised inside).
+      weights: ``(D, C * K)`` class centres as columns (a Flax ``Dense``
+        kernel's layout; pytorch-metric-learning's ``W``), normalised inside;
+        with ``axis_name`` this device's shard.
+      labels: ``(N,)`` integer class ids in ``[0, C)``.
+      margin: ``m`` in radians, in ``[0, pi)``.
+      scale: ``s > 0``.
+      sub_centers: ``K``, the number of columns per class.
+      block_size: rows per tile of the class-blocked path.
+      class_block_size: classes per tile of the class-blocked path.
+      axis_name: the ``shard_map`` axis that splits the classes, or None.
+      precision: ``jax.lax.Precision`` of the products (``HIGHEST``: exact
+        float32 products on GPUs that would use TF32).
+
+    Returns:
+      ``(N,)`` losses in the input dtype. ``jnp.mean`` of them equals
+      pytorch-metric-learning's ``ArcFaceLoss(C, D, margin=degrees(m),
+      scale=s)`` (``SubCenterArcFaceLoss(..., sub_centers=K)``) with ``W =
+      weights``.
+
+    Edge cases: gradients are finite at ``theta = 0`` (an embedding on its
+    class centre: ``sin theta`` is a safe square root with derivative 0
+    there) and ``theta = pi``; a zero embedding or column has cosine 0. A
+    concrete ``labels`` array outside ``[0, C)`` raises ``ValueError``; a
+    traced one (under ``jit``) gives NaN for those rows. Reverse-mode
+    differentiation only on the class-blocked path (a custom VJP).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[1.0, 0.0], [0.6, 0.8]])
+      >>> w = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+      >>> loss = arcface_loss(x, w, jnp.array([0, 1]), scale=4.0)
+      >>> [round(v, 4) for v in loss.tolist()]
+      [0.03, 1.1372]
+
+    References:
+      Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face
+      Recognition", CVPR 2019; Deng et al., "Sub-center ArcFace", ECCV 2020;
+      An et al., "Partial FC: Training 10 Million Identities on a Single
+      Machine", ICCV 2021 workshops.
+
+    pytorch-metric-learning: losses.ArcFaceLoss, losses.SubCenterArcFaceLoss
+    """
+    fn = "arcface_loss"
+    _checks.check_number(margin, "margin", fn, low=0.0, high=math.pi, high_inclusive=False)
+    return _margin_softmax(
+        fn,
+        embeddings,
+        weights,
+        labels,
+        m2=margin,
+        m3=0.0,
+        scale=scale,
+        sub_centers=sub_centers,
+        block_size=block_size,
+        class_block_size=class_block_size,
+        axis_name=axis_name,
+        precision=precision,
+    )
+
+
+def cosface_loss(
+    embeddings: jax.typing.ArrayLike,
+    weights: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    margin: float = 0.35,
+    scale: float = 64.0,
+    sub_centers: int = 1,
+    block_size: int | None = None,
+    class_block_size: int | None = None,
+    axis_name=None,
+    precision=HIGHEST,
+) -> jax.Array:
+    r"""Additive cosine margin loss (CosFace, large margin cosine loss), per row.
+
+    With ``cos(theta_ic)`` the cosine between embedding ``i`` and class column
+    ``c`` of ``weights``, ``s = scale``, ``m = margin`` and target ``y``:
+
+    .. math::
+
+        \ell_i = -\log \frac{e^{s(\cos\theta_{iy} - m)}}
+                 {e^{s(\cos\theta_{iy} - m)} + \sum_{c \ne y} e^{s \cos\theta_{ic}}}
+
+    The dense and class-blocked paths, ``sub_centers``, and the
+    class-parallel ``axis_name`` are those of :func:`arcface_loss`.
+
+    Args:
+      embeddings: ``(N, D)`` floating embeddings (normalised inside).
+      weights: ``(D, C * K)`` class centres as columns, normalised inside;
+        with ``axis_name`` this device's shard.
+      labels: ``(N,)`` integer class ids in ``[0, C)``.
+      margin: ``m`` in ``[0, pi)`` (a cosine offset).
+      scale: ``s > 0``.
+      sub_centers: ``K``, the number of columns per class.
+      block_size: rows per tile of the class-blocked path.
+      class_block_size: classes per tile of the class-blocked path.
+      axis_name: the ``shard_map`` axis that splits the classes, or None.
+      precision: ``jax.lax.Precision`` of the products.
+
+    Returns:
+      ``(N,)`` losses in the input dtype. ``jnp.mean`` of them equals
+      pytorch-metric-learning's ``CosFaceLoss(C, D, margin=m, scale=s)`` with
+      ``W = weights``.
+
+    Edge cases: as :func:`arcface_loss` (labels out of range: ``ValueError``
+    for a concrete array, NaN rows for a traced one).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[1.0, 0.0], [0.6, 0.8]])
+      >>> w = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+      >>> loss = cosface_loss(x, w, jnp.array([0, 1]), scale=4.0)
+      >>> [round(v, 4) for v in loss.tolist()]
+      [0.0729, 1.0428]
+
+    References:
+      Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face
+      Recognition", CVPR 2018.
+
+    pytorch-metric-learning: losses.CosFaceLoss
+    """
+    fn = "cosface_loss"
+    _checks.check_number(margin, "margin", fn, low=0.0, high=math.pi, high_inclusive=False)
+    return _margin_softmax(
+        fn,
+        embeddings,
+        weights,
+        labels,
+        m2=0.0,
+        m3=margin,
+        scale=scale,
+        sub_centers=sub_centers,
+        block_size=block_size,
+        class_block_size=class_block_size,
+        axis_name=axis_name,
+        precision=precision,
+    )
+
+
+# --------------------------------------------------------------------------- proxy losses
+
+
+def _proxy_cosines(fn, embeddings, proxies, labels):
+    """``(cos (N, C), |e| > 0 (N,), |p| > 0 (C,), labels, out dtype)`` in the compute dtype."""
+    e, p, y = _check_embeddings_and_classes(embeddings, proxies, labels, fn, "proxies")
+    _check_concrete_labels(y, p.shape[1], fn)
+    out_dtype = _numerics.output_dtype(e.dtype, p.dtype)
+    cdt = _numerics.compute_dtype(e.dtype, p.dtype)
+    e, p = e.astype(cdt), p.astype(cdt)
+    inv_e, inv_p = _inverse_norm(e, -1), _inverse_norm(p, 0)
+    cos = jnp.dot(e, p, precision=HIGHEST) * inv_e[:, None] * inv_p[None, :]
+    return cos, inv_e > 0, inv_p > 0, y, out_dtype
+
+
+def _log1p_sum_exp(x, mask, axis):
+    """``log(1 + sum_{mask} exp(x))`` along ``axis``; 0 where the mask is empty."""
+    lse, has = _numerics.masked_logsumexp(x, mask, axis=axis)
+    return jnp.where(has, jnp.logaddexp(0.0, lse), 0)
+
+
+def proxy_anchor_loss(
+    embeddings: jax.typing.ArrayLike,
+    proxies: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    margin: float = 0.1,
+    alpha: float = 32.0,
+) -> jax.Array:
+    r"""Proxy-Anchor loss over a batch (a scalar).
+
+    With ``s_ic`` the cosine between embedding ``i`` and proxy ``c``, ``P_c``
+    the embeddings of class ``c``, ``C^+`` the proxies with at least one
+    embedding in the batch, ``delta = margin`` and ``alpha``:
+
+    .. math::
+
+        \ell = \frac{1}{|C^+|} \sum_{c \in C^+}
+               \log\Big(1 + \sum_{i \in P_c} e^{-\alpha (s_{ic} - \delta)}\Big)
+             + \frac{1}{C} \sum_{c}
+               \log\Big(1 + \sum_{i \notin P_c} e^{\alpha (s_{ic} + \delta)}\Big)
+
+    The positive term is 0 when no proxy has an embedding in the batch.
+
+    Args:
+      embeddings: ``(N, D)`` floating embeddings (normalised inside).
+      proxies: ``(D, C)`` one proxy per class as columns (the transpose of
+        pytorch-metric-learning's ``proxies``), normalised inside.
+      labels: ``(N,)`` integer class ids in ``[0, C)``.
+      margin: ``delta``.
+      alpha: ``alpha > 0``, the scale.
+
+    Returns:
+      A scalar in the input dtype, equal to pytorch-metric-learning's
+      ``ProxyAnchorLoss(C, D, margin=delta, alpha=alpha)`` with ``proxies =
+      proxies.T`` (its default ``DivisorReducer``: the sums above over
+      ``|C^+|`` and ``C``). An empty batch gives 0.
+
+    Edge cases: a concrete ``labels`` array outside ``[0, C)`` raises
+    ``ValueError``; a traced one gives NaN.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+      >>> proxies = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> round(float(proxy_anchor_loss(x, proxies, jnp.array([0, 1, 1]), alpha=4.0)), 4)
+      1.9828
+
+    References:
+      Kim et al., "Proxy Anchor Loss for Deep Metric Learning", CVPR 2020.
+
+    pytorch-metric-learning: losses.ProxyAnchorLoss
+    """
+    fn = "proxy_anchor_loss"
+    _checks.check_number(margin, "margin", fn)
+    _checks.check_temperature(alpha, fn, "alpha")
+    cos, _, _, y, out_dtype = _proxy_cosines(fn, embeddings, proxies, labels)
+    c = cos.shape[1]
+    alpha = jnp.asarray(alpha, cos.dtype)
+    margin = jnp.asarray(margin, cos.dtype)
+    pos = y[:, None] == jnp.arange(c)[None, :]
+    pos_term = _log1p_sum_exp(-alpha * (cos - margin), pos, axis=0)
+    neg_term = _log1p_sum_exp(alpha * (cos + margin), ~pos, axis=0)
+    with_pos = jnp.sum(jnp.any(pos, axis=0))
+    loss = jnp.sum(pos_term) / jnp.maximum(with_pos, 1) + jnp.sum(neg_term) / max(c, 1)
+    loss = jnp.where(jnp.all((y >= 0) & (y < c)), loss, jnp.nan)
+    return loss.astype(out_dtype)
+
+
+def proxy_nca_loss(
+    embeddings: jax.typing.ArrayLike,
+    proxies: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    scale: float = 1.0,
+) -> jax.Array:
+    r"""Proxy-NCA loss per embedding: a softmax over negative squared distances to the proxies.
+
+    With ``u_i`` the L2-normalised embedding, ``v_c`` the L2-normalised proxy
+    (a zero vector stays 0), ``d_ic = |u_i - v_c|^2`` and ``s = scale``:
+
+    .. math::
+
+        \ell_i = -\log \frac{e^{-s d_{iy}}}{\sum_c e^{-s d_{ic}}}
+
+    Args:
+      embeddings: ``(N, D)`` floating embeddings.
+      proxies: ``(D, C)`` one proxy per class as columns (the transpose of
+        pytorch-metric-learning's ``proxies``).
+      labels: ``(N,)`` integer class ids in ``[0, C)``.
+      scale: ``s > 0`` (pytorch-metric-learning's ``softmax_scale``).
+
+    Returns:
+      ``(N,)`` losses in the input dtype. ``jnp.mean`` of them equals
+      pytorch-metric-learning's ``ProxyNCALoss(C, D, softmax_scale=s)`` with
+      ``proxies = proxies.T``, except that it drops rows whose probability
+      underflows to exactly 0 (whose loss is infinite in its arithmetic) where
+      this function returns their finite loss.
+
+    Edge cases: labels out of range: ``ValueError`` for a concrete array,
+    NaN rows for a traced one.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[1.0, 0.0], [0.6, 0.8]])
+      >>> proxies = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> loss = proxy_nca_loss(x, proxies, jnp.array([0, 1]), scale=2.0)
+      >>> [round(v, 4) for v in loss.tolist()]
+      [0.0181, 0.3711]
+
+    References:
+      Movshovitz-Attias et al., "No Fuss Distance Metric Learning using
+      Proxies", ICCV 2017.
+
+    pytorch-metric-learning: losses.ProxyNCALoss
+    """
+    fn = "proxy_nca_loss"
+    _checks.check_temperature(scale, fn, "scale")
+    cos, e_nonzero, p_nonzero, y, out_dtype = _proxy_cosines(fn, embeddings, proxies, labels)
+    c = cos.shape[1]
+    if cos.shape[0] == 0:
+        return jnp.zeros((0,), out_dtype)
+    dist = jax.nn.relu(e_nonzero[:, None].astype(cos.dtype) + p_nonzero[None, :].astype(cos.dtype) - 2 * cos)
+    z = -jnp.asarray(scale, cos.dtype) * dist
+    hit = y[:, None] == jnp.arange(c)[None, :]
+    loss = jax.nn.logsumexp(z, axis=1) - jnp.sum(jnp.where(hit, z, 0), axis=1)
+    loss = jnp.where((y >= 0) & (y < c), loss, jnp.nan)
+    return loss.astype(out_dtype)
+
+
+# --------------------------------------------------------------------------- in-batch pair losses
+
+
+def _batch_similarities(fn, embeddings, labels):
+    """``(cosine similarities (N, N), positive mask, negative mask, out dtype)`` of a batch."""
+    _checks.check_floating(embeddings, "embeddings", fn)
+    _checks.check_integer(labels, "labels", fn)
+    x, y = jnp.asarray(embeddings), jnp.asarray(labels)
+    if x.ndim != 2:
+        raise ValueError(f"{fn}: `embeddings` must have shape (N, D); got shape {x.shape}.")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"{fn}: `labels` must have shape (N,) = ({x.shape[0]},); got {y.shape}.")
+    out_dtype = _numerics.output_dtype(x.dtype)
+    x = x.astype(_numerics.compute_dtype(x.dtype))
+    unit, _ = _pairwise.unit_rows(x)
+    sim = _pairwise.dot(unit, same=True)
+    same = y[:, None] == y[None, :]
+    pos = same & ~jnp.eye(x.shape[0], dtype=bool)
+    return sim, pos, ~same, out_dtype
+
+
+def multi_similarity_loss(
+    embeddings: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    alpha: float = 2.0,
+    beta: float = 50.0,
+    base: float = 0.5,
+) -> jax.Array:
+    r"""Multi-Similarity loss per anchor, over every in-batch pair.
+
+    With ``S_ij`` the cosine similarity of embeddings ``i`` and ``j``,
+    ``P_i`` the other embeddings of ``i``'s class, ``N_i`` those of other
+    classes and ``lambda = base``:
+
+    .. math::
+
+        \ell_i = \frac{1}{\alpha} \log\Big(1 + \sum_{j \in P_i} e^{-\alpha (S_{ij} - \lambda)}\Big)
+               + \frac{1}{\beta} \log\Big(1 + \sum_{j \in N_i} e^{\beta (S_{ij} - \lambda)}\Big)
+
+    A term over an empty set is 0.
+
+    Args:
+      embeddings: ``(N, D)`` floating embeddings (normalised inside).
+      labels: ``(N,)`` integer class ids.
+      alpha: ``alpha > 0``, the weight of positive pairs.
+      beta: ``beta > 0``, the weight of negative pairs.
+      base: ``lambda``, the similarity offset.
+
+    Returns:
+      ``(N,)`` losses in the input dtype. ``jnp.mean`` of them equals
+      pytorch-metric-learning's ``MultiSimilarityLoss(alpha, beta, base)``
+      without a miner (every positive and negative pair; its default
+      ``MeanReducer``) for ``N >= 2``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+      >>> loss = multi_similarity_loss(x, jnp.array([0, 0, 1]), beta=10.0)
+      >>> [round(v, 4) for v in loss.tolist()]
+      [0.2194, 0.3501, 0.1315]
+
+    References:
+      Wang et al., "Multi-Similarity Loss with General Pair Weighting for
+      Deep Metric Learning", CVPR 2019.
+
+    pytorch-metric-learning: losses.MultiSimilarityLoss
+    """
+    fn = "multi_similarity_loss"
+    _checks.check_temperature(alpha, fn, "alpha")
+    _checks.check_temperature(beta, fn, "beta")
+    _checks.check_number(base, "base", fn)
+    sim, pos, neg, out_dtype = _batch_similarities(fn, embeddings, labels)
+    alpha, beta, base = (jnp.asarray(v, sim.dtype) for v in (alpha, beta, base))
+    pos_term = _log1p_sum_exp(-alpha * (sim - base), pos, axis=1) / alpha
+    neg_term = _log1p_sum_exp(beta * (sim - base), neg, axis=1) / beta
+    return (pos_term + neg_term).astype(out_dtype)
+
+
+def circle_loss(
+    embeddings: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    margin: float = 0.4,
+    gamma: float = 80.0,
+) -> jax.Array:
+    r"""Circle loss per anchor (pair-label form), over every in-batch pair.
+
+    With ``s_p`` the cosine similarities of anchor ``i`` to its positives,
+    ``s_n`` to its negatives, ``m = margin`` and the detached weights
+    ``a_p = relu(1 + m - s_p)``, ``a_n = relu(s_n + m)``
+    (``jax.lax.stop_gradient``, as in the paper):
+
+    .. math::
+
+        \ell_i = \mathrm{softplus}\Big(\log \sum_p e^{-\gamma a_p (s_p - 1 + m)}
+                 + \log \sum_n e^{\gamma a_n (s_n - m)}\Big)
+
+    and ``0`` for an anchor without a positive or without a negative.
+
+    Args:
+      embeddings: ``(N, D)`` floating embeddings (normalised inside).
+      labels: ``(N,)`` integer class ids.
+      margin: ``m``, the relaxation.
+      gamma: ``gamma > 0``, the scale.
+
+    Returns:
+      ``(N,)`` losses in the input dtype. pytorch-metric-learning's
+      ``CircleLoss(m=margin, gamma=gamma)`` averages the non-zero ones (its
+      ``AvgNonZeroReducer``): ``l.sum() / jnp.maximum(jnp.count_nonzero(l),
+      1)`` equals it.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+      >>> loss = circle_loss(x, jnp.array([0, 0, 1]), gamma=8.0)
+      >>> [round(v, 4) for v in loss.tolist()]
+      [0.1012, 1.0635, 0.0]
+
+    References:
+      Sun et al., "Circle Loss: A Unified Perspective of Pair Similarity
+      Optimization", CVPR 2020.
+
+    pytorch-metric-learning: losses.CircleLoss
+    """
+    fn = "circle_loss"
+    _checks.check_number(margin, "margin", fn)
+    _checks.check_temperature(gamma, fn, "gamma")
+    sim, pos, neg, out_dtype = _batch_similarities(fn, embeddings, labels)
+    m, gamma = jnp.asarray(margin, sim.dtype), jnp.asarray(gamma, sim.dtype)
+    fixed = jax.lax.stop_gradient(sim)
+    logit_p = -gamma * jax.nn.relu(1 + m - fixed) * (sim - (1 - m))
+    logit_n = gamma * jax.nn.relu(fixed + m) * (sim - m)
+    lse_p, has_p = _numerics.masked_logsumexp(logit_p, pos, axis=1)
+    lse_n, has_n = _numerics.masked_logsumexp(logit_n, neg, axis=1)
+    both = has_p & has_n
+    loss = jnp.where(both, jax.nn.softplus(jnp.where(both, lse_p + lse_n, 0)), 0)
+    return loss.astype(out_dtype)
