@@ -250,7 +250,9 @@ def _distill_forward(cfg, xs, ks, bs, xt, kt, bt):
             for o, r in zip(out, (loss, lse_s, lse_t, aux), strict=True)
         )
 
-    out0 = tuple(_vary(cfg, jnp.zeros((cfg.n,), acc)) for _ in range(4))
+    # the per-token results are merged over `axis_name` inside the loop: replicated over it
+    replicated = tuple(a for a in cfg.vma if a != cfg.axis_name)
+    out0 = tuple(_tiles.make_varying(jnp.zeros((cfg.n,), acc), replicated) for _ in range(4))
     return _loop(_tiles.num_blocks(cfg.n, cfg.tb), token_step, out0)
 
 
