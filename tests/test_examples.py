@@ -81,3 +81,14 @@ def test_two_tower_contrastive_trains_through_the_ring():
     assert "on 4 devices" in out.stdout
     top1 = out.stdout.split("top-1 ")[1].split(",")[0].split(" -> ")
     assert float(top1[1]) > float(top1[0]) + 0.03, out.stdout
+
+
+@pytest.mark.slow
+def test_distill_lm_head_distils_with_less_memory():
+    example = _load("distill_lm_head")
+    result = example.main(["--teacher-steps", "30", "--steps", "16", "--batch", "64"])
+    assert np.isfinite(result["scratch"]).all() and np.isfinite(result["distilled"]).all()
+    assert result["distilled"][-1] < result["distilled"][0]
+    assert result["dense_minus_fused"] < 1e-4
+    dense, fused = result["memory"][64 * 64]
+    assert fused < dense / 2
