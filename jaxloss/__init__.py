@@ -77,6 +77,11 @@ from ._classification import (
 )
 from ._linear_cross_entropy import linear_softmax_cross_entropy as linear_softmax_cross_entropy
 
+# --------------------------------------------------------------------------- LM head beyond cross-entropy
+from ._distillation import LinearSoftmaxStatistics as LinearSoftmaxStatistics
+from ._distillation import linear_distillation_loss as linear_distillation_loss
+from ._distillation import linear_softmax_statistics as linear_softmax_statistics
+
 # --------------------------------------------------------------------------- metric learning
 from ._metric_learning import batch_all_triplet_loss as batch_all_triplet_loss
 from ._metric_learning import batch_hard_triplet_loss as batch_hard_triplet_loss
@@ -116,6 +121,7 @@ from . import testing as testing
 from . import torch as torch
 
 __all__ = [
+    "LinearSoftmaxStatistics",
     "absolute_error",
     "arcface_loss",
     "batch_all_triplet_loss",
@@ -147,7 +153,9 @@ __all__ = [
     "knn",
     "l2_loss",
     "lifted_structured_loss",
+    "linear_distillation_loss",
     "linear_softmax_cross_entropy",
+    "linear_softmax_statistics",
     "margin_ranking_loss",
     "matrix_norm",
     "mean_average_precision_at_r",

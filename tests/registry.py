@@ -134,6 +134,16 @@ def _inputs_kernel_labels(rng, n, dtype, d, classes=5):
     return _f(rng, (n, d), dtype), _f(rng, (d, classes), dtype, 0.5), labels
 
 
+def _two_heads(rng, n, dtype, d, classes=5):
+    """A student head (inputs (n, d), kernel (d, classes)) and a wider teacher head (d + 2)."""
+    return (
+        _f(rng, (n, d), dtype),
+        _f(rng, (d, classes), dtype, 0.5),
+        _f(rng, (n, d + 2), dtype),
+        _f(rng, (d + 2, classes), dtype, 0.5),
+    )
+
+
 def _inputs_weight_target(rng, n, dtype, d, classes=5):
     """PyTorch's layout: input (n, d), linear_weight (classes, d), target (n,)."""
     x, kernel, labels = _inputs_kernel_labels(rng, n, dtype, d, classes)
@@ -449,6 +459,24 @@ CORE = [
         note="circle loss detaches its pair weights (the paper, pytorch-metric-learning): its gradient "
         "is not the derivative of its value, so check_grads does not apply",
     ),
+    S(
+        "linear_distillation_loss",
+        jaxloss.linear_distillation_loss,
+        _two_heads,
+        dict(divergence="jsd", temperature=2.0, block_size=3, vocab_block_size=2),
+        diff=(0, 1),  # the teacher (arguments 2, 3) is a fixed target: zero cotangents
+        batch=(0, None, 0, None),
+        family="classification",
+    ),
+    S(
+        "linear_softmax_statistics",
+        jaxloss.linear_softmax_statistics,
+        _inputs_kernel_labels,
+        dict(temperature=0.5, block_size=3, vocab_block_size=2),
+        diff=(0, 1),
+        batch=(0, None, 0),
+        family="classification",
+    ),
     # metric learning
     S(
         "triplet_margin_loss",
@@ -728,12 +756,15 @@ LOW_PRECISION = [s for s in GENERIC if s.lowp]
 
 
 def public_names() -> set[str]:
-    """Every public callable of ``jaxloss``, ``jaxloss.torch`` and ``jaxloss.torch.linalg``."""
+    """Every public function of ``jaxloss``, ``jaxloss.torch`` and ``jaxloss.torch.linalg``.
+
+    Classes (result records such as ``LinearSoftmaxStatistics``) are not functions to test.
+    """
     names = set()
     for prefix, module in (("", jaxloss), ("torch.", jt), ("torch.linalg.", jtl)):
         for name in module.__all__:
             obj = getattr(module, name)
-            if callable(obj) and not isinstance(obj, type(jaxloss)):
+            if callable(obj) and not isinstance(obj, (type(jaxloss), type)):
                 names.add(prefix + name)
     return names
 

@@ -101,3 +101,14 @@ def test_face_style_arcface_trains_and_runs_class_parallel():
         assert p1 > before_p1 and map_r > before_map + 0.3, (name, result)
     n_dev, v1, v2, diff = result["class_parallel"]
     assert n_dev == 4 and abs(v1 - v2) < 1e-5 * abs(v1) and diff < 1e-4
+
+
+@pytest.mark.slow
+def test_distill_lm_head_distils_with_less_memory():
+    example = _load("distill_lm_head")
+    result = example.main(["--teacher-steps", "30", "--steps", "16", "--batch", "64"])
+    assert np.isfinite(result["scratch"]).all() and np.isfinite(result["distilled"]).all()
+    assert result["distilled"][-1] < result["distilled"][0]
+    assert result["dense_minus_fused"] < 1e-4
+    dense, fused = result["memory"][64 * 64]
+    assert fused < dense / 2
