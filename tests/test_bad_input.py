@@ -449,6 +449,26 @@ TILING = [
     ("info_nce", jaxloss.info_nce, (X, Y), {}, "block_size"),
     ("ntxent", jaxloss.ntxent, (X, L), {}, "block_size"),
     ("supervised_contrastive_loss", jaxloss.supervised_contrastive_loss, (X, L), {}, "block_size"),
+    ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), {}, "block_size"),
+    ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), {}, "class_block_size"),
+    ("cosface_loss", jaxloss.cosface_loss, (X, f(3, 5), L), {}, "block_size"),
+    ("cosface_loss", jaxloss.cosface_loss, (X, f(3, 5), L), {}, "class_block_size"),
+    ("linear_softmax_statistics", jaxloss.linear_softmax_statistics, (X, f(3, 5), L), {}, "block_size"),
+    ("linear_softmax_statistics", jaxloss.linear_softmax_statistics, (X, f(3, 5), L), {}, "vocab_block_size"),
+    (
+        "linear_distillation_loss",
+        jaxloss.linear_distillation_loss,
+        (X, f(3, 5), X, f(3, 5)),
+        {},
+        "block_size",
+    ),
+    (
+        "linear_distillation_loss",
+        jaxloss.linear_distillation_loss,
+        (X, f(3, 5), X, f(3, 5)),
+        {},
+        "vocab_block_size",
+    ),
 ]
 
 
