@@ -1,13 +1,14 @@
 """ArcFace at many classes: value + gradient of ``jaxloss.arcface_loss`` against pytorch-metric-learning.
 
-``jnp.mean(jaxloss.arcface_loss(x, W, y))`` (jitted ``value_and_grad`` with
-respect to the embeddings and the class matrix) on its default path at this
-size (class-blocked: ``N x C`` above ``2**24``, so the logits are never held)
-against jaxloss's own dense path (``class_block_size=None`` below the limit is
-forced by raising it) and pytorch-metric-learning's ``ArcFaceLoss`` forward +
-backward (dense, its ``W`` holding the same ``(D, C)`` matrix). The timings
-are interleaved (one run of each in turn, the median of the rounds). The note
-gives XLA's planned temporary memory of the two JAX steps.
+``jnp.mean(jaxloss.arcface_loss(x, W, y, class_block_size=4096))`` (jitted
+``value_and_grad`` with respect to the embeddings and the class matrix, the
+logits never held) against jaxloss's own dense path (forced by raising its
+size limit) and pytorch-metric-learning's ``ArcFaceLoss`` forward + backward
+(dense, its ``W`` holding the same ``(D, C)`` matrix). Each side runs in its
+own process (median, min-max; ``benchmarks._timing.isolated``) and the three
+loss values are checked equal first. Ratios are jaxloss time / peer time
+(lower is better). The note gives XLA's planned temporary memory of the two
+JAX steps.
 
     python -m benchmarks.bench_margin [--quick]
 """
@@ -16,21 +17,26 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-import jaxloss
-from benchmarks._timing import interleaved_medians, torch_device, torch_sync
+from benchmarks._timing import isolated
+
+MODULE = "bench_margin"
 
 
 def _blocked(x, w, y):
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    import jaxloss  # noqa: PLC0415
+
     return jnp.mean(jaxloss.arcface_loss(x, w, y, class_block_size=4096))
 
 
 def _dense_step(limit):
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    import jaxloss  # noqa: PLC0415
     from jaxloss import _margin  # noqa: PLC0415 - the dense path is chosen by the size limit
 
     def dense(x, w, y):
@@ -45,6 +51,9 @@ def _dense_step(limit):
 
 
 def _temp_mib(loss, n, d, c):
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+
     shapes = (
         jax.ShapeDtypeStruct((n, d), jnp.float32),
         jax.ShapeDtypeStruct((d, c), jnp.float32),
@@ -54,60 +63,75 @@ def _temp_mib(loss, n, d, c):
     return compiled.memory_analysis().temp_size_in_bytes / 2**20
 
 
-def run(quick: bool) -> list[dict]:
+def _data(n, d, c):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    w = rng.normal(size=(d, c)).astype(np.float32)
+    return x, w, rng.integers(0, c, size=n)
+
+
+# --- factories: each builds its inputs and returns a blocking callable (run in its own process)
+
+
+def jax_step(n, d, c, blocked):
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    loss = _blocked if blocked else _dense_step(n * c)
+    step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+    x, w, y = (jnp.asarray(a) for a in _data(n, d, c))
+    return lambda: float(jax.block_until_ready(step(x, w, y))[0])
+
+
+def torch_step(n, d, c):
     import torch  # noqa: PLC0415
     from pytorch_metric_learning import losses as pml  # noqa: PLC0415
 
-    n, d, c = (256, 128, 8192) if quick else (1024, 256, 65536)
-    rounds = 2 if quick else 3
-    rng = np.random.default_rng(0)
-    x_np = rng.normal(size=(n, d)).astype(np.float32)
-    w_np = rng.normal(size=(d, c)).astype(np.float32)
-    y_np = rng.integers(0, c, size=n)
-    x, w, y = jnp.asarray(x_np), jnp.asarray(w_np), jnp.asarray(y_np)
+    from benchmarks._timing import torch_device, torch_sync  # noqa: PLC0415
 
-    blocked = jax.jit(jax.value_and_grad(_blocked, argnums=(0, 1)))
-    dense_loss = _dense_step(n * c)
-    dense = jax.jit(jax.value_and_grad(dense_loss, argnums=(0, 1)))
-
+    x, w, y = _data(n, d, c)
     dev = torch_device()
     module = pml.ArcFaceLoss(c, d, margin=math.degrees(0.5), scale=64.0).to(dev)
-    module.W.data = torch.from_numpy(w_np).to(dev)
-    xt = torch.from_numpy(x_np).to(dev).requires_grad_(True)
-    yt = torch.from_numpy(y_np).to(dev)
+    module.W.data = torch.from_numpy(w).to(dev)
+    xt = torch.from_numpy(x).to(dev).requires_grad_(True)
+    yt = torch.from_numpy(y).to(dev)
 
-    def torch_step():
+    def step():
         xt.grad = module.W.grad = None
-        module(xt, yt).backward()
+        loss = module(xt, yt)
+        loss.backward()
         torch_sync()
+        return float(loss)
 
-    ours = float(blocked(x, w, y)[0])
-    assert abs(ours - float(dense(x, w, y)[0])) < 1e-4 * abs(ours)
-    with torch.no_grad():
-        theirs = float(module(xt, yt))
-    assert abs(ours - theirs) < 1e-4 * abs(ours)
+    return step
 
-    medians = interleaved_medians(
-        {
-            "jaxloss": lambda: jax.block_until_ready(blocked(x, w, y)),
-            "dense": lambda: jax.block_until_ready(dense(x, w, y)),
-            "pml": torch_step,
-        },
-        rounds,
+
+def run(quick: bool) -> list[dict]:
+    n, d, c = (256, 128, 8192) if quick else (1024, 256, 65536)
+    repeats = 2 if quick else 3
+    shape = {"n": n, "d": d, "c": c}
+    ours = isolated(
+        MODULE, "jax_step", peer=False, repeats=repeats, return_result=True, blocked=True, **shape
     )
-    mem = (_temp_mib(_blocked, n, d, c), _temp_mib(dense_loss, n, d, c))
+    dense = isolated(
+        MODULE, "jax_step", peer=False, repeats=repeats, return_result=True, blocked=False, **shape
+    )
+    theirs = isolated(MODULE, "torch_step", peer=True, repeats=repeats, return_result=True, **shape)
+    values = [t.pop("result") for t in (ours, dense, theirs)]
+    assert max(values) - min(values) < 1e-4 * abs(values[0]), values  # equal work
+    mem = (_temp_mib(_blocked, n, d, c), _temp_mib(_dense_step(n * c), n, d, c))
     note = (
         f"temporary memory of the JAX value+grad step (memory_analysis): class-blocked {mem[0]:.0f} MiB, "
         f"dense {mem[1]:.0f} MiB; the N x C float32 logits are {n * c * 4 / 2**20:.0f} MiB"
     )
     return [
         {
-            "operation": "arcface_loss value+grad (embeddings, weights)",
+            "operation": "arcface_loss value+grad (embeddings, weights), class_block_size=4096",
             "shapes": f"N={n}, D={d}, C={c} float32",
-            "jaxloss_s": medians["jaxloss"],
+            "jaxloss": ours,
             "peers": {
-                "pytorch-metric-learning ArcFaceLoss (dense)": medians["pml"],
-                "jaxloss arcface_loss, dense path": medians["dense"],
+                "pytorch-metric-learning ArcFaceLoss (dense)": theirs,
+                "jaxloss arcface_loss, dense path": dense,
             },
             "note": note,
         }
@@ -115,19 +139,15 @@ def run(quick: bool) -> list[dict]:
 
 
 def main():
+    from benchmarks.__main__ import RATIO, format_table  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small shapes, fewer rounds")
+    parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
     args = parser.parse_args()
-    start = time.perf_counter()
-    for row in run(args.quick):
-        print(f"{row['operation']} [{row['shapes']}]: jaxloss {row['jaxloss_s'] * 1e3:.0f} ms")
-        for peer, seconds in row["peers"].items():
-            ratio = row["jaxloss_s"] / seconds
-            print(
-                f"  {peer}: {seconds * 1e3:.0f} ms (jaxloss time / peer time = {ratio:.2f}, lower is better)"
-            )
-        print(f"  {row['note']}")
-    print(f"({time.perf_counter() - start:.0f} s)")
+    rows = run(args.quick)
+    print(f"ratio = {RATIO}\n{format_table(rows)}")
+    for row in rows:
+        print(f"- {row['note']}")
 
 
 if __name__ == "__main__":

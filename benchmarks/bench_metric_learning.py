@@ -12,7 +12,9 @@ the centred all-pairs core, extracted with ``git archive``; ``--baseline`` or
 miner included).
 Every contender runs once per round, in turn, in this process, so all see the
 same machine load; the table gives the median and the min-max over the rounds.
-Ratios are jaxloss time / other time: lower is better for jaxloss.
+Ratios are jaxloss time / other time: lower is better for jaxloss. The rows
+``python -m benchmarks`` publishes (jaxloss against pytorch-metric-learning)
+are timed again with each side in its own process (``isolated``).
 """
 
 from __future__ import annotations
@@ -27,16 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-import jaxloss
-from benchmarks._timing import torch_device, torch_sync
+from benchmarks._timing import isolated, torch_device, torch_sync
 
 #: The commit before the centred all-pairs core (the in-batch losses' previous landing).
 BASELINE = "6d41ec405899253c801d66d80bfb355bf435d2f7"
 REPO = Path(__file__).resolve().parent.parent
+MODULE = "bench_metric_learning"
 
 #: name -> (function name, keyword arguments); every one takes ``(embeddings, labels)``.
 IN_BATCH = {
@@ -74,6 +74,9 @@ def load_baseline(commit: str | None):
 
 
 def _jax_runner(loss, x, labels, **kw):
+    import jax  # noqa: PLC0415 - not imported by the PyTorch side's process
+    import jax.numpy as jnp  # noqa: PLC0415
+
     step = jax.jit(jax.value_and_grad(lambda e, lab: loss(e, lab, **kw)))
     xj, lj = jnp.asarray(x), jnp.asarray(labels)
 
@@ -127,6 +130,8 @@ def measure(quick: bool = False, rounds: int | None = None, baseline: str | None
     r = np.random.default_rng(0)
     x = r.normal(size=(b, d)).astype(np.float32)
     labels = r.integers(0, classes, size=b).astype(np.int64)
+    import jaxloss  # noqa: PLC0415
+
     old = load_baseline(baseline if baseline is not None else os.environ.get("JAXLOSS_BASELINE", BASELINE))
     fns = {}
     for name, (fn_name, kw) in IN_BATCH.items():
@@ -176,20 +181,70 @@ def format_report(times, setup) -> str:
     return "\n".join(lines)
 
 
+def _data(b, d, classes):
+    r = np.random.default_rng(0)
+    return r.normal(size=(b, d)).astype(np.float32), r.integers(0, classes, size=b).astype(np.int64)
+
+
+# --- factories for the published rows: each side in its own process (benchmarks._timing.isolated)
+
+
+def jax_step(b, d, classes, name):
+    import jaxloss  # noqa: PLC0415
+
+    fn_name, kw = IN_BATCH[name]
+    x, labels = _data(b, d, classes)
+    return _jax_runner(getattr(jaxloss, fn_name), x, labels, **kw)
+
+
+def torch_step(b, d, classes, name):
+    import torch  # noqa: PLC0415
+    from pytorch_metric_learning import distances, losses, miners  # noqa: PLC0415
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    x, labels = _data(b, d, classes)
+    if name == "batch_hard_triplet_loss":
+        lp = distances.LpDistance(normalize_embeddings=False)
+        return _torch_runner(
+            losses.TripletMarginLoss(margin=0.2, distance=lp), x, labels, miners.BatchHardMiner(distance=lp)
+        )
+    return _torch_runner(losses.SupConLoss(temperature=0.1), x, labels)
+
+
 def run(quick: bool) -> list[dict]:
-    """Prints the table and returns the rows of ``python -m benchmarks`` (peer: pml's batch-hard)."""
+    """Prints the interleaved before/after table, then times the published rows (jaxloss against
+    pytorch-metric-learning) one side per process; the before/after medians go in the note."""
     times, setup = measure(quick)
     print(format_report(times, setup), flush=True)
-    shapes = setup.split(";")[0]
-    return [
-        {
+    b, d, classes = (256 if quick else 1024), 128, 64
+    repeats = 5 if quick else 15
+    before_after = "; ".join(
+        f"{name} {statistics.median(times[('baseline', name)]) * 1e3:.2f} -> "
+        f"{statistics.median(times[('jaxloss', name)]) * 1e3:.2f} ms "
+        f"({statistics.median(times[('jaxloss', name)]) / statistics.median(times[('baseline', name)]):.2f}x)"
+        for name in IN_BATCH
+        if ("baseline", name) in times
+    )
+    rows = []
+    for name in ("batch_hard_triplet_loss", "supervised_contrastive_loss"):
+        shape = {"b": b, "d": d, "classes": classes, "name": name}
+        row = {
             "operation": f"{name} value+grad",
-            "shapes": shapes,
-            "jaxloss_s": statistics.median(times[("jaxloss", name)]),
-            "peers": {"pytorch-metric-learning": statistics.median(times[("pml", name)])},
+            "shapes": f"B={b}, d={d}, {classes} classes, float32",
+            "jaxloss": isolated(MODULE, "jax_step", peer=False, repeats=repeats, warmup=2, **shape),
+            "peers": {
+                "pytorch-metric-learning": isolated(
+                    MODULE, "torch_step", peer=True, repeats=repeats, warmup=2, **shape
+                )
+            },
         }
-        for name in ("batch_hard_triplet_loss", "supervised_contrastive_loss")
-    ]
+        if before_after and name == "batch_hard_triplet_loss":
+            row["note"] = (
+                "the in-batch losses before (the commit before the centred all-pairs core) -> now, "
+                f"value+grad medians, interleaved in one process: {before_after}"
+            )
+        rows.append(row)
+    return rows
 
 
 def main():
