@@ -7,6 +7,12 @@
 * ``variant`` parametrises a test over ``jax.jit`` and eager execution (the
   equivalent of ``chex.variants(with_jit=True, without_jit=True)``, which
   ``tests/test_chex_variants.py`` uses directly).
+* The fast loop (``pytest -m "not slow"``) runs every test function once: the
+  first of its parameter sets that is not marked ``slow`` (jit, not eager);
+  the other parameter sets are marked ``slow`` here, and the whole suite
+  (``pytest``, CI) runs them all. A module that sets
+  ``FAST_LOOP_RUNS_EVERY_CASE = True`` keeps all its cheap cases in the fast
+  loop (the bad-input checks, the documentation checks).
 """
 
 from __future__ import annotations
@@ -19,6 +25,14 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_enable_x64", True)
+
+# A persistent compilation cache (.jax_cache/, git-ignored): a second run of the suite reuses the
+# executables of every function it does not change. JAXLOSS_TEST_CACHE=0 turns it off; a fresh
+# clone (CI) starts with an empty cache.
+if os.environ.get("JAXLOSS_TEST_CACHE", "1") != "0":
+    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.dirname(__file__), ".jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 settings.register_profile(
     "ci",
@@ -55,13 +69,36 @@ def _doctest_x64_off(request):
         yield
 
 
-@pytest.fixture(params=["jit", "eager"])
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Marks ``slow`` every parameter set of a test function but its first fast one (see above)."""
+    seen = set()
+    for item in items:
+        if getattr(item, "callspec", None) is None or item.get_closest_marker("slow"):
+            continue
+        if getattr(item.module, "FAST_LOOP_RUNS_EVERY_CASE", False):
+            continue
+        key = (item.nodeid.split("[")[0],)
+        if key in seen:
+            item.add_marker(pytest.mark.slow)
+        else:
+            seen.add(key)
+
+
+@pytest.fixture(params=["jit", pytest.param("eager", marks=pytest.mark.slow)])
 def variant(request):
     """``variant(fn, **static)``: ``jax.jit`` (static keyword arguments) or plain eager."""
 
     def wrap(fn, **static):
         bound = functools.partial(fn, **static) if static else fn
-        return jax.jit(bound) if request.param == "jit" else bound
+        if request.param == "jit":
+            return jax.jit(bound)
+
+        def eager(*args, **kwargs):
+            return bound(*args, **kwargs)
+
+        eager.eager = True  # tests.helpers.assert_matches_torch runs it as it is
+        return eager
 
     wrap.name = request.param
     return wrap

@@ -40,8 +40,15 @@ def run_python(code: str, *, devices: int | None = None, timeout: float = 300) -
     return out.stdout
 
 
-def assert_matches_torch(jax_fn, torch_fn, *inputs, grad=True, dtypes=DTYPES, **kwargs):
-    """Fails with the comparison table unless values (and gradients) match PyTorch."""
+def assert_matches_torch(jax_fn, torch_fn, *inputs, grad=True, dtypes=DTYPES, jit=True, **kwargs):
+    """Fails with the comparison table unless values (and gradients) match PyTorch.
+
+    ``jax_fn`` runs under ``jax.jit`` (one compilation per dtype instead of one per
+    primitive) unless ``jit=False`` or it is the eager side of the ``variant`` fixture,
+    which is run as given.
+    """
+    if jit and not getattr(jax_fn, "eager", False) and not hasattr(jax_fn, "lower"):
+        jax_fn = jax.jit(jax_fn)
     report = compare_with_torch(jax_fn, torch_fn, *inputs, grad=grad, dtypes=dtypes, **kwargs)
     assert report.ok, "\n" + repr(report)
     return report

@@ -173,14 +173,10 @@ def test_tiled_equals_dense_to_round_off(name, block_size):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
 
 
-# the engine's custom VJP is checked against autodiff in tests/test_tiles.py; finite differences
-# here for the two losses with a traced bias or a differentiated row statistic, the rest slow
-_FAST_FD = ("ntxent", "sigmoid_contrastive_loss")
-
-
-@pytest.mark.parametrize(
-    "name", [n if n in _FAST_FD else pytest.param(n, marks=pytest.mark.slow) for n in LOSSES]
-)
+# the engine's custom VJP is checked against autodiff in tests/test_tiles.py (fast loop); finite
+# differences of every loss here, in the whole suite
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LOSSES)
 def test_tiled_gradients_match_finite_differences(name):
     r = rng(8)
     q, k = jnp.asarray(r.normal(size=(6, 3))), jnp.asarray(r.normal(size=(6, 3)))

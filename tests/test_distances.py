@@ -599,6 +599,7 @@ def _check_axioms(x, metric, triangle, tol=1e-9, **kw):
                     assert d[i, j] <= d[i, k] + d[k, j] + tol * (1 + d[i, j])
 
 
+@pytest.mark.slow
 @given(_points)
 def test_axioms_numeric_metrics(x):
     for metric in TRUE_METRICS + ["sqeuclidean", "cosine", "correlation", "braycurtis"]:
@@ -751,6 +752,7 @@ def _scipy_data(name):
     return np.loadtxt(os.path.join(os.path.dirname(ssd.__file__), "tests", "data", name))
 
 
+@pytest.mark.slow
 def test_correlation_of_identical_rows_is_exactly_zero_like_scipys_iris():
     iris = _scipy_data("iris.txt")  # has duplicate rows
     expected = _scipy_data("pdist-correlation-ml-iris.txt")

@@ -184,7 +184,8 @@ def test_large_logits_at_small_temperature_stay_finite_in_float32(tiled):
         np.testing.assert_allclose(loss, ref, rtol=1e-3, atol=1e-2)
 
 
-@pytest.mark.parametrize("dtype", [jnp.bfloat16, pytest.param(jnp.float16, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_half_precision_accumulates_in_float32(dtype):
     data = _data(7)
     rounded = [np.asarray(jnp.asarray(a, dtype).astype(jnp.float32), np.float64) for a in data[:6]]
@@ -274,6 +275,7 @@ def test_statistics_every_combination_of_absent_cotangents(tiled):
     _statistics_case(tiled, jnp.float64, masks)
 
 
+@pytest.mark.slow
 def test_statistics_without_labels_and_eager():
     r = np.random.default_rng(11)
     x, k = r.normal(size=(N, DS)), r.normal(size=(DS, V))

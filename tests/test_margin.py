@@ -136,6 +136,7 @@ def _stopped_target_reference(x, w, y, *, m2, m3, scale, stopped):
     return jnp.mean(jax.nn.logsumexp(z, axis=1) - scale * phi)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blocks", [{}, pytest.param(RAGGED, marks=SLOW)], ids=["dense", "blocked"])
 @pytest.mark.parametrize("sign", [1.0, pytest.param(-1.0, marks=SLOW)], ids=["theta=0", "theta=pi"])
 def test_arcface_gradient_at_theta_zero_and_pi(sign, blocks):
@@ -161,6 +162,7 @@ def test_arcface_gradient_at_theta_zero_and_pi(sign, blocks):
             np.testing.assert_allclose(g, r, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blocks", [pytest.param({}, marks=SLOW), RAGGED], ids=["dense", "blocked"])
 def test_float32_at_scale_64_is_finite_and_close(blocks):
     x, w, y = _data(7, n=40, d=16, c=30)
@@ -180,6 +182,7 @@ def test_float32_at_scale_64_is_finite_and_close(blocks):
         np.testing.assert_allclose(v32, v64, rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [pytest.param(1, marks=SLOW), 3])
 def test_blocked_equals_dense_float64(k):
     x, w, y = _data(8, n=29, d=7, c=13, k=k)

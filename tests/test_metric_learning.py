@@ -193,6 +193,7 @@ OFFSET_LOSSES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(OFFSET_LOSSES))
 def test_in_batch_losses_accurate_on_offset_float32_data(name):
     """Embeddings with a common offset (ReLU-like features, 20 + 0.1 N(0, 1)) lose no digits:
@@ -652,6 +653,7 @@ def test_batch_loss_gradients_match_finite_differences(name):
     jax.test_util.check_grads(lambda e: loss(e, labels), (jnp.asarray(x),), order=1, modes=["rev"])
 
 
+@pytest.mark.slow
 def test_pair_losses_finite_at_coincidence():
     x = jnp.ones((3, 4))
     for fn in (
@@ -670,6 +672,7 @@ def test_ntxent_no_positive_pairs_is_zero_not_nan():
     assert np.isnan(float(optax.ntxent(x, jnp.arange(4))))  # what optax does
 
 
+@pytest.mark.slow
 def test_lifted_single_class_is_zero():
     x = jnp.asarray(rng(25).normal(size=(5, 3)))
     value, grad = jax.value_and_grad(jaxloss.lifted_structured_loss)(x, jnp.zeros(5, int))

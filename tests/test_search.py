@@ -236,6 +236,7 @@ def test_knn_empty_queries():
     assert d.shape == i.shape == (0, 2)
 
 
+@pytest.mark.slow
 @settings(max_examples=12)
 @given(
     m=st.integers(1, 40),
@@ -310,6 +311,7 @@ def test_knn_errors():
 # --------------------------------------------------------------------------- subprocess tests
 
 
+@pytest.mark.slow
 def test_sharded_knn_matches_single_device():
     code = """
     import jax, jax.numpy as jnp, numpy as np
@@ -439,6 +441,7 @@ def test_retrieval_metrics_match_pml_separate_reference():
         np.testing.assert_allclose(got[key], value, rtol=1e-6, err_msg=key)
 
 
+@pytest.mark.slow
 def test_retrieval_metrics_jit_and_reduction_none(variant):
     x, labels = labelled(2, 120)
     _, idx = jaxloss.knn(x, x, 20)
