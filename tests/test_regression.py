@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import jax
@@ -14,7 +15,12 @@ import torch.nn.functional as F
 
 import jaxloss
 import jaxloss.torch as jt
-from tests.helpers import assert_matches_torch, rng, sweep
+from tests import helpers
+from tests.helpers import rng, sweep
+
+# small functions over many shapes: eager, whose per-primitive compilations the cases share, is
+# faster here than one jit compilation per case (tests/test_properties.py checks jit == eager)
+assert_matches_torch = functools.partial(helpers.assert_matches_torch, jit=False)
 
 REDUCTIONS = ["none", "mean", "sum"]
 
