@@ -74,15 +74,16 @@ def pytest_collection_modifyitems(config, items):
     """Marks ``slow`` every parameter set of a test function but its first fast one (see above)."""
     seen = set()
     for item in items:
-        if getattr(item, "callspec", None) is None or item.get_closest_marker("slow"):
+        if (
+            getattr(item, "callspec", None) is None
+            or item.get_closest_marker("slow")
+            or getattr(item.module, "FAST_LOOP_RUNS_EVERY_CASE", False)
+        ):
             continue
-        if getattr(item.module, "FAST_LOOP_RUNS_EVERY_CASE", False):
-            continue
-        key = (item.nodeid.split("[")[0],)
-        if key in seen:
+        function = item.nodeid.split("[")[0]
+        if function in seen:
             item.add_marker(pytest.mark.slow)
-        else:
-            seen.add(key)
+        seen.add(function)
 
 
 @pytest.fixture(params=["jit", pytest.param("eager", marks=pytest.mark.slow)])

@@ -122,21 +122,6 @@ def median_time(fn, repeats: int, warmup: int = 2, give_up_after: float = 5.0) -
     return statistics.median(call_times(fn, repeats, warmup, give_up_after)[0])
 
 
-def interleaved_medians(fns: dict, rounds: int) -> dict:
-    """Median wall time of each blocking callable: one warm-up call of each, then ``rounds``
-    rounds calling each in turn, in this process (exploratory use: the published
-    comparisons time each side in its own process with :func:`isolated`)."""
-    for fn in fns.values():  # warm-up (compilation, caches)
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def torch_device() -> str:
     """ "cuda" when PyTorch sees a GPU (the peers then run there too), else "cpu"."""
     import torch  # noqa: PLC0415

@@ -38,6 +38,9 @@ BASELINE = "6d41ec405899253c801d66d80bfb355bf435d2f7"
 REPO = Path(__file__).resolve().parent.parent
 MODULE = "bench_metric_learning"
 
+#: The losses timed against pytorch-metric-learning (``_pml_runner``).
+PML = ("batch_hard_triplet_loss", "supervised_contrastive_loss")
+
 #: name -> (function name, keyword arguments); every one takes ``(embeddings, labels)``.
 IN_BATCH = {
     "batch_hard_triplet_loss": ("batch_hard_triplet_loss", {"margin": 0.2}),
@@ -122,15 +125,13 @@ def _stat(t):
 def measure(quick: bool = False, rounds: int | None = None, baseline: str | None = None):
     """Times (lists of seconds) of every contender, and a description of the set-up."""
     import torch  # noqa: PLC0415
-    from pytorch_metric_learning import distances, losses, miners  # noqa: PLC0415
+
+    import jaxloss  # noqa: PLC0415
 
     torch.set_num_threads(os.cpu_count() or 1)  # XLA's CPU client uses every core
     rounds = rounds or (5 if quick else 15)
-    b, d, classes = (256 if quick else 1024), 128, 64
-    r = np.random.default_rng(0)
-    x = r.normal(size=(b, d)).astype(np.float32)
-    labels = r.integers(0, classes, size=b).astype(np.int64)
-    import jaxloss  # noqa: PLC0415
+    b, d, classes = _sizes(quick)
+    x, labels = _data(b, d, classes)
 
     old = load_baseline(baseline if baseline is not None else os.environ.get("JAXLOSS_BASELINE", BASELINE))
     fns = {}
@@ -138,11 +139,8 @@ def measure(quick: bool = False, rounds: int | None = None, baseline: str | None
         if old is not None and hasattr(old, fn_name):
             fns[("baseline", name)] = _jax_runner(getattr(old, fn_name), x, labels, **kw)
         fns[("jaxloss", name)] = _jax_runner(getattr(jaxloss, fn_name), x, labels, **kw)
-    lp = distances.LpDistance(normalize_embeddings=False)
-    fns[("pml", "batch_hard_triplet_loss")] = _torch_runner(
-        losses.TripletMarginLoss(margin=0.2, distance=lp), x, labels, miners.BatchHardMiner(distance=lp)
-    )
-    fns[("pml", "supervised_contrastive_loss")] = _torch_runner(losses.SupConLoss(temperature=0.1), x, labels)
+    for name in PML:
+        fns[("pml", name)] = _pml_runner(name, x, labels)
     times = interleaved_times(fns, rounds)
     setup = (
         f"B={b}, d={d}, {classes} classes, float32, value+grad; {rounds} interleaved rounds; "
@@ -181,9 +179,25 @@ def format_report(times, setup) -> str:
     return "\n".join(lines)
 
 
+def _sizes(quick):
+    return (256 if quick else 1024), 128, 64
+
+
 def _data(b, d, classes):
     r = np.random.default_rng(0)
     return r.normal(size=(b, d)).astype(np.float32), r.integers(0, classes, size=b).astype(np.int64)
+
+
+def _pml_runner(name, x, labels):
+    """pytorch-metric-learning's counterpart of ``name`` (one of ``PML``) as a blocking callable."""
+    from pytorch_metric_learning import distances, losses, miners  # noqa: PLC0415
+
+    if name == "batch_hard_triplet_loss":
+        lp = distances.LpDistance(normalize_embeddings=False)
+        return _torch_runner(
+            losses.TripletMarginLoss(margin=0.2, distance=lp), x, labels, miners.BatchHardMiner(distance=lp)
+        )
+    return _torch_runner(losses.SupConLoss(temperature=0.1), x, labels)
 
 
 # --- factories for the published rows: each side in its own process (benchmarks._timing.isolated)
@@ -199,16 +213,9 @@ def jax_step(b, d, classes, name):
 
 def torch_step(b, d, classes, name):
     import torch  # noqa: PLC0415
-    from pytorch_metric_learning import distances, losses, miners  # noqa: PLC0415
 
     torch.set_num_threads(os.cpu_count() or 1)
-    x, labels = _data(b, d, classes)
-    if name == "batch_hard_triplet_loss":
-        lp = distances.LpDistance(normalize_embeddings=False)
-        return _torch_runner(
-            losses.TripletMarginLoss(margin=0.2, distance=lp), x, labels, miners.BatchHardMiner(distance=lp)
-        )
-    return _torch_runner(losses.SupConLoss(temperature=0.1), x, labels)
+    return _pml_runner(name, *_data(b, d, classes))
 
 
 def run(quick: bool) -> list[dict]:
@@ -216,7 +223,7 @@ def run(quick: bool) -> list[dict]:
     pytorch-metric-learning) one side per process; the before/after medians go in the note."""
     times, setup = measure(quick)
     print(format_report(times, setup), flush=True)
-    b, d, classes = (256 if quick else 1024), 128, 64
+    b, d, classes = _sizes(quick)
     repeats = 5 if quick else 15
     before_after = "; ".join(
         f"{name} {statistics.median(times[('baseline', name)]) * 1e3:.2f} -> "
@@ -226,7 +233,7 @@ def run(quick: bool) -> list[dict]:
         if ("baseline", name) in times
     )
     rows = []
-    for name in ("batch_hard_triplet_loss", "supervised_contrastive_loss"):
+    for name in PML:
         shape = {"b": b, "d": d, "classes": classes, "name": name}
         row = {
             "operation": f"{name} value+grad",

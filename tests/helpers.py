@@ -54,6 +54,13 @@ def assert_matches_torch(jax_fn, torch_fn, *inputs, grad=True, dtypes=DTYPES, ji
     return report
 
 
+def assert_matches_torch_eager(jax_fn, torch_fn, *inputs, **kwargs):
+    """``assert_matches_torch`` with ``jax_fn`` run eagerly: faster for small functions checked
+    over many shapes, whose per-primitive compilations the cases share (one jit compilation per
+    case costs more); tests/test_properties.py checks jit == eager for every function."""
+    return assert_matches_torch(jax_fn, torch_fn, *inputs, jit=False, **kwargs)
+
+
 def rng(seed=0):
     return np.random.default_rng(seed)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import jax
@@ -17,12 +16,8 @@ from hypothesis import strategies as st
 
 import jaxloss
 import jaxloss.torch as jt
-from tests import helpers
+from tests.helpers import assert_matches_torch_eager as assert_matches_torch
 from tests.helpers import rng, sweep, tol
-
-# small functions over many shapes: eager, whose per-primitive compilations the cases share, is
-# faster here than one jit compilation per case (tests/test_properties.py checks jit == eager)
-assert_matches_torch = functools.partial(helpers.assert_matches_torch, jit=False)
 
 SHAPES = [(5,), (4, 5), (3, 5, 2, 3)]  # (C,), (N, C), (N, C, d1, d2)
 

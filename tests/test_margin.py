@@ -137,8 +137,8 @@ def _stopped_target_reference(x, w, y, *, m2, m3, scale, stopped):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("blocks", [{}, pytest.param(RAGGED, marks=SLOW)], ids=["dense", "blocked"])
-@pytest.mark.parametrize("sign", [1.0, pytest.param(-1.0, marks=SLOW)], ids=["theta=0", "theta=pi"])
+@pytest.mark.parametrize("blocks", [{}, RAGGED], ids=["dense", "blocked"])
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["theta=0", "theta=pi"])
 def test_arcface_gradient_at_theta_zero_and_pi(sign, blocks):
     """An embedding on (or opposite) its class centre: finite gradients, the target's share is 0."""
     x, w, y = _data(6, n=9)
@@ -163,7 +163,7 @@ def test_arcface_gradient_at_theta_zero_and_pi(sign, blocks):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("blocks", [pytest.param({}, marks=SLOW), RAGGED], ids=["dense", "blocked"])
+@pytest.mark.parametrize("blocks", [{}, RAGGED], ids=["dense", "blocked"])
 def test_float32_at_scale_64_is_finite_and_close(blocks):
     x, w, y = _data(7, n=40, d=16, c=30)
     x[:5] = w[:, y[:5]].T  # on the class centre
@@ -183,7 +183,7 @@ def test_float32_at_scale_64_is_finite_and_close(blocks):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("k", [pytest.param(1, marks=SLOW), 3])
+@pytest.mark.parametrize("k", [1, 3])
 def test_blocked_equals_dense_float64(k):
     x, w, y = _data(8, n=29, d=7, c=13, k=k)
     ct = jnp.asarray(np.random.default_rng(9).uniform(0.5, 1.5, size=29))

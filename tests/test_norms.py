@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import hypothesis.extra.numpy as hnp
@@ -17,12 +16,8 @@ from jax.test_util import check_grads
 
 import jaxloss
 import jaxloss.torch as jt
-from tests import helpers
+from tests.helpers import assert_matches_torch_eager as assert_matches_torch
 from tests.helpers import rng, sweep
-
-# small functions over many shapes: eager, whose per-primitive compilations the cases share, is
-# faster here than one jit compilation per case (tests/test_properties.py checks jit == eager)
-assert_matches_torch = functools.partial(helpers.assert_matches_torch, jit=False)
 
 INF = math.inf
 VECTOR_ORDS = [2, 1, 3, 1.5, 0.5, -1, -2.5, 0, INF, -INF]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import jax
@@ -15,12 +14,8 @@ import torch.nn.functional as F
 
 import jaxloss
 import jaxloss.torch as jt
-from tests import helpers
+from tests.helpers import assert_matches_torch_eager as assert_matches_torch
 from tests.helpers import rng, sweep
-
-# small functions over many shapes: eager, whose per-primitive compilations the cases share, is
-# faster here than one jit compilation per case (tests/test_properties.py checks jit == eager)
-assert_matches_torch = functools.partial(helpers.assert_matches_torch, jit=False)
 
 REDUCTIONS = ["none", "mean", "sum"]
 
