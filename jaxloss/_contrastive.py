@@ -116,10 +116,10 @@ class _Similarity(NamedTuple):
     precision: object
 
     def __call__(self, params, rows, cols):
-        products = jnp.matmul(rows["x"], cols["x"].T, precision=self.precision)
-        if "inv" in rows:
-            products = products * rows["inv"][:, None] * cols["inv"][None, :]
-        logits = params["scale"] * products
+        q, k = rows["x"], cols["x"]
+        if "inv" in rows:  # scale the (b, d) inputs, not the (b, b) tile: fewer passes when b > d
+            q, k = q * rows["inv"][:, None], k * cols["inv"][:, None]
+        logits = params["scale"] * jnp.matmul(q, k.T, precision=self.precision)
         return logits + params["bias"] if "bias" in params else logits
 
 
@@ -169,8 +169,9 @@ _NTXENT_POSITIVE_STATS = (
 def _side(x, normalize: bool):
     """An embedding side: the rows and, when normalized, their inverse norms ``1 / max(|x|, sqrt(eps))``.
 
-    The tiles are scaled by the inverse norms instead of keeping a normalized
-    copy of the batch (and its gradient). ``x * inv`` is the normalization of
+    Each tile scales its (b, d) rows and columns by the inverse norms before its
+    matrix product, instead of the whole batch keeping a normalized copy (and
+    its gradient). ``x * inv`` is the normalization of
     ``_numerics.normalize``; the gradient is 0 at a zero row.
     """
     if not normalize:
