@@ -279,7 +279,10 @@ def _compare_one(jax_fn, torch_fn, inputs, dtype, grad, argnums, rtol, atol, see
         pairs = zip(outs, cots, strict=True)
         return sum(jnp.sum(o.astype(np_dtype) * jnp.asarray(c, np_dtype)) for o, c in pairs)
 
-    j_grads = jax.grad(scalar, argnums=tuple(range(len(diff_args))))(*[j_in[k] for k in diff_args])
+    grad_fn = jax.grad(scalar, argnums=tuple(range(len(diff_args))))
+    if hasattr(jax_fn, "lower"):  # a jitted jax_fn: compile its gradient as one program too
+        grad_fn = jax.jit(grad_fn)
+    j_grads = grad_fn(*[j_in[k] for k in diff_args])
     t_total = sum(
         (o.to(torch_dtype) * torch.tensor(c, dtype=torch_dtype)).sum()
         for o, c in zip(t_out, cots, strict=True)

@@ -44,45 +44,45 @@ def assert_close(a, b, dtype="float64"):
 @pytest.mark.parametrize("weighted", sweep([True, False]))
 @pytest.mark.parametrize("ignore_index", sweep([1, -100]))
 @pytest.mark.parametrize("label_smoothing", sweep([0.2, 0.0]))
-def test_cross_entropy_class_indices(shape, weighted, ignore_index, label_smoothing):
+@pytest.mark.parametrize("reduction", sweep(["none", "mean", "sum"]))
+def test_cross_entropy_class_indices(shape, weighted, ignore_index, label_smoothing, reduction):
     x, labels = logits_and_labels(shape, 1, ignore=ignore_index if ignore_index < 0 else None)
     classes = shape[0] if len(shape) == 1 else shape[1]
     weight = rng(2).random(classes) + 0.5 if weighted else None
-    for reduction in ("none", "mean", "sum"):
-        kw = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
-        if weighted:
-            assert_matches_torch(
-                lambda a, w, kw=kw: jt.cross_entropy(a, labels, weight=w, **kw),
-                lambda a, w, kw=kw: F.cross_entropy(a, torch.from_numpy(labels), weight=w, **kw),
-                x,
-                weight,
-                argnums=[0],
-            )
-        else:
-            assert_matches_torch(
-                lambda a, kw=kw: jt.cross_entropy(a, labels, **kw),
-                lambda a, kw=kw: F.cross_entropy(a, torch.from_numpy(labels), **kw),
-                x,
-            )
+    kw = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+    if weighted:
+        assert_matches_torch(
+            lambda a, w, kw=kw: jt.cross_entropy(a, labels, weight=w, **kw),
+            lambda a, w, kw=kw: F.cross_entropy(a, torch.from_numpy(labels), weight=w, **kw),
+            x,
+            weight,
+            argnums=[0],
+        )
+    else:
+        assert_matches_torch(
+            lambda a, kw=kw: jt.cross_entropy(a, labels, **kw),
+            lambda a, kw=kw: F.cross_entropy(a, torch.from_numpy(labels), **kw),
+            x,
+        )
 
 
 @pytest.mark.parametrize("shape", sweep(SHAPES[1:2] + SHAPES[:1] + SHAPES[2:]), ids=str)
 @pytest.mark.parametrize("weighted", sweep([True, False]))
 @pytest.mark.parametrize("label_smoothing", sweep([0.3, 0.0]))
-def test_cross_entropy_probabilities(shape, weighted, label_smoothing):
+@pytest.mark.parametrize("reduction", sweep(["none", "mean", "sum"]))
+def test_cross_entropy_probabilities(shape, weighted, label_smoothing, reduction):
     x = rng(3).normal(size=shape)
     class_axis = 0 if len(shape) == 1 else 1
     probs = jax.nn.softmax(jnp.asarray(rng(4).normal(size=shape)), axis=class_axis)
     probs = np.asarray(probs)
     weight = rng(5).random(shape[class_axis]) + 0.5 if weighted else None
-    for reduction in ("none", "mean", "sum"):
-        kw = dict(reduction=reduction, label_smoothing=label_smoothing)
-        args = (x, probs) + ((weight,) if weighted else ())
-        assert_matches_torch(
-            lambda a, p, *w, kw=kw: jt.cross_entropy(a, p, weight=w[0] if w else None, **kw),
-            lambda a, p, *w, kw=kw: F.cross_entropy(a, p, weight=w[0] if w else None, **kw),
-            *args,
-        )
+    kw = dict(reduction=reduction, label_smoothing=label_smoothing)
+    args = (x, probs) + ((weight,) if weighted else ())
+    assert_matches_torch(
+        lambda a, p, *w, kw=kw: jt.cross_entropy(a, p, weight=w[0] if w else None, **kw),
+        lambda a, p, *w, kw=kw: F.cross_entropy(a, p, weight=w[0] if w else None, **kw),
+        *args,
+    )
 
 
 def test_cross_entropy_legacy_reduction_and_all_ignored():

@@ -79,6 +79,12 @@ def _kwargs(metric, d, seed=1):
     return {}
 
 
+# the metric is static: one compilation per call instead of one per primitive
+_cdist = jax.jit(jaxloss.cdist, static_argnums=2, static_argnames=("base", "centered"))
+_pdist = jax.jit(jaxloss.pdist, static_argnums=1)
+_pairwise_distance = jax.jit(jaxloss.pairwise_distance, static_argnums=2, static_argnames="centered")
+
+
 def _jit_cdist(variant, metric, **kw):
     return variant(lambda a, b: jaxloss.cdist(a, b, metric, **kw))
 
@@ -141,14 +147,14 @@ def test_minkowski_orders_match_scipy(p):
 def test_jensenshannon_base_matches_scipy():
     x, y = _data("jensenshannon", 4, 3, 5)
     want = [[ssd.jensenshannon(a, b, base=2.0) for b in y] for a in x]
-    np.testing.assert_allclose(jaxloss.cdist(x, y, "jensenshannon", base=2.0), want, rtol=1e-10)
+    np.testing.assert_allclose(_cdist(x, y, "jensenshannon", base=2.0), want, rtol=1e-10)
 
 
 def test_default_variances_and_inverse_covariance_match_scipy():
     x, y = _data("x", 9, 8, 3)
     for metric in ("seuclidean", "mahalanobis"):
-        np.testing.assert_allclose(jaxloss.cdist(x, y, metric), ssd.cdist(x, y, metric), rtol=1e-9)
-        np.testing.assert_allclose(jaxloss.pdist(x, metric), ssd.pdist(x, metric), rtol=1e-9)
+        np.testing.assert_allclose(_cdist(x, y, metric), ssd.cdist(x, y, metric), rtol=1e-9)
+        np.testing.assert_allclose(_pdist(x, metric), ssd.pdist(x, metric), rtol=1e-9)
 
 
 def test_non_binary_hamming_and_jaccard_match_scipy():
@@ -158,7 +164,7 @@ def test_non_binary_hamming_and_jaccard_match_scipy():
         r.integers(0, 3, size=(25, 40)).astype(float),
     )
     for metric in ("hamming", "jaccard"):
-        np.testing.assert_allclose(jaxloss.cdist(x, y, metric), ssd.cdist(x, y, metric), rtol=1e-12)
+        np.testing.assert_allclose(_cdist(x, y, metric), ssd.cdist(x, y, metric), rtol=1e-12)
     # torch.cdist(p=0) counts unequal coordinates of any values
     np.testing.assert_allclose(jt.cdist(x, y, p=0), torch.cdist(torch.tensor(x), torch.tensor(y), p=0))
 
@@ -167,8 +173,8 @@ def test_boolean_metrics_accept_bool_and_01():
     x, y = _data("dice", 8, 7, 9)
     for metric in BOOLEAN:
         np.testing.assert_allclose(
-            jaxloss.cdist(x, y, metric),
-            jaxloss.cdist(x.astype(float), y.astype(int), metric),
+            _cdist(x, y, metric),
+            _cdist(x.astype(float), y.astype(int), metric),
             rtol=1e-12,
         )
 
@@ -202,10 +208,10 @@ def test_callable_metric_matches_scipy():
 def test_correlation_uncentered_is_cosine_and_single_pair_functions():
     x, y = _data("x", 4, 3, 5)
     np.testing.assert_allclose(
-        jaxloss.cdist(x, y, "correlation", centered=False), ssd.cdist(x, y, "cosine"), rtol=1e-12
+        _cdist(x, y, "correlation", centered=False), ssd.cdist(x, y, "cosine"), rtol=1e-12
     )
     np.testing.assert_allclose(
-        jaxloss.pairwise_distance(x[0], y[0], "correlation", centered=False),
+        _pairwise_distance(x[0], y[0], "correlation", centered=False),
         ssd.correlation(x[0], y[0], centered=False),
         rtol=1e-12,
     )
@@ -268,11 +274,15 @@ def test_batched_cdist_broadcasts_like_torch():
 
 def test_dtypes():
     x = jnp.asarray(rng(0).normal(size=(4, 3)), jnp.float16)
-    assert jaxloss.cdist(x, x).dtype == jnp.float16
+
+    def dtype(x, y, *metric):  # the output dtype, without computing it
+        return jax.eval_shape(lambda x, y: jaxloss.cdist(x, y, *metric), x, y).dtype
+
+    assert dtype(x, x) == jnp.float16
     x32 = x.astype(jnp.float32)
-    assert jaxloss.cdist(x32, x32, "cosine").dtype == jnp.float32
-    assert jaxloss.cdist(jnp.ones((2, 3), int), jnp.ones((2, 3), int)).dtype == jnp.float64
-    assert jaxloss.cdist(jnp.ones((2, 3), bool), jnp.ones((2, 3), bool), "jaccard").dtype == jnp.float64
+    assert dtype(x32, x32, "cosine") == jnp.float32
+    assert dtype(jnp.ones((2, 3), int), jnp.ones((2, 3), int)) == jnp.float64
+    assert dtype(jnp.ones((2, 3), bool), jnp.ones((2, 3), bool), "jaccard") == jnp.float64
 
 
 def test_dot_similarity():
@@ -366,15 +376,15 @@ def test_finite_gradients_at_coincident_points_and_zero_vectors(metric):
 
 def test_zero_vector_conventions():
     z, v = np.zeros(3), np.array([1.0, 2.0, 3.0])
-    assert float(jaxloss.pairwise_distance(z, v, "cosine")) == 1.0
-    assert float(jaxloss.pairwise_distance(z, z, "cosine")) == 0.0
-    assert float(jaxloss.pairwise_distance(np.ones(3), v, "correlation")) == 1.0
+    assert float(_pairwise_distance(z, v, "cosine")) == 1.0
+    assert float(_pairwise_distance(z, z, "cosine")) == 0.0
+    assert float(_pairwise_distance(np.ones(3), v, "correlation")) == 1.0
     assert float(jaxloss.cosine_similarity(z, v)) == 0.0
     x = np.array([z, v, 2 * v])
     # scikit-learn: a zero vector has similarity 0 with everything else
-    np.testing.assert_allclose(jaxloss.cdist(x, x[1:], "cosine"), cosine_distances(x, x[1:]), atol=1e-12)
+    np.testing.assert_allclose(_cdist(x, x[1:], "cosine"), cosine_distances(x, x[1:]), atol=1e-12)
     for metric in ("braycurtis", "dice", "sokalsneath", "jensenshannon"):
-        assert float(jaxloss.pairwise_distance(z, z, metric)) == 0.0
+        assert float(_pairwise_distance(z, z, metric)) == 0.0
 
 
 def test_euclidean_gradient_matches_torch_at_coincident_points():
@@ -496,24 +506,29 @@ def test_binary_hamming_distance_matches_torchmetrics(average, kind, ignore_inde
 # --------------------------------------------------------------------------- optax, scikit-learn
 
 
+def _jit_call(fn, *args, **options):
+    """``fn(*args, **options)`` compiled as one program (the options are constants)."""
+    return jax.jit(lambda *a: fn(*a, **options))(*args)
+
+
 def test_cosine_similarity_matches_optax():
     r = rng(9)
     a, b = r.normal(size=(4, 6)), r.normal(size=(4, 6))
     mask = r.uniform(size=(4, 6)) > 0.3
-    np.testing.assert_allclose(jaxloss.cosine_similarity(a, b), optax.cosine_similarity(a, b), rtol=1e-12)
-    np.testing.assert_allclose(
-        jaxloss.cosine_distance(a, b, epsilon=0.5, axis=0),
-        optax.cosine_distance(a, b, epsilon=0.5, axis=0),
-        rtol=1e-12,
-    )
-    np.testing.assert_allclose(
-        jaxloss.cosine_similarity(a, b, where=mask),
-        optax.cosine_similarity(a, b, where=mask),
-        rtol=1e-12,
-    )
+    for name, options in (
+        ("cosine_similarity", {}),
+        ("cosine_distance", {"epsilon": 0.5, "axis": 0}),
+        ("cosine_similarity", {"where": mask}),
+    ):
+        np.testing.assert_allclose(
+            _jit_call(getattr(jaxloss, name), a, b, **options),
+            _jit_call(getattr(optax, name), a, b, **options),
+            rtol=1e-12,
+            err_msg=name,
+        )
     z = np.zeros((1, 6))
-    assert np.isnan(optax.cosine_similarity(z, b[:1])).all()
-    g = jax.grad(lambda u: jnp.sum(jaxloss.cosine_distance(u, b[:1])))(z)
+    assert np.isnan(_jit_call(optax.cosine_similarity, z, b[:1])).all()
+    g = jax.jit(jax.grad(lambda u: jnp.sum(jaxloss.cosine_distance(u, b[:1]))))(z)
     assert np.all(np.isfinite(g))
 
 

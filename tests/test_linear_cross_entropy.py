@@ -165,7 +165,7 @@ def test_equals_the_dense_jaxloss_loss_including_the_weights_gradient():
         return jnp.sum(loss * ct)
 
     args = [jnp.asarray(a) for a in (x, k, b, w)]
-    v1, g1 = jax.value_and_grad(dense, argnums=(0, 1, 2, 3))(*args)
+    v1, g1 = jax.jit(jax.value_and_grad(dense, argnums=(0, 1, 2, 3)))(*args)
     v2, g2 = jax.jit(jax.value_and_grad(fused, argnums=(0, 1, 2, 3)))(*args)
     np.testing.assert_allclose(v2, v1, rtol=1e-13)
     for a, c in zip(g2, g1, strict=True):

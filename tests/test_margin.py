@@ -44,7 +44,7 @@ def _torch_grads(module_loss, params, *tensors):
 
 
 def _jax_grads(fn, x, w):
-    value, grads = jax.value_and_grad(fn, argnums=(0, 1))(jnp.asarray(x), jnp.asarray(w))
+    value, grads = jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))(jnp.asarray(x), jnp.asarray(w))
     return float(value), [np.asarray(g) for g in grads]
 
 
@@ -270,16 +270,17 @@ def test_blocked_memory_at_a_million_classes():
 # --------------------------------------------------------------------------- proxy and pair losses
 
 
-def test_proxy_anchor_matches_pytorch_metric_learning():
-    for seed, n, c in ((13, 23, 11), (14, 9, 30), (15, 40, 3)):  # (14): most proxies without a positive
-        x, p, y = _data(seed, n=n, c=c)
-        module = pml.ProxyAnchorLoss(c, x.shape[1], margin=0.1, alpha=32).double()
-        module.proxies.data = torch.tensor(p.T.copy())
-        xt = torch.tensor(x, requires_grad=True)
-        expected = _torch_grads(lambda a, m=module, y=y: m(a, torch.tensor(y)), [xt, module.proxies], xt)
-        expected = (expected[0], [expected[1][0], expected[1][1].T])
-        got = _jax_grads(lambda a, b, y=y: jaxloss.proxy_anchor_loss(a, b, jnp.asarray(y)), x, p)
-        _assert_close(got, expected)
+# (14, 9, 30): most proxies without a positive
+@pytest.mark.parametrize("seed,n,c", [(14, 9, 30), (13, 23, 11), (15, 40, 3)])
+def test_proxy_anchor_matches_pytorch_metric_learning(seed, n, c):
+    x, p, y = _data(seed, n=n, c=c)
+    module = pml.ProxyAnchorLoss(c, x.shape[1], margin=0.1, alpha=32).double()
+    module.proxies.data = torch.tensor(p.T.copy())
+    xt = torch.tensor(x, requires_grad=True)
+    expected = _torch_grads(lambda a: module(a, torch.tensor(y)), [xt, module.proxies], xt)
+    expected = (expected[0], [expected[1][0], expected[1][1].T])
+    got = _jax_grads(lambda a, b: jaxloss.proxy_anchor_loss(a, b, jnp.asarray(y)), x, p)
+    _assert_close(got, expected)
 
 
 @pytest.mark.parametrize("scale", [pytest.param(1.0, marks=SLOW), 7.5])
@@ -302,7 +303,7 @@ def _pair_case(fn, module, seed, n=24, classes=5):
     xt = torch.tensor(x, requires_grad=True)
     loss = module(xt, torch.tensor(y))
     (gt,) = torch.autograd.grad(loss, [xt])
-    value, grad = jax.value_and_grad(fn)(jnp.asarray(x), jnp.asarray(y))
+    value, grad = jax.jit(jax.value_and_grad(fn))(jnp.asarray(x), jnp.asarray(y))
     np.testing.assert_allclose(value, loss.item(), rtol=RTOL)
     np.testing.assert_allclose(grad, gt.numpy(), rtol=RTOL, atol=RTOL * float(gt.abs().max()))
 

@@ -160,7 +160,9 @@ def test_in_batch_distances_exact_zero_diagonal_and_finite_grads():
         assert (np.diag(np.asarray(d)) == 0).all()
         assert (np.asarray(d) >= 0).all()
         assert (np.asarray(d) == np.asarray(d).T).all()
-        g = jax.grad(lambda x, m=metric, s=squared: ml._in_batch_distances(x, m, s, ml._HIGHEST).sum())(x)
+        g = jax.jit(
+            jax.grad(lambda x, m=metric, s=squared: ml._in_batch_distances(x, m, s, ml._HIGHEST).sum())
+        )(x)
         assert np.isfinite(np.asarray(g)).all()
     ref = torch.cdist(torch.tensor(np.asarray(x)), torch.tensor(np.asarray(x))).numpy()
     np.testing.assert_allclose(ml._in_batch_distances(x, "euclidean", False, ml._HIGHEST), ref, atol=1e-7)
@@ -488,11 +490,12 @@ def test_semi_hard_anchor_without_negatives_matches_tfa():
     labels[:] = [0, 0, 0, 1, 1, 1, 2, 2]
     # class 2 has negatives; force a class whose members see no semi-hard negative
     x[6:] *= 10
-    out = jaxloss.semi_hard_triplet_loss(x, labels, squared=True)
+    semi_hard = jax.jit(lambda e, lab: jaxloss.semi_hard_triplet_loss(e, lab, squared=True))
+    out = semi_hard(x, labels)
     ref = _tfa_semihard(torch.tensor(labels), torch.tensor(x), 1.0, True)
     np.testing.assert_allclose(out, ref.numpy(), rtol=1e-12)
     one_class = np.zeros(8, int)  # no negatives at all: TF-Addons uses the row minimum (0)
-    out = jaxloss.semi_hard_triplet_loss(x, one_class, squared=True)
+    out = semi_hard(x, one_class)
     ref = _tfa_semihard(torch.tensor(one_class), torch.tensor(x), 1.0, True)
     np.testing.assert_allclose(out, ref.numpy(), rtol=1e-12)
 
@@ -668,8 +671,8 @@ def test_pair_losses_finite_at_coincidence():
 
 def test_ntxent_no_positive_pairs_is_zero_not_nan():
     x = jnp.asarray(rng(24).normal(size=(4, 3)))
-    assert float(jaxloss.ntxent(x, jnp.arange(4))) == 0.0
-    assert np.isnan(float(optax.ntxent(x, jnp.arange(4))))  # what optax does
+    assert float(jax.jit(jaxloss.ntxent)(x, jnp.arange(4))) == 0.0
+    assert np.isnan(float(jax.jit(optax.ntxent)(x, jnp.arange(4))))  # what optax does
 
 
 @pytest.mark.slow
