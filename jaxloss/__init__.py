@@ -117,6 +117,11 @@ from ._margin import multi_similarity_loss as multi_similarity_loss
 from ._margin import proxy_anchor_loss as proxy_anchor_loss
 from ._margin import proxy_nca_loss as proxy_nca_loss
 
+# --------------------------------------------------------------------------- cross-batch memory
+from ._queue import EmbeddingQueue as EmbeddingQueue
+from ._queue import queue_init as queue_init
+from ._queue import queue_push as queue_push
+
 # --------------------------------------------------------------------------- run-time input validation
 from ._validation import check_inputs as check_inputs
 
@@ -125,6 +130,7 @@ from . import testing as testing
 from . import torch as torch
 
 __all__ = [
+    "EmbeddingQueue",
     "LinearSoftmaxStatistics",
     "absolute_error",
     "arcface_loss",
@@ -179,6 +185,8 @@ __all__ = [
     "precision_at_k",
     "proxy_anchor_loss",
     "proxy_nca_loss",
+    "queue_init",
+    "queue_push",
     "r_precision",
     "recall_at_k",
     "reciprocal_rank",

@@ -201,6 +201,15 @@ def _scored_graded(rng, n, dtype, d):
     return _scored(rng, n, dtype, d, levels=4)
 
 
+def _queue_sizes(rng, n, dtype, d):
+    return (5, d)
+
+
+def _queue_batch(rng, n, dtype, d):
+    queue = jaxloss.queue_init(5, d, dtype=dtype)
+    return queue, _f(rng, (n, d), dtype), _labels(rng, n)
+
+
 def _condensed(rng, n, dtype, d):
     k = max(n, 0)
     return (jnp.asarray(rng.uniform(0.5, 2.0, size=k * (k - 1) // 2), dtype=dtype),)
@@ -379,6 +388,28 @@ CORE = [
         lowp=False,
         scale=(0,),
         shift=(0,),
+    ),
+    # cross-batch memory
+    S(
+        "queue_init",
+        jaxloss.queue_init,
+        _queue_sizes,
+        diff=(),
+        kind="other",
+        family="memory",
+        generic=False,
+        note="sizes in, an EmbeddingQueue pytree out: tests/test_queue.py",
+    ),
+    S(
+        "queue_push",
+        jaxloss.queue_push,
+        _queue_batch,
+        diff=(),
+        batch=(None, 0, 0),
+        kind="other",
+        family="memory",
+        generic=False,
+        note="an EmbeddingQueue pytree in and out (gradients stopped): tests/test_queue.py",
     ),
     # divergences
     S("bhattacharyya_distance", jaxloss.bhattacharyya_distance, _pq, diff=(0, 1), family="divergences"),
