@@ -355,9 +355,13 @@ def _top(scores, k):
     """The ``k`` highest scores, highest first, and their indices; no gradient flows.
 
     A tie goes to the lower index (``jax.lax.top_k``); ``+ 0.0`` turns ``-0.0`` into
-    ``0.0``, which ``top_k`` would otherwise rank below an equal ``0.0``.
+    ``0.0``, which ``top_k`` would otherwise rank below an equal ``0.0``. The values are
+    gathered with the indices: XLA on the CPU turns a ``top_k`` whose values alone are
+    sliced into a sort of all ``M`` (about 100x slower at ``k = 10``, ``M = 4096``).
     """
-    return jax.lax.top_k(jax.lax.stop_gradient(scores) + 0.0, k)
+    x = jax.lax.stop_gradient(scores) + 0.0
+    _, order = jax.lax.top_k(x, k)
+    return jnp.take_along_axis(x, order, axis=-1), order
 
 
 def _ranked_hits(scores, relevance, k):
@@ -610,5 +614,5 @@ def normalized_dcg(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | None
     )
     mean_gain = jnp.where(values == last, boundary, mean_gain)
     dcg = jnp.sum(mean_gain * discount, axis=-1)
-    ideal = jnp.sum(jax.lax.top_k(gains, k)[0] * discount, axis=-1)
+    ideal = jnp.sum(jnp.take_along_axis(gains, jax.lax.top_k(gains, k)[1], axis=-1) * discount, axis=-1)
     return nx.safe_divide(dcg, ideal)
