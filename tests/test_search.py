@@ -627,6 +627,20 @@ def test_ranking_metric_ties_match_torchmetrics(name):
         np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6, atol=1e-7, err_msg=str(top_k))
 
 
+def test_normalized_dcg_matches_sklearn_in_float64():
+    """scikit-learn's ndcg_score (float64, the tie averaging torchmetrics translates), per row."""
+    from sklearn.metrics import ndcg_score  # noqa: PLC0415
+
+    scores, relevance = ranking_case(6, (8, 9), True, ties=True)
+    scores = scores + rng(7).normal(size=scores.shape) * (rng(8).uniform(size=scores.shape) < 0.3)
+    for top_k in (None, 1, 3, 12):
+        got = jax.jit(jaxloss.normalized_dcg, static_argnames="top_k")(
+            jnp.asarray(scores), jnp.asarray(relevance), top_k=top_k
+        )
+        expected = [ndcg_score([t], [s], k=top_k) for s, t in zip(scores, relevance, strict=True)]
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-12, atol=1e-15, err_msg=str(top_k))
+
+
 @pytest.mark.parametrize("name", ["reciprocal_rank", "average_precision", "hit_rate"])
 def test_ranking_metric_ties_go_to_the_lower_index(name):
     """A relevant and an irrelevant candidate tied: the lower index is ranked first (torchmetrics'
