@@ -707,6 +707,12 @@ def test_ranking_relevance_dtypes():
         want = np.asarray(fn(scores, binary))
         for rel in (binary.astype(bool), binary.astype(np.float32), graded, graded.astype(np.float64)):
             np.testing.assert_array_equal(np.asarray(fn(scores, rel)), want, err_msg=name)
+    # half-precision scores are ranked in their own precision (these are exact in float16)
+    for name, (fn, _, _) in RANKING.items():
+        want = np.asarray(fn(scores, graded, top_k=3))
+        for dt in (jnp.float16, jnp.bfloat16):
+            got = fn(jnp.asarray([[0.25, 1.0, 0.5, 0.125], [0.125, 0.375, 1.0, 0.75]], dt), graded, top_k=3)
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, err_msg=name)
     gains = np.array([[0, 1, 2, 3], [3, 0, 1, 2]])
     for rel in (gains.astype(np.int8), gains.astype(np.float32)):
         np.testing.assert_allclose(
