@@ -45,10 +45,14 @@ from ._search import knn as knn
 from ._search import sharded_knn as sharded_knn
 
 # --------------------------------------------------------------------------- retrieval metrics
+from ._retrieval import average_precision as average_precision
+from ._retrieval import hit_rate as hit_rate
 from ._retrieval import mean_average_precision_at_r as mean_average_precision_at_r
+from ._retrieval import normalized_dcg as normalized_dcg
 from ._retrieval import precision_at_k as precision_at_k
 from ._retrieval import r_precision as r_precision
 from ._retrieval import recall_at_k as recall_at_k
+from ._retrieval import reciprocal_rank as reciprocal_rank
 
 # --------------------------------------------------------------------------- divergences
 from ._divergences import bhattacharyya_distance as bhattacharyya_distance
@@ -113,6 +117,11 @@ from ._margin import multi_similarity_loss as multi_similarity_loss
 from ._margin import proxy_anchor_loss as proxy_anchor_loss
 from ._margin import proxy_nca_loss as proxy_nca_loss
 
+# --------------------------------------------------------------------------- cross-batch memory
+from ._queue import EmbeddingQueue as EmbeddingQueue
+from ._queue import queue_init as queue_init
+from ._queue import queue_push as queue_push
+
 # --------------------------------------------------------------------------- run-time input validation
 from ._validation import check_inputs as check_inputs
 
@@ -121,9 +130,11 @@ from . import testing as testing
 from . import torch as torch
 
 __all__ = [
+    "EmbeddingQueue",
     "LinearSoftmaxStatistics",
     "absolute_error",
     "arcface_loss",
+    "average_precision",
     "batch_all_triplet_loss",
     "batch_hard_triplet_loss",
     "bhattacharyya_distance",
@@ -144,6 +155,7 @@ __all__ = [
     "generalized_kl_divergence",
     "hellinger_distance",
     "hinge_embedding_loss",
+    "hit_rate",
     "huber_loss",
     "info_nce",
     "jensen_shannon_distance",
@@ -162,6 +174,7 @@ __all__ = [
     "multi_similarity_loss",
     "negative_mask",
     "norm",
+    "normalized_dcg",
     "npair_loss",
     "ntxent",
     "nuclear_norm",
@@ -172,8 +185,11 @@ __all__ = [
     "precision_at_k",
     "proxy_anchor_loss",
     "proxy_nca_loss",
+    "queue_init",
+    "queue_push",
     "r_precision",
     "recall_at_k",
+    "reciprocal_rank",
     "reduce",
     "renyi_divergence",
     "safe_softmax_cross_entropy",

@@ -25,6 +25,7 @@ __all__ = [
     "check_integer",
     "check_ndim",
     "check_number",
+    "check_positive_int",
     "check_option",
     "check_reduction",
     "check_same_shape",
@@ -188,14 +189,23 @@ def check_block_size(value, name: str, fn: str) -> int | None:
     non-integer (``2.5``, ``True``, a string, an array) is a ``TypeError``; zero
     or a negative number is a ``ValueError``; both name the argument.
     """
-    if value is None:
+    return check_positive_int(value, name, fn)
+
+
+def check_positive_int(value, name: str, fn: str, *, allow_none: bool = True) -> int | None:
+    """A static count (``top_k``, a buffer size): a positive Python or NumPy int.
+
+    ``None`` is returned as is when ``allow_none``. A non-integer (``2.5``,
+    ``True``, a string, an array) is a ``TypeError``; zero or a negative number
+    is a ``ValueError``; both name the argument.
+    """
+    allowed = "a positive int or None" if allow_none else "a positive int"
+    if value is None and allow_none:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"{fn}: `{name}` must be a positive int or None; got {type(value).__name__} {value!r}."
-        )
+        raise TypeError(f"{fn}: `{name}` must be {allowed}; got {type(value).__name__} {value!r}.")
     if value < 1:
-        raise ValueError(f"{fn}: `{name}` must be a positive int or None; got {value!r}.")
+        raise ValueError(f"{fn}: `{name}` must be {allowed}; got {value!r}.")
     return int(value)
 
 

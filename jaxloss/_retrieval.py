@@ -1,4 +1,4 @@
-"""Retrieval metrics computed from neighbour indices (the ``indices`` of ``knn``).
+"""Retrieval metrics: from neighbour indices, and from scored candidates.
 
 ``precision_at_k``, ``recall_at_k``, ``r_precision`` and
 ``mean_average_precision_at_r`` follow pytorch-metric-learning's
@@ -7,6 +7,13 @@ query, the number of relevant reference items ``R_i`` is counted by sorting
 the reference labels, and the mean runs over the queries that have at least
 one relevant item. They consume index arrays only, so they work with any
 search (``knn``, ``sharded_knn``, faiss) that returns neighbours nearest first.
+
+``reciprocal_rank``, ``average_precision``, ``normalized_dcg`` and
+``hit_rate`` follow torchmetrics' functional retrieval metrics: they take a
+score and a relevance for each of ``M`` candidates of a query and return one
+value per query, batched over any leading axes. The candidates are ranked by
+``jax.lax.top_k`` (highest score first, a tie going to the lower index), so
+only the first ``top_k`` are ordered.
 """
 
 from __future__ import annotations
@@ -24,6 +31,10 @@ __all__ = [
     "precision_at_k",
     "r_precision",
     "mean_average_precision_at_r",
+    "reciprocal_rank",
+    "average_precision",
+    "normalized_dcg",
+    "hit_rate",
 ]
 
 
@@ -311,3 +322,297 @@ def mean_average_precision_at_r(
     precision = jnp.cumsum(hits, axis=1) * hits / ranks
     per_query = nx.safe_divide(jnp.sum(precision, axis=1), counts.astype(dt))
     return _finish(per_query, counts, reduction)
+
+
+# --------------------------------------------------------------------------- ranking metrics
+
+
+def _ranking_inputs(scores, relevance, top_k, fn):
+    """Checks ``(scores, relevance, top_k)``; returns the arrays and the number of ranks kept."""
+    s = jnp.asarray(scores)
+    r = jnp.asarray(relevance)
+    _checks.check_floating(s, "scores", fn)
+    if not (
+        r.dtype == jnp.bool_ or jnp.issubdtype(r.dtype, jnp.integer) or jnp.issubdtype(r.dtype, jnp.floating)
+    ):
+        raise TypeError(f"{fn}: `relevance` must have a boolean, integer or floating dtype; got {r.dtype}.")
+    _checks.check_ndim(s, "scores", fn, min_ndim=1)
+    if s.shape != r.shape:
+        raise ValueError(
+            f"{fn}: `scores` and `relevance` must have the same shape (..., M); got {s.shape} and {r.shape}."
+        )
+    if s.shape[-1] == 0:
+        raise ValueError(
+            f"{fn}: `scores` needs at least one candidate per query (M >= 1 on its last axis); "
+            f"got shape {s.shape}."
+        )
+    top_k = _checks.check_positive_int(top_k, "top_k", fn)
+    m = s.shape[-1]
+    return s, r, m if top_k is None else min(top_k, m)
+
+
+def _top(scores, k):
+    """The ``k`` highest scores, highest first, and their indices; no gradient flows.
+
+    A tie goes to the lower index (``jax.lax.top_k``); ``+ 0.0`` turns ``-0.0`` into
+    ``0.0``, which ``top_k`` would otherwise rank below an equal ``0.0``. The values are
+    gathered with the indices: XLA on the CPU turns a ``top_k`` whose values alone are
+    sliced into a sort of all ``M`` (about 100x slower at ``k = 10``, ``M = 4096``).
+    """
+    x = jax.lax.stop_gradient(scores) + 0.0
+    _, order = jax.lax.top_k(x, k)
+    return jnp.take_along_axis(x, order, axis=-1), order
+
+
+def _ranked_hits(scores, relevance, k):
+    """``(..., k)`` bool: is the candidate at rank ``j`` relevant (``relevance > 0``)."""
+    _, order = _top(scores, k)
+    return jnp.take_along_axis(jax.lax.stop_gradient(relevance), order, axis=-1) > 0
+
+
+def reciprocal_rank(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | None = None) -> jax.Array:
+    """Reciprocal rank: one over the rank of the first relevant candidate among the first ``top_k``.
+
+    With the candidates sorted by decreasing score (a tie goes to the lower
+    index), ``RR = 1 / j`` where ``j`` is the rank (from 1) of the first
+    candidate with ``relevance > 0``, or 0 when none of the first ``k =
+    min(top_k, M)`` is relevant. The mean over queries is the mean reciprocal
+    rank (MRR).
+
+    Args:
+      scores: ``(..., M)`` floating scores of ``M`` candidates per query,
+        higher is better; any leading axes are batch axes.
+      relevance: ``(..., M)`` relevance of each candidate: bool, or numbers of
+        which those ``> 0`` are relevant (0/1 labels; a graded gain counts as
+        relevant when positive).
+      top_k: only the first ``top_k`` ranks count (static; ``None``: all ``M``;
+        larger than ``M`` means ``M``).
+
+    Returns:
+      ``(...)`` one value per query in ``[0, 1]``, in the default float dtype;
+      0 for a query without a relevant candidate.
+
+    Ranking is piecewise constant in the scores: the gradient with respect to
+    ``scores`` (and ``relevance``) is 0 everywhere, never NaN.
+
+    torchmetrics' ``retrieval_reciprocal_rank`` differs in two ways. It first
+    sets the relevance of every candidate scored ``<= 0`` to 0 (``target =
+    where(preds > 0, target, 0)``), so a relevant candidate with a non-positive
+    score never counts; here every candidate counts whatever the sign of its
+    score. And it orders tied scores with ``torch.topk``, whose order of ties is
+    unspecified; here a tie goes to the lower index, so values agree whenever
+    tied candidates are equally relevant.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import reciprocal_rank
+      >>> scores = jnp.array([[0.2, 0.3, 0.5], [0.9, 0.1, 0.4]])
+      >>> relevance = jnp.array([[False, True, False], [False, False, True]])
+      >>> reciprocal_rank(scores, relevance)
+      Array([0.5, 0.5], dtype=float32)
+      >>> reciprocal_rank(scores, relevance, top_k=1)
+      Array([0., 0.], dtype=float32)
+
+    References:
+      Voorhees, "The TREC-8 Question Answering Track Report", 1999.
+
+    Reference: torchmetrics ``retrieval_reciprocal_rank`` (positive scores), NumPy brute force.
+    """
+    fn = "reciprocal_rank"
+    s, r, k = _ranking_inputs(scores, relevance, top_k, fn)
+    hits = _ranked_hits(s, r, k)
+    dt = nx.default_float_dtype()
+    first = jnp.argmax(hits, axis=-1).astype(dt)
+    return jnp.where(jnp.any(hits, axis=-1), 1.0 / (first + 1.0), 0.0).astype(dt)
+
+
+def average_precision(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | None = None) -> jax.Array:
+    """Average precision of a ranking over the relevant candidates retrieved in the first ``top_k``.
+
+    With the candidates sorted by decreasing score (a tie goes to the lower
+    index) and ``rel_j = [relevance_j > 0]`` at rank ``j = 1..k`` (``k =
+    min(top_k, M)``),
+
+    ``AP = (1 / n_k) sum_{j <= k} rel_j * P@j``, ``P@j = (1/j) sum_{i <= j} rel_i``,
+
+    where ``n_k = sum_{j <= k} rel_j`` is the number of relevant candidates in the
+    first ``k`` (torchmetrics' normalisation: with ``top_k`` smaller than the
+    number of relevant candidates, the missing ones do not lower the value).
+    ``AP = 0`` when ``n_k = 0``. The mean over queries is the mean average
+    precision (MAP).
+
+    Args:
+      scores: ``(..., M)`` floating scores of ``M`` candidates per query,
+        higher is better; any leading axes are batch axes.
+      relevance: ``(..., M)`` relevance of each candidate: bool, or numbers of
+        which those ``> 0`` are relevant (0/1 labels; a graded gain counts as
+        relevant when positive).
+      top_k: only the first ``top_k`` ranks count (static; ``None``: all ``M``;
+        larger than ``M`` means ``M``).
+
+    Returns:
+      ``(...)`` one value per query in ``[0, 1]``, in the default float dtype;
+      0 for a query without a relevant candidate in the first ``k``.
+
+    Ranking is piecewise constant in the scores: the gradient with respect to
+    ``scores`` (and ``relevance``) is 0 everywhere, never NaN.
+
+    Difference from torchmetrics (1.9): ``retrieval_average_precision`` first
+    sets the relevance of every candidate scored ``<= 0`` to 0 (``target =
+    where(preds > 0, target, 0)``): a relevant candidate with a non-positive
+    score is then counted as irrelevant, both in ``P@j`` and in ``n_k``, so
+    logits or cosine similarities below 0 change the value. Here the value
+    depends only on the order of the scores: every relevant candidate counts,
+    whatever the sign of its score, and the two agree when all scores are
+    positive. torchmetrics orders tied scores with ``torch.topk``, whose order
+    of ties is unspecified; here a tie goes to the lower index, so values agree
+    whenever tied candidates are equally relevant.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import average_precision
+      >>> scores = jnp.array([0.2, 0.3, 0.5])
+      >>> relevance = jnp.array([True, False, True])
+      >>> round(float(average_precision(scores, relevance)), 4)
+      0.8333
+      >>> round(float(average_precision(scores - 1.0, relevance)), 4)  # the sign does not matter
+      0.8333
+
+    References:
+      Manning, Raghavan and Schütze, "Introduction to Information Retrieval", 2008, section 8.4.
+
+    Reference: torchmetrics ``retrieval_average_precision`` (positive scores), NumPy brute force.
+    """
+    fn = "average_precision"
+    s, r, k = _ranking_inputs(scores, relevance, top_k, fn)
+    dt = nx.default_float_dtype()
+    hits = _ranked_hits(s, r, k).astype(dt)
+    precision = jnp.cumsum(hits, axis=-1) / jnp.arange(1, k + 1, dtype=dt)
+    return nx.safe_divide(jnp.sum(precision * hits, axis=-1), jnp.sum(hits, axis=-1))
+
+
+def hit_rate(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | None = None) -> jax.Array:
+    """Hit rate (HitRate@k): 1 when any of the first ``top_k`` candidates is relevant, else 0.
+
+    ``HR = max_{j <= k} [relevance_{(j)} > 0]`` with the candidates sorted by
+    decreasing score (a tie goes to the lower index) and ``k = min(top_k,
+    M)``. With ``top_k=None`` it says whether the query has any relevant
+    candidate.
+
+    Args:
+      scores: ``(..., M)`` floating scores of ``M`` candidates per query,
+        higher is better; any leading axes are batch axes.
+      relevance: ``(..., M)`` relevance of each candidate: bool, or numbers of
+        which those ``> 0`` are relevant (0/1 labels; a graded gain counts as
+        relevant when positive).
+      top_k: only the first ``top_k`` ranks count (static; ``None``: all ``M``;
+        larger than ``M`` means ``M``).
+
+    Returns:
+      ``(...)`` one value per query, 0 or 1, in the default float dtype.
+
+    Ranking is piecewise constant in the scores: the gradient with respect to
+    ``scores`` (and ``relevance``) is 0 everywhere, never NaN.
+
+    torchmetrics' ``retrieval_hit_rate`` orders tied scores with
+    ``torch.argsort``, whose order of ties is unspecified; here a tie goes to
+    the lower index, so values agree unless a tie between a relevant and an
+    irrelevant candidate straddles rank ``k``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import hit_rate
+      >>> scores = jnp.array([0.2, 0.3, 0.5])
+      >>> relevance = jnp.array([True, False, False])
+      >>> hit_rate(scores, relevance, top_k=2)
+      Array(0., dtype=float32)
+      >>> hit_rate(scores, relevance, top_k=3)
+      Array(1., dtype=float32)
+
+    Reference: torchmetrics ``retrieval_hit_rate``, NumPy brute force.
+    """
+    fn = "hit_rate"
+    s, r, k = _ranking_inputs(scores, relevance, top_k, fn)
+    return jnp.any(_ranked_hits(s, r, k), axis=-1).astype(nx.default_float_dtype())
+
+
+def normalized_dcg(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | None = None) -> jax.Array:
+    """Normalised discounted cumulative gain (nDCG@k) with graded relevance, ties averaged.
+
+    With the candidates sorted by decreasing score, gains ``g = relevance``
+    (linear gains, as torchmetrics and scikit-learn's ``ndcg_score``) and
+    discounts ``d_j = 1 / log2(j + 1)`` for ranks ``j = 1..k`` (``k =
+    min(top_k, M)``, ``d_j = 0`` beyond),
+
+    ``DCG@k = sum_j d_j * mean(g over the tie group at rank j)``,
+    ``IDCG@k = sum_{j <= k} d_j * g_(j)`` (gains sorted decreasingly),
+    ``nDCG@k = DCG@k / IDCG@k``, and 0 when ``IDCG@k = 0``.
+
+    Tied scores share their discounts (scikit-learn's ``_tie_average_dcg``, which
+    torchmetrics translates): each candidate of a group of equal scores gets
+    the group's mean gain, so the value does not depend on the order of ties,
+    also when a group straddles rank ``k`` (its mean then includes the members
+    beyond ``k``).
+
+    Args:
+      scores: ``(..., M)`` floating scores of ``M`` candidates per query,
+        higher is better; any leading axes are batch axes.
+      relevance: ``(..., M)`` gains: bool, integer (graded) or floating
+        relevance, used as they are; gains are meant to be non-negative (a
+        negative gain enters the sums as it is, as in torchmetrics).
+      top_k: only the first ``top_k`` ranks count (static; ``None``: all ``M``;
+        larger than ``M`` means ``M``).
+
+    Returns:
+      ``(...)`` one value per query (in ``[0, 1]`` for non-negative gains), in
+      the default float dtype; 0 for a query whose gains are all 0.
+
+    Ranking is piecewise constant in the scores: the gradient with respect to
+    ``scores`` is 0 everywhere, never NaN; with respect to floating
+    ``relevance`` it is the derivative of the ratio (0 where ``IDCG = 0``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import normalized_dcg
+      >>> scores = jnp.array([0.1, 0.2, 0.3, 4.0, 70.0])
+      >>> relevance = jnp.array([10, 0, 0, 1, 5])
+      >>> round(float(normalized_dcg(scores, relevance)), 4)
+      0.6957
+      >>> round(float(normalized_dcg(jnp.zeros(3), jnp.array([1, 0, 0]))), 4)  # one tie group
+      0.7103
+
+    References:
+      Järvelin and Kekäläinen, "Cumulated gain-based evaluation of IR techniques", ACM TOIS 2002;
+      McSherry and Najork, "Computing information retrieval performance measures efficiently in
+      the presence of tied scores", ECIR 2008.
+
+    Reference: torchmetrics ``retrieval_normalized_dcg``, scikit-learn ``ndcg_score``.
+    """
+    fn = "normalized_dcg"
+    s, r, k = _ranking_inputs(scores, relevance, top_k, fn)
+    dt = nx.default_float_dtype()
+    gains = r.astype(dt)
+    values, order = _top(s, k)
+    ranked = jnp.take_along_axis(gains, order, axis=-1)
+    discount = 1.0 / jnp.log2(jnp.arange(k, dtype=dt) + 2.0)
+    # tie groups among the first k: [start, stop] positions of the group at each rank
+    axis = values.ndim - 1
+    pos = jnp.broadcast_to(jnp.arange(k), values.shape)
+    change = values[..., 1:] != values[..., :-1]
+    edge = jnp.ones(values.shape[:-1] + (1,), bool)
+    start = jax.lax.cummax(jnp.where(jnp.concatenate([edge, change], -1), pos, 0), axis=axis)
+    stop = jax.lax.cummin(jnp.where(jnp.concatenate([change, edge], -1), pos, k - 1), axis=axis, reverse=True)
+    csum = jnp.concatenate([jnp.zeros_like(ranked[..., :1]), jnp.cumsum(ranked, axis=-1)], -1)
+    group_sum = jnp.take_along_axis(csum, stop + 1, -1) - jnp.take_along_axis(csum, start, -1)
+    mean_gain = group_sum / (stop - start + 1).astype(dt)
+    # the group at rank k may go on beyond k: its mean runs over all its members
+    last = values[..., -1:]
+    members = jax.lax.stop_gradient(s) + 0.0 == last
+    boundary = nx.safe_divide(
+        jnp.sum(jnp.where(members, gains, 0.0), axis=-1, keepdims=True),
+        jnp.sum(members, axis=-1, keepdims=True).astype(dt),
+    )
+    mean_gain = jnp.where(values == last, boundary, mean_gain)
+    dcg = jnp.sum(mean_gain * discount, axis=-1)
+    ideal = jnp.sum(jnp.take_along_axis(gains, jax.lax.top_k(gains, k)[1], axis=-1) * discount, axis=-1)
+    return nx.safe_divide(dcg, ideal)

@@ -193,6 +193,23 @@ def _retrieval(rng, n, dtype, d):
     return nbrs, jnp.asarray(rng.integers(0, 3, size=n), dtype=jnp.int32), ref
 
 
+def _scored(rng, n, dtype, d, levels=2):
+    return _f(rng, (n, d), dtype), jnp.asarray(rng.integers(0, levels, size=(n, d)), dtype=jnp.int32)
+
+
+def _scored_graded(rng, n, dtype, d):
+    return _scored(rng, n, dtype, d, levels=4)
+
+
+def _queue_sizes(rng, n, dtype, d):
+    return (5, d)
+
+
+def _queue_batch(rng, n, dtype, d):
+    queue = jaxloss.queue_init(5, d, dtype=dtype)
+    return queue, _f(rng, (n, d), dtype), _labels(rng, n)
+
+
 def _condensed(rng, n, dtype, d):
     k = max(n, 0)
     return (jnp.asarray(rng.uniform(0.5, 2.0, size=k * (k - 1) // 2), dtype=dtype),)
@@ -331,6 +348,68 @@ CORE = [
         kind="set",
         family="search",
         lowp=False,
+    ),
+    S(
+        "reciprocal_rank",
+        jaxloss.reciprocal_rank,
+        _scored,
+        dict(top_k=2),
+        family="search",
+        lowp=False,
+        scale=(0,),
+        shift=(0,),
+    ),
+    S(
+        "average_precision",
+        jaxloss.average_precision,
+        _scored,
+        dict(top_k=2),
+        family="search",
+        lowp=False,
+        scale=(0,),
+        shift=(0,),
+    ),
+    S(
+        "normalized_dcg",
+        jaxloss.normalized_dcg,
+        _scored_graded,
+        dict(top_k=2),
+        family="search",
+        lowp=False,
+        scale=(0,),
+        shift=(0,),
+    ),
+    S(
+        "hit_rate",
+        jaxloss.hit_rate,
+        _scored,
+        dict(top_k=2),
+        family="search",
+        lowp=False,
+        scale=(0,),
+        shift=(0,),
+    ),
+    # cross-batch memory
+    S(
+        "queue_init",
+        jaxloss.queue_init,
+        _queue_sizes,
+        diff=(),
+        kind="other",
+        family="memory",
+        generic=False,
+        note="sizes in, an EmbeddingQueue pytree out: tests/test_queue.py",
+    ),
+    S(
+        "queue_push",
+        jaxloss.queue_push,
+        _queue_batch,
+        diff=(),
+        batch=(None, 0, 0),
+        kind="other",
+        family="memory",
+        generic=False,
+        note="an EmbeddingQueue pytree in and out (gradients stopped): tests/test_queue.py",
     ),
     # divergences
     S("bhattacharyya_distance", jaxloss.bhattacharyya_distance, _pq, diff=(0, 1), family="divergences"),

@@ -40,6 +40,7 @@ X, Y = f(4, 3), f(4, 3)
 L = jnp.array([0, 0, 1, 1], jnp.int32)
 NB = jnp.zeros((4, 2), jnp.int32)  # neighbour indices
 REF = jnp.array([0, 1, 0, 1, 0, 1], jnp.int32)
+Q = jaxloss.queue_init(5, 3)  # an embedding queue of 5 rows of 3 features
 V = ValueError
 T = TypeError
 
@@ -116,6 +117,24 @@ CASES = [
         V,
         "neighbor_indices",
     ),
+    ("reciprocal_rank", jaxloss.reciprocal_rank, (X, L), {}, V, "relevance"),
+    ("reciprocal_rank", jaxloss.reciprocal_rank, (X, i(4, 3)), dict(top_k=0), V, "top_k"),
+    ("average_precision", jaxloss.average_precision, (i(4, 3), i(4, 3)), {}, T, "scores"),
+    ("average_precision", jaxloss.average_precision, (f(4, 0), i(4, 0)), {}, V, "scores"),
+    ("normalized_dcg", jaxloss.normalized_dcg, (X, i(4, 3)), dict(top_k=2.5), T, "top_k"),
+    ("normalized_dcg", jaxloss.normalized_dcg, (X, f(4, 3, dtype="complex64")), {}, T, "relevance"),
+    ("hit_rate", jaxloss.hit_rate, (X, i(4, 2)), {}, V, "relevance"),
+    ("hit_rate", jaxloss.hit_rate, (X, i(4, 3)), dict(top_k=True), T, "top_k"),
+    # cross-batch memory
+    ("queue_init", jaxloss.queue_init, (), dict(size=0, dim=3), V, "size"),
+    ("queue_init", jaxloss.queue_init, (), dict(size=4, dim=2.0), T, "dim"),
+    ("queue_init", jaxloss.queue_init, (), dict(size=4, dim=3, dtype=jnp.int32), T, "dtype"),
+    ("queue_init", jaxloss.queue_init, (), dict(size=4, dim=3, label_dtype=jnp.float32), T, "label_dtype"),
+    ("queue_push", functools.partial(jaxloss.queue_push, Q), (f(2, 2), L[:2]), {}, V, "embeddings"),
+    ("queue_push", functools.partial(jaxloss.queue_push, Q), (X, L[:3]), {}, V, "labels"),
+    ("queue_push", functools.partial(jaxloss.queue_push, Q), (i(4, 3), L), {}, T, "embeddings"),
+    ("queue_push", functools.partial(jaxloss.queue_push, Q), (X, L.astype(jnp.float32)), {}, T, "labels"),
+    ("queue_push", jaxloss.queue_push, (tuple(Q), X, L), {}, T, "queue"),
     # divergences
     ("bhattacharyya_distance", jaxloss.bhattacharyya_distance, (P, f(4, 2)), {}, V, "targets"),
     ("convex_kl_divergence", jaxloss.convex_kl_divergence, (P, f(4, 2)), {}, V, "targets"),

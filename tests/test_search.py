@@ -1,8 +1,10 @@
 """Exact kNN (blocked and sharded) against scipy brute force; retrieval metrics against
-pytorch-metric-learning's AccuracyCalculator; peak memory in a subprocess."""
+pytorch-metric-learning's AccuracyCalculator and torchmetrics' functional retrieval metrics;
+peak memory in a subprocess."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -13,7 +15,9 @@ import scipy.spatial.distance as ssd
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jax.test_util import check_grads
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+from torchmetrics.functional import retrieval as tm_retrieval
 
 import jaxloss
 from tests.helpers import rng, run_python, sweep
@@ -522,3 +526,251 @@ def test_chunked_block_top_k_is_exact_with_ties(metric, k):
     np.testing.assert_array_equal(np.asarray(i), order)
     expected = np.take_along_axis(ref, order, axis=1)
     np.testing.assert_allclose(np.asarray(d), -expected if metric == "dot" else expected, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- ranking metrics over scored candidates
+
+# name -> (jaxloss function, torchmetrics functional, graded relevance)
+RANKING = {
+    "reciprocal_rank": (jaxloss.reciprocal_rank, tm_retrieval.retrieval_reciprocal_rank, False),
+    "average_precision": (jaxloss.average_precision, tm_retrieval.retrieval_average_precision, False),
+    "normalized_dcg": (jaxloss.normalized_dcg, tm_retrieval.retrieval_normalized_dcg, True),
+    "hit_rate": (jaxloss.hit_rate, tm_retrieval.retrieval_hit_rate, False),
+}
+RANKING_TOP_K = (None, 1, 3, 7, 10)  # 7 == M, 10 > M
+
+
+def ranking_case(seed, shape, graded, *, ties=False, positive=True):
+    """Scores exact in float32 (torchmetrics ranks float32 copies) and relevance per candidate.
+
+    Row 0 of the flattened batch has nothing relevant, row 1 everything (when there are
+    enough rows). ``ties``: scores on a grid of 5 levels; for binary relevance each level
+    gets one relevance, so the torchmetrics value does not depend on its order of ties.
+    """
+    r = rng(seed)
+    if ties:
+        level = r.integers(0, 5, shape)
+        scores = (level + 1.0) / 4.0 if positive else (level - 2.0) / 4.0
+        if graded:
+            relevance = r.integers(0, 4, shape)
+        else:
+            per_level = r.integers(0, 2, shape[:-1] + (5,))
+            relevance = np.take_along_axis(per_level, level, axis=-1)
+    else:
+        scores = r.uniform(0.05, 1.0, shape) if positive else r.normal(size=shape)
+        scores = scores.astype(np.float32).astype(np.float64)
+        relevance = r.integers(0, 4 if graded else 2, shape)
+    flat = relevance.reshape(-1, shape[-1])
+    if flat.shape[0] >= 2 and not (ties and not graded):
+        flat[0] = 0
+        flat[1] = 1 if not graded else r.integers(1, 4, shape[-1])
+    return scores, flat.reshape(shape)
+
+
+def torchmetrics_rows(torch_fn, scores, relevance, top_k):
+    """The torchmetrics functional called on each query row, reshaped to the leading axes."""
+    m = scores.shape[-1]
+    rows = [
+        float(torch_fn(torch.tensor(s, dtype=torch.float32), torch.tensor(t), top_k=top_k))
+        for s, t in zip(scores.reshape(-1, m), relevance.reshape(-1, m), strict=True)
+    ]
+    return np.asarray(rows).reshape(scores.shape[:-1])
+
+
+def brute_force_ranking(name, scores, relevance, top_k, *, drop_nonpositive=False):
+    """Per-row NumPy formulas; ties go to the lower index (a stable sort of -scores).
+
+    ``drop_nonpositive`` applies torchmetrics' ``target = where(preds > 0, target, 0)``.
+    """
+    m = scores.shape[-1]
+    k = m if top_k is None else min(top_k, m)
+    out = []
+    for s, t in zip(scores.reshape(-1, m), relevance.reshape(-1, m), strict=True):
+        t = np.where(s > 0, t, 0) if drop_nonpositive else t
+        ranked = (t[np.argsort(-s, kind="stable")] > 0)[:k]
+        positions = np.flatnonzero(ranked) + 1
+        if name == "reciprocal_rank":
+            out.append(1.0 / positions[0] if positions.size else 0.0)
+        elif name == "average_precision":
+            out.append(np.mean(np.arange(1, positions.size + 1) / positions) if positions.size else 0.0)
+        elif name == "hit_rate":
+            out.append(float(positions.size > 0))
+        else:
+            raise ValueError(name)
+    return np.asarray(out).reshape(scores.shape[:-1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(RANKING))
+def test_ranking_metric_matches_torchmetrics(name, dtype, variant):
+    """Each query row against torchmetrics 1.9, batched (2, 3, M), every top_k incl. > M."""
+    fn, torch_fn, graded = RANKING[name]
+    scores, relevance = ranking_case(0, (2, 3, 7), graded)
+    assert np.all(relevance.reshape(-1, 7)[0] == 0) and np.all(relevance.reshape(-1, 7)[1] > 0)
+    for top_k in RANKING_TOP_K:
+        got = variant(fn, top_k=top_k)(jnp.asarray(scores, dtype), jnp.asarray(relevance))
+        assert got.shape == (2, 3) and got.dtype == jnp.float64
+        expected = torchmetrics_rows(torch_fn, scores, relevance, top_k)
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6, atol=1e-7, err_msg=str(top_k))
+        assert float(got.reshape(-1)[0]) == 0.0  # nothing relevant
+        if top_k is None and name != "normalized_dcg":
+            assert float(got.reshape(-1)[1]) == 1.0  # everything relevant
+
+
+@pytest.mark.parametrize("name", list(RANKING))
+def test_ranking_metric_ties_match_torchmetrics(name):
+    """Tied scores where torchmetrics is deterministic: nDCG's tie averaging (also for a tie
+    group straddling rank k); for the binary metrics, ties between equally relevant items."""
+    fn, torch_fn, graded = RANKING[name]
+    scores, relevance = ranking_case(1, (6, 9), graded, ties=True)
+    for top_k in (None, 1, 2, 4, 12):
+        got = jax.jit(fn, static_argnames="top_k")(jnp.asarray(scores), jnp.asarray(relevance), top_k=top_k)
+        expected = torchmetrics_rows(torch_fn, scores, relevance, top_k)
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6, atol=1e-7, err_msg=str(top_k))
+
+
+def test_normalized_dcg_matches_sklearn_in_float64():
+    """scikit-learn's ndcg_score (float64, the tie averaging torchmetrics translates), per row."""
+    from sklearn.metrics import ndcg_score  # noqa: PLC0415
+
+    scores, relevance = ranking_case(6, (8, 9), True, ties=True)
+    scores = scores + rng(7).normal(size=scores.shape) * (rng(8).uniform(size=scores.shape) < 0.3)
+    for top_k in (None, 1, 3, 12):
+        got = jax.jit(jaxloss.normalized_dcg, static_argnames="top_k")(
+            jnp.asarray(scores), jnp.asarray(relevance), top_k=top_k
+        )
+        expected = [ndcg_score([t], [s], k=top_k) for s, t in zip(scores, relevance, strict=True)]
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-12, atol=1e-15, err_msg=str(top_k))
+
+
+@pytest.mark.parametrize("name", ["reciprocal_rank", "average_precision", "hit_rate"])
+def test_ranking_metric_ties_go_to_the_lower_index(name):
+    """A relevant and an irrelevant candidate tied: the lower index is ranked first (torchmetrics'
+    torch.topk / torch.argsort order of ties is unspecified, so NumPy is the reference)."""
+    fn = RANKING[name][0]
+    r = rng(2)
+    scores = r.integers(0, 3, (40, 6)).astype(np.float64)
+    relevance = r.integers(0, 2, (40, 6))
+    for top_k in (None, 1, 3):
+        got = jax.jit(fn, static_argnames="top_k")(jnp.asarray(scores), jnp.asarray(relevance), top_k=top_k)
+        np.testing.assert_allclose(np.asarray(got), brute_force_ranking(name, scores, relevance, top_k))
+    tie = jnp.zeros((2, 3))
+    first_second = jnp.array([[False, True, False], [True, False, False]])
+    expected = {"reciprocal_rank": [0.5, 1.0], "average_precision": [0.5, 1.0], "hit_rate": [1.0, 1.0]}[name]
+    np.testing.assert_allclose(np.asarray(fn(tie, first_second)), expected)
+    # -0.0 and 0.0 are the same score: the lower index first
+    signed = jnp.array([[-0.0, 0.0, -1.0]])
+    assert float(jaxloss.reciprocal_rank(signed, jnp.array([[1, 0, 0]]), top_k=1)[0]) == 1.0
+
+
+@pytest.mark.parametrize("name", ["reciprocal_rank", "average_precision"])
+def test_ranking_nonpositive_scores_count_unlike_torchmetrics(name):
+    """torchmetrics' reciprocal rank and average precision set the relevance of candidates scored
+    <= 0 to 0; jaxloss does not: its value is the NumPy formula on the ranking alone."""
+    fn, torch_fn, _ = RANKING[name]
+    scores, relevance = ranking_case(3, (12, 8), False, positive=False)
+    assert np.any(scores <= 0) and np.any(scores > 0)
+    differs = False
+    for top_k in (None, 3):
+        got = np.asarray(
+            jax.jit(fn, static_argnames="top_k")(jnp.asarray(scores), jnp.asarray(relevance), top_k=top_k)
+        )
+        plain = brute_force_ranking(name, scores, relevance, top_k)
+        np.testing.assert_allclose(got, plain, rtol=1e-12)
+        # torchmetrics is exactly the same formula after its `preds > 0` filter
+        filtered = brute_force_ranking(name, scores, relevance, top_k, drop_nonpositive=True)
+        np.testing.assert_allclose(torchmetrics_rows(torch_fn, scores, relevance, top_k), filtered, rtol=1e-6)
+        differs |= bool(np.any(np.abs(plain - filtered) > 1e-6))
+    assert differs
+    # shifting every score by a constant keeps the ranking, hence jaxloss's value
+    np.testing.assert_allclose(
+        np.asarray(fn(jnp.asarray(scores) + 10.0, relevance)), np.asarray(fn(scores, relevance))
+    )
+
+
+@pytest.mark.parametrize("name", ["normalized_dcg", "hit_rate"])
+def test_ranking_nonpositive_scores_match_torchmetrics(name):
+    """nDCG and the hit rate have no `preds > 0` filter in torchmetrics: any sign matches."""
+    fn, torch_fn, graded = RANKING[name]
+    scores, relevance = ranking_case(4, (10, 6), graded, positive=False)
+    for top_k in (None, 2):
+        got = jax.jit(fn, static_argnames="top_k")(jnp.asarray(scores), jnp.asarray(relevance), top_k=top_k)
+        expected = torchmetrics_rows(torch_fn, scores, relevance, top_k)
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_ranking_relevance_dtypes():
+    """bool, integer and float relevance; for the binary metrics `> 0` is relevant."""
+    scores = jnp.array([[0.3, 0.9, 0.5, 0.1], [0.2, 0.4, 0.8, 0.6]])
+    binary = np.array([[0, 0, 1, 1], [1, 0, 0, 1]])
+    graded = np.array([[0, -1, 2, 3], [5, 0, -2, 1]])  # > 0 where binary is 1
+    for name in ("reciprocal_rank", "average_precision", "hit_rate"):
+        fn = RANKING[name][0]
+        want = np.asarray(fn(scores, binary))
+        for rel in (binary.astype(bool), binary.astype(np.float32), graded, graded.astype(np.float64)):
+            np.testing.assert_array_equal(np.asarray(fn(scores, rel)), want, err_msg=name)
+    # half-precision scores are ranked in their own precision (these are exact in float16)
+    for name, (fn, _, _) in RANKING.items():
+        want = np.asarray(fn(scores, graded, top_k=3))
+        for dt in (jnp.float16, jnp.bfloat16):
+            got = fn(jnp.asarray([[0.25, 1.0, 0.5, 0.125], [0.125, 0.375, 1.0, 0.75]], dt), graded, top_k=3)
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, err_msg=name)
+    gains = np.array([[0, 1, 2, 3], [3, 0, 1, 2]])
+    for rel in (gains.astype(np.int8), gains.astype(np.float32)):
+        np.testing.assert_allclose(
+            np.asarray(jaxloss.normalized_dcg(scores, rel, top_k=2)),
+            torchmetrics_rows(tm_retrieval.retrieval_normalized_dcg, np.asarray(scores), gains, 2),
+            rtol=1e-6,
+        )
+
+
+def test_ranking_gradients_are_zero_and_finite():
+    """Piecewise constant in the scores: zero gradient (no NaN) at ties and without relevant items."""
+    scores = jnp.array([[0.5, 0.5, 0.1, 0.0], [1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]])
+    relevance = jnp.array([[1.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    for name, (fn, _, _) in RANKING.items():
+        for top_k in (None, 2):
+            total = functools.partial(lambda s, r, fn, k: jnp.sum(fn(s, r, top_k=k)), fn=fn, k=top_k)
+            g_scores, g_rel = jax.grad(total, argnums=(0, 1))(scores, relevance)
+            assert bool(jnp.all(g_scores == 0)), (name, g_scores)
+            assert bool(jnp.all(jnp.isfinite(g_rel))), (name, g_rel)
+            if name != "normalized_dcg":
+                assert bool(jnp.all(g_rel == 0)), (name, g_rel)
+    # nDCG is a smooth ratio in float gains: its gradient is the finite-difference one
+    gains = jnp.array([[0.5, 1.0, 2.0, 0.25, 3.0]])
+    s = jnp.array([[0.1, 0.7, 0.3, 0.9, 0.5]])
+    check_grads(lambda g: jaxloss.normalized_dcg(s, g, top_k=3), (gains,), order=1, modes=["rev"])
+
+
+def test_ranking_vmap_and_leading_axes():
+    """(2, 3, M) equals the rows one at a time and jax.vmap over a leading axis."""
+    scores, relevance = ranking_case(5, (2, 3, 6), True)
+    for name, (fn, _, _) in RANKING.items():
+        batched = np.asarray(fn(scores, relevance, top_k=4))
+        rows = np.array(
+            [[float(fn(scores[i, j], relevance[i, j], top_k=4)) for j in range(3)] for i in range(2)]
+        )
+        np.testing.assert_allclose(batched, rows, rtol=1e-12, err_msg=name)
+        mapped = jax.vmap(lambda s, r, fn=fn: fn(s, r, top_k=4))(jnp.asarray(scores), jnp.asarray(relevance))
+        np.testing.assert_allclose(np.asarray(mapped), batched, rtol=1e-12, err_msg=name)
+
+
+def test_ranking_metric_errors():
+    s, r = jnp.ones((2, 4)), jnp.ones((2, 4), jnp.int32)
+    for fn in (jaxloss.reciprocal_rank, jaxloss.average_precision, jaxloss.normalized_dcg, jaxloss.hit_rate):
+        with pytest.raises(ValueError, match="`scores` and `relevance` must have the same shape"):
+            fn(s, r[:, :3])
+        with pytest.raises(ValueError, match="`scores` needs at least one candidate"):
+            fn(jnp.ones((2, 0)), jnp.ones((2, 0)))
+        with pytest.raises(ValueError, match="`scores` must have at least 1 dimension"):
+            fn(jnp.float32(1.0), jnp.int32(1))
+        with pytest.raises(TypeError, match="`top_k` must be a positive int or None"):
+            fn(s, r, top_k=2.0)
+        with pytest.raises(TypeError, match="`top_k` must be a positive int or None"):
+            fn(s, r, top_k=True)
+        with pytest.raises(ValueError, match="`top_k` must be a positive int or None"):
+            fn(s, r, top_k=0)
+        with pytest.raises(TypeError, match="`scores` must have a floating dtype"):
+            fn(r, r)
+        with pytest.raises(TypeError, match="`relevance` must have a boolean, integer or floating dtype"):
+            fn(s, r.astype(jnp.complex64))
