@@ -7,7 +7,11 @@ noisy samples. ``jaxloss.knn`` searches the whole database exactly, in blocks,
 so memory stays bounded (the full query x database distance matrix would need
 ``queries x database x 4`` bytes); the queries are processed in chunks with a
 progress bar, and precision@1, precision@k and recall@k (at least one of the k
-neighbours in the query's class) are computed from the neighbours' labels.
+neighbours in the query's class) are computed from the neighbours' labels. The
+ranking metrics (mean reciprocal rank, mean average precision and nDCG of each
+query's ranked list, as torchmetrics' ``retrieval_*`` functions compute them)
+score the k returned items by negative distance, relevant when they share the
+query's class.
 
     python examples/retrieval_eval.py                       # 1M x 64 database
     python examples/retrieval_eval.py --database 200000 --queries 1000
@@ -65,10 +69,11 @@ def main(argv=None):
     def search(q):
         return jaxloss.knn(q, database, args.k, metric="euclidean")
 
-    all_idx = []
+    all_dist, all_idx = [], []
     start = time.perf_counter()
     for s in tqdm(range(0, args.queries, args.chunk), desc="searching", disable=args.no_progress):
-        _, idx = search(queries[s : s + args.chunk])
+        dist, idx = search(queries[s : s + args.chunk])
+        all_dist.append(np.asarray(dist))
         all_idx.append(np.asarray(idx))
     seconds = time.perf_counter() - start
     idx = jnp.asarray(np.concatenate(all_idx))
@@ -80,7 +85,18 @@ def main(argv=None):
         f"({args.queries / seconds:.0f} queries/s, compile included)"
     )
     print(f"precision@1 {p_at_1:.3f}   precision@{args.k} {p_at_k:.3f}   recall@{args.k} {r_at_k:.3f}")
-    return {"precision@1": p_at_1, f"precision@{args.k}": p_at_k, "seconds": seconds}
+
+    # ranking metrics of each query's k-item list: nearer is a higher score
+    scores = -jnp.asarray(np.concatenate(all_dist))
+    relevant = db_labels[idx] == q_labels[:, None]
+    ranking = {
+        "MRR": float(jnp.mean(jaxloss.reciprocal_rank(scores, relevant))),
+        "MAP": float(jnp.mean(jaxloss.average_precision(scores, relevant))),
+        f"nDCG@{args.k}": float(jnp.mean(jaxloss.normalized_dcg(scores, relevant))),
+        "hit rate@1": float(jnp.mean(jaxloss.hit_rate(scores, relevant, top_k=1))),
+    }
+    print("   ".join(f"{name} {value:.3f}" for name, value in ranking.items()))
+    return {"precision@1": p_at_1, f"precision@{args.k}": p_at_k, "seconds": seconds, **ranking}
 
 
 if __name__ == "__main__":

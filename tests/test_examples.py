@@ -62,6 +62,9 @@ def test_retrieval_eval_small_database():
         ["--database", "20000", "--queries", "300", "--classes", "50", "--chunk", "100", "--no-progress"]
     )
     assert result["precision@1"] > 0.5 and np.isfinite(result["seconds"])
+    # the ranked-list metrics agree with the label metrics where they coincide
+    np.testing.assert_allclose(result["hit rate@1"], result["precision@1"], rtol=1e-6)
+    assert result["precision@1"] <= result["MRR"] <= 1.0 and 0.0 < result["nDCG@10"] <= 1.0
 
 
 def test_two_tower_contrastive_trains_through_the_ring():
