@@ -23,6 +23,13 @@ matrix and a zero-at-zero square-root gradient. Cosine distances follow
 ``cdist``'s zero-vector rule (two zero vectors are at distance 0, a zero
 vector is at distance 1 from any other).
 
+The mining losses also mine the batch's anchors against other candidates
+(a :class:`MiningSet`): references (``ref_embeddings``, ``ref_labels``:
+nothing excluded, as pytorch-metric-learning's ``ref_emb``) or, with
+``axis_name``, the batch all-gathered over a ``shard_map``/``pmap`` axis (the
+own pair excluded by its global index). The masks are then ``(n, m)``: anchors
+by candidates.
+
 The contrastive family (InfoNCE, CLIP, SigLIP, NT-Xent,
 supervised contrastive, N-pair) lives in ``_contrastive.py``.
 """
