@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from . import _checks, _numerics, _tiled
+from . import _checks, _numerics, _tiled, _tiles
 from ._metric_learning import prepare_batch
 
 __all__ = [
@@ -66,40 +66,6 @@ def _pair_inputs(queries, keys, names, fn):
 def _as_parameter(value, dtype):
     """A (possibly traced) scalar hyperparameter as an array of the compute dtype."""
     return jnp.asarray(value).astype(dtype)
-
-
-# --------------------------------------------------------------------------- across devices
-
-
-def _psum_local_gradient(x, axis_name):
-    """``psum(x)`` whose cotangent goes back unchanged to each device's own ``x``.
-
-    Every device holds the same global value, and the gradient of that value
-    reaches the local terms once (the gather's transpose adds the
-    cross-device terms). A plain ``psum`` transposes to a ``psum`` under
-    ``pmap``, which would multiply the gradient by the number of devices;
-    this one gives the same gradient under ``pmap`` and ``shard_map``.
-    """
-
-    @jax.custom_vjp
-    def total(x):
-        return jax.lax.psum(x, axis_name)
-
-    def fwd(x):
-        return total(x), None
-
-    def bwd(_, ct):
-        return (jax.lax.pcast(ct, axis_name, to="varying"),)
-
-    total.defvjp(fwd, bwd)
-    return total(x)
-
-
-def _global_mean(total, count, axis_name):
-    if axis_name is not None:
-        total = _psum_local_gradient(total, axis_name)
-        count = jax.lax.psum(jax.lax.stop_gradient(count), axis_name)
-    return _numerics.safe_divide(total, count)
 
 
 # --------------------------------------------------------------------------- statistics of the logits
@@ -261,7 +227,7 @@ def ntxent(
     sweep = functools.partial(_logit_stats, block_size=block_size, axis_name=axis_name, precision=precision)
     (lse_neg,) = sweep(_NTXENT_NEGATIVE_STATS, params, u, u, labels)
     total, count = sweep(_NTXENT_POSITIVE_STATS, params, {**u, "gap": lse_neg}, u, labels)
-    return _global_mean(jnp.sum(total), jnp.sum(count), axis_name).astype(out_dtype)
+    return _tiles.global_mean(jnp.sum(total), jnp.sum(count), axis_name).astype(out_dtype)
 
 
 def _supcon_mean(lse_all, positive_sum, positive_count, axis_name):
@@ -269,7 +235,7 @@ def _supcon_mean(lse_all, positive_sum, positive_count, axis_name):
     has_pos = positive_count > 0
     mean_pos = _numerics.safe_divide(positive_sum, positive_count)
     per_anchor = jnp.where(has_pos, lse_all - mean_pos, 0)
-    return _global_mean(jnp.sum(per_anchor), jnp.sum(has_pos).astype(per_anchor.dtype), axis_name)
+    return _tiles.global_mean(jnp.sum(per_anchor), jnp.sum(has_pos).astype(per_anchor.dtype), axis_name)
 
 
 def supervised_contrastive_loss(
@@ -342,7 +308,7 @@ def _softmax_on_diagonal(q, k, temperature, normalize, stats, block_size, axis_n
     lses = _logit_stats(stats, {"scale": scale}, q_side, k_side, **options)
     own = scale * _matching_products(q_side, k_side)
     per_query = sum(lse - own for lse in lses) / len(lses)
-    return _global_mean(jnp.sum(per_query), jnp.asarray(q.shape[0], q.dtype), axis_name)
+    return _tiles.global_mean(jnp.sum(per_query), jnp.asarray(q.shape[0], q.dtype), axis_name)
 
 
 def info_nce(
@@ -543,7 +509,7 @@ def sigmoid_contrastive_loss(
     sides = _side(q, normalize), _side(k, normalize)
     (log_likelihood,) = _logit_stats(_SIGLIP_STATS, params, *sides, **options)
     count = jnp.asarray(q.shape[0], q.dtype)
-    return _global_mean(-jnp.sum(log_likelihood), count, axis_name).astype(out_dtype)
+    return _tiles.global_mean(-jnp.sum(log_likelihood), count, axis_name).astype(out_dtype)
 
 
 def npair_loss(anchors: ArrayLike, positives: ArrayLike, *, precision=_HIGHEST) -> jax.Array:

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks, _numerics, _pairwise, _tiled
+from ._metric_learning import prepare_mining
 
 __all__ = [
     "DENSE_MAX_LOGITS",
@@ -616,8 +617,9 @@ def proxy_nca_loss(
 # --------------------------------------------------------------------------- in-batch pair losses
 
 
-def _batch_similarities(fn, embeddings, labels):
-    """``(cosine similarities (N, N), positive mask, negative mask, out dtype)`` of a batch."""
+def _batch_similarities(fn, embeddings, labels, ref_embeddings, ref_labels, axis_name):
+    """``(cosine similarities (n, m), positive mask, negative mask, out dtype)`` of the anchors
+    (the batch) against the candidates (the batch, the references, or the global batch)."""
     _checks.check_floating(embeddings, "embeddings", fn)
     _checks.check_integer(labels, "labels", fn)
     x, y = jnp.asarray(embeddings), jnp.asarray(labels)
@@ -625,13 +627,17 @@ def _batch_similarities(fn, embeddings, labels):
         raise ValueError(f"{fn}: `embeddings` must have shape (N, D); got shape {x.shape}.")
     if y.shape != (x.shape[0],):
         raise ValueError(f"{fn}: `labels` must have shape (N,) = ({x.shape[0]},); got {y.shape}.")
-    out_dtype = _numerics.output_dtype(x.dtype)
-    x = x.astype(_numerics.compute_dtype(x.dtype))
-    unit, _ = _pairwise.unit_rows(x)
-    sim = _pairwise.dot(unit, same=True)
-    same = y[:, None] == y[None, :]
-    pos = same & ~jnp.eye(x.shape[0], dtype=bool)
-    return sim, pos, ~same, out_dtype
+    if ref_embeddings is not None:
+        _checks.check_floating(ref_embeddings, "ref_embeddings", fn)
+    ms = prepare_mining(x, y, ref_embeddings, ref_labels, axis_name, fn)
+    cdt = _numerics.compute_dtype(ms.anchors.dtype)
+    unit, _ = _pairwise.unit_rows(ms.anchors.astype(cdt))
+    if ms.same:
+        sim = _pairwise.dot(unit, same=True)
+    else:
+        sim = _pairwise.dot(unit, _pairwise.unit_rows(ms.candidates.astype(cdt))[0])
+    same_label, pos = ms.masks()
+    return sim, pos, ~same_label, ms.out_dtype
 
 
 def multi_similarity_loss(
@@ -641,8 +647,11 @@ def multi_similarity_loss(
     alpha: float = 2.0,
     beta: float = 50.0,
     base: float = 0.5,
+    ref_embeddings: jax.typing.ArrayLike | None = None,
+    ref_labels: jax.typing.ArrayLike | None = None,
+    axis_name=None,
 ) -> jax.Array:
-    r"""Multi-Similarity loss per anchor, over every in-batch pair.
+    r"""Multi-Similarity loss per anchor, over every in-batch pair (or every pair with references).
 
     With ``S_ij`` the cosine similarity of embeddings ``i`` and ``j``,
     ``P_i`` the other embeddings of ``i``'s class, ``N_i`` those of other
@@ -661,12 +670,28 @@ def multi_similarity_loss(
       alpha: ``alpha > 0``, the weight of positive pairs.
       beta: ``beta > 0``, the weight of negative pairs.
       base: ``lambda``, the similarity offset.
+      ref_embeddings: optional ``(R, D)`` references: the pairs of each anchor
+        are then its pairs with the references instead of the batch, nothing
+        excluded (a reference equal to an anchor is a normal positive), as
+        pytorch-metric-learning's ``ref_emb``. The gradient reaches both
+        ``embeddings`` and ``ref_embeddings``.
+      ref_labels: ``(R,)`` integer labels of the references (given together
+        with ``ref_embeddings``).
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis the batch is
+        split over: this device's rows are the anchors and their pairs are
+        with the whole batch, all-gathered (each anchor's own pair excluded
+        by its global index). The result is this device's anchors' losses
+        (``out_specs=P(axis_name)`` reassembles one device's ``(N,)``
+        result); references are split over the axis like the batch and
+        all-gathered too.
 
     Returns:
       ``(N,)`` losses in the input dtype. ``jnp.mean`` of them equals
       pytorch-metric-learning's ``MultiSimilarityLoss(alpha, beta, base)``
       without a miner (every positive and negative pair; its default
-      ``MeanReducer``) for ``N >= 2``.
+      ``MeanReducer``) for ``N >= 2``; with references, of
+      ``loss(x, labels, None, ref_emb, ref_labels)`` (which returns 0 when
+      there is at most one positive and one negative pair).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -685,7 +710,9 @@ def multi_similarity_loss(
     _checks.check_temperature(alpha, fn, "alpha")
     _checks.check_temperature(beta, fn, "beta")
     _checks.check_number(base, "base", fn)
-    sim, pos, neg, out_dtype = _batch_similarities(fn, embeddings, labels)
+    sim, pos, neg, out_dtype = _batch_similarities(
+        fn, embeddings, labels, ref_embeddings, ref_labels, axis_name
+    )
     alpha, beta, base = (jnp.asarray(v, sim.dtype) for v in (alpha, beta, base))
     pos_term = _log1p_sum_exp(-alpha * (sim - base), pos, axis=1) / alpha
     neg_term = _log1p_sum_exp(beta * (sim - base), neg, axis=1) / beta
@@ -698,8 +725,11 @@ def circle_loss(
     *,
     margin: float = 0.4,
     gamma: float = 80.0,
+    ref_embeddings: jax.typing.ArrayLike | None = None,
+    ref_labels: jax.typing.ArrayLike | None = None,
+    axis_name=None,
 ) -> jax.Array:
-    r"""Circle loss per anchor (pair-label form), over every in-batch pair.
+    r"""Circle loss per anchor (pair-label form), over every in-batch pair (or pair with references).
 
     With ``s_p`` the cosine similarities of anchor ``i`` to its positives,
     ``s_n`` to its negatives, ``m = margin`` and the detached weights
@@ -718,12 +748,27 @@ def circle_loss(
       labels: ``(N,)`` integer class ids.
       margin: ``m``, the relaxation.
       gamma: ``gamma > 0``, the scale.
+      ref_embeddings: optional ``(R, D)`` references: the pairs of each anchor
+        are then its pairs with the references instead of the batch, nothing
+        excluded (a reference equal to an anchor is a normal positive), as
+        pytorch-metric-learning's ``ref_emb``. The gradient reaches both
+        ``embeddings`` and ``ref_embeddings``.
+      ref_labels: ``(R,)`` integer labels of the references (given together
+        with ``ref_embeddings``).
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis the batch is
+        split over: this device's rows are the anchors and their pairs are
+        with the whole batch, all-gathered (each anchor's own pair excluded
+        by its global index). The result is this device's anchors' losses
+        (``out_specs=P(axis_name)`` reassembles one device's ``(N,)``
+        result); references are split over the axis like the batch and
+        all-gathered too.
 
     Returns:
       ``(N,)`` losses in the input dtype. pytorch-metric-learning's
       ``CircleLoss(m=margin, gamma=gamma)`` averages the non-zero ones (its
       ``AvgNonZeroReducer``): ``l.sum() / jnp.maximum(jnp.count_nonzero(l),
-      1)`` equals it.
+      1)`` equals it (with references, ``loss(x, labels, None, ref_emb,
+      ref_labels)``).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -741,7 +786,9 @@ def circle_loss(
     fn = "circle_loss"
     _checks.check_number(margin, "margin", fn)
     _checks.check_temperature(gamma, fn, "gamma")
-    sim, pos, neg, out_dtype = _batch_similarities(fn, embeddings, labels)
+    sim, pos, neg, out_dtype = _batch_similarities(
+        fn, embeddings, labels, ref_embeddings, ref_labels, axis_name
+    )
     m, gamma = jnp.asarray(margin, sim.dtype), jnp.asarray(gamma, sim.dtype)
     fixed = jax.lax.stop_gradient(sim)
     logit_p = -gamma * jax.nn.relu(1 + m - fixed) * (sim - (1 - m))

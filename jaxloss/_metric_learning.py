@@ -23,18 +23,27 @@ matrix and a zero-at-zero square-root gradient. Cosine distances follow
 ``cdist``'s zero-vector rule (two zero vectors are at distance 0, a zero
 vector is at distance 1 from any other).
 
+The mining losses also mine the batch's anchors against other candidates
+(a :class:`MiningSet`): references (``ref_embeddings``, ``ref_labels``:
+nothing excluded, as pytorch-metric-learning's ``ref_emb``) or, with
+``axis_name``, the batch all-gathered over a ``shard_map``/``pmap`` axis (the
+own pair excluded by its global index). The masks are then ``(n, m)``: anchors
+by candidates.
+
 The contrastive family (InfoNCE, CLIP, SigLIP, NT-Xent,
 supervised contrastive, N-pair) lives in ``_contrastive.py``.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _checks, _numerics, _pairwise
+from . import _checks, _numerics, _pairwise, _tiles
 
 __all__ = [
     "batch_all_triplet_loss",
@@ -196,13 +205,94 @@ def prepare_batch(embeddings, labels, fn):
     return x, labels, out_dtype
 
 
-def _triplet_setup(embeddings, labels, fn, margin, metric, squared, precision):
-    """Validated inputs of an in-batch triplet loss: distances, positive and negative masks."""
-    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
+class MiningSet(NamedTuple):
+    """Anchors mined against candidates: the batch against itself, references, or the global batch.
+
+    ``same`` says that the candidates are the anchors themselves (one set: the
+    all-pairs distances are exactly symmetric with an exactly zero diagonal).
+    ``self_index`` is the candidate column of each anchor's own pair, which is
+    never a positive, or None where no candidate is the anchor itself
+    (references, pytorch-metric-learning's ``ref_emb``).
+    """
+
+    anchors: jax.Array  # (n, d), compute dtype
+    labels: jax.Array  # (n,)
+    candidates: jax.Array  # (m, d), compute dtype (the anchors when `same`)
+    candidate_labels: jax.Array  # (m,)
+    self_index: jax.Array | None  # (n,) or None
+    same: bool
+    out_dtype: np.dtype
+
+    def distances(self, metric, precision):
+        """``(n, m)`` distances of the anchors to the candidates (``metric`` as ``_pairwise``)."""
+        other = None if self.same else self.candidates
+        return _pairwise.distances(self.anchors, other, metric=metric, same=self.same, precision=precision)
+
+    def masks(self):
+        """``(same label, positive)`` ``(n, m)`` masks: positives exclude each anchor's own pair."""
+        same_label = self.labels[:, None] == self.candidate_labels[None, :]
+        if self.self_index is None:
+            return same_label, same_label
+        if self.same:
+            own = jnp.eye(self.anchors.shape[0], dtype=bool)
+        else:
+            own = self.self_index[:, None] == jnp.arange(self.candidates.shape[0])[None, :]
+        return same_label, same_label & ~own
+
+
+def check_references(embeddings, ref_embeddings, ref_labels, fn):
+    """Checks the optional ``ref_embeddings (R, d)`` / ``ref_labels (R,)`` pair (both or neither)."""
+    if ref_embeddings is None and ref_labels is None:
+        return None
+    if ref_embeddings is None or ref_labels is None:
+        given, missing = (
+            ("ref_embeddings", "ref_labels") if ref_labels is None else ("ref_labels", "ref_embeddings")
+        )
+        raise ValueError(f"{fn}: `{given}` was given without `{missing}`; pass both or neither.")
+    _check_embeddings(ref_embeddings, fn, "ref_embeddings")
+    d, d_ref = np.shape(embeddings)[-1], np.shape(ref_embeddings)[-1]
+    if d_ref != d:
+        raise ValueError(
+            f"{fn}: `ref_embeddings` must have the embeddings' dimension {d}; got shape "
+            f"{tuple(np.shape(ref_embeddings))}."
+        )
+    return _check_labels(ref_labels, np.shape(ref_embeddings)[0], fn, "ref_labels")
+
+
+def prepare_mining(embeddings, labels, ref_embeddings, ref_labels, axis_name, fn) -> MiningSet:
+    """Checks a batch (and its references) and builds the :class:`MiningSet` of a mining loss.
+
+    * no references, no ``axis_name``: the batch against itself, own pair excluded;
+    * references: the batch against the references, nothing excluded
+      (pytorch-metric-learning's ``ref_emb`` / ``ref_labels``);
+    * ``axis_name``: this device's batch against the batch (or the references)
+      all-gathered over the axis; the own pair is excluded by its global index.
+    """
+    _check_embeddings(embeddings, fn)
+    labels = _check_labels(labels, np.shape(embeddings)[0], fn)
+    ref_labels = check_references(embeddings, ref_embeddings, ref_labels, fn)
+    if ref_labels is None:
+        x, out_dtype = _numerics.as_float(embeddings)
+        if axis_name is None:
+            return MiningSet(x, labels, x, labels, jnp.arange(x.shape[0]), True, out_dtype)
+        (xs, ys), offset = _tiles.gathered_batch(axis_name, x, labels)
+        return MiningSet(x, labels, xs, ys, offset + jnp.arange(x.shape[0]), False, out_dtype)
+    x, refs, out_dtype = _numerics.as_float(embeddings, ref_embeddings)
+    if axis_name is not None:
+        (refs, ref_labels), _ = _tiles.gathered_batch(axis_name, refs, ref_labels)
+    return MiningSet(x, labels, refs, ref_labels, None, False, out_dtype)
+
+
+def _triplet_setup(
+    embeddings, labels, ref_embeddings, ref_labels, axis_name, fn, margin, metric, squared, precision
+):
+    """Validated inputs of a sorted-row triplet loss: distances, positive and negative masks."""
+    ms = prepare_mining(embeddings, labels, ref_embeddings, ref_labels, axis_name, fn)
     _check_metric(metric, squared, fn)
     _check_margin(margin, fn)
-    dist = _in_batch_distances(x, metric, squared, precision)
-    return dist, positive_mask(labels), negative_mask(labels), x.dtype, out_dtype
+    dist = ms.distances("sqeuclidean" if squared else metric, precision)
+    same_label, pos = ms.masks()
+    return dist, pos, ~same_label, ms.anchors.dtype, ms.out_dtype
 
 
 def _sorted_negatives(dist, neg):
@@ -320,6 +410,9 @@ def batch_hard_triplet_loss(
     metric: str = "euclidean",
     soft: bool = False,
     precision=_HIGHEST,
+    ref_embeddings: ArrayLike | None = None,
+    ref_labels: ArrayLike | None = None,
+    axis_name=None,
 ) -> jax.Array:
     r"""Batch-hard triplet loss (Hermans et al. 2017): hardest positive vs hardest negative.
 
@@ -343,6 +436,19 @@ def batch_hard_triplet_loss(
       metric: ``"euclidean"`` or ``"cosine"`` (``D = 1 - cos``).
       soft: softplus instead of the hinge.
       precision: precision of the Gram matrix product.
+      ref_embeddings: optional ``(R, d)`` references: the candidates
+        (positives and negatives) are then the references instead of the
+        batch, and no pair is excluded (a reference equal to an anchor is a
+        normal candidate), as pytorch-metric-learning's ``ref_emb``. The
+        gradient reaches both ``embeddings`` and ``ref_embeddings``.
+      ref_labels: ``(R,)`` integer labels of the references (given together
+        with ``ref_embeddings``).
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis the batch is
+        split over: this device's rows are the anchors, the candidates are the
+        whole batch all-gathered over the axis (each anchor's own pair excluded
+        by its global index), and the result is the loss of the global batch
+        on every device. With references, they are split over the axis like
+        the batch and all-gathered too.
 
     Returns:
       A scalar.
@@ -351,6 +457,13 @@ def batch_hard_triplet_loss(
     distance matrix (a tie goes to the first index, as ``torch.max``); their
     distances are then computed from the two embeddings, so the gradient is
     ``O(B d)`` work after the ``(B, B)`` selection.
+
+    **References and devices.** With ``ref_embeddings``/``ref_labels`` the
+    positives and negatives of each anchor are chosen among the references
+    (``P(a)`` every reference with the anchor's label, nothing excluded); the
+    mean is over the batch's anchors. With ``axis_name`` they are chosen in
+    the global batch, and the result equals one device's on the whole batch.
+    Memory: the ``(B, R)`` (or ``(B_local, B_global)``) distance matrix.
 
     Gradient: finite when embeddings coincide (zero-distance gradient 0).
 
@@ -366,31 +479,34 @@ def batch_hard_triplet_loss(
       A. Hermans, L. Beyer, B. Leibe, In Defense of the Triplet Loss for
       Person Re-Identification, 2017.
 
-    pytorch-metric-learning: TripletMarginLoss + BatchHardMiner (reducer=MeanReducer())
+    pytorch-metric-learning: TripletMarginLoss + BatchHardMiner (reducer=MeanReducer()); with
+    references, ``loss(emb, labels, miner(emb, labels, ref_emb, ref_labels), ref_emb, ref_labels)``
     """
     fn = "batch_hard_triplet_loss"
-    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
+    ms = prepare_mining(embeddings, labels, ref_embeddings, ref_labels, axis_name, fn)
     _check_metric(metric, squared, fn)
     _check_margin(margin, fn)
-    if x.shape[0] == 0:
-        return jnp.zeros((), out_dtype)
+    x, cands = ms.anchors, ms.candidates
+    if x.shape[0] == 0 or cands.shape[0] == 0:
+        return _tiles.global_mean(jnp.zeros((), x.dtype), jnp.zeros((), x.dtype), axis_name).astype(
+            ms.out_dtype
+        )
     # The hardest pair of each anchor is chosen on the distance matrix (no gradient: the
     # choice is piecewise constant); its distance is then computed from the two rows, so the
-    # gradient reaches 2 rows per anchor, not the (B, B) matrix.
+    # gradient reaches 2 rows per anchor, not the (n, m) matrix.
     order = "sqeuclidean" if metric == "euclidean" else metric  # same order as the distances
-    dist = jax.lax.stop_gradient(_pairwise.distances(x, metric=order, same=True, precision=precision))
-    same_label = labels[:, None] == labels[None, :]
-    eye = jnp.eye(x.shape[0], dtype=bool)
-    pos = same_label & ~eye
+    dist = jax.lax.stop_gradient(ms.distances(order, precision))
+    same_label, pos = ms.masks()
     hardest_pos = _first_argmax(jnp.where(pos, dist, -jnp.inf))
     hardest_neg = _first_argmax(jnp.where(same_label, -jnp.inf, -dist))
     valid = jnp.any(pos, axis=-1) & ~jnp.all(same_label, axis=-1)
-    d_ap = _row_distances(x, x[hardest_pos], metric, squared)
-    d_an = _row_distances(x, x[hardest_neg], metric, squared)
+    d_ap = _row_distances(x, cands[hardest_pos], metric, squared)
+    d_an = _row_distances(x, cands[hardest_neg], metric, squared)
     violation = jnp.where(valid, d_ap - d_an, 0) + margin
     per_anchor = jax.nn.softplus(violation) if soft else jax.nn.relu(violation)
     total = jnp.sum(jnp.where(valid, per_anchor, 0))
-    return _numerics.safe_divide(total, jnp.sum(valid).astype(x.dtype)).astype(out_dtype)
+    count = jnp.sum(valid).astype(x.dtype)
+    return _tiles.global_mean(total, count, axis_name).astype(ms.out_dtype)
 
 
 def batch_all_triplet_loss(
@@ -401,6 +517,9 @@ def batch_all_triplet_loss(
     squared: bool = False,
     metric: str = "euclidean",
     precision=_HIGHEST,
+    ref_embeddings: ArrayLike | None = None,
+    ref_labels: ArrayLike | None = None,
+    axis_name=None,
 ) -> jax.Array:
     r"""Batch-all triplet loss: the mean over the valid triplets whose loss is positive.
 
@@ -415,6 +534,12 @@ def batch_all_triplet_loss(
     counted and summed with a binary search and prefix sums
     (``O(B^2 log B)`` time, ``O(B^2)`` memory).
 
+    With ``ref_embeddings``/``ref_labels`` the positives and negatives are the
+    references (every reference with the anchor's label is a positive, nothing
+    excluded; ``O(B R)`` memory); with ``axis_name`` they are the global batch
+    (``O(B_local B_global)`` memory per device), and the counts of both sums
+    are global.
+
     Args:
       embeddings: ``(B, d)`` embeddings.
       labels: ``(B,)`` integer class labels.
@@ -422,6 +547,19 @@ def batch_all_triplet_loss(
       squared: use squared Euclidean distances.
       metric: ``"euclidean"`` or ``"cosine"``.
       precision: precision of the Gram matrix product.
+      ref_embeddings: optional ``(R, d)`` references: the candidates
+        (positives and negatives) are then the references instead of the
+        batch, and no pair is excluded (a reference equal to an anchor is a
+        normal candidate), as pytorch-metric-learning's ``ref_emb``. The
+        gradient reaches both ``embeddings`` and ``ref_embeddings``.
+      ref_labels: ``(R,)`` integer labels of the references (given together
+        with ``ref_embeddings``).
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis the batch is
+        split over: this device's rows are the anchors, the candidates are the
+        whole batch all-gathered over the axis (each anchor's own pair excluded
+        by its global index), and the result is the loss of the global batch
+        on every device. With references, they are split over the axis like
+        the batch and all-gathered too.
 
     Returns:
       A scalar.
@@ -432,12 +570,15 @@ def batch_all_triplet_loss(
       >>> batch_all_triplet_loss(x, jnp.array([0, 0, 1, 1]), margin=1.0)
       Array(0.9464..., dtype=float32)
 
-    pytorch-metric-learning: TripletMarginLoss (all triplets, default AvgNonZeroReducer)
+    pytorch-metric-learning: TripletMarginLoss (all triplets, default AvgNonZeroReducer); with
+    references, ``loss(emb, labels, None, ref_emb, ref_labels)``
     """
     fn = "batch_all_triplet_loss"
     dist, pos, neg, dtype, out_dtype = _triplet_setup(
-        embeddings, labels, fn, margin, metric, squared, precision
+        embeddings, labels, ref_embeddings, ref_labels, axis_name, fn, margin, metric, squared, precision
     )
+    if dist.shape[1] == 0:  # no reference: no triplet
+        return _tiles.global_mean(jnp.zeros((), dtype), jnp.zeros((), dtype), axis_name).astype(out_dtype)
     s, _ = _sorted_negatives(dist, neg)
     threshold = dist + margin  # [a, p]: a negative violates iff D_an < D_ap + m
     count = _row_searchsorted_left(s, threshold)  # [a, p]
@@ -447,7 +588,7 @@ def batch_all_triplet_loss(
     below = jnp.take_along_axis(prefix, count, axis=-1)  # sum of the violating D_an
     count = jnp.where(pos, count, 0)
     total = jnp.sum(jnp.where(pos, count * threshold - below, 0))
-    return _numerics.safe_divide(total, jnp.sum(count).astype(dtype)).astype(out_dtype)
+    return _tiles.global_mean(total, jnp.sum(count).astype(dtype), axis_name).astype(out_dtype)
 
 
 def semi_hard_triplet_loss(
@@ -458,6 +599,9 @@ def semi_hard_triplet_loss(
     squared: bool = False,
     metric: str = "euclidean",
     precision=_HIGHEST,
+    ref_embeddings: ArrayLike | None = None,
+    ref_labels: ArrayLike | None = None,
+    axis_name=None,
 ) -> jax.Array:
     r"""Semi-hard triplet loss (FaceNet) exactly as TensorFlow Addons' ``triplet_semihard_loss``.
 
@@ -465,7 +609,8 @@ def semi_hard_triplet_loss(
     the closest negative farther than the positive,
     ``min{D_an : D_an > D_ap}``; if there is none, the farthest negative
     ``max_n D_an``; if ``a`` has no negative at all, the smallest entry of the
-    row (0, the diagonal), as TF-Addons' masked maximum gives. The result is
+    row (0, the diagonal; with references, the anchor's smallest distance to
+    a reference), as TF-Addons' masked maximum gives. The result is
 
     $$
     \frac{1}{|P|} \sum_{(a, p) \in P} \max(D_{ap} - D_{an^*} + m, 0)
@@ -481,6 +626,12 @@ def semi_hard_triplet_loss(
     Memory is ``O(B^2)`` (TF-Addons builds a ``B^3`` tile): rows are sorted and
     the semi-hard negative is found by binary search.
 
+    With ``ref_embeddings``/``ref_labels`` the rows are the anchors' distances
+    to the references: every reference with the anchor's label is a positive
+    (nothing excluded) and the mean is over these ``(anchor, reference)``
+    pairs; with ``axis_name`` the rows are the distances to the global batch,
+    and the mean is over the global batch's positive pairs.
+
     Args:
       embeddings: ``(B, d)`` embeddings.
       labels: ``(B,)`` integer class labels.
@@ -488,6 +639,19 @@ def semi_hard_triplet_loss(
       squared: use squared Euclidean distances.
       metric: ``"euclidean"`` or ``"cosine"``.
       precision: precision of the Gram matrix product.
+      ref_embeddings: optional ``(R, d)`` references: the candidates
+        (positives and negatives) are then the references instead of the
+        batch, and no pair is excluded (a reference equal to an anchor is a
+        normal candidate), as pytorch-metric-learning's ``ref_emb``. The
+        gradient reaches both ``embeddings`` and ``ref_embeddings``.
+      ref_labels: ``(R,)`` integer labels of the references (given together
+        with ``ref_embeddings``).
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis the batch is
+        split over: this device's rows are the anchors, the candidates are the
+        whole batch all-gathered over the axis (each anchor's own pair excluded
+        by its global index), and the result is the loss of the global batch
+        on every device. With references, they are split over the axis like
+        the batch and all-gathered too.
 
     Returns:
       A scalar.
@@ -501,12 +665,15 @@ def semi_hard_triplet_loss(
     References:
       F. Schroff, D. Kalenichenko, J. Philbin, FaceNet, CVPR 2015.
 
-    TensorFlow Addons: tfa.losses.triplet_semihard_loss (re-implemented in the tests)
+    TensorFlow Addons: tfa.losses.triplet_semihard_loss (re-implemented in the tests; with
+    references, its masked minimum / maximum over the anchor-reference distances)
     """
     fn = "semi_hard_triplet_loss"
     dist, pos, neg, dtype, out_dtype = _triplet_setup(
-        embeddings, labels, fn, margin, metric, squared, precision
+        embeddings, labels, ref_embeddings, ref_labels, axis_name, fn, margin, metric, squared, precision
     )
+    if dist.shape[1] == 0:  # no reference: no positive pair
+        return _tiles.global_mean(jnp.zeros((), dtype), jnp.zeros((), dtype), axis_name).astype(out_dtype)
     s, n_neg = _sorted_negatives(dist, neg)
     first_farther = _row_searchsorted_right(s, dist)  # [a, p]: first sorted D_an > D_ap
     has_outside = first_farther < n_neg[:, None]
@@ -519,7 +686,7 @@ def semi_hard_triplet_loss(
     inside = jnp.max(jnp.where(neg, dist - row_min, 0), axis=-1, keepdims=True, initial=0) + row_min
     semi_hard = jnp.where(has_outside, outside, inside)
     losses = jnp.where(pos, jax.nn.relu(margin + dist - semi_hard), 0)
-    return _numerics.safe_divide(jnp.sum(losses), jnp.sum(pos).astype(dtype)).astype(out_dtype)
+    return _tiles.global_mean(jnp.sum(losses), jnp.sum(pos).astype(dtype), axis_name).astype(out_dtype)
 
 
 # ------------------------------------------------------------------------- pair losses (PyTorch)

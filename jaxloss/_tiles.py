@@ -23,6 +23,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from . import _numerics
+
 __all__ = [
     "block_start",
     "block_valid",
@@ -30,11 +32,14 @@ __all__ = [
     "combine_logsumexp",
     "finalize_logsumexp",
     "finalize_softmax_mean",
+    "gathered_batch",
+    "global_mean",
     "init_logsumexp",
     "make_varying",
     "map_blocks",
     "num_blocks",
     "pad_to_blocks",
+    "psum_local_gradient",
     "psum_logsumexp",
     "psum_softmax_mean",
     "ring_shift",
@@ -262,3 +267,56 @@ def block_valid_at(index, block_size: int, total: int, offsets):
     selected candidate run) without materialising the whole mask.
     """
     return block_start(index, block_size, total) + offsets >= index * block_size
+
+
+# --------------------------------------------------------------------------- across devices
+
+
+def psum_local_gradient(x, axis_name):
+    """``psum(x)`` whose cotangent goes back unchanged to each device's own ``x``.
+
+    Every device holds the same global value, and the gradient of that value
+    reaches the local terms once (the gather's transpose adds the
+    cross-device terms). A plain ``psum`` transposes to a ``psum`` under
+    ``pmap``, which would multiply the gradient by the number of devices;
+    this one gives the same gradient under ``pmap`` and ``shard_map``.
+    """
+
+    @jax.custom_vjp
+    def total(x):
+        return jax.lax.psum(x, axis_name)
+
+    def fwd(x):
+        return total(x), None
+
+    def bwd(_, ct):
+        return (jax.lax.pcast(ct, axis_name, to="varying"),)
+
+    total.defvjp(fwd, bwd)
+    return total(x)
+
+
+def global_mean(total, count, axis_name):
+    """``total / count`` (0 for a zero count), each summed over ``axis_name`` when it is given.
+
+    The count gets no gradient; the total's gradient reaches each device's own
+    terms once (:func:`psum_local_gradient`).
+    """
+    if axis_name is not None:
+        total = psum_local_gradient(total, axis_name)
+        count = jax.lax.psum(jax.lax.stop_gradient(count), axis_name)
+    return _numerics.safe_divide(total, count)
+
+
+def gathered_batch(axis_name, *arrays):
+    """The arrays concatenated over the devices of ``axis_name`` and this device's offset in them.
+
+    Returns ``(gathered, offset)``: each array all-gathered along its first
+    axis (tiled, in device order), and ``axis_index * n`` with ``n`` the local
+    length, the global index of this device's first row. The gather's
+    transpose sends each device the cotangent of its own rows, summed over
+    the devices that used them.
+    """
+    gathered = tuple(jax.lax.all_gather(a, axis_name, axis=0, tiled=True) for a in arrays)
+    offset = jax.lax.axis_index(axis_name) * arrays[0].shape[0]
+    return gathered, offset

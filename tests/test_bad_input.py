@@ -38,6 +38,7 @@ def i(*shape):
 P = jnp.full((4, 3), 1 / 3, jnp.float32)  # valid distributions
 X, Y = f(4, 3), f(4, 3)
 L = jnp.array([0, 0, 1, 1], jnp.int32)
+L5 = jnp.array([0, 1, 0, 1, 2], jnp.int32)  # reference labels
 NB = jnp.zeros((4, 2), jnp.int32)  # neighbour indices
 REF = jnp.array([0, 1, 0, 1, 0, 1], jnp.int32)
 Q = jaxloss.queue_init(5, 3)  # an embedding queue of 5 rows of 3 features
@@ -212,6 +213,38 @@ CASES = [
     ("batch_hard_triplet_loss", jaxloss.batch_hard_triplet_loss, (X, L), dict(metric="bogus"), V, "metric"),
     ("semi_hard_triplet_loss", jaxloss.semi_hard_triplet_loss, (f(4), L), {}, V, "embeddings"),
     ("semi_hard_triplet_loss", jaxloss.semi_hard_triplet_loss, (X, L), dict(margin=-1.0), V, "margin"),
+    (
+        "batch_hard_triplet_loss",
+        jaxloss.batch_hard_triplet_loss,
+        (X, L),
+        dict(ref_embeddings=f(5, 3)),
+        V,
+        "ref_labels",
+    ),
+    (
+        "batch_all_triplet_loss",
+        jaxloss.batch_all_triplet_loss,
+        (X, L),
+        dict(ref_labels=L5),
+        V,
+        "ref_embeddings",
+    ),
+    (
+        "semi_hard_triplet_loss",
+        jaxloss.semi_hard_triplet_loss,
+        (X, L),
+        dict(ref_embeddings=f(5, 2), ref_labels=L5),
+        V,
+        "ref_embeddings",
+    ),
+    (
+        "batch_hard_triplet_loss",
+        jaxloss.batch_hard_triplet_loss,
+        (X, L),
+        dict(ref_embeddings=f(5, 3), ref_labels=L),
+        V,
+        "ref_labels",
+    ),
     ("lifted_structured_loss", jaxloss.lifted_structured_loss, (X, L), dict(margin=-1.0), V, "margin"),
     ("lifted_structured_loss", jaxloss.lifted_structured_loss, (X, L.astype(float)), {}, T, "labels"),
     (
@@ -281,6 +314,38 @@ CASES = [
     ("multi_similarity_loss", jaxloss.multi_similarity_loss, (f(4), L), {}, V, "embeddings"),
     ("circle_loss", jaxloss.circle_loss, (X, L), dict(gamma=0.0), V, "gamma"),
     ("circle_loss", jaxloss.circle_loss, (X, L.astype(jnp.float32)), {}, T, "labels"),
+    (
+        "circle_loss",
+        jaxloss.circle_loss,
+        (X, L),
+        dict(ref_embeddings=f(5), ref_labels=L5),
+        V,
+        "ref_embeddings",
+    ),
+    (
+        "circle_loss",
+        jaxloss.circle_loss,
+        (X, L),
+        dict(ref_embeddings=f(5, 3), ref_labels=L5.astype(jnp.float32)),
+        T,
+        "ref_labels",
+    ),
+    (
+        "multi_similarity_loss",
+        jaxloss.multi_similarity_loss,
+        (X, L),
+        dict(ref_embeddings=f(5, 3), ref_labels=L),
+        V,
+        "ref_labels",
+    ),
+    (
+        "multi_similarity_loss",
+        jaxloss.multi_similarity_loss,
+        (X, L),
+        dict(ref_labels=L5),
+        V,
+        "ref_embeddings",
+    ),
     (
         "linear_distillation_loss",
         jaxloss.linear_distillation_loss,

@@ -325,6 +325,51 @@ def test_circle_matches_pytorch_metric_learning(seed):
     _pair_case(fn, pml.CircleLoss(m=0.4, gamma=80), seed)
 
 
+def _reference_case(fn, module, seed, n=12, m=15, classes=4):
+    """``fn(x, refs)`` against ``module(x, y, None, refs, ref_y)`` (pytorch-metric-learning's
+    ``ref_emb``): values and gradients with respect to both. The first three references are
+    copies of anchors (normal candidates), and anchor 0 has no positive among the references."""
+    r = np.random.default_rng(seed)
+    x, refs = r.normal(size=(n, 6)), r.normal(size=(m, 6))
+    y, ref_y = r.integers(0, classes, size=n), r.integers(0, classes, size=m)
+    refs[:3], ref_y[:3] = x[1:4], y[1:4]
+    y[0] = 99
+    xt, rt = torch.tensor(x, requires_grad=True), torch.tensor(refs, requires_grad=True)
+    loss = module(xt, torch.tensor(y), None, rt, torch.tensor(ref_y))
+    gt = torch.autograd.grad(loss, [xt, rt])
+    value, grads = jax.value_and_grad(
+        lambda a, b: fn(a, jnp.asarray(y), b, jnp.asarray(ref_y)), argnums=(0, 1)
+    )(jnp.asarray(x), jnp.asarray(refs))
+    np.testing.assert_allclose(value, loss.item(), rtol=RTOL)
+    for g, t in zip(grads, gt, strict=True):
+        np.testing.assert_allclose(g, t.numpy(), rtol=RTOL, atol=RTOL * float(t.abs().max()))
+
+
+@pytest.mark.parametrize("seed", [40, pytest.param(41, marks=SLOW)])
+def test_multi_similarity_with_references_matches_pytorch_metric_learning(seed):
+    def fn(x, y, refs, ref_y):
+        return jnp.mean(jaxloss.multi_similarity_loss(x, y, ref_embeddings=refs, ref_labels=ref_y))
+
+    _reference_case(fn, pml.MultiSimilarityLoss(alpha=2, beta=50, base=0.5), seed)
+
+
+@pytest.mark.parametrize("seed", [42, pytest.param(43, marks=SLOW)])
+def test_circle_with_references_matches_pytorch_metric_learning(seed):
+    def fn(x, y, refs, ref_y):
+        loss = jaxloss.circle_loss(x, y, margin=0.4, gamma=80.0, ref_embeddings=refs, ref_labels=ref_y)
+        return jnp.sum(loss) / jnp.maximum(jnp.count_nonzero(loss), 1)
+
+    _reference_case(fn, pml.CircleLoss(m=0.4, gamma=80), seed)
+
+
+def test_pair_losses_against_no_reference_are_zero():
+    x = jnp.asarray(np.random.default_rng(44).normal(size=(5, 3)))
+    y = jnp.array([0, 1, 1, 2, 2])
+    for fn in (jaxloss.multi_similarity_loss, jaxloss.circle_loss):
+        out = fn(x, y, ref_embeddings=x[:0], ref_labels=y[:0])
+        assert out.shape == (5,) and float(jnp.abs(out).sum()) == 0.0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(21, 25))
 def test_pair_losses_sweep(seed):

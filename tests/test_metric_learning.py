@@ -335,6 +335,174 @@ def test_batch_all_matches_pml_default_reducer(metric, squared):
     )
 
 
+# ------------------------------------------------------------------ mining against references
+
+
+def _with_references(seed, n=10, m=12, d=4, classes=3):
+    """A batch and references (pytorch-metric-learning's ``ref_emb``): the first three references
+    are copies of anchors 1-3 (normal candidates, never excluded), and anchor 0 has no positive
+    among the references."""
+    r = rng(seed)
+    x = r.normal(size=(n, d))
+    labels = r.integers(0, classes, size=n).astype(np.int64)
+    refs = r.normal(size=(m, d))
+    ref_labels = r.integers(0, classes, size=m).astype(np.int64)
+    refs[:3], ref_labels[:3] = x[1:4], labels[1:4]
+    labels[0] = 50
+    return x, labels, refs, ref_labels
+
+
+@pytest.mark.parametrize(
+    "metric,squared",
+    [
+        ("euclidean", False),
+        pytest.param("euclidean", True, marks=_SLOW),
+        pytest.param("cosine", False, marks=_SLOW),
+    ],
+)
+@pytest.mark.parametrize("soft", [False, pytest.param(True, marks=_SLOW)])
+def test_batch_hard_with_references_matches_pml(metric, squared, soft):
+    dist = pml_distances.CosineSimilarity() if metric == "cosine" else _lp(2 if squared else 1)
+    loss_fn = pml_losses.TripletMarginLoss(
+        margin=0.4, smooth_loss=soft, distance=dist, reducer=pml_reducers.MeanReducer()
+    )
+    miner = pml_miners.BatchHardMiner(distance=dist)
+
+    def ref(e, lab, ref_emb, ref_lab):
+        return loss_fn(e, lab, miner(e, lab, ref_emb, ref_lab), ref_emb, ref_lab)
+
+    assert_matches_torch(
+        lambda e, lab, r, rl: jaxloss.batch_hard_triplet_loss(
+            e, lab, margin=0.4, metric=metric, squared=squared, soft=soft, ref_embeddings=r, ref_labels=rl
+        ),
+        ref,
+        *_with_references(30),
+    )
+
+
+@pytest.mark.parametrize(
+    "metric,squared",
+    [
+        ("euclidean", False),
+        pytest.param("euclidean", True, marks=_SLOW),
+        pytest.param("cosine", False, marks=_SLOW),
+    ],
+)
+def test_batch_all_with_references_matches_pml(metric, squared):
+    dist = pml_distances.CosineSimilarity() if metric == "cosine" else _lp(2 if squared else 1)
+    loss_fn = pml_losses.TripletMarginLoss(margin=0.5, distance=dist)  # all triplets, AvgNonZeroReducer
+    assert_matches_torch(
+        lambda e, lab, r, rl: jaxloss.batch_all_triplet_loss(
+            e, lab, margin=0.5, metric=metric, squared=squared, ref_embeddings=r, ref_labels=rl
+        ),
+        lambda e, lab, r, rl: loss_fn(e, lab, None, r, rl),
+        *_with_references(31),
+    )
+
+
+def test_references_equal_to_the_batch_keep_the_own_pair():
+    """References that are the batch itself are candidates like any other: the own pair (distance
+    0) is a positive, unlike the in-batch loss, as pytorch-metric-learning's ref_emb. Anchor 0 is
+    alone in its class: in-batch it has no positive, against itself as reference it has one."""
+    x, labels = _batch(32, n=12, classes=3)
+    labels[0] = 9
+    for fn in (
+        jaxloss.batch_hard_triplet_loss,
+        jaxloss.batch_all_triplet_loss,
+        jaxloss.semi_hard_triplet_loss,
+    ):
+        with_refs = fn(x, labels, margin=5.0, ref_embeddings=x, ref_labels=labels)
+        assert float(with_refs) != pytest.approx(float(fn(x, labels, margin=5.0)))
+    loss_fn = pml_losses.TripletMarginLoss(margin=5.0, distance=_lp())
+    np.testing.assert_allclose(
+        jaxloss.batch_all_triplet_loss(x, labels, margin=5.0, ref_embeddings=x, ref_labels=labels),
+        loss_fn(torch.tensor(x), torch.tensor(labels), None, torch.tensor(x), torch.tensor(labels)).item(),
+        rtol=1e-12,
+    )
+
+
+def test_mining_without_references_or_positives_is_zero():
+    x, labels, refs, ref_labels = _with_references(33)
+    for fn in (
+        jaxloss.batch_hard_triplet_loss,
+        jaxloss.batch_all_triplet_loss,
+        jaxloss.semi_hard_triplet_loss,
+    ):
+        assert float(fn(x, labels, ref_embeddings=refs[:0], ref_labels=ref_labels[:0])) == 0.0
+        value, grads = jax.value_and_grad(
+            lambda e, r, fn=fn: fn(e, labels, ref_embeddings=r, ref_labels=ref_labels + 100), argnums=(0, 1)
+        )(x, refs)
+        assert float(value) == 0.0 and all(bool(jnp.all(g == 0)) for g in grads)
+
+
+# ------------------------------------------------------------------------- mining across devices
+
+
+_SHARDED_MINING = textwrap.dedent(
+    """
+    import numpy as np, jax, jax.numpy as jnp
+    from jax.sharding import Mesh, PartitionSpec as P
+    import jaxloss
+    jax.config.update("jax_enable_x64", True)
+    assert jax.device_count() == 4
+    r = np.random.default_rng(0)
+    n, m, d = 20, 12, 5  # 5 anchors and 3 references per device
+    x, refs = jnp.asarray(r.normal(size=(n, d))), jnp.asarray(r.normal(size=(m, d)))
+    labels, ref_labels = jnp.asarray(r.integers(0, 4, size=n)), jnp.asarray(r.integers(0, 4, size=m))
+    labels = labels.at[7].set(9)  # an anchor without a positive anywhere
+    refs = refs.at[4].set(x[2])  # a reference that is a copy of an anchor
+    w = jnp.cos(jnp.arange(n))  # per-anchor outputs: a non-constant cotangent
+    mesh = Mesh(np.array(jax.devices()), ("d",))
+    scalar = {
+        "batch_hard_triplet_loss": lambda **kw: jaxloss.batch_hard_triplet_loss(margin=0.5, **kw),
+        "batch_all_triplet_loss": lambda **kw: jaxloss.batch_all_triplet_loss(margin=0.5, **kw),
+        "semi_hard_triplet_loss": lambda **kw: jaxloss.semi_hard_triplet_loss(margin=0.5, **kw),
+    }
+    per_anchor = {
+        "multi_similarity_loss": lambda **kw: jaxloss.multi_similarity_loss(beta=10.0, **kw),
+        "circle_loss": lambda **kw: jaxloss.circle_loss(gamma=8.0, **kw),
+    }
+    for name, loss in {**scalar, **per_anchor}.items():
+        out_spec = P() if name in scalar else P("d")
+        reduce = (lambda v: v) if name in scalar else (lambda v: jnp.sum(w * v))
+        for with_refs in (False, True):
+            def fn(e, lab, rf, rl, ax):
+                refs_kw = dict(ref_embeddings=rf, ref_labels=rl) if with_refs else {}
+                return loss(embeddings=e, labels=lab, axis_name=ax, **refs_kw)
+            one = lambda e, rf: reduce(fn(e, labels, rf, ref_labels, None))
+            v0, g0 = jax.value_and_grad(one, argnums=(0, 1))(x, refs)
+            sharded = jax.shard_map(
+                lambda e, lab, rf, rl: fn(e, lab, rf, rl, "d"),
+                mesh=mesh, in_specs=(P("d"),) * 4, out_specs=out_spec)
+            out = jax.jit(sharded)(x, labels, refs, ref_labels)
+            np.testing.assert_allclose(out, fn(x, labels, refs, ref_labels, None), rtol=1e-12, atol=1e-14)
+            many = lambda e, rf: reduce(sharded(e, labels, rf, ref_labels))
+            v1, g1 = jax.jit(jax.value_and_grad(many, argnums=(0, 1)))(x, refs)
+            np.testing.assert_allclose(v1, v0, rtol=1e-12)
+            for a, b in zip(g1, g0):  # embeddings; references (zero without them)
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+            jaxpr = str(jax.make_jaxpr(sharded)(x, labels, refs, ref_labels))
+            assert "all_gather" in jaxpr, name
+            if name in scalar:  # pmap: each device's gradient of the global loss w.r.t. its rows
+                local = lambda e, lab, rf, rl: jax.value_and_grad(fn, argnums=(0, 2))(e, lab, rf, rl, "d")
+                v2, g2 = jax.pmap(local, axis_name="d")(
+                    x.reshape(4, 5, d), labels.reshape(4, 5), refs.reshape(4, 3, d), ref_labels.reshape(4, 3))
+                np.testing.assert_allclose(v2, np.full(4, v0), rtol=1e-12)
+                np.testing.assert_allclose(np.asarray(g2[0]).reshape(n, d), g0[0], rtol=1e-10, atol=1e-13)
+                np.testing.assert_allclose(np.asarray(g2[1]).reshape(m, d), g0[1], rtol=1e-10, atol=1e-13)
+        print(name, "ok")
+    """
+)
+
+
+@pytest.mark.slow  # a subprocess on four forced CPU devices
+def test_mining_on_four_devices_equals_one_device():
+    """The five mining losses with ``axis_name`` (anchors local, candidates all-gathered, the own
+    pair excluded by global index; references sharded and all-gathered) equal one device's
+    result on the whole batch, values and gradients, under ``shard_map`` and ``pmap``."""
+    assert run_python(_SHARDED_MINING, devices=4, timeout=420).count(" ok") == 5
+
+
 @pytest.mark.slow
 def test_supervised_contrastive_matches_pml(variant):
     x, labels = _batch(10, n=12, classes=5)  # some anchors have no positive
@@ -483,6 +651,53 @@ def test_semi_hard_matches_tfa(squared, margin):
     labels[0] = 50  # an anchor without positives
     fn = jax.jit(lambda e, lab: jaxloss.semi_hard_triplet_loss(e, lab, margin=margin, squared=squared))
     assert_matches_torch(fn, lambda e, lab: _tfa_semihard(lab, e, margin, squared), x, labels)
+
+
+def _tfa_semihard_references(labels, embeddings, ref_labels, refs, margin, squared):
+    """TF-Addons' triplet_semihard_loss with anchors against references: the same masked min / max
+    (rows: anchors, columns: references), every same-label reference a positive (no own pair)."""
+
+    def masked_maximum(data, mask, dim):
+        axis_minimums = data.min(dim, keepdim=True).values
+        return ((data - axis_minimums) * mask).max(dim, keepdim=True).values + axis_minimums
+
+    def masked_minimum(data, mask, dim):
+        axis_maximums = data.max(dim, keepdim=True).values
+        return ((data - axis_maximums) * mask).min(dim, keepdim=True).values + axis_maximums
+
+    sq = (embeddings**2).sum(1, keepdim=True) + (refs**2).sum(1)[None] - 2 * embeddings @ refs.T
+    sq = sq.clamp_min(0.0)
+    error_mask = sq <= 0.0
+    pdist = sq if squared else torch.sqrt(sq + error_mask.to(sq.dtype) * 1e-16)
+    pdist = pdist * (~error_mask).to(pdist.dtype)  # (n, m)
+    adjacency = labels[:, None] == ref_labels[None, :]
+    adjacency_not = (~adjacency).to(pdist.dtype)
+    n, m = pdist.shape
+    tile = pdist[:, None, :].expand(n, m, m)  # [a, p, n'] = D[a, n']
+    mask = adjacency_not[:, None, :] * (tile > pdist[:, :, None]).to(pdist.dtype)
+    mask_final = mask.sum(-1) > 0.0  # [a, p]: some negative farther than the positive
+    negatives_outside = masked_minimum(tile, mask, -1)[..., 0]
+    negatives_inside = masked_maximum(pdist, adjacency_not, 1).expand(n, m)
+    semi_hard_negatives = torch.where(mask_final, negatives_outside, negatives_inside)
+    loss_mat = margin + pdist - semi_hard_negatives
+    mask_positives = adjacency.to(pdist.dtype)
+    return (loss_mat * mask_positives).clamp_min(0.0).sum() / mask_positives.sum()
+
+
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("margin", [0.2, pytest.param(1.0, marks=pytest.mark.slow)])
+def test_semi_hard_with_references_matches_tfa(squared, margin, variant):
+    x, labels, refs, ref_labels = _with_references(34)
+    refs[5:7] *= 4  # anchors whose positives have no farther negative
+    fn = variant(jaxloss.semi_hard_triplet_loss, margin=margin, squared=squared)
+    assert_matches_torch(
+        lambda e, lab, r, rl: fn(e, lab, ref_embeddings=r, ref_labels=rl),
+        lambda e, lab, r, rl: _tfa_semihard_references(lab, e, rl, r, margin, squared),
+        x,
+        labels,
+        refs,
+        ref_labels,
+    )
 
 
 def test_semi_hard_anchor_without_negatives_matches_tfa():
