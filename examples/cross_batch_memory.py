@@ -11,9 +11,10 @@ buffer holds earlier embeddings without their graph (a ``stop_gradient``);
 the gradient reaches the batch through both its anchors and its own
 references.
 
-The ring buffer is a pure function of arrays (a ``NamedTuple`` updated with
-``.at[].set``), so the whole step (model, optimizer and buffer) is one
-``nnx.jit``. The script trains the same small MLP on scikit-learn's
+The buffer is ``jaxloss.EmbeddingQueue``, a pytree of fixed shape updated by
+the pure function ``jaxloss.queue_push``, so the whole step (model, optimizer
+and buffer) is one ``nnx.jit``; it starts full (a first push of ``--memory``
+training images), so every row is a real sample and none needs masking. The script trains the same small MLP on scikit-learn's
 ``load_digits`` twice, with in-batch mining only and with the memory, and
 prints precision@1 and mAP@R of the held-out digits before and after. With
 a batch of 4 (2 classes x 2 images) and a memory of 64, the memory run ended
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,33 +39,6 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import jaxloss
-
-# --------------------------------------------------------------------------- the ring buffer
-
-
-class RingBuffer(NamedTuple):
-    """The last ``size`` embeddings and labels seen, oldest overwritten first."""
-
-    embeddings: jax.Array  # (size, d)
-    labels: jax.Array  # (size,)
-    position: jax.Array  # () int32: the slot written next
-
-
-def ring_init(embeddings, labels) -> RingBuffer:
-    """A full buffer holding ``embeddings`` (a warm start: every slot is a real sample)."""
-    return RingBuffer(jnp.asarray(embeddings), jnp.asarray(labels), jnp.zeros((), jnp.int32))
-
-
-def ring_push(buffer: RingBuffer, embeddings, labels) -> RingBuffer:
-    """Writes a batch over the oldest entries (no gradient is kept)."""
-    size = buffer.embeddings.shape[0]
-    slots = (buffer.position + jnp.arange(embeddings.shape[0])) % size
-    return RingBuffer(
-        buffer.embeddings.at[slots].set(jax.lax.stop_gradient(embeddings)),
-        buffer.labels.at[slots].set(labels),
-        (buffer.position + embeddings.shape[0]) % size,
-    )
-
 
 # --------------------------------------------------------------------------- model and data
 
@@ -108,7 +81,8 @@ def train(args, x_train, y_train, x_test, y_test, *, memory: bool):
     rng = np.random.default_rng(args.seed)  # the batches: the same for both runs
     # warm start: the untrained model's embeddings of `memory` random training images
     start = np.random.default_rng(args.seed + 1).choice(len(x_train), size=args.memory, replace=False)
-    buffer = ring_init(model(jnp.asarray(x_train[start])), y_train[start])
+    first = model(jnp.asarray(x_train[start]))
+    buffer = jaxloss.queue_push(jaxloss.queue_init(len(start), first.shape[1]), first, y_train[start])
 
     @nnx.jit
     def step(model, optimizer, buffer, xb, yb):
@@ -125,7 +99,7 @@ def train(args, x_train, y_train, x_test, y_test, *, memory: bool):
 
         if memory:
             (loss, e), grads = nnx.value_and_grad(objective, has_aux=True)(model)
-            buffer = ring_push(buffer, e, yb)
+            buffer = jaxloss.queue_push(buffer, e, yb)
         else:
             loss, grads = nnx.value_and_grad(objective)(model)
         optimizer.update(model, grads)
