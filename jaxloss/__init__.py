@@ -42,6 +42,7 @@ from ._distances import squareform as squareform
 
 # --------------------------------------------------------------------------- search
 from ._search import knn as knn
+from ._search import range_search as range_search
 from ._search import sharded_knn as sharded_knn
 
 # --------------------------------------------------------------------------- retrieval metrics
@@ -173,6 +174,7 @@ __all__ = [
     "proxy_anchor_loss",
     "proxy_nca_loss",
     "r_precision",
+    "range_search",
     "recall_at_k",
     "reduce",
     "renyi_divergence",
