@@ -721,3 +721,169 @@ def test_sharded_filtered_knn_matches_single_device():
     """
     out = run_python(code, devices=4)
     assert "checked 36" in out
+
+
+# --------------------------------------------------------------------------- range search
+
+# Radii that data of small integers (0/1 codes) reach exactly: rows on the boundary are inside.
+RANGE_RADIUS = {
+    "euclidean": 2.0,
+    "sqeuclidean": 4.0,
+    "cosine": 0.5,
+    "cityblock": 3.0,
+    "hamming": 0.375,
+    "dot": 2.0,
+    "packed": 4,
+}
+
+
+def range_brute_force(dist, radius, max_results, metric, database_mask=None, exclude=None):
+    """Rows with dist <= radius (dot: q.x >= radius) after the filters, nearest first, ties to
+    the lowest index, padded to max_results; and the true counts."""
+    dist = dist.copy()
+    if database_mask is not None:
+        dist[:, ~np.asarray(database_mask)] = np.inf
+    if exclude is not None:
+        for row, ex in enumerate(np.asarray(exclude)):
+            dist[row, ex[ex >= 0]] = np.inf
+    r = np.broadcast_to(np.asarray(radius, np.float64), (dist.shape[0],))[:, None]
+    inside = dist <= (-r if metric == "dot" else r)
+    d, i = filtered_brute_force(np.where(inside, dist, np.inf), max_results, metric)
+    pad = max_results - d.shape[1]
+    if pad > 0:
+        fill = {"packed": 2**31 - 1, "dot": -np.inf}.get(metric, np.inf)
+        d = np.pad(d, ((0, 0), (0, pad)), constant_values=fill)
+        i = np.pad(i, ((0, 0), (0, pad)), constant_values=-1)
+    return d, i, inside.sum(axis=1)
+
+
+def assert_range_equal(got, expected, metric):
+    d, i, n = got
+    de, ie, ne = expected
+    assert n.dtype == jnp.int32 and n.shape == ne.shape
+    np.testing.assert_array_equal(np.asarray(n), ne)
+    assert_filtered_equal((d, i), (de, ie), metric)
+
+
+RANGE_CASES = [  # (max_results, block_size)
+    (3, 16),  # most counts exceed max_results
+    (10, 256),
+    (150, None),  # more than the database's 120 rows
+    (70, 32),  # max_results > 64: the lax.top_k scan
+]
+
+
+@pytest.mark.parametrize("max_results, block_size", RANGE_CASES)
+@pytest.mark.parametrize("metric", FILTER_METRICS)
+def test_range_search_matches_brute_force(metric, max_results, block_size, variant):
+    q, x, bits = filter_data(metric, 120, seed=50)
+    name = "hamming" if metric == "packed" else metric
+    radius = RANGE_RADIUS[metric]
+    got = variant(jaxloss.range_search, max_results=max_results, metric=name, block_size=block_size)(
+        q, x, radius
+    )
+    assert got[0].shape == got[1].shape == (13, max_results)
+    expected = range_brute_force(distance_matrix(q, x, metric, bits), radius, max_results, metric)
+    assert_range_equal(got, expected, metric)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "packed", "dot", "cityblock"])
+def test_range_search_filters_and_per_query_radius(metric):
+    q, x, bits = filter_data(metric, 120, seed=51)
+    mask, exclude = random_filters(120, 13, seed=52, keep=0.6)
+    name = "hamming" if metric == "packed" else metric
+    steps = (1 + np.arange(13) % 3) * {"dot": 2, "cityblock": 1}.get(metric, 0.5)
+    radius = RANGE_RADIUS[metric] * steps  # per query
+    got = jaxloss.range_search(
+        q, x, radius, max_results=4, metric=name, block_size=32, database_mask=mask, exclude=exclude
+    )
+    dist = distance_matrix(q, x, metric, bits)
+    expected = range_brute_force(dist, radius, 4, metric, mask, exclude)
+    assert_range_equal(got, expected, metric)
+    assert (expected[2] > 4).any() and (expected[2] < 4).any()  # both sides of max_results
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "packed"])
+def test_range_search_nothing_and_everything(metric):
+    q, x, bits = filter_data(metric, 80, seed=53)
+    name = "hamming" if metric == "packed" else metric
+    if metric == "packed":  # queries of all-ones bits, none in the database: radius 0 finds nothing
+        x = jaxloss.pack_bits(np.concatenate([bits[:, :11], np.zeros((80, 1), bool)], axis=1))
+        q = jaxloss.pack_bits(np.ones((13, 12), bool))
+    else:
+        q = q + np.float32(0.25)
+    d, i, n = jaxloss.range_search(q, x, 0.0, max_results=5, metric=name)
+    np.testing.assert_array_equal(np.asarray(n), 0)
+    np.testing.assert_array_equal(np.asarray(i), -1)
+    np.testing.assert_array_equal(np.asarray(d), 2**31 - 1 if metric == "packed" else np.inf)
+    # an infinite radius: every row counted, the max_results nearest returned (knn's answer)
+    d, i, n = jaxloss.range_search(q, x, np.inf, max_results=5, metric=name)
+    np.testing.assert_array_equal(np.asarray(n), 80)
+    dk, ik = jaxloss.knn(q, x, 5, metric=name)
+    np.testing.assert_array_equal(np.asarray(i), np.asarray(ik))
+    np.testing.assert_array_equal(np.asarray(d), np.asarray(dk))
+
+
+def test_range_search_matches_faiss_range_search():
+    """faiss IndexFlatL2.range_search (squared distances, strict <) on random floats, where no
+    distance lies on the radius."""
+    faiss = pytest.importorskip("faiss")
+    r = rng(54)
+    x = r.normal(size=(2000, 8)).astype(np.float32)
+    q = r.normal(size=(40, 8)).astype(np.float32)
+    radius = 2.5
+    index = faiss.IndexFlatL2(8)
+    index.add(x)
+    lims, fd, fi = index.range_search(q, radius**2)
+    d, i, n = jaxloss.range_search(q, x, radius, max_results=64, block_size=512)
+    np.testing.assert_array_equal(np.asarray(n), np.diff(lims))
+    for row in range(40):
+        got = np.asarray(i[row])[: min(64, n[row])]
+        expected = fi[lims[row] : lims[row + 1]][np.argsort(fd[lims[row] : lims[row + 1]], kind="stable")]
+        np.testing.assert_array_equal(got, expected[:64])
+        np.testing.assert_allclose(
+            np.asarray(d[row])[: len(got)] ** 2, np.sort(fd[lims[row] : lims[row + 1]])[:64], rtol=1e-4
+        )
+
+
+def test_range_search_gradients_match_torch():
+    r = rng(55)
+    x = r.normal(size=(30, 4))
+    q = x[:5] + 0.1 * r.normal(size=(5, 4))
+
+    def loss(q, x):
+        d, _, _ = jaxloss.range_search(q, x, 2.0, max_results=6, block_size=8)
+        return jnp.sum(jnp.where(jnp.isfinite(d), d, 0) * jnp.arange(1, 7))
+
+    _, idx, _ = jaxloss.range_search(q, x, 2.0, max_results=6)
+    idx = np.asarray(idx)
+    assert (idx >= 0).any() and (idx == -1).any()
+    gq, gx = jax.grad(loss, (0, 1))(jnp.asarray(q), jnp.asarray(x))
+    qt = torch.tensor(q, requires_grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    dt = torch.cdist(qt, xt, compute_mode="donot_use_mm_for_euclid_dist")
+    sel = dt.gather(1, torch.tensor(np.maximum(idx, 0)).long()) * torch.tensor(idx >= 0)
+    (sel * torch.arange(1, 7)).sum().backward()
+    np.testing.assert_allclose(np.asarray(gq), qt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(gx), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_range_search_empty_queries_and_errors():
+    x = jnp.ones((5, 3))
+    d, i, n = jaxloss.range_search(jnp.zeros((0, 3)), x, 1.0, max_results=4)
+    assert d.shape == i.shape == (0, 4) and n.shape == (0,)
+    with pytest.raises(TypeError, match="`max_results` must be a Python int"):
+        jaxloss.range_search(x, x, 1.0, max_results=2.0)
+    with pytest.raises(ValueError, match="`max_results` must be >= 1"):
+        jaxloss.range_search(x, x, 1.0, max_results=0)
+    with pytest.raises(ValueError, match=r"`radius` must lie in \[0, inf\)"):
+        jaxloss.range_search(x, x, -1.0, max_results=2)
+    with pytest.raises(ValueError, match="`radius` must be >= 0"):
+        jaxloss.range_search(x, x, jnp.array([1.0, -1.0, 0, 0, 0]), max_results=2)
+    with pytest.raises(ValueError, match=r"`radius` must be a scalar or have shape \(queries,\) = \(5,\)"):
+        jaxloss.range_search(x, x, jnp.ones((5, 1)), max_results=2)
+    with pytest.raises(TypeError, match="`radius` must be a real number"):
+        jaxloss.range_search(x, x, "1", max_results=2)
+    # a similarity threshold may be negative
+    d, i, n = jaxloss.range_search(x, -x, -3.0, max_results=2, metric="dot")
+    np.testing.assert_array_equal(np.asarray(n), 5)
