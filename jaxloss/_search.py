@@ -655,6 +655,9 @@ def _drop_excluded(d, idx, key, exclude, k):
     return take(d), take(idx), jnp.where(take(drop), jnp.inf, take(key))
 
 
+_PACKED_PAD = np.int32(2**31 - 1)  # faiss's padding distance for binary indexes
+
+
 def _padded(d, idx, key, metric, packed, out_dtype):
     """Missing entries (``inf`` key) as index ``-1`` and the padding distance of the metric."""
     missing = key == jnp.inf
@@ -663,9 +666,6 @@ def _padded(d, idx, key, metric, packed, out_dtype):
     else:
         pad = -jnp.inf if metric == "dot" else jnp.inf
     return jnp.where(missing, pad, d).astype(out_dtype), jnp.where(missing, -1, idx)
-
-
-_PACKED_PAD = np.int32(2**31 - 1)  # faiss's padding distance for binary indexes
 
 
 def _raw_queries(queries, metric, packed, qs):
@@ -760,7 +760,8 @@ def knn(
     unfiltered search); for ``exclude`` the scan keeps ``k + e`` candidates per
     query (``e = exclude.shape[1]``) and drops the excluded ones afterwards,
     which is exact because at most ``e`` of them can be excluded (with
-    ``k + e > 64`` the tiles use the ``lax.top_k`` selection). Neither builds a
+    ``k + e > 64`` the tiles use the ``lax.top_k`` selection; the comparison
+    with the excluded rows takes ``O(q (k + e) e)``). Neither builds a
     ``(q, m)`` mask. When fewer than ``k`` rows are allowed, the tail of a
     result row has the index ``-1`` and the distance ``+inf`` (``-inf`` for
     ``"dot"``, whose results are largest first; ``2**31 - 1`` for packed

@@ -681,6 +681,30 @@ def test_filtered_knn_gradients_match_torch():
     np.testing.assert_allclose(np.asarray(gx), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("packed", [True, False])
+def test_filtered_search_memory_does_not_grow_with_the_database(packed):
+    """No (queries x database) mask or scores: temporaries stay bounded with a database mask,
+    exclusions and a range search."""
+
+    def temp_bytes(m):
+        shape, dtype, metric = ((8,), jnp.uint32, "hamming") if packed else ((32,), jnp.float32, "euclidean")
+        q = jax.ShapeDtypeStruct((4096,) + shape, dtype)
+        x = jax.ShapeDtypeStruct((m,) + shape, dtype)
+        mask = jax.ShapeDtypeStruct((m,), jnp.bool_)
+        exclude = jax.ShapeDtypeStruct((4096, 2), jnp.int32)
+
+        def f(a, b, mask, exclude):
+            kw = dict(metric=metric, database_mask=mask, exclude=exclude)
+            return jaxloss.knn(a, b, 10, **kw), jaxloss.range_search(a, b, 3.0, max_results=10, **kw)
+
+        return jax.jit(f).lower(q, x, mask, exclude).compile().memory_analysis().temp_size_in_bytes
+
+    small, large = temp_bytes(100_000), temp_bytes(2_000_000)
+    assert large < 128 * 2**20, large  # 4,096 x 2,000,000 bools would be 8 GB
+    # the one per-row array that grows: the float path's squared norms (4 bytes per row)
+    assert large <= small + (0 if packed else 4 * 1_900_000) + 2**20, (small, large)
+
+
 def test_filtered_knn_errors():
     x = jnp.ones((5, 3))
     with pytest.raises(ValueError, match=r"`database_mask` must have shape \(database rows,\) = \(5,\)"):
