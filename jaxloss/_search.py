@@ -382,6 +382,24 @@ def _runs(block, k):
     return r if block >= 4 * k * r and block % r == 0 else 1
 
 
+def _run_extremes(vals, r, largest, inside=None):
+    """The largest (or smallest) value of each run of ``r`` rows of a (rows, queries) tile.
+
+    With ``inside`` (a bool tile) also the number of True entries per column,
+    reduced in the same pass over the tile (one variadic reduction), so that
+    a range search does not read or recompute the tile twice.
+    """
+    b, n = vals.shape
+    v = vals.reshape(b // r, r, n)
+    if inside is None:
+        return jnp.max(v, axis=1) if largest else jnp.min(v, axis=1)
+    c = inside.astype(jnp.int32).reshape(b // r, r, n)
+    pick = jnp.maximum if largest else jnp.minimum
+    init = (jnp.array(-jnp.inf if largest else _INT_MAX, vals.dtype), jnp.array(0, jnp.int32))
+    ext, cnt = jax.lax.reduce((v, c), init, lambda x, y: (pick(x[0], y[0]), x[1] + y[1]), (1,))
+    return ext, jnp.sum(cnt, axis=0, dtype=jnp.int32)
+
+
 def _pop_best(vals, idx, k):
     """The ``k`` largest ``vals`` of every column, ties to the lowest ``idx`` (distinct per column).
 
@@ -415,12 +433,17 @@ def _gemm_scan(plan, qs, x, aux, limit, mask=None, thr=None):
         ok = valid[:, None]
         g = _pairwise.ranking_scores(blk, qs, a, metric=plan.metric, precision=plan.precision)  # (block, qb)
         s = jnp.where(ok, g, -jnp.inf)
-        within = (
-            () if thr is None else (carry[2] + jnp.sum(ok & (g >= thr[None, :]), axis=0, dtype=jnp.int32),)
-        )
+        within = ()
+        if thr is not None and r == 1:  # rows within the radius (range_search)
+            within = (carry[2] + jnp.sum(s >= thr[None, :], axis=0, dtype=jnp.int32),)
         if r > 1:
             runs = jnp.arange(block // r, dtype=jnp.int32)[:, None]
-            _, best = _pop_best(jnp.max(s.reshape(block // r, r, qb), axis=1), runs, k)
+            if thr is None:
+                run_max = _run_extremes(s, r, True)
+            else:
+                run_max, inside = _run_extremes(s, r, True, s >= thr[None, :])
+                within = (carry[2] + inside,)
+            _, best = _pop_best(run_max, runs, k)
             rid = best[:, None, :] * r + jnp.arange(r, dtype=jnp.int32)[None, :, None]  # (k, r, qb)
             cand = jnp.take_along_axis(s, rid.reshape(k * r, qb), axis=0)
             bs, bi = _pop_best(cand, start + rid.reshape(k * r, qb), k)
@@ -558,7 +581,7 @@ def _packed_scan(plan, q, x, limit, row_mask=None, thr=None):
         if thr is not None:  # rows within the radius (range_search)
             within = (carry[2] + jnp.sum(valid & (counts <= thr[None, :]), axis=0, dtype=jnp.int32),)
         if r > 1:
-            best = _pop_smallest(jnp.min(keys.reshape(block // r, r, qb), axis=1), k)
+            best = _pop_smallest(_run_extremes(keys, r, False), k)
             run = jnp.where(best == _INT_MAX, 0, (best & mask) // r)
             rid = run[:, None, :] * r + jnp.arange(r, dtype=jnp.int32)[None, :, None]  # (k, r, qb)
             cand = x[start + rid]  # (k, r, qb, w): the rows of the k best runs
@@ -854,14 +877,17 @@ def _score_threshold(q_raw, radius, metric, packed, num_features):
     r = radius.astype(cdt)
     if metric in ("euclidean", "sqeuclidean"):
         qn = jnp.sum(q_raw * q_raw, axis=1)
-        return qn - (r * r if metric == "euclidean" else r)
-    if metric == "hamming":
-        return jnp.sum(q_raw, axis=1) - r * num_features
-    if metric == "cosine":
-        return 1 - r
-    if metric == "cityblock":
-        return -r
-    return r  # dot
+        t = qn - (r * r if metric == "euclidean" else r)
+    elif metric == "hamming":
+        t = jnp.sum(q_raw, axis=1) - r * num_features
+    elif metric == "cosine":
+        t = 1 - r
+    elif metric == "cityblock":
+        t = -r
+    else:  # dot
+        t = r
+    # finite: a missing row's score, -inf, never reaches it (an infinite radius counts every row)
+    return jnp.maximum(t, jnp.finfo(cdt).min)
 
 
 def _within(d, radius, metric):
@@ -935,9 +961,11 @@ def range_search(
     there are in all (it may exceed ``max_results``).
 
     It is the blocked search of ``knn`` with ``k = min(max_results, m)``: the
-    same scan selects the ``k`` nearest rows (and re-scores them exactly) and,
-    in the same pass over each tile, counts the rows whose ranking score (the
-    GEMM form of the distance) is within the radius; the ``k`` winners are then
+    same scan selects the ``k`` nearest rows (and re-scores them exactly) and
+    counts, tile by tile, the rows whose ranking score (the GEMM form of the
+    distance) is within the radius (for the GEMM metrics in the same
+    reduction that finds each run's best score; for packed codes a second
+    reduction over the tile's counts); the ``k`` winners are then
     cut at the radius with their exact distances. When fewer than ``k`` rows
     are within the radius the count is the number of exact winners inside it;
     otherwise it is the count of the scan, where a row whose distance equals

@@ -792,6 +792,7 @@ def assert_range_equal(got, expected, metric):
 RANGE_CASES = [  # (max_results, block_size)
     (3, 16),  # most counts exceed max_results
     (10, 256),
+    (2, 128),  # runs of 8 rows: the count is reduced with the run maxima (minima)
     (150, None),  # more than the database's 120 rows
     (70, 32),  # max_results > 64: the lax.top_k scan
 ]
