@@ -615,9 +615,12 @@ def test_filtered_knn_matches_brute_force(metric, k, block_size, how):
     assert_filtered_equal(got, expected, metric)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("metric", ["euclidean", "dot", "packed", "cityblock"])
-def test_filtered_knn_fewer_allowed_rows_than_k(metric, variant):
+def test_filtered_knn_fewer_allowed_rows_than_k(metric, dtype, variant):
     q, x, bits = filter_data(metric, 60, seed=33)
+    if metric != "packed":
+        q, x = q.astype(dtype), x.astype(dtype)
     mask = np.zeros(60, bool)
     mask[[3, 17, 41]] = True
     exclude = np.full((13, 2), -1)
@@ -626,6 +629,8 @@ def test_filtered_knn_fewer_allowed_rows_than_k(metric, variant):
     got = variant(jaxloss.knn, k=6, metric=name, block_size=16)(
         q, x, database_mask=jnp.asarray(mask), exclude=jnp.asarray(exclude)
     )
+    if metric != "packed":
+        assert got[0].dtype == dtype
     expected = filtered_brute_force(distance_matrix(q, x, metric, bits), 6, metric, mask, exclude)
     assert_filtered_equal(got, expected, metric)
     assert (np.asarray(got[1])[:, 3:] == -1).all() and (np.asarray(got[1])[0, 2:] == -1).all()
@@ -812,9 +817,12 @@ def test_range_search_matches_brute_force(metric, max_results, block_size, varia
     assert_range_equal(got, expected, metric)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("metric", ["euclidean", "packed", "dot", "cityblock"])
-def test_range_search_filters_and_per_query_radius(metric):
+def test_range_search_filters_and_per_query_radius(metric, dtype):
     q, x, bits = filter_data(metric, 120, seed=51)
+    if metric != "packed":
+        q, x = q.astype(dtype), x.astype(dtype)
     mask, exclude = random_filters(120, 13, seed=52, keep=0.6)
     name = "hamming" if metric == "packed" else metric
     steps = (1 + np.arange(13) % 3) * {"dot": 2, "cityblock": 1}.get(metric, 0.5)
