@@ -5,7 +5,9 @@ Run: ``python -m benchmarks.bench_search [--quick]``. Full sizes: float search
 k = 10, with XLA's bare matrix product ``q @ x.T`` of the same shapes beside
 it (the GEMM work of any GEMM-based float search; it also writes the whole
 score matrix, which the blocked search never holds, so the search can take
-less time than it); packed Hamming, 16,384 x 100,000 codes of
+less time than it); the euclidean search with a ``database_mask`` keeping 10%
+of the rows, beside the same search unmasked and faiss ``IndexFlatL2`` with an
+``IDSelectorBitmap``; packed Hamming, 16,384 x 100,000 codes of
 256 bits, k = 10. ``--quick``: 1,024 queries x 20,000 rows.
 
 Each side runs in its own process (``benchmarks._timing.isolated``): XLA's CPU
@@ -47,13 +49,19 @@ def _bit_data(nq, m, bits, seed):
 # --- factories: each builds its inputs and returns a blocking callable (run in its own process)
 
 
-def jaxloss_knn(nq, m, d, k, metric, seed):
+def _row_mask(m, keep, seed):
+    """A database mask keeping about ``keep`` of the ``m`` rows."""
+    return np.random.default_rng(seed + 1).random(m) < keep
+
+
+def jaxloss_knn(nq, m, d, k, metric, seed, keep=None):
     import jax  # noqa: PLC0415
 
     import jaxloss  # noqa: PLC0415
 
     q, x = (jax.device_put(a) for a in _float_data(nq, m, d, seed))
-    return lambda: jax.block_until_ready(jaxloss.knn(q, x, k, metric=metric))
+    mask = None if keep is None else jax.device_put(_row_mask(m, keep, seed))
+    return lambda: jax.block_until_ready(jaxloss.knn(q, x, k, metric=metric, database_mask=mask))
 
 
 def jax_gemm(nq, m, d, seed):
@@ -65,13 +73,23 @@ def jax_gemm(nq, m, d, seed):
     return lambda: jax.block_until_ready(gemm(q, x)).shape
 
 
-def faiss_flat(nq, m, d, k, metric, seed):
+def faiss_flat(nq, m, d, k, metric, seed, keep=None):
     import faiss  # noqa: PLC0415
 
     q, x = _float_data(nq, m, d, seed)
     if metric == "euclidean":
         index = faiss.IndexFlatL2(d)
         index.add(x)
+        if keep is not None:  # an IDSelectorBitmap over the same rows as the jaxloss mask
+            bitmap = np.packbits(_row_mask(m, keep, seed), bitorder="little")
+            selector = faiss.IDSelectorBitmap(m, faiss.swig_ptr(bitmap))
+            params = faiss.SearchParameters(sel=selector)
+
+            def search():
+                alive = (bitmap, selector)  # the selector points into the bitmap: both stay alive
+                return _faiss_l2(index.search(q, k, params=params)), alive
+
+            return lambda: search()[0]
         return lambda: _faiss_l2(index.search(q, k))
     index = faiss.IndexFlatIP(d)
     if metric == "cosine":
@@ -207,6 +225,34 @@ def bench_float(nq, m, d, k, metric, repeats, seed=0):
     }
 
 
+def bench_masked(nq, m, d, k, keep, repeats, seed=3):
+    """Euclidean knn with a database mask keeping ``keep`` of the rows: against the same search
+    unmasked (the mask should cost nothing) and faiss with an ``IDSelectorBitmap``."""
+    common = {"nq": nq, "m": m, "d": d, "k": k, "metric": "euclidean", "seed": seed}
+    ours = isolated(
+        MODULE, "jaxloss_knn", peer=False, repeats=repeats, return_result=True, keep=keep, **common
+    )
+    i_ours = ours.pop("result")[1]
+    peers = {
+        "jaxloss knn without the mask": isolated(MODULE, "jaxloss_knn", peer=False, repeats=repeats, **common)
+    }
+    note = "faiss not installed"
+    if _has_faiss():
+        name = "faiss IndexFlatL2 + IDSelectorBitmap"
+        timing = isolated(
+            MODULE, "faiss_flat", peer=True, repeats=repeats, return_result=True, keep=keep, **common
+        )
+        note = f"indices equal to {name}'s: {_same(i_ours, timing.pop('result')[1]):.4%}"
+        peers[name] = timing
+    return {
+        "operation": f"knn euclidean k={k}, database_mask keeping {keep:.0%}",
+        "shapes": f"{nq}x{d} vs {m}x{d} float32",
+        "jaxloss": ours,
+        "peers": peers,
+        "note": note,
+    }
+
+
 def bench_hamming(nq, m, bits, k, repeats, seed=1):
     common = {"nq": nq, "m": m, "bits": bits, "k": k, "seed": seed}
     ours = isolated(MODULE, "jaxloss_hamming", peer=False, repeats=repeats, return_result=True, **common)
@@ -233,6 +279,7 @@ def run(quick: bool) -> list[dict]:
         bench_float(nq, m, 128, 10, "euclidean", repeats),
         bench_float(nq, m, 128, 10, "cosine", repeats, seed=2),
         bench_float(nq, m, 128, 10, "dot", repeats, seed=2),
+        bench_masked(nq, m, 128, 10, 0.1, repeats),
         bench_hamming(nq_bits, m, 256, 10, repeats),
     ]
 

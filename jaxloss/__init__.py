@@ -42,6 +42,7 @@ from ._distances import squareform as squareform
 
 # --------------------------------------------------------------------------- search
 from ._search import knn as knn
+from ._search import range_search as range_search
 from ._search import sharded_knn as sharded_knn
 
 # --------------------------------------------------------------------------- retrieval metrics
@@ -188,6 +189,7 @@ __all__ = [
     "queue_init",
     "queue_push",
     "r_precision",
+    "range_search",
     "recall_at_k",
     "reciprocal_rank",
     "reduce",

@@ -43,6 +43,7 @@ from . import _numerics as nx
 
 __all__ = [
     "knn",
+    "range_search",
     "sharded_knn",
     "METRICS",
 ]
@@ -124,6 +125,48 @@ def _check_inputs(queries, database, k, metric, fn):
             raise TypeError(f"{fn}: `{name}` must be real; got dtype {a.dtype}.")
     k = _check_k(k, database.shape[0], fn)
     return queries, database, k, metric, all(packed)
+
+
+def _check_filters(database_mask, exclude, q, m, fn):
+    """``database_mask`` as an ``(m,)`` bool array and ``exclude`` as ``(q, e)`` int32 (or None)."""
+    if database_mask is not None:
+        database_mask = jnp.asarray(database_mask)
+        if database_mask.dtype != jnp.bool_:
+            raise TypeError(
+                f"{fn}: `database_mask` must be a boolean array (True: the row may be returned); "
+                f"got dtype {database_mask.dtype}."
+            )
+        if database_mask.shape != (m,):
+            raise ValueError(
+                f"{fn}: `database_mask` must have shape (database rows,) = ({m},); got shape "
+                f"{database_mask.shape}."
+            )
+    if exclude is not None:
+        exclude = jnp.asarray(exclude)
+        if not jnp.issubdtype(exclude.dtype, jnp.integer) or exclude.dtype == jnp.bool_:
+            raise TypeError(
+                f"{fn}: `exclude` must hold integer database row indices (-1: padding); got dtype "
+                f"{exclude.dtype}."
+            )
+        if exclude.ndim != 2:
+            raise ValueError(
+                f"{fn}: `exclude` must have 2 dimensions (queries, excluded rows per query); got "
+                f"shape {exclude.shape}."
+            )
+        if exclude.shape[0] != q:
+            raise ValueError(
+                f"{fn}: `exclude` needs one row per query (exclude.shape[0] == queries.shape[0] = "
+                f"{q}); got shape {exclude.shape}."
+            )
+        if exclude.shape[1] == 0:
+            exclude = None
+        else:
+            # negative entries are padding; indices past int32 cannot name a row
+            big = int(jnp.iinfo(jnp.int32).max)
+            if jnp.iinfo(exclude.dtype).max > big:
+                exclude = jnp.where(exclude > big, -1, exclude)
+            exclude = exclude.astype(jnp.int32)
+    return database_mask, exclude
 
 
 # --------------------------------------------------------------------------- block scores
@@ -250,26 +293,34 @@ def _block_top_k(s, k):
     return vals, jnp.minimum(cols, b - 1)
 
 
-def _tile_rows(plan, x, aux, i, arange, limit, dtype):
+def _tile_rows(plan, x, aux, i, arange, limit, dtype, mask=None):
     """Block ``i`` of the database: ``(start, rows in dtype, aux rows, positions, valid)``.
 
     The last block is pulled back to end at ``m`` (no padded copy of the
-    database); ``valid`` masks the rows the previous block already saw and
-    those at or past ``limit``. ``arange`` is ``arange(block)`` (int32).
+    database); ``valid`` masks the rows the previous block already saw, those
+    at or past ``limit`` and, with a database ``mask``, the rows it leaves out
+    (one ``(block,)`` slice of the mask per tile). ``arange`` is
+    ``arange(block)`` (int32).
     """
     m = x.shape[0]
     start = _tiles.block_start(i, plan.block, m).astype(jnp.int32)
     rows = _as_rows(jax.lax.dynamic_slice_in_dim(x, start, plan.block), plan.metric, plan.packed, dtype)
     a = None if aux is None else jax.lax.dynamic_slice_in_dim(aux, start, plan.block)
     pos = start + arange
-    return start, rows, a, pos, _tiles.block_valid_at(i, plan.block, m, arange) & (pos < limit)
+    valid = _tiles.block_valid_at(i, plan.block, m, arange) & (pos < limit)
+    if mask is not None:
+        valid = valid & jax.lax.dynamic_slice_in_dim(mask, start, plan.block)
+    return start, rows, a, pos, valid
 
 
-def _scan(plan, qs, x, aux, limit):
+def _scan(plan, qs, x, aux, limit, mask=None, thr=None):
     """Running top-k of one query block over the rows of ``x`` valid below ``limit``.
 
     Returns the scores (qb, k), larger nearer, ``-inf`` for missing rows, and
-    the local row indices, ties resolved by the lowest index.
+    the local row indices, ties resolved by the lowest index. Rows where
+    ``mask`` (``(m,)`` bool, optional) is False are missing. With a per-query
+    score threshold ``thr`` (``(qb,)``) it also returns, per query, the number
+    of valid rows whose score is ``>= thr`` (a third output).
     """
     k, block = plan.k, plan.block
     qb = qs.shape[0]
@@ -279,28 +330,33 @@ def _scan(plan, qs, x, aux, limit):
     arange = jnp.arange(block, dtype=jnp.int32)
 
     def tile(i):
-        _, blk, a, pos, ok = _tile_rows(plan, x, aux, i, arange, limit, qs.dtype)
+        _, blk, a, pos, ok = _tile_rows(plan, x, aux, i, arange, limit, qs.dtype, mask)
         s = _block_scores(qs, blk, a, plan.metric, plan.packed, plan.precision)
         s = jnp.where(ok[None, :], s, -jnp.inf)
         bs, bj = _block_top_k(s, kb)
-        return bs, pos[bj]
+        if thr is None:
+            return bs, pos[bj]
+        return bs, pos[bj], jnp.sum(ok[None, :] & (s >= thr[:, None]), axis=1, dtype=jnp.int32)
 
     if nblocks == 1:
         return tile(0)
 
     def body(i, carry):
-        rs, ri = carry
-        bs, bi = tile(i)
+        rs, ri = carry[:2]
+        out = tile(i)
+        bs, bi = out[:2]
         cs = jnp.concatenate([rs, bs], axis=1)  # running first: ties keep the lower index
         ci = jnp.concatenate([ri, bi], axis=1)
         ts, tj = jax.lax.top_k(cs, k)
-        return ts, jnp.take_along_axis(ci, tj, axis=1)
+        merged = (ts, jnp.take_along_axis(ci, tj, axis=1))
+        return merged if thr is None else merged + (carry[2] + out[2],)
 
-    s0, i0 = tile(0)
+    first = tile(0)
+    s0, i0 = first[:2]
     if kb < k:
         s0 = jnp.concatenate([s0, jnp.full((qb, k - kb), -jnp.inf, s0.dtype)], axis=1)
         i0 = jnp.concatenate([i0, jnp.full((qb, k - kb), m, jnp.int32)], axis=1)
-    return jax.lax.fori_loop(1, nblocks, body, (s0, i0))
+    return jax.lax.fori_loop(1, nblocks, body, (s0, i0) + first[2:])
 
 
 # --------------------------------------------------------------------------- GEMM scan
@@ -326,6 +382,24 @@ def _runs(block, k):
     return r if block >= 4 * k * r and block % r == 0 else 1
 
 
+def _run_extremes(vals, r, largest, inside=None):
+    """The largest (or smallest) value of each run of ``r`` rows of a (rows, queries) tile.
+
+    With ``inside`` (a bool tile) also the number of True entries per column,
+    reduced in the same pass over the tile (one variadic reduction), so that
+    a range search does not read or recompute the tile twice.
+    """
+    b, n = vals.shape
+    v = vals.reshape(b // r, r, n)
+    if inside is None:
+        return jnp.max(v, axis=1) if largest else jnp.min(v, axis=1)
+    c = inside.astype(jnp.int32).reshape(b // r, r, n)
+    pick = jnp.maximum if largest else jnp.minimum
+    init = (jnp.array(-jnp.inf if largest else _INT_MAX, vals.dtype), jnp.array(0, jnp.int32))
+    ext, cnt = jax.lax.reduce((v, c), init, lambda x, y: (pick(x[0], y[0]), x[1] + y[1]), (1,))
+    return ext, jnp.sum(cnt, axis=0, dtype=jnp.int32)
+
+
 def _pop_best(vals, idx, k):
     """The ``k`` largest ``vals`` of every column, ties to the lowest ``idx`` (distinct per column).
 
@@ -344,7 +418,7 @@ def _pop_best(vals, idx, k):
     return jax.lax.fori_loop(0, k, body, (vals, ov, oi))[1:]
 
 
-def _gemm_scan(plan, qs, x, aux, limit):
+def _gemm_scan(plan, qs, x, aux, limit, mask=None, thr=None):
     """``_scan`` for the GEMM metrics (same results), selecting with ``_pop_best``."""
     k, block = plan.k, plan.block
     qb = qs.shape[0]
@@ -354,24 +428,35 @@ def _gemm_scan(plan, qs, x, aux, limit):
     rows_in_block = jnp.arange(block, dtype=jnp.int32)
 
     def step(i, carry):
-        rs, ri = carry  # (k, qb) running scores (descending) and indices
-        start, blk, a, pos, valid = _tile_rows(plan, x, aux, i, rows_in_block, limit, qs.dtype)
+        rs, ri = carry[:2]  # (k, qb) running scores (descending) and indices
+        start, blk, a, pos, valid = _tile_rows(plan, x, aux, i, rows_in_block, limit, qs.dtype, mask)
         ok = valid[:, None]
         g = _pairwise.ranking_scores(blk, qs, a, metric=plan.metric, precision=plan.precision)  # (block, qb)
         s = jnp.where(ok, g, -jnp.inf)
+        within = ()
+        if thr is not None and r == 1:  # rows within the radius (range_search)
+            within = (carry[2] + jnp.sum(s >= thr[None, :], axis=0, dtype=jnp.int32),)
         if r > 1:
             runs = jnp.arange(block // r, dtype=jnp.int32)[:, None]
-            _, best = _pop_best(jnp.max(s.reshape(block // r, r, qb), axis=1), runs, k)
+            if thr is None:
+                run_max = _run_extremes(s, r, True)
+            else:
+                run_max, inside = _run_extremes(s, r, True, s >= thr[None, :])
+                within = (carry[2] + inside,)
+            _, best = _pop_best(run_max, runs, k)
             rid = best[:, None, :] * r + jnp.arange(r, dtype=jnp.int32)[None, :, None]  # (k, r, qb)
             cand = jnp.take_along_axis(s, rid.reshape(k * r, qb), axis=0)
             bs, bi = _pop_best(cand, start + rid.reshape(k * r, qb), k)
         else:
             bs, bi = _pop_best(s, jnp.broadcast_to(pos[:, None], s.shape), k)
-        return _pop_best(jnp.concatenate([rs, bs]), jnp.concatenate([ri, bi]), k)
+        return _pop_best(jnp.concatenate([rs, bs]), jnp.concatenate([ri, bi]), k) + within
 
     init = (jnp.full((k, qb), -jnp.inf, qs.dtype), jnp.full((k, qb), m, jnp.int32))
-    rs, ri = jax.lax.fori_loop(0, nblocks, step, init)
-    return rs.T, jnp.where(rs.T == -jnp.inf, 0, ri.T)
+    if thr is not None:
+        init += (jnp.zeros((qb,), jnp.int32),)
+    out = jax.lax.fori_loop(0, nblocks, step, init)
+    rs, ri = out[:2]
+    return (rs.T, jnp.where(rs.T == -jnp.inf, 0, ri.T)) + out[2:]
 
 
 # --------------------------------------------------------------------------- packed Hamming search
@@ -462,12 +547,14 @@ def _pop_smallest(keys, k):
     return jax.lax.fori_loop(0, k, body, (keys, out))[1]
 
 
-def _packed_scan(plan, q, x, limit):
+def _packed_scan(plan, q, x, limit, row_mask=None, thr=None):
     """Running top-k of one query block ``q (qb, w)`` over the rows of ``x`` below ``limit``.
 
     ``plan`` is a ``PackedPlan``. Returns ``(counts, indices)``, each
-    ``(qb, k)``, sorted by (count, index); missing rows have the count
-    ``32 w + 1`` and the index ``x.shape[0]``.
+    ``(qb, k)``, sorted by (count, index); missing rows (and those where the
+    ``(m,)`` bool ``row_mask`` is False) have the count ``32 w + 1`` and the index
+    ``x.shape[0]``. With ``thr`` (``(qb,)`` int32) a third output counts the
+    valid rows within ``thr`` differing bits of each query.
     """
     k, block, r, shift, pb = plan.k, plan.block, plan.runs, plan.shift, plan.position_bits
     qb, w = q.shape
@@ -479,15 +566,22 @@ def _packed_scan(plan, q, x, limit):
     q_t = q.T
 
     def step(i, carry):
-        rc, ri = carry  # (k, qb) running counts and indices, ascending
+        rc, ri = carry[:2]  # (k, qb) running counts and indices, ascending
         # The last block is pulled back to end at m; rows seen before are masked.
         start = _tiles.block_start(i, block, m).astype(jnp.int32)
         pos = start + rows_in_block
-        valid = (_tiles.block_valid_at(i, block, m, rows_in_block) & (pos < limit))[:, None]
+        valid = _tiles.block_valid_at(i, block, m, rows_in_block) & (pos < limit)
+        if row_mask is not None:
+            valid = valid & jax.lax.dynamic_slice_in_dim(row_mask, start, block)
+        valid = valid[:, None]
         rows = jax.lax.dynamic_slice_in_dim(x, start, block)
-        keys = jnp.where(valid, (_q_counts(rows, q_t) << shift) | rows_in_block[:, None], _INT_MAX)
+        counts = _q_counts(rows, q_t)
+        keys = jnp.where(valid, (counts << shift) | rows_in_block[:, None], _INT_MAX)
+        within = ()
+        if thr is not None:  # rows within the radius (range_search)
+            within = (carry[2] + jnp.sum(valid & (counts <= thr[None, :]), axis=0, dtype=jnp.int32),)
         if r > 1:
-            best = _pop_smallest(jnp.min(keys.reshape(block // r, r, qb), axis=1), k)
+            best = _pop_smallest(_run_extremes(keys, r, False), k)
             run = jnp.where(best == _INT_MAX, 0, (best & mask) // r)
             rid = run[:, None, :] * r + jnp.arange(r, dtype=jnp.int32)[None, :, None]  # (k, r, qb)
             cand = x[start + rid]  # (k, r, qb, w): the rows of the k best runs
@@ -499,6 +593,8 @@ def _packed_scan(plan, q, x, limit):
                 & _tiles.block_valid_at(i, block, m, rid)
                 & (start + rid < limit)
             )
+            if row_mask is not None:  # the masked rows of a selected run
+                ok = ok & row_mask[start + rid]
             keys = jnp.where(ok, (cnt << shift) | rid, _INT_MAX).reshape(k * r, qb)
         bk = _pop_smallest(keys, k)
         bc = jnp.where(bk == _INT_MAX, sentinel, bk >> shift)
@@ -507,55 +603,92 @@ def _packed_scan(plan, q, x, limit):
         ci = jnp.concatenate([ri, bi])
         order = jnp.arange(2 * k, dtype=jnp.int32)[:, None]
         j = _pop_smallest((cc << pb) | order, k) & ((1 << pb) - 1)
-        return jnp.take_along_axis(cc, j, axis=0), jnp.take_along_axis(ci, j, axis=0)
+        return (jnp.take_along_axis(cc, j, axis=0), jnp.take_along_axis(ci, j, axis=0)) + within
 
     init = (jnp.full((k, qb), sentinel, jnp.int32), jnp.full((k, qb), m, jnp.int32))
-    rc, ri = jax.lax.fori_loop(0, nblocks, step, init)
-    return rc.T, ri.T
+    if thr is not None:
+        init += (jnp.zeros((qb,), jnp.int32),)
+    out = jax.lax.fori_loop(0, nblocks, step, init)
+    return (out[0].T, out[1].T) + out[2:]
 
 
-def _packed_search(packed_plan, q, x, qblock, limit):
-    """Exact top-k of packed codes, query-blocked: (counts, indices, key) as ``_search_local``."""
+def _packed_search(packed_plan, q, x, qblock, limit, mask=None, thr=None):
+    """Exact top-k of packed codes, query-blocked: (counts, indices, key[, within]) as ``_search_local``."""
     w = q.shape[1]
 
     def one(args):
-        c, idx = _packed_scan(packed_plan, args[0], x, limit)
-        return c, idx, jnp.where(c > _bits.WORD_BITS * w, jnp.inf, c.astype(jnp.float32))
+        c, idx, *within = _packed_scan(packed_plan, args[0], x, limit, mask, *args[1:])
+        return (c, idx, jnp.where(c > _bits.WORD_BITS * w, jnp.inf, c.astype(jnp.float32)), *within)
 
-    return _tiles.map_blocks(one, (q,), qblock)
+    return _tiles.map_blocks(one, (q,) if thr is None else (q, thr), qblock)
 
 
 def _sort_key(dist, metric):
     return -dist if metric == "dot" else dist
 
 
-def _search_local(plan, q_raw, qs, x, aux, limit):
+def _search_local(plan, q_raw, qs, x, aux, limit, mask=None, thr=None):
     """Exact top-k of every query over the rows of x below ``limit``, query-blocked.
 
     ``q_raw`` are the queries for the exact re-scoring, ``qs`` and ``aux`` the
     scaled queries and per-row database data of ``_prepare``. Returns
     (distances, indices, key): sorted by (key, index), key ascending (the
-    distance, or minus the inner product), ``inf`` key for missing rows.
+    distance, or minus the inner product), ``inf`` key for missing rows. Rows
+    where ``mask`` is False are missing. With a per-query threshold ``thr`` on
+    the ranking scores (``_score_threshold``) a fourth output counts, per
+    query, the valid rows whose score reaches it.
     """
     metric, packed = plan.metric, plan.packed
     num_features = x.shape[1]
     packed_plan = _packed_plan(plan, num_features) if packed else None
     if packed_plan is not None:
-        return _packed_search(packed_plan, qs, x, plan.qblock, limit)
+        return _packed_search(packed_plan, qs, x, plan.qblock, limit, mask, thr)
     scan = _gemm_scan if metric in _GEMM_METRICS and not packed and plan.k <= _GEMM_MAX_K else _scan
+    if thr is not None and packed:  # the lax.top_k scan ranks packed codes by minus the count
+        thr = -thr.astype(jnp.float32)
 
     def one(args):
-        qr, qsb = args
-        s, idx = scan(plan, qsb, x, aux, limit)
+        qr, qsb, *t = args
+        s, idx, *within = scan(plan, qsb, x, aux, limit, mask, *t)
         missing = s == -jnp.inf
         rows = _as_rows(x[jnp.clip(idx, 0, x.shape[0] - 1)], metric, packed, qs.dtype)
         d = _exact(qr, rows, metric, packed, num_features)
         key = jnp.where(missing, jnp.inf, _sort_key(d, metric).astype(jnp.float32 if packed else d.dtype))
         order = jnp.lexsort((idx, key), axis=-1)
         take = functools.partial(jnp.take_along_axis, indices=order, axis=1)
-        return take(d), take(idx), take(key)
+        return (take(d), take(idx), take(key), *within)
 
-    return _tiles.map_blocks(one, (q_raw, qs), plan.qblock)
+    return _tiles.map_blocks(one, (q_raw, qs) if thr is None else (q_raw, qs, thr), plan.qblock)
+
+
+def _drop_excluded(d, idx, key, exclude, k):
+    """The first ``k`` entries of sorted candidate lists that ``exclude`` does not name.
+
+    ``d, idx, key`` are ``(q, k')`` lists sorted by (key, index) (``inf`` key:
+    missing); ``exclude`` is ``(q, e)`` row indices (``-1``, or any index that
+    is not a candidate, changes nothing). When ``k' >= k + e`` (or the lists
+    hold every allowed row), at most ``e`` candidates are dropped, so the
+    result is exactly the ``k`` nearest rows that are not excluded. A stable
+    ``top_k`` over the keep flags keeps the (key, index) order.
+    """
+    hit = jnp.any(idx[:, :, None] == exclude[:, None, :], axis=-1)
+    drop = hit | (key == jnp.inf)
+    _, j = jax.lax.top_k(-drop.astype(jnp.int32), k)
+    take = functools.partial(jnp.take_along_axis, indices=j, axis=1)
+    return take(d), take(idx), jnp.where(take(drop), jnp.inf, take(key))
+
+
+_PACKED_PAD = np.int32(2**31 - 1)  # faiss's padding distance for binary indexes
+
+
+def _padded(d, idx, key, metric, packed, out_dtype):
+    """Missing entries (``inf`` key) as index ``-1`` and the padding distance of the metric."""
+    missing = key == jnp.inf
+    if packed:
+        pad = _PACKED_PAD
+    else:
+        pad = -jnp.inf if metric == "dot" else jnp.inf
+    return jnp.where(missing, pad, d).astype(out_dtype), jnp.where(missing, -1, idx)
 
 
 def _raw_queries(queries, metric, packed, qs):
@@ -568,12 +701,22 @@ def _raw_queries(queries, metric, packed, qs):
     return qs
 
 
+def _candidates(plan, exclude, m):
+    """The plan that fetches enough candidates for ``exclude``: ``k + e`` (at most ``m``)."""
+    if exclude is None:
+        return plan
+    return plan._replace(k=min(plan.k + exclude.shape[1], m))
+
+
 @functools.partial(jax.jit, static_argnames=("plan",))
-def _knn(queries, database, plan):
+def _knn(queries, database, database_mask, exclude, plan):
     qs, aux, _, out_dtype = _prepare(queries, database, plan.metric, plan.packed)
     q_raw = _raw_queries(queries, plan.metric, plan.packed, qs)
-    d, idx, _ = _search_local(plan, q_raw, qs, database, aux, database.shape[0])
-    return d.astype(out_dtype), idx
+    m = database.shape[0]
+    d, idx, key = _search_local(_candidates(plan, exclude, m), q_raw, qs, database, aux, m, database_mask)
+    if exclude is not None:
+        d, idx, key = _drop_excluded(d, idx, key, exclude, plan.k)
+    return _padded(d, idx, key, plan.metric, plan.packed, out_dtype)
 
 
 def knn(
@@ -585,6 +728,8 @@ def knn(
     block_size: int | None = None,
     query_block_size: int | None = None,
     precision=HIGHEST,
+    database_mask: ArrayLike | None = None,
+    exclude: ArrayLike | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Exact k nearest neighbours of every query in a database, in bounded memory.
 
@@ -631,6 +776,20 @@ def knn(
     cityblock term ``|q_f - x_f|`` is 0 (PyTorch's ``cdist``), so coincident
     points give finite gradients.
 
+    Filtered search (faiss's ``IDSelector``): only the rows ``j`` with
+    ``database_mask[j]`` True, and not named in the query's row of ``exclude``,
+    may be returned. The mask is applied to every database block as it is
+    scored (a ``(block_size,)`` slice per tile, so the speed is that of the
+    unfiltered search); for ``exclude`` the scan keeps ``k + e`` candidates per
+    query (``e = exclude.shape[1]``) and drops the excluded ones afterwards,
+    which is exact because at most ``e`` of them can be excluded (with
+    ``k + e > 64`` the tiles use the ``lax.top_k`` selection; the comparison
+    with the excluded rows takes ``O(q (k + e) e)``). Neither builds a
+    ``(q, m)`` mask. When fewer than ``k`` rows are allowed, the tail of a
+    result row has the index ``-1`` and the distance ``+inf`` (``-inf`` for
+    ``"dot"``, whose results are largest first; ``2**31 - 1`` for packed
+    codes, as faiss's binary indexes), with a zero gradient.
+
     ``knn`` is jitted internally; it also runs inside ``jax.jit`` with ``k``,
     ``metric``, ``block_size`` and ``query_block_size`` static
     (``jax.jit(knn, static_argnames=("k", "metric"))``).
@@ -645,12 +804,17 @@ def knn(
       query_block_size: queries per block (``None``: automatic).
       precision: ``jax.lax.Precision`` of the block matrix products
         (``HIGHEST`` by default, so GPUs do not use TF32).
+      database_mask: optional ``(m,)`` bool: the rows that may be returned.
+      exclude: optional ``(q, e)`` integer: per query, database row indices
+        it must not return; negative entries (``-1``) are padding, repeats
+        are allowed.
 
     Returns:
       ``(distances, indices)``, each ``(q, k)``: distances (inner products for
       ``"dot"``) in the input float dtype (half precision is computed in
       float32; int32 counts for packed codes; the default float dtype for 0/1
-      codes), and int32 database row indices.
+      codes), and int32 database row indices (``-1`` where fewer than ``k``
+      rows are allowed).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -661,21 +825,28 @@ def knn(
       Array([[0, 2, 3]], dtype=int32)
       >>> [round(float(v), 4) for v in d[0]]
       [0.1, 0.9, 1.005]
+      >>> d, i = knn(jnp.array([[0.1, 0.0]]), x, 3, database_mask=jnp.array([True, True, False, False]),
+      ...            exclude=jnp.array([[0, -1]]))
+      >>> i
+      Array([[ 1, -1, -1]], dtype=int32)
 
-    Reference: brute force ``scipy.spatial.distance.cdist`` + stable argsort;
-    gradients against ``torch.cdist``; faiss ``IndexFlatL2`` /
-    ``IndexBinaryFlat`` in the benchmark.
+    Reference: brute force ``scipy.spatial.distance.cdist`` + stable argsort
+    (filtered: masked and excluded rows set to ``inf`` first); gradients
+    against ``torch.cdist``; faiss ``IndexFlatL2`` / ``IndexBinaryFlat`` in the
+    benchmark.
     """
     fn = "knn"
     queries, database, k, metric, packed = _check_inputs(queries, database, k, metric, fn)
     block_size = _checks.check_block_size(block_size, "block_size", fn)
     query_block_size = _checks.check_block_size(query_block_size, "query_block_size", fn)
+    database_mask, exclude = _check_filters(database_mask, exclude, queries.shape[0], database.shape[0], fn)
     qblock, block = _auto_blocks(
         queries.shape[0], database.shape[0], metric, packed, block_size, query_block_size
     )
     if queries.shape[0] == 0:
         return _empty_result(queries, database, k, metric, packed)
-    return _knn(queries, database, SearchPlan(k, metric, packed, precision, block, qblock))
+    plan = SearchPlan(k, metric, packed, precision, block, qblock)
+    return _knn(queries, database, database_mask, exclude, plan)
 
 
 def _empty_result(queries, database, k, metric, packed):
@@ -686,6 +857,208 @@ def _empty_result(queries, database, k, metric, packed):
     else:
         dt = nx.as_float(queries, database)[-1]
     return jnp.zeros((0, k), dt), jnp.zeros((0, k), jnp.int32)
+
+
+# --------------------------------------------------------------------------- range search
+
+
+def _score_threshold(q_raw, radius, metric, packed, num_features):
+    """Per-query threshold on the ranking scores of ``_search_local``: ``dist <= radius``
+    (``"dot"``: ``q.x >= radius``) where the score reaches it.
+
+    The scores are the Gram forms of ``_pairwise.ranking_scores`` (Euclidean
+    and 0/1 Hamming: ``|q|^2 - |q - x|^2``; cosine: the cosine; cityblock:
+    minus the distance); packed codes: the largest count within the radius
+    (int32).
+    """
+    if packed:
+        return jnp.floor(jnp.clip(radius, -1, 2**30)).astype(jnp.int32)
+    cdt = q_raw.dtype
+    r = radius.astype(cdt)
+    if metric in ("euclidean", "sqeuclidean"):
+        qn = jnp.sum(q_raw * q_raw, axis=1)
+        t = qn - (r * r if metric == "euclidean" else r)
+    elif metric == "hamming":
+        t = jnp.sum(q_raw, axis=1) - r * num_features
+    elif metric == "cosine":
+        t = 1 - r
+    elif metric == "cityblock":
+        t = -r
+    else:  # dot
+        t = r
+    # finite: a missing row's score, -inf, never reaches it (an infinite radius counts every row)
+    return jnp.maximum(t, jnp.finfo(cdt).min)
+
+
+def _within(d, radius, metric):
+    return d >= radius if metric == "dot" else d <= radius
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "max_results"))
+def _range(queries, database, radius, database_mask, exclude, plan, max_results):
+    metric, packed = plan.metric, plan.packed
+    qs, aux, _, out_dtype = _prepare(queries, database, metric, packed)
+    q_raw = _raw_queries(queries, metric, packed, qs)
+    q, m = queries.shape[0], database.shape[0]
+    radius = jnp.broadcast_to(radius, (q,))
+    thr = _score_threshold(q_raw, radius, metric, packed, database.shape[1])
+    d, idx, key, seen = _search_local(
+        _candidates(plan, exclude, m), q_raw, qs, database, aux, m, database_mask, thr
+    )
+    if exclude is not None:
+        d, idx, key = _drop_excluded(d, idx, key, exclude, plan.k)
+        # the scan counted the excluded rows too: take out each distinct allowed one within the radius
+        e = exclude.shape[1]
+        safe = jnp.clip(exclude, 0, m - 1)
+        rows = _as_rows(database[safe], metric, packed, qs.dtype)
+        named = (exclude >= 0) & (exclude < m)
+        if database_mask is not None:
+            named = named & database_mask[safe]
+        earlier = jnp.arange(e)[None, :] < jnp.arange(e)[:, None]  # (e, e): column j before row i
+        repeat = jnp.any((exclude[:, :, None] == exclude[:, None, :]) & earlier[None], axis=-1)
+        dist = _exact(q_raw, rows, metric, packed, database.shape[1])
+        hits = named & ~repeat & _within(dist, radius[:, None], metric)
+        seen = seen - jnp.sum(hits, axis=1, dtype=jnp.int32)
+    inside = _within(d, radius[:, None], metric) & (key != jnp.inf)
+    key = jnp.where(inside, key, jnp.inf)
+    found = jnp.sum(inside, axis=1, dtype=jnp.int32)
+    # Fewer than k inside: the list holds all of them, and `found` is exact. Otherwise the
+    # scan's count (from the ranking scores) says how many more there are.
+    counts = jnp.where(found < plan.k, found, jnp.maximum(seen, plan.k))
+    d, idx = _padded(d, idx, key, metric, packed, out_dtype)
+    if max_results > plan.k:  # more results asked for than database rows
+        extra = max_results - plan.k
+        d = jnp.concatenate([d, jnp.full((q, extra), _pad_value(metric, packed, d.dtype))], 1)
+        idx = jnp.concatenate([idx, jnp.full((q, extra), -1, jnp.int32)], 1)
+    return d, idx, counts
+
+
+def _pad_value(metric, packed, dtype):
+    if packed:
+        return jnp.asarray(_PACKED_PAD, dtype)
+    return jnp.asarray(-jnp.inf if metric == "dot" else jnp.inf, dtype)
+
+
+def range_search(
+    queries: ArrayLike,
+    database: ArrayLike,
+    radius,
+    *,
+    max_results: int,
+    metric: str = "euclidean",
+    block_size: int | None = None,
+    query_block_size: int | None = None,
+    precision=HIGHEST,
+    database_mask: ArrayLike | None = None,
+    exclude: ArrayLike | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Every database row within ``radius`` of each query, nearest first, in bounded memory.
+
+    For each query ``q_i``: the rows ``x_j`` with ``dist(q_i, x_j) <= radius``
+    (for ``metric="dot"``: the rows with ``q_i . x_j >= radius``, largest
+    first), sorted by distance with ties to the lowest index ``j``; the first
+    ``max_results`` of them are returned, and ``counts[i]`` is how many rows
+    there are in all (it may exceed ``max_results``).
+
+    It is the blocked search of ``knn`` with ``k = min(max_results, m)``: the
+    same scan selects the ``k`` nearest rows (and re-scores them exactly) and
+    counts, tile by tile, the rows whose ranking score (the GEMM form of the
+    distance) is within the radius (for the GEMM metrics in the same
+    reduction that finds each run's best score; for packed codes a second
+    reduction over the tile's counts); the ``k`` winners are then
+    cut at the radius with their exact distances. When fewer than ``k`` rows
+    are within the radius the count is the number of exact winners inside it;
+    otherwise it is the count of the scan, where a row whose distance equals
+    the radius to within rounding may fall either side. Memory as ``knn``:
+    ``O(query_block_size * block_size + q * max_results)``, never ``O(q * m)``.
+
+    The metrics, ``block_size``, ``query_block_size``, ``precision``,
+    ``database_mask`` and ``exclude`` are those of ``knn``; for packed
+    ``uint32`` codes the radius is a number of differing bits. faiss's
+    ``range_search`` uses a strict ``<`` (on squared distances for
+    ``IndexFlatL2``, ``>`` for inner products); this function includes the
+    rows at exactly ``radius``.
+
+    Args:
+      queries: ``(q, d)`` query rows (uint32 ``(q, w)`` for packed codes).
+      database: ``(m, d)`` database rows (uint32 ``(m, w)`` for packed codes).
+      radius: a scalar, or ``(q,)`` one radius per query (may be traced);
+        ``>= 0`` except for ``"dot"``, where it is a similarity threshold;
+        ``inf`` returns the ``max_results`` nearest rows and counts every row.
+      max_results: the most rows returned per query (static, ``>= 1``; may
+        exceed ``m``).
+      metric: as in ``knn`` (static).
+      block_size: as in ``knn``.
+      query_block_size: as in ``knn``.
+      precision: as in ``knn``.
+      database_mask: as in ``knn``: ``(m,)`` bool, the rows that may be returned
+        and counted.
+      exclude: as in ``knn``: ``(q, e)`` integer row indices that are neither
+        returned nor counted (``-1``: padding).
+
+    Returns:
+      ``(distances, indices, counts)``: distances ``(q, max_results)`` as
+      ``knn`` (padded with ``+inf``, ``-inf`` for ``"dot"``, ``2**31 - 1`` for
+      packed codes), int32 indices ``(q, max_results)`` (padded with ``-1``),
+      int32 ``counts`` ``(q,)``. The distances are differentiable as ``knn``'s.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import range_search
+      >>> x = jnp.array([[0.0, 0.0], [3.0, 4.0], [1.0, 0.0], [0.0, 1.0]])
+      >>> d, i, n = range_search(jnp.array([[0.0, 0.0]]), x, 1.0, max_results=2)
+      >>> i, n
+      (Array([[0, 2]], dtype=int32), Array([3], dtype=int32))
+
+    Reference: brute force ``scipy.spatial.distance.cdist``, the rows within
+    the radius sorted by a stable argsort; faiss ``IndexFlatL2.range_search``
+    (squared distances, away from the radius).
+    """
+    fn = "range_search"
+    if isinstance(max_results, bool) or not isinstance(max_results, (int, np.integer)):
+        raise TypeError(f"{fn}: `max_results` must be a Python int (a static argument); got {max_results!r}.")
+    if max_results < 1:
+        raise ValueError(f"{fn}: `max_results` must be >= 1; got {max_results}.")
+    database_rows = jnp.shape(database)[0] if jnp.ndim(database) == 2 else 1
+    if database_rows == 0:
+        raise ValueError(f"{fn}: `database` must have at least one row; got shape {jnp.shape(database)}.")
+    k = min(int(max_results), database_rows)
+    queries, database, k, metric, packed = _check_inputs(queries, database, k, metric, fn)
+    q = queries.shape[0]
+    radius = _check_radius(radius, q, metric, fn)
+    block_size = _checks.check_block_size(block_size, "block_size", fn)
+    query_block_size = _checks.check_block_size(query_block_size, "query_block_size", fn)
+    database_mask, exclude = _check_filters(database_mask, exclude, q, database.shape[0], fn)
+    qblock, block = _auto_blocks(q, database.shape[0], metric, packed, block_size, query_block_size)
+    if q == 0:
+        d, idx = _empty_result(queries, database, int(max_results), metric, packed)
+        return d, idx, jnp.zeros((0,), jnp.int32)
+    plan = SearchPlan(k, metric, packed, precision, block, qblock)
+    return _range(queries, database, radius, database_mask, exclude, plan, int(max_results))
+
+
+def _check_radius(radius, q, metric, fn):
+    low = None if metric == "dot" else 0.0
+    if isinstance(radius, (list, tuple)):
+        radius = np.asarray(radius)
+    if not isinstance(radius, (jax.Array, np.ndarray)) or np.ndim(radius) == 0:
+        _checks.check_number(radius, "radius", fn, low=low, allow_inf=True)
+    radius = jnp.asarray(radius)
+    if radius.dtype == jnp.bool_ or not (
+        jnp.issubdtype(radius.dtype, jnp.floating) or jnp.issubdtype(radius.dtype, jnp.integer)
+    ):
+        raise TypeError(
+            f"{fn}: `radius` must be a real number or a (queries,) real array; got dtype {radius.dtype}."
+        )
+    if radius.shape not in ((), (q,)):
+        raise ValueError(
+            f"{fn}: `radius` must be a scalar or have shape (queries,) = ({q},); got shape {radius.shape}."
+        )
+    if low is not None and not _checks.is_traced(radius) and radius.ndim == 1 and bool(jnp.any(radius < 0)):
+        raise ValueError(f"{fn}: `radius` must be >= 0 for metric={metric!r}; got a negative entry.")
+    if jnp.issubdtype(radius.dtype, jnp.integer):
+        radius = radius.astype(nx.default_float_dtype())
+    return radius
 
 
 # --------------------------------------------------------------------------- sharded search
@@ -702,6 +1075,8 @@ def sharded_knn(
     block_size: int | None = None,
     query_block_size: int | None = None,
     precision=HIGHEST,
+    database_mask: ArrayLike | None = None,
+    exclude: ArrayLike | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Exact kNN with the database split across the devices of a mesh.
 
@@ -736,9 +1111,13 @@ def sharded_knn(
       block_size: as in ``knn`` (applies within each shard).
       query_block_size: as in ``knn`` (applies within each shard).
       precision: as in ``knn``.
+      database_mask: as in ``knn``: ``(m,)`` bool, sharded with the database.
+      exclude: as in ``knn``: ``(q, e)`` global row indices, replicated with
+        the queries; each device drops its excluded rows before the merge.
 
     Returns:
-      ``(distances, indices)`` as ``knn``, with global row indices.
+      ``(distances, indices)`` as ``knn``, with global row indices (``-1``
+      padding where fewer than ``k`` rows are allowed).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -757,13 +1136,13 @@ def sharded_knn(
     _checks.check_option(axis_name, "axis_name", tuple(mesh.axis_names), fn)
     block_size = _checks.check_block_size(block_size, "block_size", fn)
     query_block_size = _checks.check_block_size(query_block_size, "query_block_size", fn)
+    database_mask, exclude = _check_filters(database_mask, exclude, queries.shape[0], database.shape[0], fn)
     if queries.shape[0] == 0:
         return _empty_result(queries, database, k, metric, packed)
     shard = _shard_rows(database.shape[0], mesh.shape[axis_name])
     qblock, block = _auto_blocks(queries.shape[0], shard, metric, packed, block_size, query_block_size)
-    return _sharded(
-        queries, database, SearchPlan(k, metric, packed, precision, block, qblock), mesh, axis_name
-    )
+    plan = SearchPlan(k, metric, packed, precision, block, qblock)
+    return _sharded(queries, database, database_mask, exclude, plan, mesh, axis_name)
 
 
 def _shard_rows(m, ndev):
@@ -772,7 +1151,7 @@ def _shard_rows(m, ndev):
 
 
 @functools.partial(jax.jit, static_argnames=("plan", "mesh", "axis_name"))
-def _sharded(queries, database, plan, mesh, axis_name):
+def _sharded(queries, database, database_mask, exclude, plan, mesh, axis_name):
     from jax.sharding import PartitionSpec as P
 
     ndev = mesh.shape[axis_name]
@@ -783,23 +1162,36 @@ def _sharded(queries, database, plan, mesh, axis_name):
     local_plan = plan._replace(k=min(plan.k, shard))
     database = _place(database, mesh, P(axis_name))
     queries = _place(queries, mesh, P())
+    args, specs = [queries, database], [P(), P(axis_name)]
+    if database_mask is not None:  # sharded with the database; padded rows are masked
+        mask = _tiles.pad_to_blocks(database_mask, shard, value=False).reshape(ndev * shard)
+        args.append(_place(mask, mesh, P(axis_name)))
+        specs.append(P(axis_name))
+    if exclude is not None:  # replicated with the queries
+        args.append(_place(exclude, mesh, P()))
+        specs.append(P())
 
-    def local(q, x):
+    def local(q, x, *filters):
+        mask = filters[0] if database_mask is not None else None
+        excl = filters[-1] if exclude is not None else None
         offset = jax.lax.axis_index(axis_name) * shard
         qs, aux, _, _ = _prepare(q, x, plan.metric, plan.packed)
         q_raw = _raw_queries(q, plan.metric, plan.packed, qs)
-        d, idx, key = _search_local(local_plan, q_raw, qs, x, aux, m - offset)
+        d, idx, key = _search_local(_candidates(local_plan, excl, shard), q_raw, qs, x, aux, m - offset, mask)
+        idx = idx + offset
+        if excl is not None:
+            d, idx, key = _drop_excluded(d, idx, key, excl, local_plan.k)
         gather = functools.partial(jax.lax.all_gather, axis_name=axis_name, axis=1, tiled=True)
-        return gather(d), gather(idx + offset), gather(key)
+        return gather(d), gather(idx), gather(key)
 
     d, idx, key = jax.shard_map(
-        local, mesh=mesh, in_specs=(P(), P(axis_name)), out_specs=(P(), P(), P()), check_vma=False
-    )(queries, database)
+        local, mesh=mesh, in_specs=tuple(specs), out_specs=(P(), P(), P()), check_vma=False
+    )(*args)
     # (q, ndev * k_local) in device order: a stable top-k keeps the lowest global index.
     _, j = jax.lax.top_k(-key, plan.k)
     take = functools.partial(jnp.take_along_axis, indices=j, axis=1)
     out_dtype = _empty_result(queries[:0], database[:0], plan.k, plan.metric, plan.packed)[0].dtype
-    return take(d).astype(out_dtype), take(idx)
+    return _padded(take(d), take(idx), take(key), plan.metric, plan.packed, out_dtype)
 
 
 def _place(x, mesh, spec):

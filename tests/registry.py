@@ -299,6 +299,16 @@ CORE = [
         family="search",
         translation=True,
     ),
+    S(  # an infinite radius keeps the distances finite (no padding); counts exceed max_results
+        "range_search",
+        jaxloss.range_search,
+        _queries_db,
+        dict(radius=float("inf"), max_results=3),
+        diff=(0, 1),
+        batch=(0, None),
+        family="search",
+        translation=True,
+    ),
     S(
         "sharded_knn",
         _sharded_knn,

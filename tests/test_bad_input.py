@@ -54,6 +54,30 @@ def _sharded(q, db, **kw):
     return jaxloss.sharded_knn(q, db, mesh=_mesh(), **kw)
 
 
+def _knn_mask(q, db, mask):
+    return jaxloss.knn(q, db, 2, database_mask=mask)
+
+
+def _knn_exclude(q, db, exclude):
+    return jaxloss.knn(q, db, 2, exclude=exclude)
+
+
+def _sharded_mask(q, db, mask):
+    return _sharded(q, db, k=2, database_mask=mask)
+
+
+def _sharded_exclude(q, db, exclude):
+    return _sharded(q, db, k=2, exclude=exclude)
+
+
+def _range_mask(q, db, mask):
+    return jaxloss.range_search(q, db, 1.0, max_results=2, database_mask=mask)
+
+
+def _range_exclude(q, db, exclude):
+    return jaxloss.range_search(q, db, 1.0, max_results=2, exclude=exclude)
+
+
 # (registry name, function, array arguments, static keyword arguments, exception, argument named)
 CASES = [
     # norms
@@ -100,7 +124,30 @@ CASES = [
     ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=0), V, "k"),
     ("knn", jaxloss.knn, (X, f(6, 2)), dict(k=2), V, "database"),
     ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=2, metric="bogus"), V, "metric"),
+    ("knn", _knn_mask, (X, f(6, 3), jnp.ones(5, bool)), {}, V, "database_mask"),
+    ("knn", _knn_mask, (X, f(6, 3), jnp.ones(6)), {}, T, "database_mask"),
+    ("knn", _knn_exclude, (X, f(6, 3), f(4, 1)), {}, T, "exclude"),
+    ("knn", _knn_exclude, (X, f(6, 3), i(3, 1)), {}, V, "exclude"),
+    ("knn", _knn_exclude, (X, f(6, 3), i(4)), {}, V, "exclude"),
     ("sharded_knn", _sharded, (X, f(6, 3)), dict(k=7), V, "k"),
+    ("sharded_knn", _sharded_mask, (X, f(6, 3), jnp.ones(5, bool)), {}, V, "database_mask"),
+    ("sharded_knn", _sharded_exclude, (X, f(6, 3), i(3, 1)), {}, V, "exclude"),
+    ("range_search", jaxloss.range_search, (X, f(6, 3)), dict(radius=1.0, max_results=0), V, "max_results"),
+    ("range_search", jaxloss.range_search, (X, f(6, 3)), dict(radius=1.0, max_results=2.0), T, "max_results"),
+    ("range_search", jaxloss.range_search, (X, f(6, 3)), dict(radius=-1.0, max_results=2), V, "radius"),
+    ("range_search", jaxloss.range_search, (X, f(6, 3), f(4, 1)), dict(max_results=2), V, "radius"),
+    ("range_search", jaxloss.range_search, (X, f(6, 3), f(3)), dict(max_results=2), V, "radius"),
+    ("range_search", jaxloss.range_search, (X, f(6, 2), 1.0), dict(max_results=2), V, "database"),
+    (
+        "range_search",
+        jaxloss.range_search,
+        (X, f(6, 3)),
+        dict(radius=1.0, max_results=2, metric="bogus"),
+        V,
+        "metric",
+    ),
+    ("range_search", _range_mask, (X, f(6, 3), jnp.ones(6)), {}, T, "database_mask"),
+    ("range_search", _range_exclude, (X, f(6, 3), i(3, 1)), {}, V, "exclude"),
     ("sharded_knn", _sharded, (X, f(6, 2)), dict(k=2), V, "database"),
     ("precision_at_k", jaxloss.precision_at_k, (NB, L, REF), dict(k=3), V, "k"),
     ("precision_at_k", jaxloss.precision_at_k, (NB.astype(float), L, REF), {}, T, "neighbor_indices"),
@@ -522,6 +569,14 @@ TILING = [
     ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=2), "query_block_size"),
     ("sharded_knn", _sharded, (X, f(6, 3)), dict(k=2), "block_size"),
     ("sharded_knn", _sharded, (X, f(6, 3)), dict(k=2), "query_block_size"),
+    ("range_search", jaxloss.range_search, (X, f(6, 3)), dict(radius=1.0, max_results=2), "block_size"),
+    (
+        "range_search",
+        jaxloss.range_search,
+        (X, f(6, 3)),
+        dict(radius=1.0, max_results=2),
+        "query_block_size",
+    ),
     ("packed_hamming_distances", _packed_hamming, (W, W), {}, "block_size"),
     ("linear_softmax_cross_entropy", jaxloss.linear_softmax_cross_entropy, (X, f(3, 5), L), {}, "block_size"),
     (

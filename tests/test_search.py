@@ -774,3 +774,403 @@ def test_ranking_metric_errors():
             fn(r, r)
         with pytest.raises(TypeError, match="`relevance` must have a boolean, integer or floating dtype"):
             fn(s, r.astype(jnp.complex64))
+
+
+# --------------------------------------------------------------------------- filtered search
+
+FILTER_METRICS = METRICS + ("packed",)
+
+
+def filter_data(metric, m, seed):
+    """(queries, database, bits or None): data with many ties; packed codes with their bits."""
+    if metric == "packed":
+        bits = rng(seed).integers(0, 2, (m, 12)).astype(bool)  # 12 bits: many equal counts
+        return jaxloss.pack_bits(bits[:13]), jaxloss.pack_bits(bits), bits
+    x = dataset(metric, m=m, seed=seed).astype(np.float32)
+    return x[:13], x, None
+
+
+def distance_matrix(q, x, metric, bits=None):
+    """The full (q, m) brute-force distances (minus the inner products for "dot")."""
+    if metric == "packed":
+        return (bits[:13, None, :] != bits[None, :, :]).sum(-1).astype(np.float64)
+    q = np.asarray(q, np.float64)
+    x = np.asarray(x, np.float64)
+    if metric == "dot":
+        return -(q @ x.T)
+    if metric == "hamming":
+        return ssd.cdist(q != 0, x != 0, "hamming")
+    return ssd.cdist(q, x, metric)
+
+
+def filtered_brute_force(dist, k, metric, database_mask=None, exclude=None):
+    """Masked and excluded rows set to inf, a stable argsort (ties to the lowest index), the
+    tail padded with index -1 and the metric's padding distance."""
+    dist = dist.copy()
+    if database_mask is not None:
+        dist[:, ~np.asarray(database_mask)] = np.inf
+    if exclude is not None:
+        for row, ex in enumerate(np.asarray(exclude)):
+            dist[row, ex[ex >= 0]] = np.inf
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    values = np.take_along_axis(dist, order, axis=1)
+    missing = np.isinf(values)
+    order = np.where(missing, -1, order)
+    if metric == "packed":
+        return np.where(missing, 2**31 - 1, values), order
+    if metric == "dot":
+        return np.where(missing, -np.inf, -values), order
+    return values, order
+
+
+def assert_filtered_equal(got, expected, metric):
+    (d, i), (de, ie) = got, expected
+    assert i.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(i), ie)
+    if metric == "packed":
+        assert d.dtype == jnp.int32
+        np.testing.assert_array_equal(np.asarray(d), de)
+    else:
+        np.testing.assert_allclose(np.asarray(d, np.float64), de, rtol=1e-5, atol=1e-5)
+
+
+def random_filters(m, q, seed, keep=0.3, e=4):
+    """A mask keeping about ``keep`` of the rows, and exclusions with -1 padding and repeats."""
+    r = rng(seed)
+    mask = r.random(m) < keep
+    exclude = r.integers(0, m, (q, e))
+    exclude[:, 1] = exclude[:, 0]  # repeated index
+    exclude[::2, -1] = -1  # padding
+    exclude[:, 2] = np.arange(q)  # the query itself (queries are database rows)
+    return mask, exclude
+
+
+FILTER_CASES = [  # (k, block_size): the selection each engine uses
+    (5, 256),  # GEMM scan with runs of rows; packed scan with runs
+    (5, 16),  # no runs: every row of a block is a candidate
+    (70, 32),  # k > 64: the lax.top_k scan
+]
+
+
+@pytest.mark.parametrize("how", ["both", "mask", "exclude"])
+@pytest.mark.parametrize("k, block_size", FILTER_CASES)
+@pytest.mark.parametrize("metric", FILTER_METRICS)
+def test_filtered_knn_matches_brute_force(metric, k, block_size, how):
+    q, x, bits = filter_data(metric, 300, seed=31)
+    mask, exclude = random_filters(300, 13, seed=32)
+    kw = dict(
+        database_mask=mask if how != "exclude" else None,
+        exclude=exclude if how != "mask" else None,
+    )
+    name = "hamming" if metric == "packed" else metric
+    got = jaxloss.knn(q, x, k, metric=name, block_size=block_size, query_block_size=8, **kw)
+    assert got[0].shape == got[1].shape == (13, k)
+    expected = filtered_brute_force(distance_matrix(q, x, metric, bits), k, metric, **kw)
+    assert_filtered_equal(got, expected, metric)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("metric", ["euclidean", "dot", "packed", "cityblock"])
+def test_filtered_knn_fewer_allowed_rows_than_k(metric, dtype, variant):
+    q, x, bits = filter_data(metric, 60, seed=33)
+    if metric != "packed":
+        q, x = q.astype(dtype), x.astype(dtype)
+    mask = np.zeros(60, bool)
+    mask[[3, 17, 41]] = True
+    exclude = np.full((13, 2), -1)
+    exclude[0] = [17, 17]
+    name = "hamming" if metric == "packed" else metric
+    got = variant(jaxloss.knn, k=6, metric=name, block_size=16)(
+        q, x, database_mask=jnp.asarray(mask), exclude=jnp.asarray(exclude)
+    )
+    if metric != "packed":
+        assert got[0].dtype == dtype
+    expected = filtered_brute_force(distance_matrix(q, x, metric, bits), 6, metric, mask, exclude)
+    assert_filtered_equal(got, expected, metric)
+    assert (np.asarray(got[1])[:, 3:] == -1).all() and (np.asarray(got[1])[0, 2:] == -1).all()
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "dot", "packed"])
+def test_filtered_knn_everything_masked(metric):
+    q, x, _ = filter_data(metric, 40, seed=34)
+    name = "hamming" if metric == "packed" else metric
+    d, i = jaxloss.knn(q, x, 4, metric=name, database_mask=np.zeros(40, bool))
+    np.testing.assert_array_equal(np.asarray(i), -1)
+    pad = {"packed": 2**31 - 1, "dot": -np.inf}.get(metric, np.inf)
+    np.testing.assert_array_equal(np.asarray(d), pad)
+    # every row excluded: the same
+    d, i = jaxloss.knn(q, x, 4, metric=name, exclude=np.tile(np.arange(40), (13, 1)))
+    np.testing.assert_array_equal(np.asarray(i), -1)
+
+
+def test_filtered_knn_all_true_mask_and_no_exclusions_change_nothing():
+    q, x, _ = filter_data("euclidean", 100, seed=35)
+    plain = jaxloss.knn(q, x, 7, block_size=32)
+    masked = jaxloss.knn(
+        q, x, 7, block_size=32, database_mask=np.ones(100, bool), exclude=np.full((13, 3), -1)
+    )
+    for a, b in zip(plain, masked, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_filtered_knn_gradients_match_torch():
+    """Distances of the allowed neighbours differentiate as torch.cdist at those indices;
+    the padding has a zero gradient."""
+    r = rng(36)
+    x = r.normal(size=(30, 4))
+    q = x[:5] + 0.1 * r.normal(size=(5, 4))
+    mask = np.zeros(30, bool)
+    mask[::4] = True  # 8 rows allowed
+    exclude = np.array([[0, -1]] * 5)
+
+    def loss(q, x):
+        d, _ = jaxloss.knn(q, x, 10, database_mask=mask, exclude=exclude, block_size=8)
+        return jnp.sum(jnp.where(jnp.isfinite(d), d, 0) * jnp.arange(1, 11))
+
+    _, idx = jaxloss.knn(q, x, 10, database_mask=mask, exclude=exclude)
+    gq, gx = jax.grad(loss, (0, 1))(jnp.asarray(q), jnp.asarray(x))
+    idx = np.asarray(idx)
+    assert (idx[:, 7:] == -1).all()
+    qt = torch.tensor(q, requires_grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    dt = torch.cdist(qt, xt, compute_mode="donot_use_mm_for_euclid_dist")
+    sel = dt.gather(1, torch.tensor(np.maximum(idx, 0)).long()) * torch.tensor(idx >= 0)
+    (sel * torch.arange(1, 11)).sum().backward()
+    np.testing.assert_allclose(np.asarray(gq), qt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(gx), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_filtered_search_memory_does_not_grow_with_the_database(packed):
+    """No (queries x database) mask or scores: temporaries stay bounded with a database mask,
+    exclusions and a range search."""
+
+    def temp_bytes(m):
+        shape, dtype, metric = ((8,), jnp.uint32, "hamming") if packed else ((32,), jnp.float32, "euclidean")
+        q = jax.ShapeDtypeStruct((4096,) + shape, dtype)
+        x = jax.ShapeDtypeStruct((m,) + shape, dtype)
+        mask = jax.ShapeDtypeStruct((m,), jnp.bool_)
+        exclude = jax.ShapeDtypeStruct((4096, 2), jnp.int32)
+
+        def f(a, b, mask, exclude):
+            kw = dict(metric=metric, database_mask=mask, exclude=exclude)
+            return jaxloss.knn(a, b, 10, **kw), jaxloss.range_search(a, b, 3.0, max_results=10, **kw)
+
+        return jax.jit(f).lower(q, x, mask, exclude).compile().memory_analysis().temp_size_in_bytes
+
+    small, large = temp_bytes(100_000), temp_bytes(2_000_000)
+    assert large < 128 * 2**20, large  # 4,096 x 2,000,000 bools would be 8 GB
+    # the one per-row array that grows: the float path's squared norms (4 bytes per row)
+    assert large <= small + (0 if packed else 4 * 1_900_000) + 2**20, (small, large)
+
+
+def test_filtered_knn_errors():
+    x = jnp.ones((5, 3))
+    with pytest.raises(ValueError, match=r"`database_mask` must have shape \(database rows,\) = \(5,\)"):
+        jaxloss.knn(x, x, 2, database_mask=jnp.ones(4, bool))
+    with pytest.raises(TypeError, match="`database_mask` must be a boolean array"):
+        jaxloss.knn(x, x, 2, database_mask=jnp.ones(5))
+    with pytest.raises(TypeError, match="`exclude` must hold integer"):
+        jaxloss.knn(x, x, 2, exclude=jnp.ones((5, 1)))
+    with pytest.raises(ValueError, match="`exclude` needs one row per query"):
+        jaxloss.knn(x, x, 2, exclude=jnp.ones((4, 1), jnp.int32))
+    with pytest.raises(ValueError, match="`exclude` must have 2 dimensions"):
+        jaxloss.knn(x, x, 2, exclude=jnp.ones(5, jnp.int32))
+
+
+@pytest.mark.slow
+def test_sharded_filtered_knn_matches_single_device():
+    code = """
+    import jax, numpy as np
+    import jaxloss
+    from tests.test_search import filter_data, random_filters
+    assert jax.device_count() == 4, jax.devices()
+    mesh = jax.make_mesh((4,), ("data",))
+    checked = 0
+    for metric in ("euclidean", "cosine", "cityblock", "hamming", "dot", "packed"):
+        q, x, _ = filter_data(metric, 103, seed=40)
+        mask, exclude = random_filters(103, 13, seed=41)
+        name = "hamming" if metric == "packed" else metric
+        for k in (5, 40):
+            for kw in (dict(database_mask=mask), dict(exclude=exclude),
+                       dict(database_mask=mask, exclude=exclude)):
+                a = jaxloss.knn(q, x, k, metric=name, block_size=8, **kw)
+                b = jaxloss.sharded_knn(q, x, k, mesh=mesh, metric=name, block_size=8, **kw)
+                msg = f"{metric} {k} {sorted(kw)}"
+                np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]), err_msg=msg)
+                np.testing.assert_array_equal(np.asarray(a[0]), np.asarray(b[0]), err_msg=msg)
+                checked += 1
+    print("checked", checked)
+    """
+    out = run_python(code, devices=4)
+    assert "checked 36" in out
+
+
+# --------------------------------------------------------------------------- range search
+
+# Radii that data of small integers (0/1 codes) reach exactly: rows on the boundary are inside.
+RANGE_RADIUS = {
+    "euclidean": 2.0,
+    "sqeuclidean": 4.0,
+    "cosine": 0.5,
+    "cityblock": 3.0,
+    "hamming": 0.375,
+    "dot": 2.0,
+    "packed": 4,
+}
+
+
+def range_brute_force(dist, radius, max_results, metric, database_mask=None, exclude=None):
+    """Rows with dist <= radius (dot: q.x >= radius) after the filters, nearest first, ties to
+    the lowest index, padded to max_results; and the true counts."""
+    dist = dist.copy()
+    if database_mask is not None:
+        dist[:, ~np.asarray(database_mask)] = np.inf
+    if exclude is not None:
+        for row, ex in enumerate(np.asarray(exclude)):
+            dist[row, ex[ex >= 0]] = np.inf
+    r = np.broadcast_to(np.asarray(radius, np.float64), (dist.shape[0],))[:, None]
+    inside = dist <= (-r if metric == "dot" else r)
+    d, i = filtered_brute_force(np.where(inside, dist, np.inf), max_results, metric)
+    pad = max_results - d.shape[1]
+    if pad > 0:
+        fill = {"packed": 2**31 - 1, "dot": -np.inf}.get(metric, np.inf)
+        d = np.pad(d, ((0, 0), (0, pad)), constant_values=fill)
+        i = np.pad(i, ((0, 0), (0, pad)), constant_values=-1)
+    return d, i, inside.sum(axis=1)
+
+
+def assert_range_equal(got, expected, metric):
+    d, i, n = got
+    de, ie, ne = expected
+    assert n.dtype == jnp.int32 and n.shape == ne.shape
+    np.testing.assert_array_equal(np.asarray(n), ne)
+    assert_filtered_equal((d, i), (de, ie), metric)
+
+
+RANGE_CASES = [  # (max_results, block_size)
+    (3, 16),  # most counts exceed max_results
+    (10, 256),
+    (2, 128),  # runs of 8 rows: the count is reduced with the run maxima (minima)
+    (150, None),  # more than the database's 120 rows
+    (70, 32),  # max_results > 64: the lax.top_k scan
+]
+
+
+@pytest.mark.parametrize("max_results, block_size", RANGE_CASES)
+@pytest.mark.parametrize("metric", FILTER_METRICS)
+def test_range_search_matches_brute_force(metric, max_results, block_size, variant):
+    q, x, bits = filter_data(metric, 120, seed=50)
+    name = "hamming" if metric == "packed" else metric
+    radius = RANGE_RADIUS[metric]
+    got = variant(jaxloss.range_search, max_results=max_results, metric=name, block_size=block_size)(
+        q, x, radius
+    )
+    assert got[0].shape == got[1].shape == (13, max_results)
+    expected = range_brute_force(distance_matrix(q, x, metric, bits), radius, max_results, metric)
+    assert_range_equal(got, expected, metric)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("metric", ["euclidean", "packed", "dot", "cityblock"])
+def test_range_search_filters_and_per_query_radius(metric, dtype):
+    q, x, bits = filter_data(metric, 120, seed=51)
+    if metric != "packed":
+        q, x = q.astype(dtype), x.astype(dtype)
+    mask, exclude = random_filters(120, 13, seed=52, keep=0.6)
+    name = "hamming" if metric == "packed" else metric
+    steps = (1 + np.arange(13) % 3) * {"dot": 2, "cityblock": 1}.get(metric, 0.5)
+    radius = RANGE_RADIUS[metric] * steps  # per query
+    got = jaxloss.range_search(
+        q, x, radius, max_results=4, metric=name, block_size=32, database_mask=mask, exclude=exclude
+    )
+    dist = distance_matrix(q, x, metric, bits)
+    expected = range_brute_force(dist, radius, 4, metric, mask, exclude)
+    assert_range_equal(got, expected, metric)
+    assert (expected[2] > 4).any() and (expected[2] < 4).any()  # both sides of max_results
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "packed"])
+def test_range_search_nothing_and_everything(metric):
+    q, x, bits = filter_data(metric, 80, seed=53)
+    name = "hamming" if metric == "packed" else metric
+    if metric == "packed":  # queries of all-ones bits, none in the database: radius 0 finds nothing
+        x = jaxloss.pack_bits(np.concatenate([bits[:, :11], np.zeros((80, 1), bool)], axis=1))
+        q = jaxloss.pack_bits(np.ones((13, 12), bool))
+    else:
+        q = q + np.float32(0.25)
+    d, i, n = jaxloss.range_search(q, x, 0.0, max_results=5, metric=name)
+    np.testing.assert_array_equal(np.asarray(n), 0)
+    np.testing.assert_array_equal(np.asarray(i), -1)
+    np.testing.assert_array_equal(np.asarray(d), 2**31 - 1 if metric == "packed" else np.inf)
+    # an infinite radius: every row counted, the max_results nearest returned (knn's answer)
+    d, i, n = jaxloss.range_search(q, x, np.inf, max_results=5, metric=name)
+    np.testing.assert_array_equal(np.asarray(n), 80)
+    dk, ik = jaxloss.knn(q, x, 5, metric=name)
+    np.testing.assert_array_equal(np.asarray(i), np.asarray(ik))
+    np.testing.assert_array_equal(np.asarray(d), np.asarray(dk))
+
+
+def test_range_search_matches_faiss_range_search():
+    """faiss IndexFlatL2.range_search (squared distances, strict <) on random floats, where no
+    distance lies on the radius."""
+    faiss = pytest.importorskip("faiss")
+    r = rng(54)
+    x = r.normal(size=(2000, 8)).astype(np.float32)
+    q = r.normal(size=(40, 8)).astype(np.float32)
+    radius = 2.5
+    index = faiss.IndexFlatL2(8)
+    index.add(x)
+    lims, fd, fi = index.range_search(q, radius**2)
+    d, i, n = jaxloss.range_search(q, x, radius, max_results=64, block_size=512)
+    np.testing.assert_array_equal(np.asarray(n), np.diff(lims))
+    for row in range(40):
+        got = np.asarray(i[row])[: min(64, n[row])]
+        expected = fi[lims[row] : lims[row + 1]][np.argsort(fd[lims[row] : lims[row + 1]], kind="stable")]
+        np.testing.assert_array_equal(got, expected[:64])
+        np.testing.assert_allclose(
+            np.asarray(d[row])[: len(got)] ** 2, np.sort(fd[lims[row] : lims[row + 1]])[:64], rtol=1e-4
+        )
+
+
+def test_range_search_gradients_match_torch():
+    r = rng(55)
+    x = r.normal(size=(30, 4))
+    q = x[:5] + 0.1 * r.normal(size=(5, 4))
+
+    def loss(q, x):
+        d, _, _ = jaxloss.range_search(q, x, 2.0, max_results=6, block_size=8)
+        return jnp.sum(jnp.where(jnp.isfinite(d), d, 0) * jnp.arange(1, 7))
+
+    _, idx, _ = jaxloss.range_search(q, x, 2.0, max_results=6)
+    idx = np.asarray(idx)
+    assert (idx >= 0).any() and (idx == -1).any()
+    gq, gx = jax.grad(loss, (0, 1))(jnp.asarray(q), jnp.asarray(x))
+    qt = torch.tensor(q, requires_grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    dt = torch.cdist(qt, xt, compute_mode="donot_use_mm_for_euclid_dist")
+    sel = dt.gather(1, torch.tensor(np.maximum(idx, 0)).long()) * torch.tensor(idx >= 0)
+    (sel * torch.arange(1, 7)).sum().backward()
+    np.testing.assert_allclose(np.asarray(gq), qt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(gx), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_range_search_empty_queries_and_errors():
+    x = jnp.ones((5, 3))
+    d, i, n = jaxloss.range_search(jnp.zeros((0, 3)), x, 1.0, max_results=4)
+    assert d.shape == i.shape == (0, 4) and n.shape == (0,)
+    with pytest.raises(TypeError, match="`max_results` must be a Python int"):
+        jaxloss.range_search(x, x, 1.0, max_results=2.0)
+    with pytest.raises(ValueError, match="`max_results` must be >= 1"):
+        jaxloss.range_search(x, x, 1.0, max_results=0)
+    with pytest.raises(ValueError, match=r"`radius` must lie in \[0, inf\)"):
+        jaxloss.range_search(x, x, -1.0, max_results=2)
+    with pytest.raises(ValueError, match="`radius` must be >= 0"):
+        jaxloss.range_search(x, x, jnp.array([1.0, -1.0, 0, 0, 0]), max_results=2)
+    with pytest.raises(ValueError, match=r"`radius` must be a scalar or have shape \(queries,\) = \(5,\)"):
+        jaxloss.range_search(x, x, jnp.ones((5, 1)), max_results=2)
+    with pytest.raises(TypeError, match="`radius` must be a real number"):
+        jaxloss.range_search(x, x, "1", max_results=2)
+    # a similarity threshold may be negative
+    d, i, n = jaxloss.range_search(x, -x, -3.0, max_results=2, metric="dot")
+    np.testing.assert_array_equal(np.asarray(n), 5)
