@@ -337,8 +337,8 @@ def _reference_case(fn, module, seed, n=12, m=15, classes=4):
     xt, rt = torch.tensor(x, requires_grad=True), torch.tensor(refs, requires_grad=True)
     loss = module(xt, torch.tensor(y), None, rt, torch.tensor(ref_y))
     gt = torch.autograd.grad(loss, [xt, rt])
-    value, grads = jax.value_and_grad(
-        lambda a, b: fn(a, jnp.asarray(y), b, jnp.asarray(ref_y)), argnums=(0, 1)
+    value, grads = jax.jit(
+        jax.value_and_grad(lambda a, b: fn(a, jnp.asarray(y), b, jnp.asarray(ref_y)), argnums=(0, 1))
     )(jnp.asarray(x), jnp.asarray(refs))
     np.testing.assert_allclose(value, loss.item(), rtol=RTOL)
     for g, t in zip(grads, gt, strict=True):

@@ -705,12 +705,13 @@ def test_ranking_relevance_dtypes():
     binary = np.array([[0, 0, 1, 1], [1, 0, 0, 1]])
     graded = np.array([[0, -1, 2, 3], [5, 0, -2, 1]])  # > 0 where binary is 1
     for name in ("reciprocal_rank", "average_precision", "hit_rate"):
-        fn = RANKING[name][0]
+        fn = jax.jit(RANKING[name][0], static_argnames="top_k")
         want = np.asarray(fn(scores, binary))
         for rel in (binary.astype(bool), binary.astype(np.float32), graded, graded.astype(np.float64)):
             np.testing.assert_array_equal(np.asarray(fn(scores, rel)), want, err_msg=name)
     # half-precision scores are ranked in their own precision (these are exact in float16)
     for name, (fn, _, _) in RANKING.items():
+        fn = jax.jit(fn, static_argnames="top_k")
         want = np.asarray(fn(scores, graded, top_k=3))
         for dt in (jnp.float16, jnp.bfloat16):
             got = fn(jnp.asarray([[0.25, 1.0, 0.5, 0.125], [0.125, 0.375, 1.0, 0.75]], dt), graded, top_k=3)
@@ -724,35 +725,39 @@ def test_ranking_relevance_dtypes():
         )
 
 
-def test_ranking_gradients_are_zero_and_finite():
+@pytest.mark.parametrize("name", sorted(RANKING))
+@pytest.mark.parametrize("top_k", [None, 2])
+def test_ranking_gradients_are_zero_and_finite(name, top_k):
     """Piecewise constant in the scores: zero gradient (no NaN) at ties and without relevant items."""
     scores = jnp.array([[0.5, 0.5, 0.1, 0.0], [1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]])
     relevance = jnp.array([[1.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
-    for name, (fn, _, _) in RANKING.items():
-        for top_k in (None, 2):
-            total = functools.partial(lambda s, r, fn, k: jnp.sum(fn(s, r, top_k=k)), fn=fn, k=top_k)
-            g_scores, g_rel = jax.grad(total, argnums=(0, 1))(scores, relevance)
-            assert bool(jnp.all(g_scores == 0)), (name, g_scores)
-            assert bool(jnp.all(jnp.isfinite(g_rel))), (name, g_rel)
-            if name != "normalized_dcg":
-                assert bool(jnp.all(g_rel == 0)), (name, g_rel)
-    # nDCG is a smooth ratio in float gains: its gradient is the finite-difference one
+    fn = RANKING[name][0]
+    g_scores, g_rel = jax.jit(jax.grad(lambda s, r: jnp.sum(fn(s, r, top_k=top_k)), argnums=(0, 1)))(
+        scores, relevance
+    )
+    assert bool(jnp.all(g_scores == 0)), (name, g_scores)
+    assert bool(jnp.all(jnp.isfinite(g_rel))), (name, g_rel)
+    if name != "normalized_dcg":
+        assert bool(jnp.all(g_rel == 0)), (name, g_rel)
+
+
+def test_normalized_dcg_gradient_in_gains_matches_finite_differences():
+    """nDCG is a smooth ratio in float gains: its gradient is the finite-difference one."""
     gains = jnp.array([[0.5, 1.0, 2.0, 0.25, 3.0]])
     s = jnp.array([[0.1, 0.7, 0.3, 0.9, 0.5]])
-    check_grads(lambda g: jaxloss.normalized_dcg(s, g, top_k=3), (gains,), order=1, modes=["rev"])
+    check_grads(jax.jit(lambda g: jaxloss.normalized_dcg(s, g, top_k=3)), (gains,), order=1, modes=["rev"])
 
 
-def test_ranking_vmap_and_leading_axes():
+@pytest.mark.parametrize("name", sorted(RANKING))
+def test_ranking_vmap_and_leading_axes(name):
     """(2, 3, M) equals the rows one at a time and jax.vmap over a leading axis."""
     scores, relevance = ranking_case(5, (2, 3, 6), True)
-    for name, (fn, _, _) in RANKING.items():
-        batched = np.asarray(fn(scores, relevance, top_k=4))
-        rows = np.array(
-            [[float(fn(scores[i, j], relevance[i, j], top_k=4)) for j in range(3)] for i in range(2)]
-        )
-        np.testing.assert_allclose(batched, rows, rtol=1e-12, err_msg=name)
-        mapped = jax.vmap(lambda s, r, fn=fn: fn(s, r, top_k=4))(jnp.asarray(scores), jnp.asarray(relevance))
-        np.testing.assert_allclose(np.asarray(mapped), batched, rtol=1e-12, err_msg=name)
+    fn = jax.jit(functools.partial(RANKING[name][0], top_k=4))
+    batched = np.asarray(fn(scores, relevance))
+    rows = np.array([[float(fn(scores[i, j], relevance[i, j])) for j in range(3)] for i in range(2)])
+    np.testing.assert_allclose(batched, rows, rtol=1e-12, err_msg=name)
+    mapped = jax.jit(jax.vmap(fn))(jnp.asarray(scores), jnp.asarray(relevance))
+    np.testing.assert_allclose(np.asarray(mapped), batched, rtol=1e-12, err_msg=name)
 
 
 def test_ranking_metric_errors():
@@ -928,7 +933,7 @@ def test_filtered_knn_gradients_match_torch():
         return jnp.sum(jnp.where(jnp.isfinite(d), d, 0) * jnp.arange(1, 11))
 
     _, idx = jaxloss.knn(q, x, 10, database_mask=mask, exclude=exclude)
-    gq, gx = jax.grad(loss, (0, 1))(jnp.asarray(q), jnp.asarray(x))
+    gq, gx = jax.jit(jax.grad(loss, (0, 1)))(jnp.asarray(q), jnp.asarray(x))
     idx = np.asarray(idx)
     assert (idx[:, 7:] == -1).all()
     qt = torch.tensor(q, requires_grad=True)
@@ -1145,7 +1150,7 @@ def test_range_search_gradients_match_torch():
     _, idx, _ = jaxloss.range_search(q, x, 2.0, max_results=6)
     idx = np.asarray(idx)
     assert (idx >= 0).any() and (idx == -1).any()
-    gq, gx = jax.grad(loss, (0, 1))(jnp.asarray(q), jnp.asarray(x))
+    gq, gx = jax.jit(jax.grad(loss, (0, 1)))(jnp.asarray(q), jnp.asarray(x))
     qt = torch.tensor(q, requires_grad=True)
     xt = torch.tensor(x, requires_grad=True)
     dt = torch.cdist(qt, xt, compute_mode="donot_use_mm_for_euclid_dist")
