@@ -11,7 +11,10 @@ neighbours in the query's class) are computed from the neighbours' labels. The
 ranking metrics (mean reciprocal rank, mean average precision and nDCG of each
 query's ranked list, as torchmetrics' ``retrieval_*`` functions compute them)
 score the k returned items by negative distance, relevant when they share the
-query's class.
+query's class. Last, a filtered search: only a random tenth of the database
+may be returned (``database_mask``, e.g. one tenant's rows or the items in
+stock), and each query excludes the items it has already been shown
+(``exclude``, here its first five unfiltered neighbours).
 
     python examples/retrieval_eval.py                       # 1M x 64 database
     python examples/retrieval_eval.py --database 200000 --queries 1000
@@ -96,7 +99,39 @@ def main(argv=None):
         "hit rate@1": float(jnp.mean(jaxloss.hit_rate(scores, relevant, top_k=1))),
     }
     print("   ".join(f"{name} {value:.3f}" for name, value in ranking.items()))
-    return {"precision@1": p_at_1, f"precision@{args.k}": p_at_k, "seconds": seconds, **ranking}
+
+    filtered = filtered_search(database, db_labels, queries, q_labels, idx[:, :5], args)
+    return {"precision@1": p_at_1, f"precision@{args.k}": p_at_k, "seconds": seconds, **ranking, **filtered}
+
+
+def filtered_search(database, db_labels, queries, q_labels, seen, args):
+    """k-NN restricted to allowed rows, without the rows each query has already seen."""
+    allowed = jax.random.uniform(jax.random.key(args.seed + 1), (database.shape[0],)) < 0.1
+
+    @jax.jit
+    def search(q, seen):
+        return jaxloss.knn(q, database, args.k, database_mask=allowed, exclude=seen)
+
+    idx = jnp.concatenate(
+        [
+            search(queries[s : s + args.chunk], seen[s : s + args.chunk])[1]
+            for s in range(0, len(queries), args.chunk)
+        ]
+    )
+    found = idx >= 0  # fewer than k allowed rows would leave -1 at the tail
+    result = {
+        "filtered: only allowed rows": bool(jnp.all(jnp.where(found, allowed[jnp.maximum(idx, 0)], True))),
+        "filtered: none already seen": not bool(
+            jnp.any(found[:, :, None] & (idx[:, :, None] == seen[:, None, :]))
+        ),
+        "filtered: precision@1": float(jaxloss.precision_at_k(idx, q_labels, db_labels, 1)),
+    }
+    print(
+        f"filtered search ({int(allowed.sum())} allowed rows, 5 seen items excluded per query): "
+        f"precision@1 {result['filtered: precision@1']:.3f}, only allowed rows: "
+        f"{result['filtered: only allowed rows']}, none already seen: {result['filtered: none already seen']}"
+    )
+    return result
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ def test_retrieval_eval_small_database():
     # the ranked-list metrics agree with the label metrics where they coincide
     np.testing.assert_allclose(result["hit rate@1"], result["precision@1"], rtol=1e-6)
     assert result["precision@1"] <= result["MRR"] <= 1.0 and 0.0 < result["nDCG@10"] <= 1.0
+    assert result["filtered: only allowed rows"] and result["filtered: none already seen"]
+    assert result["filtered: precision@1"] > 0.5
 
 
 def test_two_tower_contrastive_trains_through_the_ring():
