@@ -475,7 +475,9 @@ def test_recall_at_k_brute_force(k):
         nbrs = [j for j in idx[i] if j != i][:10]
         if np.sum(labels == labels[i]) > 1:
             rows.append(any(labels[j] == labels[i] for j in nbrs[:k]))
-    got = jaxloss.recall_at_k(idx, labels, labels, k, exclude_self=True)
+    got = jax.jit(jaxloss.recall_at_k, static_argnums=3, static_argnames="exclude_self")(
+        idx, labels, labels, k, exclude_self=True
+    )
     np.testing.assert_allclose(float(got), np.mean(rows), rtol=1e-12)
     if k == 1:
         np.testing.assert_allclose(float(got), pml_accuracy(x, labels)["precision_at_1"], rtol=1e-6)
@@ -484,7 +486,14 @@ def test_recall_at_k_brute_force(k):
 def test_retrieval_metrics_all_lone_is_zero():
     labels = jnp.arange(4)
     idx = jnp.array([[0, 1], [1, 2], [2, 3], [3, 0]])
-    assert float(jaxloss.r_precision(idx, labels, labels, exclude_self=True)) == 0.0
+    assert (
+        float(
+            jax.jit(jaxloss.r_precision, static_argnames="exclude_self")(
+                idx, labels, labels, exclude_self=True
+            )
+        )
+        == 0.0
+    )
 
 
 def test_retrieval_metric_errors():
@@ -699,23 +708,32 @@ def test_ranking_nonpositive_scores_match_torchmetrics(name):
         np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6, atol=1e-7)
 
 
-def test_ranking_relevance_dtypes():
+_DTYPE_SCORES = jnp.array([[0.3, 0.9, 0.5, 0.1], [0.2, 0.4, 0.8, 0.6]])
+_GRADED = np.array([[0, -1, 2, 3], [5, 0, -2, 1]])  # > 0 where the binary relevance is 1
+
+
+@pytest.mark.parametrize("name", ["reciprocal_rank", "average_precision", "hit_rate"])
+def test_ranking_relevance_dtypes(name):
     """bool, integer and float relevance; for the binary metrics `> 0` is relevant."""
-    scores = jnp.array([[0.3, 0.9, 0.5, 0.1], [0.2, 0.4, 0.8, 0.6]])
     binary = np.array([[0, 0, 1, 1], [1, 0, 0, 1]])
-    graded = np.array([[0, -1, 2, 3], [5, 0, -2, 1]])  # > 0 where binary is 1
-    for name in ("reciprocal_rank", "average_precision", "hit_rate"):
-        fn = jax.jit(RANKING[name][0], static_argnames="top_k")
-        want = np.asarray(fn(scores, binary))
-        for rel in (binary.astype(bool), binary.astype(np.float32), graded, graded.astype(np.float64)):
-            np.testing.assert_array_equal(np.asarray(fn(scores, rel)), want, err_msg=name)
-    # half-precision scores are ranked in their own precision (these are exact in float16)
-    for name, (fn, _, _) in RANKING.items():
-        fn = jax.jit(fn, static_argnames="top_k")
-        want = np.asarray(fn(scores, graded, top_k=3))
-        for dt in (jnp.float16, jnp.bfloat16):
-            got = fn(jnp.asarray([[0.25, 1.0, 0.5, 0.125], [0.125, 0.375, 1.0, 0.75]], dt), graded, top_k=3)
-            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, err_msg=name)
+    fn = jax.jit(RANKING[name][0], static_argnames="top_k")
+    want = np.asarray(fn(_DTYPE_SCORES, binary))
+    for rel in (binary.astype(bool), binary.astype(np.float32), _GRADED, _GRADED.astype(np.float64)):
+        np.testing.assert_array_equal(np.asarray(fn(_DTYPE_SCORES, rel)), want, err_msg=name)
+
+
+@pytest.mark.parametrize("name", sorted(RANKING))
+def test_ranking_half_precision_scores(name):
+    """Half-precision scores are ranked in their own precision (these are exact in float16)."""
+    fn = jax.jit(RANKING[name][0], static_argnames="top_k")
+    want = np.asarray(fn(_DTYPE_SCORES, _GRADED, top_k=3))
+    for dt in (jnp.float16, jnp.bfloat16):
+        got = fn(jnp.asarray([[0.25, 1.0, 0.5, 0.125], [0.125, 0.375, 1.0, 0.75]], dt), _GRADED, top_k=3)
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, err_msg=name)
+
+
+def test_normalized_dcg_integer_and_float_gains_match_torchmetrics():
+    scores = _DTYPE_SCORES
     gains = np.array([[0, 1, 2, 3], [3, 0, 1, 2]])
     for rel in (gains.astype(np.int8), gains.astype(np.float32)):
         np.testing.assert_allclose(
