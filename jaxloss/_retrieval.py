@@ -82,7 +82,8 @@ def _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_
         order = jnp.argsort(is_self, axis=1, stable=True)[:, : idx.shape[1] - 1]
         idx = jnp.take_along_axis(idx, order, axis=1)
         counts = counts - 1
-    same = rl[idx] == ql[:, None]
+    # a negative index is knn's padding (fewer allowed rows than k): never relevant
+    same = (idx >= 0) & (rl[jnp.maximum(idx, 0)] == ql[:, None])
     return same, counts
 
 
@@ -125,7 +126,9 @@ def precision_at_k(
 
     Args:
       neighbor_indices: ``(q, K)`` int reference indices of each query's
-        neighbours, nearest first (the ``indices`` of ``knn``).
+        neighbours, nearest first (the ``indices`` of ``knn``); a negative
+        index (``knn``'s padding when fewer rows are allowed than asked for)
+        is a missing neighbour, never relevant.
       query_labels: ``(q,)`` int labels of the queries.
       reference_labels: ``(m,)`` int labels of the reference (database) rows.
       k: neighbours considered (``None``: all columns left), static.
@@ -177,7 +180,9 @@ def recall_at_k(
 
     Args:
       neighbor_indices: ``(q, K)`` int reference indices of each query's
-        neighbours, nearest first (the ``indices`` of ``knn``).
+        neighbours, nearest first (the ``indices`` of ``knn``); a negative
+        index (``knn``'s padding when fewer rows are allowed than asked for)
+        is a missing neighbour, never relevant.
       query_labels: ``(q,)`` int labels of the queries.
       reference_labels: ``(m,)`` int labels of the reference (database) rows.
       k: neighbours considered (``None``: all columns left), static.
@@ -235,7 +240,9 @@ def r_precision(
 
     Args:
       neighbor_indices: ``(q, K)`` int reference indices of each query's
-        neighbours, nearest first (the ``indices`` of ``knn``).
+        neighbours, nearest first (the ``indices`` of ``knn``); a negative
+        index (``knn``'s padding when fewer rows are allowed than asked for)
+        is a missing neighbour, never relevant.
       query_labels: ``(q,)`` int labels of the queries.
       reference_labels: ``(m,)`` int labels of the reference (database) rows.
       exclude_self: the queries are the first ``q`` rows of the reference set
@@ -287,7 +294,9 @@ def mean_average_precision_at_r(
 
     Args:
       neighbor_indices: ``(q, K)`` int reference indices of each query's
-        neighbours, nearest first (the ``indices`` of ``knn``).
+        neighbours, nearest first (the ``indices`` of ``knn``); a negative
+        index (``knn``'s padding when fewer rows are allowed than asked for)
+        is a missing neighbour, never relevant.
       query_labels: ``(q,)`` int labels of the queries.
       reference_labels: ``(m,)`` int labels of the reference (database) rows.
       exclude_self: the queries are the first ``q`` rows of the reference set

@@ -483,6 +483,32 @@ def test_recall_at_k_brute_force(k):
         np.testing.assert_allclose(float(got), pml_accuracy(x, labels)["precision_at_1"], rtol=1e-6)
 
 
+def test_retrieval_metrics_count_knn_padding_as_missing():
+    """A filtered search with fewer allowed rows than k pads with -1: never a relevant neighbour
+    (the last reference's label must not leak in through negative indexing)."""
+    labels = np.array([0, 0, 1, 1, 1, 0])  # the last label is the queries': -1 must not read it
+    x = np.arange(6, dtype=np.float64)[:, None]
+    allowed = np.array([True, False, True, False, False, True])
+    _, idx = jaxloss.knn(x[:2], x, 4, database_mask=allowed)  # 3 allowed rows: one -1 per query
+    idx = np.asarray(idx)
+    assert (idx[:, -1] == -1).all()
+    ql = labels[:2]
+    hits = np.array([[j >= 0 and labels[j] == q for j in row] for row, q in zip(idx, ql, strict=True)])
+    counts = np.array([np.sum(labels == q) for q in ql])
+    metrics = jax.jit(
+        lambda i, q, r: (
+            jaxloss.precision_at_k(i, q, r, 4, reduction="none"),
+            jaxloss.recall_at_k(i, q, r, 4, reduction="none"),
+            jaxloss.r_precision(i, q, r, reduction="none"),
+        )
+    )
+    p_at_4, r_at_4, r_prec = (np.asarray(v) for v in metrics(idx, ql, labels))
+    np.testing.assert_allclose(p_at_4, hits.sum(1) / 4)
+    np.testing.assert_allclose(r_at_4, hits.any(1).astype(float))
+    r_hits = [hits[i, : min(counts[i], 4)].sum() / counts[i] for i in range(2)]
+    np.testing.assert_allclose(r_prec, r_hits)
+
+
 def test_retrieval_metrics_all_lone_is_zero():
     labels = jnp.arange(4)
     idx = jnp.array([[0, 1], [1, 2], [2, 3], [3, 0]])
