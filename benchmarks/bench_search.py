@@ -8,7 +8,9 @@ score matrix, which the blocked search never holds, so the search can take
 less time than it); the euclidean search with a ``database_mask`` keeping 10%
 of the rows, beside the same search unmasked and faiss ``IndexFlatL2`` with an
 ``IDSelectorBitmap``; packed Hamming, 16,384 x 100,000 codes of
-256 bits, k = 10. ``--quick``: 1,024 queries x 20,000 rows.
+256 bits, k = 10, unmasked and with a ``database_mask`` keeping 10% of the rows
+(beside the same search unmasked and faiss ``IndexBinaryFlat`` with an
+``IDSelectorBitmap``). ``--quick``: 1,024 queries x 20,000 rows.
 
 Each side runs in its own process (``benchmarks._timing.isolated``): XLA's CPU
 thread pool has one thread per schedulable core; faiss runs with its default
@@ -131,24 +133,29 @@ def torch_chunked(nq, m, d, k, seed, chunk=1024):
     return search
 
 
-def jaxloss_hamming(nq, m, bits, k, seed):
+def jaxloss_hamming(nq, m, bits, k, seed, keep=None):
     import jax  # noqa: PLC0415
 
     import jaxloss  # noqa: PLC0415
 
     qb, xb = _bit_data(nq, m, bits, seed)
     qw, xw = jaxloss.pack_bits(qb), jaxloss.pack_bits(xb)  # uint32 words, little-endian bit order
-    return lambda: jax.block_until_ready(jaxloss.knn(qw, xw, k, metric="hamming"))
+    mask = None if keep is None else jax.device_put(_row_mask(m, keep, seed))
+    return lambda: jax.block_until_ready(jaxloss.knn(qw, xw, k, metric="hamming", database_mask=mask))
 
 
-def faiss_binary(nq, m, bits, k, seed):
+def faiss_binary(nq, m, bits, k, seed, keep=None):
     import faiss  # noqa: PLC0415
 
     qb, xb = _bit_data(nq, m, bits, seed)
     index = faiss.IndexBinaryFlat(bits)
     index.add(np.packbits(xb, axis=1, bitorder="little"))
     q8 = np.packbits(qb, axis=1, bitorder="little")
-    return lambda: index.search(q8, k)
+    if keep is None:
+        return lambda: index.search(q8, k)
+    bitmap = np.packbits(_row_mask(m, keep, seed), bitorder="little")
+    params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(m, faiss.swig_ptr(bitmap)))
+    return lambda: (index.search(q8, k, params=params), bitmap)[0]  # the selector points into bitmap
 
 
 # --- rows
@@ -253,19 +260,31 @@ def bench_masked(nq, m, d, k, keep, repeats, seed=3):
     }
 
 
-def bench_hamming(nq, m, bits, k, repeats, seed=1):
+def bench_hamming(nq, m, bits, k, repeats, seed=1, keep=None):
+    """Packed Hamming against faiss ``IndexBinaryFlat``; with ``keep``, a database mask keeping that
+    share of the rows (faiss with an ``IDSelectorBitmap`` over the same rows) and the same search
+    unmasked beside it."""
     common = {"nq": nq, "m": m, "bits": bits, "k": k, "seed": seed}
-    ours = isolated(MODULE, "jaxloss_hamming", peer=False, repeats=repeats, return_result=True, **common)
+    ours = isolated(
+        MODULE, "jaxloss_hamming", peer=False, repeats=repeats, return_result=True, keep=keep, **common
+    )
     d_ours = ours.pop("result")[0]
     peers, note = {}, "faiss not installed"
+    if keep is not None:
+        peers["jaxloss knn without the mask"] = isolated(
+            MODULE, "jaxloss_hamming", peer=False, repeats=repeats, **common
+        )
     if _has_faiss():
-        theirs = isolated(MODULE, "faiss_binary", peer=True, repeats=repeats, return_result=True, **common)
+        theirs = isolated(
+            MODULE, "faiss_binary", peer=True, repeats=repeats, return_result=True, keep=keep, **common
+        )
         # random codes have many tied counts: compare the distances (faiss does not
         # promise the lowest index first among ties; jaxloss does)
         note = f"distances equal to faiss's: {_same(d_ours, theirs.pop('result')[0]):.4%}"
-        peers["faiss IndexBinaryFlat"] = theirs
+        peers["faiss IndexBinaryFlat" + ("" if keep is None else " + IDSelectorBitmap")] = theirs
     return {
-        "operation": f"knn packed hamming k={k}",
+        "operation": f"knn packed hamming k={k}"
+        + ("" if keep is None else f", database_mask keeping {keep:.0%}"),
         "shapes": f"{nq} vs {m} codes of {bits} bits",
         "jaxloss": ours,
         "peers": peers,
@@ -281,6 +300,7 @@ def run(quick: bool) -> list[dict]:
         bench_float(nq, m, 128, 10, "dot", repeats, seed=2),
         bench_masked(nq, m, 128, 10, 0.1, repeats),
         bench_hamming(nq_bits, m, 256, 10, repeats),
+        bench_hamming(nq_bits, m, 256, 10, repeats, keep=0.1),
     ]
 
 
