@@ -7,10 +7,14 @@
 * ``variant`` parametrises a test over ``jax.jit`` and eager execution (the
   equivalent of ``chex.variants(with_jit=True, without_jit=True)``, which
   ``tests/test_chex_variants.py`` uses directly).
-* The fast loop (``pytest -m "not slow"``) runs every test function once: the
-  first of its parameter sets that is not marked ``slow`` (jit, not eager);
-  the other parameter sets are marked ``slow`` here, and the whole suite
-  (``pytest``, CI) runs them all. A module that sets
+* The fast loop (``pytest -m "not slow"``) runs every test function that is
+  not marked ``slow`` once: the first of its parameter sets that is not
+  marked ``slow`` (jit, not eager); the other parameter sets and the
+  docstring examples (``pytest jaxloss`` runs those alone) are marked ``slow``
+  here, and the whole suite (``pytest``, CI) runs them all. Every reference
+  comparison stays in the fast loop; the heavier edge-case, property and
+  memory tests of a function whose reference comparison is in the fast loop
+  are marked ``slow`` where they are defined. A module that sets
   ``FAST_LOOP_RUNS_EVERY_CASE = True`` keeps all its cheap cases in the fast
   loop (the bad-input checks, the documentation checks).
 """
@@ -71,9 +75,15 @@ def _doctest_x64_off(request):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Marks ``slow`` every parameter set of a test function but its first fast one (see above)."""
+    """Marks ``slow`` the docstring examples and every parameter set of a test function but its
+    first fast one (see above)."""
+    from _pytest.doctest import DoctestItem
+
     seen = set()
     for item in items:
+        if isinstance(item, DoctestItem):
+            item.add_marker(pytest.mark.slow)
+            continue
         if (
             getattr(item, "callspec", None) is None
             or item.get_closest_marker("slow")

@@ -197,7 +197,9 @@ def compare_with_torch(
     random cotangent ``c`` (so every output element is checked), with respect
     to the floating inputs (or ``argnums``). Positions where PyTorch returns NaN
     are excluded and counted (jaxloss returns finite limits there); a
-    non-finite jaxloss value where PyTorch is finite is a failure.
+    non-finite jaxloss value where PyTorch is finite is a failure. A jitted
+    ``jax_fn`` (one with ``.lower``) is run once per dtype as a single compiled
+    program that returns its values and gradients.
 
     Tolerance: ``|jax - torch| <= atol * max(1, max|torch|) + rtol * |torch|``
     with ``(rtol, atol)`` from ``TOLERANCES`` (float32: 1e-4, 1e-5; float64:
@@ -258,7 +260,21 @@ def _compare_one(jax_fn, torch_fn, inputs, dtype, grad, argnums, rtol, atol, see
 
     diff_args = [i for i, x in enumerate(inputs) if _is_float_array(x)] if argnums is None else list(argnums)
     t_in = [to_torch(x, grad and i in diff_args) for i, x in enumerate(cast)]
-    j_out = _flatten(jax_fn(*j_in))
+    with_grad = grad and bool(diff_args)
+    rng = np.random.default_rng(seed)
+    if with_grad and hasattr(jax_fn, "lower"):
+        # a jitted jax_fn: its values and gradients come from one compiled program
+        shapes = _flatten(jax.eval_shape(jax_fn, *j_in))
+        cots = [rng.normal(size=o.shape) for o in shapes]
+        j_out, j_grads = jax.jit(_values_and_grads(jax_fn, j_in, diff_args, cots, np_dtype))(
+            *[j_in[k] for k in diff_args]
+        )
+    else:
+        j_out = _flatten(jax_fn(*j_in))
+        if with_grad:
+            cots = [rng.normal(size=np.shape(o)) for o in j_out]
+            grad_fn = _values_and_grads(jax_fn, j_in, diff_args, cots, np_dtype)
+            j_grads = grad_fn(*[j_in[k] for k in diff_args])[1]
     t_out = _flatten(torch_fn(*t_in))
     rows = []
     if len(j_out) != len(t_out):
@@ -266,23 +282,8 @@ def _compare_one(jax_fn, torch_fn, inputs, dtype, grad, argnums, rtol, atol, see
     for i, (a, b) in enumerate(zip(j_out, t_out, strict=True)):
         b = b.detach().double().numpy() if hasattr(b, "detach") else np.asarray(b)
         rows.append(_compare(np.asarray(a, np.float64), b, dtype, f"value[{i}]", rtol, atol))
-    if not grad or not diff_args:
+    if not with_grad:
         return rows
-    rng = np.random.default_rng(seed)
-    cots = [rng.normal(size=np.shape(o)) for o in j_out]
-
-    def scalar(*args):
-        full = list(j_in)
-        for k, a in zip(diff_args, args, strict=True):
-            full[k] = a
-        outs = _flatten(jax_fn(*full))
-        pairs = zip(outs, cots, strict=True)
-        return sum(jnp.sum(o.astype(np_dtype) * jnp.asarray(c, np_dtype)) for o, c in pairs)
-
-    grad_fn = jax.grad(scalar, argnums=tuple(range(len(diff_args))))
-    if hasattr(jax_fn, "lower"):  # a jitted jax_fn: compile its gradient as one program too
-        grad_fn = jax.jit(grad_fn)
-    j_grads = grad_fn(*[j_in[k] for k in diff_args])
     t_total = sum(
         (o.to(torch_dtype) * torch.tensor(c, dtype=torch_dtype)).sum()
         for o, c in zip(t_out, cots, strict=True)
@@ -297,6 +298,21 @@ def _compare_one(jax_fn, torch_fn, inputs, dtype, grad, argnums, rtol, atol, see
         gt = np.zeros(tuple(leaf.shape)) if gt is None else gt.detach().double().numpy()
         rows.append(_compare(np.asarray(gj, np.float64), gt, dtype, f"grad[{k}]", rtol, atol))
     return rows
+
+
+def _values_and_grads(jax_fn, j_in, diff_args, cots, np_dtype):
+    """``args -> (outputs, gradients)`` of ``sum(output * cotangent)`` in the ``diff_args`` inputs."""
+
+    def scalar(*args):
+        full = list(j_in)
+        for k, a in zip(diff_args, args, strict=True):
+            full[k] = a
+        outs = _flatten(jax_fn(*full))
+        pairs = zip(outs, cots, strict=True)
+        return sum(jnp.sum(o.astype(np_dtype) * jnp.asarray(c, np_dtype)) for o, c in pairs), outs
+
+    grad_fn = jax.grad(scalar, argnums=tuple(range(len(diff_args))), has_aux=True)
+    return lambda *args: tuple(reversed(grad_fn(*args)))
 
 
 def _to_jax(x):

@@ -36,6 +36,7 @@ def test_pack_matches_numpy_packbits(n, dtype, variant):
     np.testing.assert_array_equal(np.asarray(back), bits.astype(bool))
 
 
+@pytest.mark.slow
 def test_pack_axis():
     bits = rng(1).integers(0, 2, (3, 40, 2)).astype(bool)
     words = jaxloss.pack_bits(bits, axis=1)

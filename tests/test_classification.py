@@ -138,6 +138,7 @@ def test_binary_cross_entropy(reduction, weighted):
     )
 
 
+@pytest.mark.slow
 def test_binary_cross_entropy_clamp_at_zero_and_one():
     # PyTorch's -100 clamp and its (p - y) / max(p (1 - p), 1e-12) gradient, at 0, 1 and near them
     p = np.array([0.0, 0.0, 1.0, 1.0, 1e-13, 1 - 1e-7, 0.5])
@@ -329,6 +330,7 @@ def test_infinite_and_saturated_logits():
     np.testing.assert_allclose(g, (jax.nn.sigmoid(x[1]) - y[1]) / 3, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_dtypes():
     x = jnp.asarray(rng(13).normal(size=(4, 3)), jnp.bfloat16)
     labels = jnp.array([0, 1, 2, 0])
@@ -420,6 +422,7 @@ def test_all_option_combinations_core_vs_torch_none():
         assert_close(ours, ref.numpy())
 
 
+@pytest.mark.slow
 def test_where_with_smoothing_and_weights_is_consistent():
     r = rng(16)
     x = jnp.asarray(r.normal(size=(5, 6)))

@@ -126,6 +126,7 @@ def test_tiled_info_nce_matches_torch(block_size=3):
     assert_matches_torch(fn, ref, q, k, t)
 
 
+@pytest.mark.slow
 def test_clip_loss_is_the_mean_of_info_nce_both_ways():
     x, y = (jnp.asarray(a) for a in _pairs(6))
     both = (jaxloss.info_nce(x, y, temperature=0.3) + jaxloss.info_nce(y, x, temperature=0.3)) / 2
@@ -186,6 +187,7 @@ def test_tiled_gradients_match_finite_differences(name):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", LOSSES)
 def test_tiled_float32_is_stable_at_temperature_001(name):
     r = rng(9)
@@ -301,6 +303,7 @@ def test_bad_options_raise_clear_errors(call, error, word):
         call(jnp.ones((4, 3)))
 
 
+@pytest.mark.slow
 def test_half_precision_in_half_precision_out():
     x, y = (jnp.asarray(a, jnp.bfloat16) for a in _pairs(12))
     for bs in (None, 4):
@@ -313,6 +316,7 @@ def test_half_precision_in_half_precision_out():
 # --------------------------------------------------------------------------- memory
 
 
+@pytest.mark.slow
 def test_tiled_clip_loss_memory_is_far_below_one_similarity_matrix():
     b, d = 65536, 512
     emb = jax.ShapeDtypeStruct((b, d), jnp.float32)
@@ -327,6 +331,7 @@ def test_tiled_clip_loss_memory_is_far_below_one_similarity_matrix():
     assert stats.temp_size_in_bytes < one_matrix / 100, stats.temp_size_in_bytes / one_matrix
 
 
+@pytest.mark.slow
 def test_tiled_memory_does_not_grow_with_the_square_of_the_batch():
     d, block = 64, 256
     temps = {}

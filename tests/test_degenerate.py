@@ -87,6 +87,7 @@ def test_norm_of_zero_is_zero_with_zero_gradient():
         assert bool(jnp.all(g == 0))
 
 
+@pytest.mark.slow
 def test_cosine_of_a_zero_vector_is_zero():
     z, x = jnp.zeros((2, 3)), jnp.ones((2, 3))
     assert bool(jnp.all(jaxloss.cosine_similarity(z, x) == 0))
@@ -211,6 +212,7 @@ def test_saturated_and_minus_inf_logits(name):
     assert float(g[1, 0]) == 0.0  # no gradient into a -inf logit
 
 
+@pytest.mark.slow
 def test_minus_inf_logit_at_the_true_class_is_inf():
     x = jnp.array([[-jnp.inf, 0.0, 1.0]])
     assert float(jaxloss.softmax_cross_entropy_with_integer_labels(x, jnp.array([0]))[0]) == math.inf
@@ -240,6 +242,7 @@ def test_saturated_sigmoid_logits(fn):
         assert bool(jnp.all(jnp.isfinite(g))), g
 
 
+@pytest.mark.slow
 def test_binary_cross_entropy_at_zero_and_one():
     p = jnp.array([0.0, 1.0, 0.0, 1.0])
     y = jnp.array([0.0, 1.0, 1.0, 0.0])

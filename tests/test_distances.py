@@ -169,6 +169,7 @@ def test_non_binary_hamming_and_jaccard_match_scipy():
     np.testing.assert_allclose(jt.cdist(x, y, p=0), torch.cdist(torch.tensor(x), torch.tensor(y), p=0))
 
 
+@pytest.mark.slow
 def test_boolean_metrics_accept_bool_and_01():
     x, y = _data("dice", 8, 7, 9)
     for metric in BOOLEAN:
@@ -313,6 +314,7 @@ def test_gram_path_is_far_more_accurate_than_torch_mm():
         assert np.all(np.diag(np.asarray(same)) == 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "metric",
     sweep(
@@ -374,6 +376,7 @@ def test_finite_gradients_at_coincident_points_and_zero_vectors(metric):
         assert all(np.all(np.isfinite(g)) for g in grads), metric
 
 
+@pytest.mark.slow
 def test_zero_vector_conventions():
     z, v = np.zeros(3), np.array([1.0, 2.0, 3.0])
     assert float(_pairwise_distance(z, v, "cosine")) == 1.0
@@ -622,11 +625,13 @@ def test_axioms_numeric_metrics(x):
         _check_axioms(x, metric, triangle=metric in TRUE_METRICS, **kw)
 
 
+@pytest.mark.slow
 @given(_nonneg)
 def test_axioms_jensenshannon(x):
     _check_axioms(x, "jensenshannon", triangle=True)
 
 
+@pytest.mark.slow
 @given(_bits)
 def test_axioms_boolean_metrics(x):
     for metric in ["hamming", "jaccard", "dice", "rogerstanimoto", "sokalsneath", "yule"]:
@@ -690,6 +695,7 @@ def test_jit_with_static_metric():
     np.testing.assert_allclose(g(x, y, metric="canberra"), ssd.cdist(x, y, "canberra"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", sweep(["euclidean", "jaccard", "hamming", "cosine", "cityblock"], 2))
 def test_empty_inputs(metric):
     assert jaxloss.cdist(np.ones((0, 3)), np.ones((2, 3)), metric).shape == (0, 2)
@@ -698,6 +704,7 @@ def test_empty_inputs(metric):
     np.testing.assert_array_equal(jaxloss.cdist(np.ones((2, 0)), np.ones((3, 0)), metric), 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", sweep(["euclidean", "cosine", "correlation", "sqeuclidean", "dot"], 3))
 def test_gram_path_self_distances_are_exactly_symmetric(metric):
     x = rng(11).normal(size=(90, 70)) * 10 + 50

@@ -127,6 +127,7 @@ def test_every_block_size_gives_the_dense_numbers(divergence):
     _check_block_sizes(divergence, ((1, 1), (4, 5), (11, 13), (3, 13), (11, 2), (64, 64)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tiled", [False, True], ids=["dense", "tiled"])
 def test_a_head_distilled_from_itself_gives_zero(tiled):
     xs, ks, bs, *_ = _data(3)
@@ -157,6 +158,7 @@ def test_jsd_endpoints_and_bound():
     assert np.all((np.asarray(loss) >= 0) & (np.asarray(loss) <= math.log(2) + 1e-6))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tiled", [False, True], ids=["dense", "tiled"])
 def test_where_masks_tokens_and_their_gradients(tiled):
     data = _data(5)
@@ -171,6 +173,7 @@ def test_where_masks_tokens_and_their_gradients(tiled):
     assert not np.any(np.asarray(grads[0])[~where])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tiled", [False, True], ids=["dense", "tiled"])
 def test_large_logits_at_small_temperature_stay_finite_in_float32(tiled):
     data = _data(6, scale=40.0)  # logits of a few hundred, / 0.5
@@ -199,6 +202,7 @@ def test_half_precision_accumulates_in_float32(dtype):
             np.testing.assert_allclose(np.asarray(g, np.float64), r, atol=3e-2 * scale)
 
 
+@pytest.mark.slow
 def test_leading_batch_dimensions_and_mixed_widths():
     xs, ks, bs, xt, kt, bt, _ = _data(8, n=12)
     flat = jaxloss.linear_distillation_loss(xs, ks, xt, kt, divergence="reverse_kl", **RAGGED)
@@ -291,6 +295,7 @@ def test_statistics_without_labels_and_eager():
         assert np.all(np.isfinite(g))
 
 
+@pytest.mark.slow
 def test_statistics_logsumexp_is_the_cross_entropy_one():
     r = np.random.default_rng(12)
     x = jnp.asarray(r.normal(size=(N, DS)), jnp.float32)
@@ -312,6 +317,7 @@ def test_statistics_logsumexp_is_the_cross_entropy_one():
         np.testing.assert_allclose(jnp.square(stats.logsumexp), ce_z - ce, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_statistics_large_logits_keep_the_entropy_precise():
     r = np.random.default_rng(13)
     x = r.normal(size=(N, DS)) * 100
@@ -431,6 +437,7 @@ def test_value_and_grad_memory_is_far_below_one_logit_matrix(divergence):
     assert _temp_bytes(_fused(divergence, **small), n, d, v - 3) <= 1.05 * fused
 
 
+@pytest.mark.slow
 def test_memory_small_shapes():
     n, d, v = 2048, 64, 16384
     fused = _temp_bytes(_fused("jsd", block_size=512, vocab_block_size=2048), n, d, v)

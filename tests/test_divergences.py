@@ -256,6 +256,7 @@ ALL = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", sweep(range(len(ALL)), 3))
 def test_where_and_axis(index):
     fn, nargs = ALL[index]
@@ -276,6 +277,7 @@ def test_where_and_axis(index):
 # --------------------------------------------------------------------------- dtypes and errors
 
 
+@pytest.mark.slow
 def test_dtypes():
     p = jnp.asarray(simplex((2, 3), 17), jnp.float16)
     assert jaxloss.entropy(p).dtype == jnp.float16
@@ -310,6 +312,7 @@ LOG_SPACE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", sweep(range(len(ALL)), 3))
 def test_finite_at_zero_probabilities(index):
     """Zeros in both (same pattern), and p = 0 where q > 0: finite values and gradients."""

@@ -172,6 +172,7 @@ def test_equals_the_dense_jaxloss_loss_including_the_weights_gradient():
         np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-13)
 
 
+@pytest.mark.slow
 def test_leading_batch_dimensions(variant):
     x, k, b, w, y, ct = _data(3, batch=(2, 3, 7))
     ref_loss, ref_grads = _torch_reference(x, k, y, ct, bias=b, weights=w)
@@ -184,6 +185,7 @@ def test_leading_batch_dimensions(variant):
         np.testing.assert_allclose(g, r, rtol=1e-11, atol=1e-13)
 
 
+@pytest.mark.slow
 def test_every_token_ignored_gives_zero_loss_and_zero_gradients(variant):
     x, k, b, w, _, ct = _data(4)
     y = np.full(N, -100)
@@ -193,6 +195,7 @@ def test_every_token_ignored_gives_zero_loss_and_zero_gradients(variant):
         assert np.all(np.asarray(g) == 0)
 
 
+@pytest.mark.slow
 def test_out_of_range_label_gives_nan_and_empty_batch_gives_empty():
     x, k, _, _, y, _ = _data(5)
     y = y.copy()
@@ -203,6 +206,7 @@ def test_out_of_range_label_gives_nan_and_empty_batch_gives_empty():
     assert empty.shape == (0,)
 
 
+@pytest.mark.slow
 def test_saturated_logits_keep_finite_values_and_gradients():
     x, k, b, _, y, ct = _data(6)
     loss, grads = _ours(1e3 * x, 1e2 * k, y, ct, jnp.float32, jax.jit, bias=b, **RAGGED)
@@ -222,6 +226,7 @@ def test_traced_hyperparameters_under_jit():
     np.testing.assert_allclose(f(0.25, 0.05), ref_loss, rtol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_half_precision_accumulates_in_float32(dtype):
     r = np.random.default_rng(8)
@@ -286,6 +291,7 @@ def test_value_and_grad_memory_is_30x_below_dense_and_does_not_grow_with_the_voc
     assert _temp_bytes(_fused, 2 * n, d, v) <= fused + 2 * n * d * 4
 
 
+@pytest.mark.slow
 def test_memory_small_shapes():
     n, d, v = 2048, 64, 16384
     fused_small = _temp_bytes(_fused, n, d, v)
@@ -411,6 +417,7 @@ def test_torch_face_kdim_unbatched_probabilities_and_smoothing():
     np.testing.assert_allclose(out, ref, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_torch_face_options_only_change_block_sizes():
     r = np.random.default_rng(12)
     x, w, y = r.normal(size=(10, 3)), r.normal(size=(6, 3)), r.integers(0, 6, size=10)

@@ -229,6 +229,7 @@ def test_zero_embedding_and_zero_column():
         assert bool(jnp.isfinite(v)) and all(bool(jnp.all(jnp.isfinite(a))) for a in g)
 
 
+@pytest.mark.slow
 def test_default_switches_to_blocked_above_the_dense_limit(monkeypatch):
     from jaxloss import _margin
 
@@ -362,6 +363,7 @@ def test_circle_with_references_matches_pytorch_metric_learning(seed):
     _reference_case(fn, pml.CircleLoss(m=0.4, gamma=80), seed)
 
 
+@pytest.mark.slow
 def test_pair_losses_against_no_reference_are_zero():
     x = jnp.asarray(np.random.default_rng(44).normal(size=(5, 3)))
     y = jnp.array([0, 1, 1, 2, 2])
@@ -389,6 +391,7 @@ def test_pair_losses_sweep(seed):
         _pair_case(circle, pml.CircleLoss(m=0.25, gamma=32), seed, n=30, classes=classes)
 
 
+@pytest.mark.slow
 def test_rows_without_positive_or_negative_give_zero():
     x = jnp.asarray(np.random.default_rng(25).normal(size=(5, 3)))
     y = jnp.array([0, 1, 1, 2, 2])
@@ -424,6 +427,7 @@ def test_bad_arguments_name_the_argument():
                 fn(x, args["weights"], args["labels"], **kw)
 
 
+@pytest.mark.slow
 def test_traced_labels_out_of_range_give_nan_rows():
     x, w, _ = _data(27, n=4, c=6)
     y = np.array([0, 6, 2, -1])

@@ -113,6 +113,7 @@ def test_triplet_margin_loss_squared_is_facenet_formula(variant):
     assert_matches_torch(fn, facenet, a, p, n)
 
 
+@pytest.mark.slow
 def test_triplet_margin_loss_axis_and_zero_distance():
     r = rng(4)
     a, p, n = (r.normal(size=(3, 5, 2)) for _ in range(3))
@@ -168,6 +169,7 @@ def test_in_batch_distances_exact_zero_diagonal_and_finite_grads(metric, squared
         np.testing.assert_allclose(d, ref, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_in_batch_distances_are_cdists():
     """The in-batch losses and cdist share one core: the same numbers, the same zero-vector rule."""
     x = rng(6).normal(size=(300, 70)).astype(np.float32)  # large enough for the Gram path
@@ -842,6 +844,7 @@ def test_torch_face_errors():
 # --------------------------------------------------------------------------- edge cases
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BATCH_LOSSES))
 def test_coincident_embeddings_and_degenerate_batches(name):
     loss = BATCH_LOSSES[name]
@@ -864,6 +867,7 @@ def test_coincident_embeddings_and_degenerate_batches(name):
             assert float(value) == 0.0 and not np.asarray(grad).any(), (name, case)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BATCH_LOSSES))
 def test_batch_loss_gradients_match_finite_differences(name):
     x, labels = _batch(28, n=9, classes=3)
@@ -973,6 +977,7 @@ _JITTED_MINERS = [
 ]
 
 
+@pytest.mark.slow
 @settings(max_examples=10)
 @given(st.integers(0, 10_000), st.floats(0.0, 2.0))
 def test_batch_losses_invariant_to_permutation_and_translation(seed, margin):
@@ -988,6 +993,7 @@ def test_batch_losses_invariant_to_permutation_and_translation(seed, margin):
         np.testing.assert_allclose(float(fn(x + shift, labels, margin=margin)), base, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 @settings(max_examples=10)
 @given(st.integers(0, 10_000))
 def test_batch_hard_bounds_batch_all(seed):

@@ -57,6 +57,7 @@ def test_matrix_norm_matches_torch(variant, ord, shape, axis, keepdims):
     assert_matches_torch(fn, lambda t: torch.linalg.matrix_norm(t, ord, dim=axis, keepdim=keepdims), x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fn,ord", [(jaxloss.frobenius_norm, "fro"), (jaxloss.nuclear_norm, "nuc"), (jaxloss.spectral_norm, 2)]
 )
@@ -215,6 +216,7 @@ def test_nuclear_gradient_of_orthogonal_matrix_is_itself():
     np.testing.assert_allclose(jax.grad(jaxloss.nuclear_norm)(q), q, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_spectral_gradient_at_tied_top_singular_values_is_averaged():
     x = jnp.diag(jnp.array([3.0, 3.0, 1.0]))
     g = jax.grad(jaxloss.spectral_norm)(x)
@@ -255,6 +257,7 @@ def test_integer_and_boolean_inputs_are_promoted():
     np.testing.assert_allclose(jaxloss.vector_norm(jnp.array([True, False, True]), 0), 2.0)
 
 
+@pytest.mark.slow
 def test_vmap_equals_batched_axis():
     x = jnp.asarray(rng(13).normal(size=(5, 3, 4)))
     for ord in (2, 1, INF, 0.5):

@@ -62,6 +62,7 @@ def test_push_matches_a_deque(size, batch_sizes, variant):
         assert queue.embeddings.shape == (size, dim) and queue.embeddings.dtype == jnp.float64
 
 
+@pytest.mark.slow
 def test_init_dtypes_and_casts():
     queue = jaxloss.queue_init(4, 2, dtype=jnp.bfloat16, label_dtype=jnp.int64)
     assert queue.embeddings.dtype == jnp.bfloat16 and queue.labels.dtype == jnp.int64
@@ -96,6 +97,7 @@ def test_push_in_lax_scan_with_one_compilation():
     np.testing.assert_array_equal(got_lab, np.array([label for _, label in model]))
 
 
+@pytest.mark.slow
 def test_push_stops_gradients_and_queue_masks_a_loss():
     """Gradients flow through the current batch only; never-filled rows are masked by `valid`."""
     r = rng(2)

@@ -89,6 +89,7 @@ def test_knn_matches_brute_force_float32(metric, k, block_size, query_block_size
     assert_knn_equal((d, i), brute_force(q, x, k, metric))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", METRICS)
 def test_knn_float64_queries_are_database(metric, variant):
     x = dataset(metric, seed=1).astype(np.float64)
@@ -120,6 +121,7 @@ def packed_brute_force(qbits, xbits, k):
     return np.take_along_axis(counts, idx, axis=1), idx
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("k", "block_size", "query_block_size"),
     [
@@ -167,6 +169,7 @@ def test_knn_packed_matches_faiss_binary_flat():
     np.testing.assert_array_equal(np.asarray(i), ie)
 
 
+@pytest.mark.slow
 def test_knn_packed_memory_does_not_grow_with_the_database():
     """The (queries x database) counts are never materialised: temporaries stay bounded."""
 
@@ -190,6 +193,7 @@ def test_knn_large_random_euclidean_matches_scipy():
     assert_knn_equal(got, brute_force(q, x, 10, "euclidean"), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_knn_self_distance_exact_zero():
     x = rng(6).normal(size=(200, 16)).astype(np.float32) * 100 + 1000
     d, i = jaxloss.knn(x, x, 1)
@@ -197,6 +201,7 @@ def test_knn_self_distance_exact_zero():
     np.testing.assert_array_equal(np.asarray(d[:, 0]), 0)
 
 
+@pytest.mark.slow
 def test_knn_cosine_zero_vector_has_distance_one():
     x = jnp.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
     d, i = jaxloss.knn(jnp.array([[0.0, 0.0], [1.0, 1.0]]), x, 3, metric="cosine")
@@ -212,6 +217,7 @@ def test_top_k_is_stable():
     np.testing.assert_array_equal(np.asarray(jax.lax.top_k(jnp.zeros((2, 5000)), 6)[1][1]), np.arange(6))
 
 
+@pytest.mark.slow
 def test_knn_all_ties_lowest_index_first():
     x = jnp.ones((100, 3))
     d, i = jaxloss.knn(x[:2], x, 10, block_size=7)
@@ -225,6 +231,7 @@ def test_knn_under_outer_jit_with_static_k_and_metric():
     assert_knn_equal(got, brute_force(x[:5], x, 4, "cityblock"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
 def test_knn_half_precision(dtype):
     x = dataset("euclidean").astype(np.float32)
@@ -277,6 +284,7 @@ def test_knn_distance_gradients_match_torch(metric, p):
     np.testing.assert_allclose(np.asarray(gx), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine", "cityblock", "dot"])
 def test_knn_gradients_finite_at_coincident_points(metric):
     x = jnp.concatenate([jnp.zeros((3, 4)), jnp.asarray(rng(8).normal(size=(10, 4)))])
@@ -483,6 +491,7 @@ def test_recall_at_k_brute_force(k):
         np.testing.assert_allclose(float(got), pml_accuracy(x, labels)["precision_at_1"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_retrieval_metrics_count_knn_padding_as_missing():
     """A filtered search with fewer allowed rows than k pads with -1: never a relevant neighbour
     (the last reference's label must not leak in through negative indexing)."""
@@ -543,6 +552,7 @@ def test_retrieval_metric_errors():
         jaxloss.r_precision(idx, labels[:, None], labels)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", sweep(["cityblock", "euclidean", "sqeuclidean", "dot", "hamming"], 2))
 @pytest.mark.parametrize("k", [1, 5, 16])
 def test_chunked_block_top_k_is_exact_with_ties(metric, k):
@@ -678,6 +688,7 @@ def test_normalized_dcg_matches_sklearn_in_float64():
         np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-12, atol=1e-15, err_msg=str(top_k))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["reciprocal_rank", "average_precision", "hit_rate"])
 def test_ranking_metric_ties_go_to_the_lower_index(name):
     """A relevant and an irrelevant candidate tied: the lower index is ranked first (torchmetrics'
@@ -738,6 +749,7 @@ _DTYPE_SCORES = jnp.array([[0.3, 0.9, 0.5, 0.1], [0.2, 0.4, 0.8, 0.6]])
 _GRADED = np.array([[0, -1, 2, 3], [5, 0, -2, 1]])  # > 0 where the binary relevance is 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["reciprocal_rank", "average_precision", "hit_rate"])
 def test_ranking_relevance_dtypes(name):
     """bool, integer and float relevance; for the binary metrics `> 0` is relevant."""
@@ -748,6 +760,7 @@ def test_ranking_relevance_dtypes(name):
         np.testing.assert_array_equal(np.asarray(fn(_DTYPE_SCORES, rel)), want, err_msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RANKING))
 def test_ranking_half_precision_scores(name):
     """Half-precision scores are ranked in their own precision (these are exact in float16)."""
@@ -792,6 +805,7 @@ def test_normalized_dcg_gradient_in_gains_matches_finite_differences():
     check_grads(jax.jit(lambda g: jaxloss.normalized_dcg(s, g, top_k=3)), (gains,), order=1, modes=["rev"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RANKING))
 def test_ranking_vmap_and_leading_axes(name):
     """(2, 3, M) equals the rows one at a time and jax.vmap over a leading axis."""
@@ -918,6 +932,7 @@ def test_filtered_knn_matches_brute_force(metric, k, block_size, how):
     assert_filtered_equal(got, expected, metric)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("metric", ["euclidean", "dot", "packed", "cityblock"])
 def test_filtered_knn_fewer_allowed_rows_than_k(metric, dtype, variant):
@@ -939,6 +954,7 @@ def test_filtered_knn_fewer_allowed_rows_than_k(metric, dtype, variant):
     assert (np.asarray(got[1])[:, 3:] == -1).all() and (np.asarray(got[1])[0, 2:] == -1).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["euclidean", "dot", "packed"])
 def test_filtered_knn_everything_masked(metric):
     q, x, _ = filter_data(metric, 40, seed=34)
@@ -953,6 +969,7 @@ def test_filtered_knn_everything_masked(metric):
     np.testing.assert_array_equal(np.asarray(i), -1)
 
 
+@pytest.mark.slow
 def test_filtered_knn_all_true_mask_and_no_exclusions_change_nothing():
     q, x, _ = filter_data("euclidean", 100, seed=35)
     plain = jaxloss.knn(q, x, 7, block_size=32)
@@ -990,6 +1007,7 @@ def test_filtered_knn_gradients_match_torch():
     np.testing.assert_allclose(np.asarray(gx), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("packed", [True, False])
 def test_filtered_search_memory_does_not_grow_with_the_database(packed):
     """No (queries x database) mask or scores: temporaries stay bounded with a database mask,
@@ -1121,6 +1139,7 @@ def test_range_search_matches_brute_force(metric, max_results, block_size, varia
     assert_range_equal(got, expected, metric)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("metric", ["euclidean", "packed", "dot", "cityblock"])
 def test_range_search_filters_and_per_query_radius(metric, dtype):
@@ -1140,6 +1159,7 @@ def test_range_search_filters_and_per_query_radius(metric, dtype):
     assert (expected[2] > 4).any() and (expected[2] < 4).any()  # both sides of max_results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["euclidean", "cosine", "packed"])
 def test_range_search_nothing_and_everything(metric):
     q, x, bits = filter_data(metric, 80, seed=53)

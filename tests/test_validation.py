@@ -45,6 +45,7 @@ def test_checkify_catches_inside_jit(kwargs, match):
         err.throw()
 
 
+@pytest.mark.slow
 def test_valid_inputs_pass_eagerly_and_under_checkify():
     good = dict(
         probabilities=jax.nn.softmax(jnp.arange(6.0).reshape(2, 3)),
