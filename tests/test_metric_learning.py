@@ -472,12 +472,13 @@ _SHARDED_MINING = textwrap.dedent(
                 refs_kw = dict(ref_embeddings=rf, ref_labels=rl) if with_refs else {}
                 return loss(embeddings=e, labels=lab, axis_name=ax, **refs_kw)
             one = lambda e, rf: reduce(fn(e, labels, rf, ref_labels, None))
-            v0, g0 = jax.value_and_grad(one, argnums=(0, 1))(x, refs)
+            v0, g0 = jax.jit(jax.value_and_grad(one, argnums=(0, 1)))(x, refs)
             sharded = jax.shard_map(
                 lambda e, lab, rf, rl: fn(e, lab, rf, rl, "d"),
                 mesh=mesh, in_specs=(P("d"),) * 4, out_specs=out_spec)
             out = jax.jit(sharded)(x, labels, refs, ref_labels)
-            np.testing.assert_allclose(out, fn(x, labels, refs, ref_labels, None), rtol=1e-12, atol=1e-14)
+            whole = jax.jit(lambda e, lab, rf, rl: fn(e, lab, rf, rl, None))(x, labels, refs, ref_labels)
+            np.testing.assert_allclose(out, whole, rtol=1e-12, atol=1e-14)
             many = lambda e, rf: reduce(sharded(e, labels, rf, ref_labels))
             v1, g1 = jax.jit(jax.value_and_grad(many, argnums=(0, 1)))(x, refs)
             np.testing.assert_allclose(v1, v0, rtol=1e-12)
