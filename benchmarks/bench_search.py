@@ -82,16 +82,9 @@ def faiss_flat(nq, m, d, k, metric, seed, keep=None):
     if metric == "euclidean":
         index = faiss.IndexFlatL2(d)
         index.add(x)
-        if keep is not None:  # an IDSelectorBitmap over the same rows as the jaxloss mask
-            bitmap = np.packbits(_row_mask(m, keep, seed), bitorder="little")
-            selector = faiss.IDSelectorBitmap(m, faiss.swig_ptr(bitmap))
-            params = faiss.SearchParameters(sel=selector)
-
-            def search():
-                alive = (bitmap, selector)  # the selector points into the bitmap: both stay alive
-                return _faiss_l2(index.search(q, k, params=params)), alive
-
-            return lambda: search()[0]
+        if keep is not None:
+            params, alive = _faiss_row_selector(m, keep, seed)
+            return lambda: (_faiss_l2(index.search(q, k, params=params)), alive)[0]
         return lambda: _faiss_l2(index.search(q, k))
     index = faiss.IndexFlatIP(d)
     if metric == "cosine":
@@ -105,6 +98,17 @@ def faiss_flat(nq, m, d, k, metric, seed, keep=None):
         return index.search(qf, k)
 
     return search
+
+
+def _faiss_row_selector(m, keep, seed):
+    """faiss search parameters with an ``IDSelectorBitmap`` over the rows of the jaxloss mask
+    (``_row_mask``), and what must stay alive while they are used (the selector points into the
+    bitmap)."""
+    import faiss  # noqa: PLC0415
+
+    bitmap = np.packbits(_row_mask(m, keep, seed), bitorder="little")
+    selector = faiss.IDSelectorBitmap(m, faiss.swig_ptr(bitmap))
+    return faiss.SearchParameters(sel=selector), (bitmap, selector)
 
 
 def _faiss_l2(result):
@@ -153,9 +157,8 @@ def faiss_binary(nq, m, bits, k, seed, keep=None):
     q8 = np.packbits(qb, axis=1, bitorder="little")
     if keep is None:
         return lambda: index.search(q8, k)
-    bitmap = np.packbits(_row_mask(m, keep, seed), bitorder="little")
-    params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(m, faiss.swig_ptr(bitmap)))
-    return lambda: (index.search(q8, k, params=params), bitmap)[0]  # the selector points into bitmap
+    params, alive = _faiss_row_selector(m, keep, seed)
+    return lambda: (index.search(q8, k, params=params), alive)[0]
 
 
 # --- rows
