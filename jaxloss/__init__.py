@@ -87,34 +87,40 @@ from ._distillation import LinearSoftmaxStatistics as LinearSoftmaxStatistics
 from ._distillation import linear_distillation_loss as linear_distillation_loss
 from ._distillation import linear_softmax_statistics as linear_softmax_statistics
 
-# --------------------------------------------------------------------------- metric learning
+# --------------------------------------------------------------------------- labelled batches (mining masks)
+from ._batch import negative_mask as negative_mask
+from ._batch import positive_mask as positive_mask
+from ._batch import triplet_mask as triplet_mask
+
+# --------------------------------------------------------------------------- metric learning (triplet family)
 from ._metric_learning import batch_all_triplet_loss as batch_all_triplet_loss
 from ._metric_learning import batch_hard_triplet_loss as batch_hard_triplet_loss
-from ._metric_learning import contrastive_loss as contrastive_loss
-from ._metric_learning import cosine_embedding_loss as cosine_embedding_loss
-from ._metric_learning import hinge_embedding_loss as hinge_embedding_loss
-from ._metric_learning import lifted_structured_loss as lifted_structured_loss
-from ._metric_learning import margin_ranking_loss as margin_ranking_loss
-from ._metric_learning import negative_mask as negative_mask
-from ._metric_learning import positive_mask as positive_mask
 from ._metric_learning import semi_hard_triplet_loss as semi_hard_triplet_loss
-from ._metric_learning import soft_nearest_neighbor_loss as soft_nearest_neighbor_loss
 from ._metric_learning import triplet_margin_loss as triplet_margin_loss
-from ._metric_learning import triplet_mask as triplet_mask
+
+# --------------------------------------------------------------------------- PyTorch's pair losses
+from ._pair_losses import cosine_embedding_loss as cosine_embedding_loss
+from ._pair_losses import hinge_embedding_loss as hinge_embedding_loss
+from ._pair_losses import margin_ranking_loss as margin_ranking_loss
 
 # --------------------------------------------------------------------------- contrastive (dense, tiled, ring)
 from ._contrastive import clip_loss as clip_loss
+from ._contrastive import contrastive_loss as contrastive_loss
 from ._contrastive import info_nce as info_nce
+from ._contrastive import lifted_structured_loss as lifted_structured_loss
 from ._contrastive import npair_loss as npair_loss
 from ._contrastive import ntxent as ntxent
 from ._contrastive import sigmoid_contrastive_loss as sigmoid_contrastive_loss
+from ._contrastive import soft_nearest_neighbor_loss as soft_nearest_neighbor_loss
 from ._contrastive import supervised_contrastive_loss as supervised_contrastive_loss
+
+# --------------------------------------------------------------------------- pair-mining losses
+from ._pair_mining import circle_loss as circle_loss
+from ._pair_mining import multi_similarity_loss as multi_similarity_loss
 
 # --------------------------------------------------------------------------- margin and proxy losses
 from ._margin import arcface_loss as arcface_loss
-from ._margin import circle_loss as circle_loss
 from ._margin import cosface_loss as cosface_loss
-from ._margin import multi_similarity_loss as multi_similarity_loss
 from ._margin import proxy_anchor_loss as proxy_anchor_loss
 from ._margin import proxy_nca_loss as proxy_nca_loss
 

@@ -1,4 +1,4 @@
-"""Contrastive losses over a batch: InfoNCE, CLIP, SigLIP, NT-Xent, supervised contrastive, N-pair.
+"""Contrastive losses: InfoNCE, CLIP, SigLIP, NT-Xent, supervised contrastive, N-pair and pair-based kin.
 
 Every loss here is a scalar computed from the ``B x B`` matrix of logits
 ``s_ij = scale * q_i . k_j + bias`` of a batch of queries against a batch of
@@ -7,7 +7,7 @@ themselves); each docstring says exactly what is averaged. Each loss reads
 the matrix through a few statistics per row or per column: a (masked)
 logsumexp, a masked sum of an elementwise term, a masked count.
 
-Three evaluations, one set of statistics (the tiling layer, ``_tiled``,
+Three evaluations, one set of statistics (the tiling layer, ``_tile_engine``,
 computes the same ``Stat`` definitions on every path):
 
 * **dense** (``block_size=None``): the whole matrix, plain autodiff. With
@@ -37,17 +37,21 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
-from . import _checks, _numerics, _tiled, _tiles
-from ._metric_learning import prepare_batch
+from . import _checks, _numerics, _pairwise, _tile_engine, _tiles
+from ._batch import negative_mask, positive_mask, prepare_batch
 
 __all__ = [
     "clip_loss",
+    "contrastive_loss",
     "info_nce",
+    "lifted_structured_loss",
     "npair_loss",
     "ntxent",
     "sigmoid_contrastive_loss",
+    "soft_nearest_neighbor_loss",
     "supervised_contrastive_loss",
 ]
 
@@ -71,7 +75,7 @@ def _as_parameter(value, dtype):
 # --------------------------------------------------------------------------- statistics of the logits
 #
 # Every loss below is a few statistics of s_ij = scale * q_i . k_j + bias (cosines when
-# normalized), computed by the tiling layer (_tiled.statistics): dense, tiled or ring by the
+# normalized), computed by the tiling layer (_tile_engine.statistics): dense, tiled or ring by the
 # same Stat definitions. The tile callbacks see per-row / per-column dicts with "index" (the
 # position in the batch concatenated over the devices) and "label" where the loss has labels.
 
@@ -116,7 +120,7 @@ def _softplus_of_gap(scores, rows, cols):
     return jax.nn.softplus(rows["gap"][:, None] - scores[0])
 
 
-_Stat = _tiled.Stat
+_Stat = _tile_engine.Stat
 _INFO_NCE_STATS = (_Stat("lse"),)
 _CLIP_STATS = (_Stat("lse"), _Stat("lse", "col"))
 _SIGLIP_STATS = (_Stat("sum", term=_log_sigmoid_of_signed_logit),)
@@ -154,9 +158,9 @@ def _matching_products(q_side, k_side):
 
 def _logit_stats(stats, params, q_side, k_side, labels=None, *, block_size, axis_name, precision):
     """``stats`` of the logits of ``q_side`` against ``k_side``: dense, tiled, or a ring (``axis_name``)."""
-    tiling = _tiled.Tiling(_Similarity(precision), stats, block_size, block_size, axis_name=axis_name)
+    tiling = _tile_engine.Tiling(_Similarity(precision), stats, block_size, block_size, axis_name=axis_name)
     data = None if labels is None else {"label": labels}
-    return _tiled.statistics(tiling, params, q_side, k_side, data, data)
+    return _tile_engine.statistics(tiling, params, q_side, k_side, data, data)
 
 
 # --------------------------------------------------------------------------- losses with labels
@@ -546,3 +550,172 @@ def npair_loss(anchors: ArrayLike, positives: ArrayLike, *, precision=_HIGHEST) 
     """
     a, p, out_dtype = _pair_inputs(anchors, positives, ("anchors", "positives"), "npair_loss")
     return _softmax_on_diagonal(a, p, 1.0, False, _INFO_NCE_STATS, None, None, precision).astype(out_dtype)
+
+
+# --------------------------------------------------------------------------- pair and neighbourhood losses
+
+
+def contrastive_loss(
+    embeddings_a: ArrayLike,
+    embeddings_b: ArrayLike,
+    labels: ArrayLike,
+    *,
+    margin: float = 1.0,
+    axis: int = -1,
+) -> jax.Array:
+    r"""Contrastive loss per pair (Hadsell et al. 2006): ``y d^2 + (1 - y) relu(margin - d)^2``.
+
+    ``d = ||a - b||_2`` over ``axis``; ``y = 1`` for a similar pair and 0 for
+    a dissimilar one (booleans, integers or floats in ``[0, 1]``), as
+    TensorFlow Addons' ``contrastive_loss`` (which takes ``d`` directly).
+
+    Args:
+      embeddings_a: ``(..., d)`` first embeddings.
+      embeddings_b: ``(..., d)`` second embeddings (broadcastable).
+      labels: ``(...)`` pair labels, 1 similar, 0 dissimilar.
+      margin: non-negative margin.
+      axis: the feature axis.
+
+    Returns:
+      One loss per pair, shape ``(...)``.
+
+    Gradient: finite for coincident embeddings (the square root's gradient is
+    0 at 0 and the similar term uses ``d^2`` directly).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> a = jnp.array([[0.0, 0.0], [0.0, 0.0]])
+      >>> b = jnp.array([[0.3, 0.4], [0.3, 0.4]])
+      >>> contrastive_loss(a, b, jnp.array([1, 0]))
+      Array([0.25, 0.25], dtype=float32)
+
+    References:
+      R. Hadsell, S. Chopra, Y. LeCun, Dimensionality Reduction by Learning an
+      Invariant Mapping, CVPR 2006.
+
+    TensorFlow Addons: tfa.losses.contrastive_loss; pytorch-metric-learning: ContrastiveLoss
+    """
+    fn = "contrastive_loss"
+    shape = _checks.broadcast_shapes(embeddings_a, embeddings_b, ("embeddings_a", "embeddings_b"), fn)
+    if not shape:
+        raise ValueError(f"{fn}: the embeddings need a feature axis; got scalars.")
+    (ax,) = _checks.check_axis(axis, len(shape), "axis", fn)
+    pair_shape = shape[:ax] + shape[ax + 1 :]
+    try:
+        np.broadcast_shapes(np.shape(labels), pair_shape)
+    except ValueError:
+        raise ValueError(
+            f"{fn}: `labels` must broadcast to the pair shape {pair_shape}; got {np.shape(labels)}."
+        ) from None
+    _checks.check_number(margin, "margin", fn, low=0.0)
+    a, b, out_dtype = _numerics.as_float(embeddings_a, embeddings_b)
+    y = jnp.asarray(labels).astype(a.dtype)
+    diff = a - b
+    sq = jnp.sum(diff * diff, axis=ax)
+    d = _numerics.sqrt(sq)
+    return (y * sq + (1 - y) * jax.nn.relu(margin - d) ** 2).astype(out_dtype)
+
+
+def lifted_structured_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, margin: float = 1.0, precision=_HIGHEST
+) -> jax.Array:
+    r"""Lifted structured loss (Oh Song et al. 2016).
+
+    For every unordered positive pair ``{i, j}``, with ``N(i)`` the negatives of ``i``,
+
+    $$
+    J_{ij} = \log\Big(\sum_{k \in N(i)} e^{m - D_{ik}}
+    + \sum_{l \in N(j)} e^{m - D_{jl}}\Big) + D_{ij},
+    \qquad L = \frac{1}{2|P|} \sum_{\{i, j\} \in P} \max(J_{ij}, 0)^2
+    $$
+
+    with Euclidean ``D`` and ``|P|`` the number of unordered positive pairs: the
+    **mean over positive pairs of relu(J)^2 / 2**. A pair none of whose members
+    has a negative has ``J = -inf`` and contributes 0 (pytorch-metric-learning
+    uses ``D_ij`` there); 0 when there is no positive pair.
+
+    Args:
+      embeddings: ``(B, d)`` embeddings.
+      labels: ``(B,)`` integer class labels.
+      margin: non-negative margin ``m``.
+      precision: precision of the Gram matrix product.
+
+    Returns:
+      A scalar.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[0.0, 0.0], [0.0, 1.0], [3.0, 0.0], [3.0, 1.0]])
+      >>> lifted_structured_loss(x, jnp.array([0, 0, 1, 1]))
+      Array(0.0475..., dtype=float32)
+
+    References:
+      H. Oh Song, Y. Xiang, S. Jegelka, S. Savarese, Deep Metric Learning via
+      Lifted Structured Feature Embedding, CVPR 2016.
+
+    pytorch-metric-learning: LiftedStructureLoss (LpDistance(normalize_embeddings=False))
+    """
+    fn = "lifted_structured_loss"
+    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
+    _checks.check_number(margin, "margin", fn, low=0.0)
+    dist = _pairwise.distances(x, metric="euclidean", same=True, precision=precision)
+    pos = positive_mask(labels)
+    lse, has = _numerics.masked_logsumexp(margin - dist, negative_mask(labels))
+    # log(exp(lse_i) + exp(lse_j)) over the members that have negatives
+    hi, hj = has[:, None], has[None, :]
+    li, lj = lse[:, None], lse[None, :]
+    top = jax.lax.stop_gradient(jnp.where(hi & hj, jnp.maximum(li, lj), jnp.where(hi, li, lj)))
+    total = jnp.where(hi, jnp.exp(jnp.where(hi, li - top, 0)), 0) + jnp.where(
+        hj, jnp.exp(jnp.where(hj, lj - top, 0)), 0
+    )
+    valid = pos & (hi | hj)
+    j = top + jnp.log(jnp.where(valid, total, 1)) + dist
+    per_pair = jnp.where(valid, jax.nn.relu(j) ** 2, 0) / 2
+    return _numerics.safe_divide(jnp.sum(per_pair), jnp.sum(pos).astype(x.dtype)).astype(out_dtype)
+
+
+def soft_nearest_neighbor_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, temperature: float = 1.0, precision=_HIGHEST
+) -> jax.Array:
+    r"""Soft nearest neighbour loss (Frosst et al. 2019), squared Euclidean distances.
+
+    $$
+    \ell_i = -\log \frac{\sum_{j \ne i,\, y_j = y_i} e^{-D_{ij}/T}}
+    {\sum_{k \ne i} e^{-D_{ik}/T}},
+    \qquad D_{ij} = \lVert x_i - x_j \rVert^2
+    $$
+
+    and the result is the **mean of ell_i over the anchors that have at least
+    one positive** (the paper averages over every anchor and needs a
+    stabilising epsilon for anchors without one); 0 when there is none.
+
+    Args:
+      embeddings: ``(B, d)`` embeddings.
+      labels: ``(B,)`` integer class labels.
+      temperature: positive temperature ``T``.
+      precision: precision of the Gram matrix product.
+
+    Returns:
+      A scalar.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[0.0, 0.0], [0.0, 1.0], [2.0, 0.0], [2.0, 1.0]])
+      >>> soft_nearest_neighbor_loss(x, jnp.array([0, 0, 1, 1]))
+      Array(0.0658..., dtype=float32)
+
+    References:
+      N. Frosst, N. Papernot, G. Hinton, Analyzing and Improving
+      Representations with the Soft Nearest Neighbor Loss, ICML 2019.
+
+    Reference: a brute-force NumPy / PyTorch implementation of the formula (tests).
+    """
+    fn = "soft_nearest_neighbor_loss"
+    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
+    _checks.check_temperature(temperature, fn)
+    logits = -_pairwise.distances(x, metric="sqeuclidean", same=True, precision=precision) / temperature
+    pos = positive_mask(labels)
+    lse_pos, has_pos = _numerics.masked_logsumexp(logits, pos)
+    lse_all, _ = _numerics.masked_logsumexp(logits, ~jnp.eye(x.shape[0], dtype=bool))
+    per_anchor = jnp.where(has_pos, lse_all - lse_pos, 0)
+    return _numerics.safe_divide(jnp.sum(per_anchor), jnp.sum(has_pos).astype(x.dtype)).astype(out_dtype)

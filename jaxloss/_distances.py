@@ -608,7 +608,7 @@ def _tile_sizes(n, m, d, budget):
     return bx, min(by, m)
 
 
-def _tiled(kernel, x, y):
+def _blockwise(kernel, x, y):
     """kernel(x (bx, d), y (by, d)) -> (bx, by) over tiles of at most BLOCK_ELEMENTS."""
     n, m, d = x.shape[0], y.shape[0], x.shape[1]
     if n == 0 or m == 0:
@@ -629,7 +629,7 @@ def _tiled(kernel, x, y):
     return out[:n, :m]
 
 
-def _tiled_pairs(kernel, x, y):
+def _blockwise_pairs(kernel, x, y):
     """All pairs of a row-matched ``kernel(u, v)`` in tiles, for x (B, n, d), y (B, m, d)."""
     bsz, n, d = x.shape
     sequential = bsz * n * y.shape[1] * d > BLOCK_ELEMENTS
@@ -637,7 +637,7 @@ def _tiled_pairs(kernel, x, y):
     def pairs(u, v):
         return kernel(u[:, None, :], v[None, :, :])
 
-    return _per_matrix(functools.partial(_tiled, pairs), x, y, sequential)
+    return _per_matrix(functools.partial(_blockwise, pairs), x, y, sequential)
 
 
 def _callable_rowwise(f, params, x, y):
@@ -650,9 +650,9 @@ def _callable_rowwise(f, params, x, y):
 
 def _rowwise_pairs(info, params, x, y):
     if callable(info):
-        return _tiled_pairs(functools.partial(_callable_rowwise, info, params), x, y)
+        return _blockwise_pairs(functools.partial(_callable_rowwise, info, params), x, y)
     x, y = info.transform(x, params), info.transform(y, params)  # once, not per tile
-    return _tiled_pairs(lambda u, v: info.kernel(u, v, params), x, y)
+    return _blockwise_pairs(lambda u, v: info.kernel(u, v, params), x, y)
 
 
 def _is_binary(a):
@@ -674,7 +674,7 @@ def _unequal_pairs(x, y, w, dtype, precision):
         return _per_matrix(gemm, x, y)
 
     def by_tiles(x, y):
-        return _tiled_pairs(lambda u, v: _weighted_sum((u != v).astype(dtype), w), x, y)
+        return _blockwise_pairs(lambda u, v: _weighted_sum((u != v).astype(dtype), w), x, y)
 
     if x.dtype == jnp.bool_ and y.dtype == jnp.bool_:
         return by_gemm(x, y)

@@ -1,20 +1,14 @@
-"""Metric learning: the triplet family (with in-batch mining as masks) and the pair losses.
+"""Metric learning: the triplet family, with in-batch mining as masks.
 
-Two kinds of losses live here.
-
-* **Losses over explicit examples** (a triplet, a pair, a pair of scores)
-  return one value per example, like optax: ``triplet_margin_loss``,
-  ``contrastive_loss``, ``cosine_embedding_loss``,
-  ``margin_ranking_loss``, ``hinge_embedding_loss``.
-* **Losses defined over a whole batch** (in-batch mining, lifted structured,
-  soft nearest neighbour) return a scalar; each docstring says exactly what is
-  averaged. Anchors (or pairs) that have no positive are left out of the
-  average, a mean over an empty set is 0 (never NaN), and value and gradient
-  stay finite when embeddings coincide.
+``triplet_margin_loss`` takes explicit triplets and returns one value per
+triplet, like optax. The in-batch miners (batch-hard, batch-all, semi-hard)
+are defined over a whole batch and return a scalar; each docstring says
+exactly what is averaged. Anchors that have no positive are left out of the
+average, a mean over an empty set is 0 (never NaN), and value and gradient
+stay finite when embeddings coincide.
 
 In-batch mining never builds variable-length index lists: every miner works
-with fixed-shape boolean masks over the ``(B, B)`` distance matrix (see
-``positive_mask``, ``negative_mask``, ``triplet_mask``), so a
+with fixed-shape boolean masks over the ``(B, B)`` distance matrix, so a
 whole training step jit-compiles. The distance matrix comes from the
 all-pairs core shared with ``cdist``: one matrix product of the centred
 embeddings (``precision=HIGHEST`` by default, accurate on data with a common
@@ -23,66 +17,40 @@ matrix and a zero-at-zero square-root gradient. Cosine distances follow
 ``cdist``'s zero-vector rule (two zero vectors are at distance 0, a zero
 vector is at distance 1 from any other).
 
-The mining losses also mine the batch's anchors against other candidates
-(a :class:`MiningSet`): references (``ref_embeddings``, ``ref_labels``:
-nothing excluded, as pytorch-metric-learning's ``ref_emb``) or, with
-``axis_name``, the batch all-gathered over a ``shard_map``/``pmap`` axis (the
-own pair excluded by its global index). The masks are then ``(n, m)``: anchors
-by candidates.
+The miners also mine the batch's anchors against other candidates (a
+``MiningSet`` of ``_batch``): references (``ref_embeddings``,
+``ref_labels``: nothing excluded, as pytorch-metric-learning's ``ref_emb``)
+or, with ``axis_name``, the batch all-gathered over a ``shard_map``/``pmap``
+axis (the own pair excluded by its global index). The masks are then
+``(n, m)``: anchors by candidates.
 
-The contrastive family (InfoNCE, CLIP, SigLIP, NT-Xent,
-supervised contrastive, N-pair) lives in ``_contrastive.py``.
+The label masks live in ``_batch``, PyTorch's pair losses in
+``_pair_losses``, the contrastive family (InfoNCE, CLIP, SigLIP, NT-Xent,
+supervised contrastive, N-pair, contrastive, lifted structured, soft nearest
+neighbour) in ``_contrastive`` and the pair-mining losses (multi-similarity,
+circle) in ``_pair_mining``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from . import _checks, _numerics, _pairwise, _tiles
+from ._batch import prepare_mining
 
 __all__ = [
     "batch_all_triplet_loss",
     "batch_hard_triplet_loss",
-    "contrastive_loss",
-    "cosine_embedding_loss",
-    "hinge_embedding_loss",
-    "lifted_structured_loss",
-    "margin_ranking_loss",
-    "negative_mask",
-    "positive_mask",
     "semi_hard_triplet_loss",
-    "soft_nearest_neighbor_loss",
     "triplet_margin_loss",
-    "triplet_mask",
 ]
 
 METRICS = ("euclidean", "cosine")
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 # --------------------------------------------------------------------------- validation
-
-
-def _check_labels(labels, n: int, fn: str, name: str = "labels"):
-    """Class labels: a 1-D integer array with one entry per embedding."""
-    if isinstance(labels, (list, tuple)):
-        labels = np.asarray(labels)
-    _checks.check_integer(labels, name, fn)
-    _checks.check_ndim(labels, name, fn, ndim=1)
-    if labels.shape[0] != n:
-        raise ValueError(
-            f"{fn}: `{name}` must have one entry per embedding (length {n}); got length {labels.shape[0]}."
-        )
-    return jnp.asarray(labels)
-
-
-def _check_embeddings(embeddings, fn: str, name: str = "embeddings"):
-    _checks.check_ndim(embeddings, name, fn, ndim=2)
-    return embeddings
 
 
 def _check_metric(metric, squared, fn: str):
@@ -95,81 +63,6 @@ def _check_metric(metric, squared, fn: str):
 
 def _check_margin(margin, fn: str):
     return _checks.check_number(margin, "margin", fn, low=0.0)
-
-
-# --------------------------------------------------------------------------- masks
-
-
-def positive_mask(labels: ArrayLike) -> jax.Array:
-    """``(B, B)`` boolean mask of positive pairs: ``labels[i] == labels[j]`` and ``i != j``.
-
-    Args:
-      labels: ``(B,)`` integer class labels.
-
-    Returns:
-      ``(B, B)`` boolean array.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> positive_mask(jnp.array([0, 0, 1])).astype(int)
-      Array([[0, 1, 0],
-             [1, 0, 0],
-             [0, 0, 0]], dtype=int32)
-
-    Reference: pytorch-metric-learning ``get_all_pairs_indices`` (positive pairs).
-    """
-    labels = _check_labels(labels, np.shape(labels)[0] if np.ndim(labels) else -1, "positive_mask")
-    same = labels[:, None] == labels[None, :]
-    return same & ~jnp.eye(labels.shape[0], dtype=bool)
-
-
-def negative_mask(labels: ArrayLike) -> jax.Array:
-    """``(B, B)`` boolean mask of negative pairs: ``labels[i] != labels[j]``.
-
-    Args:
-      labels: ``(B,)`` integer class labels.
-
-    Returns:
-      ``(B, B)`` boolean array (its diagonal is False).
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> negative_mask(jnp.array([0, 0, 1])).astype(int)
-      Array([[0, 0, 1],
-             [0, 0, 1],
-             [1, 1, 0]], dtype=int32)
-
-    Reference: pytorch-metric-learning ``get_all_pairs_indices`` (negative pairs).
-    """
-    labels = _check_labels(labels, np.shape(labels)[0] if np.ndim(labels) else -1, "negative_mask")
-    return labels[:, None] != labels[None, :]
-
-
-def triplet_mask(labels: ArrayLike) -> jax.Array:
-    """``(B, B, B)`` boolean mask of valid triplets ``(a, p, n)``.
-
-    ``mask[a, p, n]`` is True when ``p != a``, ``labels[p] == labels[a]`` and
-    ``labels[n] != labels[a]``. It has ``B^3`` entries: the losses of this
-    module never build it (they sort each row of the distance matrix instead),
-    it is there for users writing their own miners on small batches.
-
-    Args:
-      labels: ``(B,)`` integer class labels.
-
-    Returns:
-      ``(B, B, B)`` boolean array.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> int(triplet_mask(jnp.array([0, 0, 1])).sum())  # (0, 1, 2) and (1, 0, 2)
-      2
-
-    Reference: pytorch-metric-learning ``get_all_triplets_indices``.
-    """
-    labels = _check_labels(labels, np.shape(labels)[0] if np.ndim(labels) else -1, "triplet_mask")
-    pos = positive_mask(labels)
-    neg = negative_mask(labels)
-    return pos[:, :, None] & neg[:, None, :]
 
 
 # --------------------------------------------------------------------------- distance matrices
@@ -195,92 +88,6 @@ def _first_argmax(values):
     n = values.shape[-1]
     first = jnp.min(jnp.where(values == top, jnp.arange(n), n), axis=-1)
     return jnp.minimum(first, n - 1)  # a row of NaN (non-finite input) picks the last index
-
-
-def prepare_batch(embeddings, labels, fn):
-    """Checks a ``(B, d)`` batch and its ``(B,)`` labels; returns ``(x, labels, out_dtype)``."""
-    _check_embeddings(embeddings, fn)
-    labels = _check_labels(labels, np.shape(embeddings)[0], fn)
-    x, out_dtype = _numerics.as_float(embeddings)
-    return x, labels, out_dtype
-
-
-class MiningSet(NamedTuple):
-    """Anchors mined against candidates: the batch against itself, references, or the global batch.
-
-    ``same`` says that the candidates are the anchors themselves (one set: the
-    all-pairs distances are exactly symmetric with an exactly zero diagonal).
-    ``self_index`` is the candidate column of each anchor's own pair, which is
-    never a positive, or None where no candidate is the anchor itself
-    (references, pytorch-metric-learning's ``ref_emb``).
-    """
-
-    anchors: jax.Array  # (n, d), compute dtype
-    labels: jax.Array  # (n,)
-    candidates: jax.Array  # (m, d), compute dtype (the anchors when `same`)
-    candidate_labels: jax.Array  # (m,)
-    self_index: jax.Array | None  # (n,) or None
-    same: bool
-    out_dtype: np.dtype
-
-    def distances(self, metric, precision):
-        """``(n, m)`` distances of the anchors to the candidates (``metric`` as ``_pairwise``)."""
-        other = None if self.same else self.candidates
-        return _pairwise.distances(self.anchors, other, metric=metric, same=self.same, precision=precision)
-
-    def masks(self):
-        """``(same label, positive)`` ``(n, m)`` masks: positives exclude each anchor's own pair."""
-        same_label = self.labels[:, None] == self.candidate_labels[None, :]
-        if self.self_index is None:
-            return same_label, same_label
-        if self.same:
-            own = jnp.eye(self.anchors.shape[0], dtype=bool)
-        else:
-            own = self.self_index[:, None] == jnp.arange(self.candidates.shape[0])[None, :]
-        return same_label, same_label & ~own
-
-
-def check_references(embeddings, ref_embeddings, ref_labels, fn):
-    """Checks the optional ``ref_embeddings (R, d)`` / ``ref_labels (R,)`` pair (both or neither)."""
-    if ref_embeddings is None and ref_labels is None:
-        return None
-    if ref_embeddings is None or ref_labels is None:
-        given, missing = (
-            ("ref_embeddings", "ref_labels") if ref_labels is None else ("ref_labels", "ref_embeddings")
-        )
-        raise ValueError(f"{fn}: `{given}` was given without `{missing}`; pass both or neither.")
-    _check_embeddings(ref_embeddings, fn, "ref_embeddings")
-    d, d_ref = np.shape(embeddings)[-1], np.shape(ref_embeddings)[-1]
-    if d_ref != d:
-        raise ValueError(
-            f"{fn}: `ref_embeddings` must have the embeddings' dimension {d}; got shape "
-            f"{tuple(np.shape(ref_embeddings))}."
-        )
-    return _check_labels(ref_labels, np.shape(ref_embeddings)[0], fn, "ref_labels")
-
-
-def prepare_mining(embeddings, labels, ref_embeddings, ref_labels, axis_name, fn) -> MiningSet:
-    """Checks a batch (and its references) and builds the :class:`MiningSet` of a mining loss.
-
-    * no references, no ``axis_name``: the batch against itself, own pair excluded;
-    * references: the batch against the references, nothing excluded
-      (pytorch-metric-learning's ``ref_emb`` / ``ref_labels``);
-    * ``axis_name``: this device's batch against the batch (or the references)
-      all-gathered over the axis; the own pair is excluded by its global index.
-    """
-    _check_embeddings(embeddings, fn)
-    labels = _check_labels(labels, np.shape(embeddings)[0], fn)
-    ref_labels = check_references(embeddings, ref_embeddings, ref_labels, fn)
-    if ref_labels is None:
-        x, out_dtype = _numerics.as_float(embeddings)
-        if axis_name is None:
-            return MiningSet(x, labels, x, labels, jnp.arange(x.shape[0]), True, out_dtype)
-        (xs, ys), offset = _tiles.gathered_batch(axis_name, x, labels)
-        return MiningSet(x, labels, xs, ys, offset + jnp.arange(x.shape[0]), False, out_dtype)
-    x, refs, out_dtype = _numerics.as_float(embeddings, ref_embeddings)
-    if axis_name is not None:
-        (refs, ref_labels), _ = _tiles.gathered_batch(axis_name, refs, ref_labels)
-    return MiningSet(x, labels, refs, ref_labels, None, False, out_dtype)
 
 
 def _triplet_setup(
@@ -692,278 +499,4 @@ def semi_hard_triplet_loss(
 # ------------------------------------------------------------------------- pair losses (PyTorch)
 
 
-def _pair_inputs(x1, x2, targets, fn, names):
-    _checks.broadcast_shapes(x1, x2, names[:2], fn)
-    a, b, t, out_dtype = _numerics.as_float(x1, x2, targets)
-    return a, b, t, _numerics.output_dtype(jnp.asarray(x1).dtype, jnp.asarray(x2).dtype)
-
-
-def cosine_embedding_loss(
-    inputs1: ArrayLike, inputs2: ArrayLike, targets: ArrayLike, *, margin: float = 0.0, axis: int = -1
-) -> jax.Array:
-    r"""Cosine embedding loss per pair: ``1 - cos`` (y = 1), ``relu(cos - margin)`` (y = -1).
-
-    $$
-    \cos = \frac{x_1 \cdot x_2}
-    {\sqrt{(\lVert x_1\rVert^2 + 10^{-12})(\lVert x_2\rVert^2 + 10^{-12})}}
-    $$
-
-    Targets other than 1 and -1 give 0 (as PyTorch).
-
-    Args:
-      inputs1: ``(..., d)`` first embeddings.
-      inputs2: ``(..., d)`` second embeddings (broadcastable).
-      targets: ``(...)`` targets in ``{1, -1}``.
-      margin: margin of the dissimilar term, in ``[-1, 1]``.
-      axis: the feature axis.
-
-    Returns:
-      One loss per pair, shape ``(...)``.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> cosine_embedding_loss(jnp.array([[1.0, 0.0], [1.0, 1.0]]),
-      ...                       jnp.array([[0.0, 1.0], [1.0, 1.0]]), jnp.array([1, -1]))
-      Array([1., 1.], dtype=float32)
-
-    PyTorch: torch.nn.functional.cosine_embedding_loss(reduction="none")
-    """
-    fn = "cosine_embedding_loss"
-    _checks.check_number(margin, "margin", fn, low=-1.0, high=1.0)
-    a, b, t, out_dtype = _pair_inputs(inputs1, inputs2, targets, fn, ("inputs1", "inputs2"))
-    ndim = max(a.ndim, b.ndim)
-    if ndim == 0:
-        raise ValueError(f"{fn}: the inputs need a feature axis; got scalars.")
-    (ax,) = _checks.check_axis(axis, ndim, "axis", fn)
-    eps = 1e-12
-    dot = jnp.sum(a * b, axis=ax)
-    cos = dot / jnp.sqrt((jnp.sum(a * a, axis=ax) + eps) * (jnp.sum(b * b, axis=ax) + eps))
-    out = jnp.where(t == 1, 1 - cos, 0) + jnp.where(t == -1, jax.nn.relu(cos - margin), 0)
-    return out.astype(out_dtype)
-
-
-def margin_ranking_loss(
-    inputs1: ArrayLike, inputs2: ArrayLike, targets: ArrayLike, *, margin: float = 0.0
-) -> jax.Array:
-    r"""Margin ranking loss per pair: ``relu(-y (x_1 - x_2) + margin)``.
-
-    Args:
-      inputs1: scores, any shape.
-      inputs2: scores, broadcastable with ``inputs1``.
-      targets: ``1`` where ``inputs1`` should rank higher, ``-1`` otherwise.
-      margin: the margin.
-
-    Returns:
-      One loss per element of the broadcast shape.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> margin_ranking_loss(jnp.array([1.0, 1.0]), jnp.array([0.5, 0.5]), jnp.array([1, -1]))
-      Array([0. , 0.5], dtype=float32)
-
-    PyTorch: torch.nn.functional.margin_ranking_loss(reduction="none")
-    """
-    fn = "margin_ranking_loss"
-    _checks.check_number(margin, "margin", fn)
-    _checks.broadcast_shapes(inputs1, targets, ("inputs1", "targets"), fn)
-    a, b, t, out_dtype = _pair_inputs(inputs1, inputs2, targets, fn, ("inputs1", "inputs2"))
-    return jax.nn.relu(-t * (a - b) + margin).astype(out_dtype)
-
-
-def hinge_embedding_loss(inputs: ArrayLike, targets: ArrayLike, *, margin: float = 1.0) -> jax.Array:
-    r"""Hinge embedding loss per element: ``x`` (``y = 1``), ``relu(margin - x)`` (``y = -1``).
-
-    As PyTorch, an element whose target is neither 1 nor -1 gets both terms,
-    ``x + relu(margin - x)``.
-
-    Args:
-      inputs: values (usually distances), any shape.
-      targets: ``1`` / ``-1``, broadcastable with ``inputs``.
-      margin: the margin.
-
-    Returns:
-      One loss per element of the broadcast shape.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> hinge_embedding_loss(jnp.array([0.3, 0.3]), jnp.array([1, -1]))
-      Array([0.3, 0.7], dtype=float32)
-
-    PyTorch: torch.nn.functional.hinge_embedding_loss(reduction="none")
-    """
-    fn = "hinge_embedding_loss"
-    _checks.check_number(margin, "margin", fn)
-    _checks.broadcast_shapes(inputs, targets, ("inputs", "targets"), fn)
-    x, t, _ = _numerics.as_float(inputs, targets)
-    out_dtype = _numerics.output_dtype(jnp.asarray(inputs).dtype)
-    out = jnp.where(t != 1, jax.nn.relu(margin - x), 0) + jnp.where(t != -1, x, 0)
-    return out.astype(out_dtype)
-
-
-def contrastive_loss(
-    embeddings_a: ArrayLike,
-    embeddings_b: ArrayLike,
-    labels: ArrayLike,
-    *,
-    margin: float = 1.0,
-    axis: int = -1,
-) -> jax.Array:
-    r"""Contrastive loss per pair (Hadsell et al. 2006): ``y d^2 + (1 - y) relu(margin - d)^2``.
-
-    ``d = ||a - b||_2`` over ``axis``; ``y = 1`` for a similar pair and 0 for
-    a dissimilar one (booleans, integers or floats in ``[0, 1]``), as
-    TensorFlow Addons' ``contrastive_loss`` (which takes ``d`` directly).
-
-    Args:
-      embeddings_a: ``(..., d)`` first embeddings.
-      embeddings_b: ``(..., d)`` second embeddings (broadcastable).
-      labels: ``(...)`` pair labels, 1 similar, 0 dissimilar.
-      margin: non-negative margin.
-      axis: the feature axis.
-
-    Returns:
-      One loss per pair, shape ``(...)``.
-
-    Gradient: finite for coincident embeddings (the square root's gradient is
-    0 at 0 and the similar term uses ``d^2`` directly).
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> a = jnp.array([[0.0, 0.0], [0.0, 0.0]])
-      >>> b = jnp.array([[0.3, 0.4], [0.3, 0.4]])
-      >>> contrastive_loss(a, b, jnp.array([1, 0]))
-      Array([0.25, 0.25], dtype=float32)
-
-    References:
-      R. Hadsell, S. Chopra, Y. LeCun, Dimensionality Reduction by Learning an
-      Invariant Mapping, CVPR 2006.
-
-    TensorFlow Addons: tfa.losses.contrastive_loss; pytorch-metric-learning: ContrastiveLoss
-    """
-    fn = "contrastive_loss"
-    shape = _checks.broadcast_shapes(embeddings_a, embeddings_b, ("embeddings_a", "embeddings_b"), fn)
-    if not shape:
-        raise ValueError(f"{fn}: the embeddings need a feature axis; got scalars.")
-    (ax,) = _checks.check_axis(axis, len(shape), "axis", fn)
-    pair_shape = shape[:ax] + shape[ax + 1 :]
-    try:
-        np.broadcast_shapes(np.shape(labels), pair_shape)
-    except ValueError:
-        raise ValueError(
-            f"{fn}: `labels` must broadcast to the pair shape {pair_shape}; got {np.shape(labels)}."
-        ) from None
-    _check_margin(margin, fn)
-    a, b, out_dtype = _numerics.as_float(embeddings_a, embeddings_b)
-    y = jnp.asarray(labels).astype(a.dtype)
-    diff = a - b
-    sq = jnp.sum(diff * diff, axis=ax)
-    d = _numerics.sqrt(sq)
-    return (y * sq + (1 - y) * jax.nn.relu(margin - d) ** 2).astype(out_dtype)
-
-
 # --------------------------------------------------------------------------- other batch losses
-
-
-def lifted_structured_loss(
-    embeddings: ArrayLike, labels: ArrayLike, *, margin: float = 1.0, precision=_HIGHEST
-) -> jax.Array:
-    r"""Lifted structured loss (Oh Song et al. 2016).
-
-    For every unordered positive pair ``{i, j}``, with ``N(i)`` the negatives of ``i``,
-
-    $$
-    J_{ij} = \log\Big(\sum_{k \in N(i)} e^{m - D_{ik}}
-    + \sum_{l \in N(j)} e^{m - D_{jl}}\Big) + D_{ij},
-    \qquad L = \frac{1}{2|P|} \sum_{\{i, j\} \in P} \max(J_{ij}, 0)^2
-    $$
-
-    with Euclidean ``D`` and ``|P|`` the number of unordered positive pairs: the
-    **mean over positive pairs of relu(J)^2 / 2**. A pair none of whose members
-    has a negative has ``J = -inf`` and contributes 0 (pytorch-metric-learning
-    uses ``D_ij`` there); 0 when there is no positive pair.
-
-    Args:
-      embeddings: ``(B, d)`` embeddings.
-      labels: ``(B,)`` integer class labels.
-      margin: non-negative margin ``m``.
-      precision: precision of the Gram matrix product.
-
-    Returns:
-      A scalar.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> x = jnp.array([[0.0, 0.0], [0.0, 1.0], [3.0, 0.0], [3.0, 1.0]])
-      >>> lifted_structured_loss(x, jnp.array([0, 0, 1, 1]))
-      Array(0.0475..., dtype=float32)
-
-    References:
-      H. Oh Song, Y. Xiang, S. Jegelka, S. Savarese, Deep Metric Learning via
-      Lifted Structured Feature Embedding, CVPR 2016.
-
-    pytorch-metric-learning: LiftedStructureLoss (LpDistance(normalize_embeddings=False))
-    """
-    fn = "lifted_structured_loss"
-    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
-    _check_margin(margin, fn)
-    dist = _in_batch_distances(x, "euclidean", False, precision)
-    pos = positive_mask(labels)
-    lse, has = _numerics.masked_logsumexp(margin - dist, negative_mask(labels))
-    # log(exp(lse_i) + exp(lse_j)) over the members that have negatives
-    hi, hj = has[:, None], has[None, :]
-    li, lj = lse[:, None], lse[None, :]
-    top = jax.lax.stop_gradient(jnp.where(hi & hj, jnp.maximum(li, lj), jnp.where(hi, li, lj)))
-    total = jnp.where(hi, jnp.exp(jnp.where(hi, li - top, 0)), 0) + jnp.where(
-        hj, jnp.exp(jnp.where(hj, lj - top, 0)), 0
-    )
-    valid = pos & (hi | hj)
-    j = top + jnp.log(jnp.where(valid, total, 1)) + dist
-    per_pair = jnp.where(valid, jax.nn.relu(j) ** 2, 0) / 2
-    return _numerics.safe_divide(jnp.sum(per_pair), jnp.sum(pos).astype(x.dtype)).astype(out_dtype)
-
-
-def soft_nearest_neighbor_loss(
-    embeddings: ArrayLike, labels: ArrayLike, *, temperature: float = 1.0, precision=_HIGHEST
-) -> jax.Array:
-    r"""Soft nearest neighbour loss (Frosst et al. 2019), squared Euclidean distances.
-
-    $$
-    \ell_i = -\log \frac{\sum_{j \ne i,\, y_j = y_i} e^{-D_{ij}/T}}
-    {\sum_{k \ne i} e^{-D_{ik}/T}},
-    \qquad D_{ij} = \lVert x_i - x_j \rVert^2
-    $$
-
-    and the result is the **mean of ell_i over the anchors that have at least
-    one positive** (the paper averages over every anchor and needs a
-    stabilising epsilon for anchors without one); 0 when there is none.
-
-    Args:
-      embeddings: ``(B, d)`` embeddings.
-      labels: ``(B,)`` integer class labels.
-      temperature: positive temperature ``T``.
-      precision: precision of the Gram matrix product.
-
-    Returns:
-      A scalar.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> x = jnp.array([[0.0, 0.0], [0.0, 1.0], [2.0, 0.0], [2.0, 1.0]])
-      >>> soft_nearest_neighbor_loss(x, jnp.array([0, 0, 1, 1]))
-      Array(0.0658..., dtype=float32)
-
-    References:
-      N. Frosst, N. Papernot, G. Hinton, Analyzing and Improving
-      Representations with the Soft Nearest Neighbor Loss, ICML 2019.
-
-    Reference: a brute-force NumPy / PyTorch implementation of the formula (tests).
-    """
-    fn = "soft_nearest_neighbor_loss"
-    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
-    _checks.check_temperature(temperature, fn)
-    logits = -_in_batch_distances(x, "euclidean", True, precision) / temperature
-    pos = positive_mask(labels)
-    lse_pos, has_pos = _numerics.masked_logsumexp(logits, pos)
-    lse_all, _ = _numerics.masked_logsumexp(logits, ~jnp.eye(x.shape[0], dtype=bool))
-    per_anchor = jnp.where(has_pos, lse_all - lse_pos, 0)
-    return _numerics.safe_divide(jnp.sum(per_anchor), jnp.sum(has_pos).astype(x.dtype)).astype(out_dtype)

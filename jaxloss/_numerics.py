@@ -28,6 +28,7 @@ __all__ = [
     "compute_dtype",
     "default_float_dtype",
     "is_low_precision",
+    "log1p_sum_exp",
     "masked_logsumexp",
     "normalize",
     "safe_divide",
@@ -284,3 +285,9 @@ def masked_logsumexp(x, mask, axis=-1):
     total = jnp.sum(jnp.where(mask, jnp.exp(jnp.where(mask, x - m, 0)), 0), axis=axis)
     lse = jnp.log(jnp.where(has, total, 1)) + jnp.squeeze(m, axis)
     return jnp.where(has, lse, 0), has
+
+
+def log1p_sum_exp(x, mask, axis=-1):
+    """``log(1 + sum_{mask} exp(x))`` along ``axis``; 0 where the mask is empty."""
+    lse, has = masked_logsumexp(x, mask, axis=axis)
+    return jnp.where(has, jnp.logaddexp(0.0, lse), 0)

@@ -14,7 +14,7 @@ package that writes blocking: block starts (the last block pulled back to the
 end of the axis), padding a ragged axis to whole blocks, ``lax.map`` over
 query blocks, the online and cross-device logsumexp, the one-step ring
 permutation and the varying-axes cast of ``shard_map`` loop carries. The
-statistics engine (``_tiled``) and the fused cross-entropy build their
+statistics engine (``_tile_engine``) and the fused cross-entropy build their
 ``jax.custom_vjp`` on top of it.
 """
 

@@ -1,10 +1,10 @@
-"""Tests of the contrastive family at any batch size: dense, tiled (``block_size``) and ring paths.
+"""Tests of the contrastive family (``jaxloss/_contrastive.py``): dense, tiled (``block_size``) and ring paths.
 
 References: float64 PyTorch formulas (CLIP as open_clip's ``ClipLoss``, SigLIP
 as big_vision's / open_clip's sigmoid loss, supervised contrastive as Khosla
-et al.'s ``L_out``), pytorch-metric-learning's ``NTXentLoss``, and the dense
-path (which tests/test_metric_learning.py checks against PyTorch, optax and
-pytorch-metric-learning).
+et al.'s ``L_out``, soft nearest neighbour as Frosst et al.'s formula),
+pytorch-metric-learning (``NTXentLoss``, ``SupConLoss``, ``LiftedStructureLoss``,
+``NPairsLoss``, ``ContrastiveLoss``), optax's ``ntxent`` and PyTorch's cross-entropy.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ import jax
 import jax.numpy as jnp
 import jax.test_util
 import numpy as np
+import optax
 import pytest
 import torch
 import torch.nn.functional as F
+from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning import reducers as pml_reducers
 
 import jaxloss
 from tests.helpers import assert_matches_torch, rng, run_python
@@ -156,7 +159,7 @@ LOSSES = sorted(_losses(None))
 
 @pytest.mark.parametrize("name", LOSSES)
 @pytest.mark.parametrize(
-    # ragged blocks and one-row blocks are engine features (tests/test_tiles.py); here each loss once
+    # ragged blocks and one-row blocks are engine features (tests/test_tile_engine.py); here each loss once
     "block_size",
     [16, *(pytest.param(b, marks=pytest.mark.slow) for b in (1, 5, 64))],
 )
@@ -174,7 +177,7 @@ def test_tiled_equals_dense_to_round_off(name, block_size):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
 
 
-# the engine's custom VJP is checked against autodiff in tests/test_tiles.py (fast loop); finite
+# the engine's custom VJP is checked against autodiff in tests/test_tile_engine.py (fast loop); finite
 # differences of every loss here, in the whole suite
 @pytest.mark.slow
 @pytest.mark.parametrize("name", LOSSES)
@@ -404,3 +407,129 @@ _RING = textwrap.dedent(
 @pytest.mark.slow
 def test_ring_on_four_devices_equals_one_device():
     assert run_python(_RING, devices=4, timeout=600).count(" ok") == len(LOSSES)
+
+
+# --------------------------------------------------------------------------- dense references (pml, optax, torch)
+
+
+def _batch(seed=0, n=12, d=5, classes=3, scale=1.0):
+    r = rng(seed)
+    x = r.normal(size=(n, d)) * scale
+    labels = r.integers(0, classes, size=n).astype(np.int64)
+    return x, labels
+
+
+def _lp(power=1):
+    return pml_distances.LpDistance(normalize_embeddings=False, p=2, power=power)
+
+
+@pytest.mark.slow
+def test_supervised_contrastive_matches_pml(variant):
+    x, labels = _batch(10, n=12, classes=5)  # some anchors have no positive
+    labels[-1] = 99  # a class of one
+    loss_fn = pml_losses.SupConLoss(temperature=0.3)
+    fn = variant(lambda e, lab: jaxloss.supervised_contrastive_loss(e, lab, temperature=0.3))
+    assert_matches_torch(fn, lambda e, lab: loss_fn(e, lab), x, labels)
+
+
+@pytest.mark.slow
+def test_ntxent_matches_pml_and_optax():
+    x, labels = _batch(11, n=10, classes=4)
+    loss_fn = pml_losses.NTXentLoss(temperature=0.2)
+    fn = jax.jit(lambda e, lab: jaxloss.ntxent(e, lab, 0.2))
+    assert_matches_torch(fn, lambda e, lab: loss_fn(e, lab), x, labels)
+    e, lab = jnp.asarray(x), jnp.asarray(labels)
+    np.testing.assert_allclose(fn(e, lab), optax.ntxent(e, lab, 0.2), rtol=1e-12)
+    np.testing.assert_allclose(
+        jax.grad(fn)(e, lab), jax.grad(optax.ntxent)(e, lab, 0.2), rtol=1e-9, atol=1e-12
+    )
+    # optax's default temperature and positional order
+    np.testing.assert_allclose(jaxloss.ntxent(e, lab), optax.ntxent(e, lab), rtol=1e-12)
+
+
+def test_lifted_structured_matches_pml():
+    x, labels = _batch(12, n=12, classes=3, scale=0.5)
+    loss_fn = pml_losses.LiftedStructureLoss(neg_margin=1.5, pos_margin=0, distance=_lp())
+    fn = jax.jit(lambda e, lab: jaxloss.lifted_structured_loss(e, lab, margin=1.5))
+    assert_matches_torch(fn, lambda e, lab: loss_fn(e, lab), x, labels)
+
+
+def test_npair_matches_pml_and_torch():
+    r = rng(13)
+    a, p = r.normal(size=(6, 4)), r.normal(size=(6, 4))
+    loss_fn = pml_losses.NPairsLoss(distance=pml_distances.DotProductSimilarity(normalize_embeddings=False))
+    labels = torch.arange(6).repeat(2)
+    fn = jax.jit(jaxloss.npair_loss)
+    assert_matches_torch(fn, lambda a, p: loss_fn(torch.cat([a, p]), labels), a, p)
+    assert_matches_torch(fn, lambda a, p: F.cross_entropy(a @ p.T, torch.arange(6)), a, p)
+
+
+def test_info_nce_matches_torch():
+    r = rng(14)
+    q, k = r.normal(size=(7, 4)), r.normal(size=(7, 4))
+    fn = jax.jit(lambda q, k: jaxloss.info_nce(q, k, temperature=0.2))
+    assert_matches_torch(
+        fn,
+        lambda q, k: F.cross_entropy(F.normalize(q) @ F.normalize(k).T / 0.2, torch.arange(7)),
+        q,
+        k,
+    )
+    fn = jax.jit(lambda q, k: jaxloss.info_nce(q, k, temperature=2.0, normalize=False))
+    assert_matches_torch(fn, lambda q, k: F.cross_entropy(q @ k.T / 2.0, torch.arange(7)), q, k)
+
+
+@pytest.mark.slow
+def test_contrastive_loss_matches_formula_and_pml():
+    r = rng(15)
+    a, b = r.normal(size=(9, 3)) * 0.6, r.normal(size=(9, 3)) * 0.6
+    y = r.integers(0, 2, size=9)
+
+    def ref(a, b, y):
+        d = F.pairwise_distance(a, b, eps=0)
+        return y * d**2 + (1 - y) * F.relu(1.3 - d) ** 2
+
+    fn = jax.jit(lambda a, b, y: jaxloss.contrastive_loss(a, b, y, margin=1.3))
+    assert_matches_torch(fn, ref, a, b, y)
+    # pml ContrastiveLoss agrees on the similar-pair term (LpDistance(power=2)); its
+    # dissimilar term is relu(m - d^2), not relu(m - d)^2, so only similar pairs are compared.
+    pml_fn = pml_losses.ContrastiveLoss(pos_margin=0, distance=_lp(2), reducer=pml_reducers.MeanReducer())
+    idx = torch.arange(9)
+    empty = torch.zeros(0, dtype=torch.long)
+    assert_matches_torch(
+        lambda a, b: jaxloss.contrastive_loss(a, b, jnp.ones(9, int)).mean(),
+        lambda a, b: pml_fn(torch.cat([a, b]), indices_tuple=(idx, idx + 9, empty, empty)),
+        a,
+        b,
+    )
+
+
+def _torch_snn(x, labels, t):
+    d = torch.cdist(x, x) ** 2
+    n = x.shape[0]
+    eye = torch.eye(n, dtype=torch.bool)
+    same = (labels[:, None] == labels[None]) & ~eye
+    logits = (-d / t).masked_fill(eye, -torch.inf)
+    lse_all = torch.logsumexp(logits, 1)
+    lse_pos = torch.logsumexp(logits.masked_fill(~same, -torch.inf), 1)
+    keep = same.any(1)
+    return (lse_all - lse_pos)[keep].mean()
+
+
+def test_soft_nearest_neighbor_matches_formula():
+    x, labels = _batch(16, n=10, classes=3)
+    labels[0] = 7
+    fn = jax.jit(lambda e, lab: jaxloss.soft_nearest_neighbor_loss(e, lab, temperature=2.0))
+    assert_matches_torch(fn, lambda e, lab: _torch_snn(e, lab, 2.0), x, labels)
+
+
+def test_ntxent_no_positive_pairs_is_zero_not_nan():
+    x = jnp.asarray(rng(24).normal(size=(4, 3)))
+    assert float(jax.jit(jaxloss.ntxent)(x, jnp.arange(4))) == 0.0
+    assert np.isnan(float(jax.jit(optax.ntxent)(x, jnp.arange(4))))  # what optax does
+
+
+@pytest.mark.slow
+def test_lifted_single_class_is_zero():
+    x = jnp.asarray(rng(25).normal(size=(5, 3)))
+    value, grad = jax.value_and_grad(jaxloss.lifted_structured_loss)(x, jnp.zeros(5, int))
+    assert float(value) == 0.0 and np.isfinite(np.asarray(grad)).all()

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from .. import _checks, _classification, _divergences, _metric_learning, _numerics, _regression
+from .. import _checks, _classification, _divergences, _metric_learning, _numerics, _pair_losses, _regression
 from . import _common
 from ._distances import pairwise_distance
 
@@ -692,7 +692,7 @@ def cosine_embedding_loss(
             f"and input2 {np.shape(input2)}."
         )
     _check_broadcast(input1, input2, ("input1", "input2"), fn)
-    values = _metric_learning.cosine_embedding_loss(input1, input2, target, margin=margin)
+    values = _pair_losses.cosine_embedding_loss(input1, input2, target, margin=margin)
     return _common.apply_reduction(values, reduction, fn)
 
 
@@ -733,7 +733,7 @@ def margin_ranking_loss(
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
     _check_same_ndim((input1, input2, target), ("input1", "input2", "target"), fn)
     _check_broadcast(input1, input2, ("input1", "input2"), fn)
-    values = _metric_learning.margin_ranking_loss(input1, input2, target, margin=margin)
+    values = _pair_losses.margin_ranking_loss(input1, input2, target, margin=margin)
     return _common.apply_reduction(values, reduction, fn)
 
 
@@ -765,5 +765,5 @@ def hinge_embedding_loss(
     """
     fn = "hinge_embedding_loss"
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
-    values = _metric_learning.hinge_embedding_loss(input, target, margin=margin)
+    values = _pair_losses.hinge_embedding_loss(input, target, margin=margin)
     return _common.apply_reduction(values, reduction, fn)

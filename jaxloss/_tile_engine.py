@@ -462,22 +462,22 @@ def _public(t, finals):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _tiled(t, params, rows, cols, row_data, col_data):
+def _engine(t, params, rows, cols, row_data, col_data):
     return _public(t, _forward(t, params, rows, cols, row_data, col_data))
 
 
-def _tiled_fwd(t, params, rows, cols, row_data, col_data):
+def _engine_fwd(t, params, rows, cols, row_data, col_data):
     finals = _forward(t, params, rows, cols, row_data, col_data)
     return _public(t, finals), (params, rows, cols, row_data, col_data, finals)
 
 
-def _tiled_bwd(t, residuals, cts):
+def _engine_bwd(t, residuals, cts):
     params, rows, cols, row_data, col_data, finals = residuals
     grads = _backward(t, params, rows, cols, row_data, col_data, finals, cts)
     return (*grads, None, None)
 
 
-_tiled.defvjp(_tiled_fwd, _tiled_bwd)
+_engine.defvjp(_engine_fwd, _engine_bwd)
 
 
 # --------------------------------------------------------------------------- dense
@@ -575,4 +575,4 @@ def statistics(t: Tiling, params, rows, cols, row_data=None, col_data=None) -> t
     if t.axis_name is not None and t.parallel == "ring":
         # each device's share of a replicated parameter's gradient, summed once by the cast's transpose
         params = _tiles.make_varying(params, (t.axis_name,))
-    return _tiled(t, params, rows, cols, row_data, col_data)
+    return _engine(t, params, rows, cols, row_data, col_data)
