@@ -37,15 +37,15 @@ def _dense_step(limit):
     import jax.numpy as jnp  # noqa: PLC0415
 
     import jaxloss  # noqa: PLC0415
-    from jaxloss import _margin  # noqa: PLC0415 - the dense path is chosen by the size limit
+    from jaxloss import _block_policy  # noqa: PLC0415 - the dense path is chosen by the size limit
 
     def dense(x, w, y):
-        old = _margin.DENSE_MAX_LOGITS
-        _margin.DENSE_MAX_LOGITS = limit
+        old = _block_policy.MARGIN
+        _block_policy.MARGIN = old._replace(dense_max=limit)
         try:
             return jnp.mean(jaxloss.arcface_loss(x, w, y))
         finally:
-            _margin.DENSE_MAX_LOGITS = old
+            _block_policy.MARGIN = old
 
     return dense
 

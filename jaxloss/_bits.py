@@ -21,14 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _checks, _tiles
+from . import _block_policy, _checks, _tiles
 
 __all__ = ["pack_bits", "unpack_bits", "packed_hamming_distances", "WORD_BITS"]
 
 WORD_BITS = 32
 
 # Budget (bytes) for one (n_block, m_block) block of int32 counts.
-_HAMMING_BLOCK_BYTES = 64 * 2**20
+_HAMMING_BLOCK_BYTES = _block_policy.BITS_BLOCK_BYTES
 
 
 def pack_bits(bits: ArrayLike, axis: int = -1) -> jax.Array:
@@ -184,7 +184,7 @@ def packed_hamming_distances(
             f"got shapes {x.shape} and {y.shape}."
         )
     n, m = x.shape[0], y.shape[0]
-    block_size = _checks.check_block_size(block_size, "block_size", fn)
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
     if block_size is None:
         block_size = max(1, _HAMMING_BLOCK_BYTES // (4 * max(n, 1)))
     block_size = int(min(block_size, max(m, 1)))

@@ -20,7 +20,6 @@ import numpy as np
 
 __all__ = [
     "check_axis",
-    "check_block_size",
     "check_floating",
     "check_integer",
     "check_ndim",
@@ -180,16 +179,6 @@ def check_floating(x, name: str, fn: str):
             f"{fn}: `{name}` must have a floating dtype; got {dt}. Convert it with .astype(float)."
         )
     return x
-
-
-def check_block_size(value, name: str, fn: str) -> int | None:
-    """The one rule of every tiling argument (``block_size``, ``query_block_size``, ...).
-
-    ``None`` means automatic (or the dense path) and is returned as is. A
-    non-integer (``2.5``, ``True``, a string, an array) is a ``TypeError``; zero
-    or a negative number is a ``ValueError``; both name the argument.
-    """
-    return check_positive_int(value, name, fn)
 
 
 def check_positive_int(value, name: str, fn: str, *, allow_none: bool = True) -> int | None:

@@ -10,17 +10,20 @@ logsumexp, a masked sum of an elementwise term, a masked count.
 Three evaluations, one set of statistics (the tiling layer, ``_tile_engine``,
 computes the same ``Stat`` definitions on every path):
 
-* **dense** (``block_size=None``): the whole matrix, plain autodiff. With
+* **dense** (``block_size=None`` while the ``B x B`` logits, all devices'
+  keys included, have at most ``2^24`` entries: the library's block
+  policy): the whole matrix, plain autodiff. With
   ``axis_name`` (inside ``shard_map`` or ``pmap``) the keys of every device
   are all-gathered, and the gradient reaches the local embeddings through the
   gather's transpose.
-* **tiled** (``block_size=b``): a ``jax.custom_vjp`` whose forward visits
+* **tiled** (``block_size=b``, or ``None`` above the dense budget with
+  ``b`` = 1024 on a CPU, 2048 on GPU/TPU): a ``jax.custom_vjp`` whose forward visits
   ``b x b`` tiles (a block of queries against a block of keys) with an online
   logsumexp and keeps only the per-row and per-column statistics; the
   backward recomputes each tile and turns it into the tile's share of the
   query and key gradients. Ragged batches are not padded: the last block is
   pulled back to the end. Temporary memory is ``O(B d + b^2)``.
-* **ring** (``block_size`` and ``axis_name``): the same tile scan, with the
+* **ring** (tiled with ``axis_name``): the same tile scan, with the
   key blocks (their ids and labels, and the per-key statistics or gradient
   accumulators) passed around the devices with ``ppermute``; nothing is
   gathered. After a full turn the per-key accumulators are back home.
@@ -40,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _checks, _numerics, _pairwise, _tile_engine, _tiles
+from . import _block_policy, _checks, _numerics, _pairwise, _tile_engine, _tiles
 from ._batch import negative_mask, positive_mask, prepare_batch
 
 __all__ = [
@@ -157,8 +160,17 @@ def _matching_products(q_side, k_side):
 
 
 def _logit_stats(stats, params, q_side, k_side, labels=None, *, block_size, axis_name, precision):
-    """``stats`` of the logits of ``q_side`` against ``k_side``: dense, tiled, or a ring (``axis_name``)."""
-    tiling = _tile_engine.Tiling(_Similarity(precision), stats, block_size, block_size, axis_name=axis_name)
+    """``stats`` of the logits of ``q_side`` against ``k_side``: dense, tiled, or a ring (``axis_name``).
+
+    The block policy: ``block_size=None`` is dense while the ``B x B`` logits (keys of every
+    device with ``axis_name``) have at most ``CONTRASTIVE.dense_max`` entries, else tiled.
+    """
+    n, m = q_side["x"].shape[0], k_side["x"].shape[0]
+    if axis_name is not None:
+        m *= jax.lax.axis_size(axis_name)
+    blocks = _block_policy.resolve_blocks(_block_policy.CONTRASTIVE, n, m, block_size, block_size)
+    rb, cb = (None, None) if blocks is None else blocks
+    tiling = _tile_engine.Tiling(_Similarity(precision), stats, rb, cb, axis_name=axis_name)
     data = None if labels is None else {"label": labels}
     return _tile_engine.statistics(tiling, params, q_side, k_side, data, data)
 
@@ -203,8 +215,9 @@ def ntxent(
       axis_name: inside ``shard_map``/``pmap``, the mapped axis: the loss is
         that of the batch concatenated over the devices (every device's
         embeddings are candidates) and is the same on every device.
-      block_size: ``None`` for the dense ``(B, B)`` similarity matrix; an int
-        for the tiled path (two sweeps: the negatives' logsumexp, then the
+      block_size: ``None``: the dense ``(B, B)`` similarity matrix while it
+        has at most ``2^24`` entries, else tiles (the library's block
+        policy); an int: the tiled path (two sweeps: the negatives' logsumexp, then the
         positive pairs), with ``axis_name`` a ring of ``ppermute``.
       precision: precision of the similarity matrix product.
 
@@ -226,7 +239,7 @@ def ntxent(
     optax: ntxent; pytorch-metric-learning: NTXentLoss
     """
     fn = "ntxent"
-    block_size = _checks.check_block_size(block_size, "block_size", fn)
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
     u, labels, params, out_dtype = _labelled_setup(embeddings, labels, fn, temperature)
     sweep = functools.partial(_logit_stats, block_size=block_size, axis_name=axis_name, precision=precision)
     (lse_neg,) = sweep(_NTXENT_NEGATIVE_STATS, params, u, u, labels)
@@ -271,8 +284,9 @@ def supervised_contrastive_loss(
       temperature: positive temperature ``T`` (may be traced: learnable).
       axis_name: as in ``ntxent``: the loss of the batch concatenated over
         the devices.
-      block_size: ``None`` for the dense ``(B, B)`` similarity matrix; an int
-        for the tiled path (per anchor: the online logsumexp over ``A(i)``,
+      block_size: ``None``: the dense ``(B, B)`` similarity matrix while it
+        has at most ``2^24`` entries, else tiles (the library's block
+        policy); an int: the tiled path (per anchor: the online logsumexp over ``A(i)``,
         the sum and the count of the positives, labels travelling with their
         tile), with ``axis_name`` a ring of ``ppermute``.
       precision: precision of the similarity matrix product.
@@ -294,7 +308,7 @@ def supervised_contrastive_loss(
     pytorch-metric-learning: SupConLoss (which returns 0 for a batch with no negative pair)
     """
     fn = "supervised_contrastive_loss"
-    block_size = _checks.check_block_size(block_size, "block_size", fn)
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
     u, labels, params, out_dtype = _labelled_setup(embeddings, labels, fn, temperature)
     options = dict(block_size=block_size, axis_name=axis_name, precision=precision)
     lse_all, pos_sum, n_pos = _logit_stats(_SUPCON_STATS, params, u, u, labels, **options)
@@ -345,8 +359,9 @@ def info_nce(
       axis_name: inside ``shard_map``/``pmap``, every device's keys are
         negatives of every query, and the result is the mean over all queries
         of all devices.
-      block_size: ``None`` for the dense ``(B, B)`` logits; an int for the
-        tiled path (``block_size x block_size`` tiles, online logsumexp,
+      block_size: ``None``: the dense ``(B, B)`` logits while they have at
+        most ``2^24`` entries, else tiles (the library's block policy); an
+        int: the tiled path (``block_size x block_size`` tiles, online logsumexp,
         memory ``O(B d + block_size^2)``), with ``axis_name`` a ring of
         ``ppermute`` instead of an all-gather.
       precision: precision of the similarity matrix product.
@@ -370,7 +385,7 @@ def info_nce(
     """
     fn = "info_nce"
     _checks.check_temperature(temperature, fn)
-    block_size = _checks.check_block_size(block_size, "block_size", fn)
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
     q, k, out_dtype = _pair_inputs(queries, keys, ("queries", "keys"), fn)
     loss = _softmax_on_diagonal(
         q, k, temperature, normalize, _INFO_NCE_STATS, block_size, axis_name, precision
@@ -409,8 +424,9 @@ def clip_loss(
       normalize: L2-normalize both sides first.
       axis_name: inside ``shard_map``/``pmap``, the loss of the batch
         concatenated over the devices, the same on every device.
-      block_size: ``None`` for the dense ``(B, B)`` logits; an int for the
-        tiled path (one sweep keeps each row's and each column's online
+      block_size: ``None``: the dense ``(B, B)`` logits while they have at
+        most ``2^24`` entries, else tiles (the library's block policy); an
+        int: the tiled path (one sweep keeps each row's and each column's online
         logsumexp; memory ``O(B d + block_size^2)``), with ``axis_name`` a
         ring of ``ppermute``: the text blocks travel, and their column
         statistics and gradients come home after a full turn.
@@ -439,7 +455,7 @@ def clip_loss(
     """
     fn = "clip_loss"
     _checks.check_temperature(temperature, fn)
-    block_size = _checks.check_block_size(block_size, "block_size", fn)
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
     names = ("image_embeddings", "text_embeddings")
     q, k, out_dtype = _pair_inputs(image_embeddings, text_embeddings, names, fn)
     loss = _softmax_on_diagonal(q, k, temperature, normalize, _CLIP_STATS, block_size, axis_name, precision)
@@ -479,8 +495,9 @@ def sigmoid_contrastive_loss(
       axis_name: inside ``shard_map``/``pmap``, the loss of the batch
         concatenated over the devices (the mean over all queries of all
         devices), the same on every device.
-      block_size: ``None`` for the dense ``(B, B)`` logits; an int for the
-        tiled path (memory ``O(B d + block_size^2)``), with ``axis_name`` a
+      block_size: ``None``: the dense ``(B, B)`` logits while they have at
+        most ``2^24`` entries, else tiles (the library's block policy); an
+        int: the tiled path (memory ``O(B d + block_size^2)``), with ``axis_name`` a
         ring of ``ppermute`` (as big_vision's chunked and open_clip's
         neighbour-exchange SigLIP).
       precision: precision of the similarity matrix product.
@@ -506,7 +523,7 @@ def sigmoid_contrastive_loss(
     fn = "sigmoid_contrastive_loss"
     _checks.check_number(logit_scale, "logit_scale", fn, low=0.0, low_inclusive=False)
     _checks.check_number(logit_bias, "logit_bias", fn)
-    block_size = _checks.check_block_size(block_size, "block_size", fn)
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
     q, k, out_dtype = _pair_inputs(queries, keys, ("queries", "keys"), fn)
     params = {"scale": _as_parameter(logit_scale, q.dtype), "bias": _as_parameter(logit_bias, q.dtype)}
     options = dict(block_size=block_size, axis_name=axis_name, precision=precision)

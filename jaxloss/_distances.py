@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _bits, _checks, _numerics, _pairwise, _tiles
+from . import _bits, _block_policy, _checks, _numerics, _pairwise, _tiles
 
 __all__ = [
     "METRICS",
@@ -67,7 +67,7 @@ __all__ = [
 HIGHEST = _pairwise.HIGHEST
 
 #: Largest number of elements of one (rows, rows, features) tile of the tiled metrics.
-BLOCK_ELEMENTS = 1 << 22
+BLOCK_ELEMENTS = _block_policy.DISTANCES_TILE_ELEMENTS
 
 
 # --------------------------------------------------------------------------- row helpers

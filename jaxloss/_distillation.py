@@ -26,17 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks, _tiles
-from ._linear_cross_entropy import default_block_sizes
+from . import _block_policy, _checks, _tiles
 
 __all__ = ["LinearSoftmaxStatistics", "linear_distillation_loss", "linear_softmax_statistics"]
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
-
-# Without explicit block sizes, problems of at most this many logits (one
-# default CPU tile) take the dense path: one tile would cost the fused path a
-# recomputation for nothing.
-_DENSE_MAX_LOGITS = 1 << 22
 
 
 class LinearSoftmaxStatistics(NamedTuple):
@@ -522,13 +516,11 @@ def _static_number(value, name, fn, **bounds):
 
 def _blocks(fn, block_size, vocab_block_size, n, v, axis_name):
     """``(tb, vb)`` for the fused path, or None for the dense path (small, on one device)."""
-    block_size = _checks.check_block_size(block_size, "block_size", fn)
-    vocab_block_size = _checks.check_block_size(vocab_block_size, "vocab_block_size", fn)
-    automatic = block_size is None and vocab_block_size is None
-    if automatic and axis_name is None and n * v <= _DENSE_MAX_LOGITS:
-        return None
-    default_tb, default_vb = default_block_sizes()
-    return min(block_size or default_tb, n), min(vocab_block_size or default_vb, v)
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
+    vocab_block_size = _block_policy.check_block_size(vocab_block_size, "vocab_block_size", fn)
+    return _block_policy.resolve_blocks(
+        _block_policy.HEADS, n, v, block_size, vocab_block_size, dense=axis_name is None
+    )
 
 
 # --------------------------------------------------------------------------- public functions

@@ -28,28 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks, _tiles
+from . import _block_policy, _checks, _tiles
 
 __all__ = ["linear_softmax_cross_entropy"]
-
-# Block sizes. A tile of logits is ``block_size x vocab_block_size`` float32 and
-# about four tile-sized temporaries are live in the backward pass. On CPU the
-# GEMMs reach their speed with tiles of a few thousand columns and larger tiles
-# only cost cache; on GPU/TPU a tile must be large enough to fill the device
-# (tens of GFLOP per GEMM at D = 1,024), and the memory of a 64 MiB tile is
-# still small next to the model.
-_CPU_BLOCKS = (1024, 4096)
-_ACCELERATOR_BLOCKS = (2048, 8192)
-
-
-def default_block_sizes(backend: str | None = None) -> tuple[int, int]:
-    """The ``(block_size, vocab_block_size)`` used when they are None, for a JAX backend.
-
-    CPU: ``(1024, 4096)`` (a 16 MiB float32 tile); GPU and TPU: ``(2048, 8192)``
-    (a 64 MiB tile, large enough for the GEMMs to fill the device).
-    """
-    backend = jax.default_backend() if backend is None else backend
-    return _CPU_BLOCKS if backend == "cpu" else _ACCELERATOR_BLOCKS
 
 
 class _Config(NamedTuple):
@@ -410,8 +391,8 @@ def linear_softmax_cross_entropy(
             raise TypeError(f"{fn}: `logit_softcap` must be a Python number or None, not a traced value.")
         _checks.check_number(logit_softcap, "logit_softcap", fn, low=0, low_inclusive=False)
         logit_softcap = float(logit_softcap)
-    block_size = _checks.check_block_size(block_size, "block_size", fn)
-    vocab_block_size = _checks.check_block_size(vocab_block_size, "vocab_block_size", fn)
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
+    vocab_block_size = _block_policy.check_block_size(vocab_block_size, "vocab_block_size", fn)
     if ignore_index is not None and not _checks.is_traced(ignore_index):
         if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
             raise TypeError(f"{fn}: `ignore_index` must be an int or None; got {ignore_index!r}.")
@@ -428,9 +409,9 @@ def linear_softmax_cross_entropy(
     k = k.astype(out_dtype)
     acc = _acc_dtype(out_dtype)
 
-    default_tb, default_vb = default_block_sizes()
-    tb = min(block_size or default_tb, n)
-    vb = min(vocab_block_size or default_vb, v)
+    tb, vb = _block_policy.resolve_blocks(
+        _block_policy.HEADS, n, v, block_size, vocab_block_size, dense=False
+    )
     b = None if bias is None else jnp.asarray(bias)
     w = None if weights is None else jnp.asarray(weights)
     smoothing = _checks.is_traced(label_smoothing) or float(label_smoothing) != 0.0

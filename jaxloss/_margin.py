@@ -33,10 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks, _numerics, _tile_engine
+from . import _block_policy, _checks, _numerics, _tile_engine
 
 __all__ = [
-    "DENSE_MAX_LOGITS",
     "arcface_loss",
     "cosface_loss",
     "proxy_anchor_loss",
@@ -44,15 +43,6 @@ __all__ = [
 ]
 
 HIGHEST = jax.lax.Precision.HIGHEST
-
-#: Above this many logits (``N x C x sub_centers``) ArcFace / CosFace take the class-blocked
-#: path by default (64 MiB of float32 logits; the dense path needs about three times that).
-DENSE_MAX_LOGITS = 1 << 24
-
-# Default tile: rows x classes (classes x sub_centers columns). On a CPU a few thousand
-# columns reach the GEMM's speed; on GPU/TPU a larger tile fills the device.
-_CPU_BLOCKS = (1024, 4096)
-_ACCELERATOR_BLOCKS = (2048, 8192)
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -133,12 +123,6 @@ def _dense_stats(e, w, y, scale, sub_centers, precision):
 
 def _acc_dtype(dtype):
     return jnp.promote_types(dtype, jnp.float32)
-
-
-def default_block_sizes(backend: str | None = None) -> tuple[int, int]:
-    """``(block_size, class_block_size)`` when None: CPU ``(1024, 4096)``, else ``(2048, 8192)``."""
-    backend = jax.default_backend() if backend is None else backend
-    return _CPU_BLOCKS if backend == "cpu" else _ACCELERATOR_BLOCKS
 
 
 class _CosineScores(NamedTuple):
@@ -240,8 +224,8 @@ def _margin_softmax(
             f"(C * sub_centers columns, class c's centres at c * sub_centers + k); got {sub_centers!r}."
         )
     _checks.check_temperature(scale, fn, "scale")
-    block_size = _checks.check_block_size(block_size, "block_size", fn)
-    class_block_size = _checks.check_block_size(class_block_size, "class_block_size", fn)
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
+    class_block_size = _block_policy.check_block_size(class_block_size, "class_block_size", fn)
     k = int(sub_centers)
     n, c = e.shape[0], w.shape[1] // k
     _check_concrete_labels(y, c if axis_name is None else None, fn)
@@ -253,17 +237,11 @@ def _margin_softmax(
     acc = _acc_dtype(cdt)
     e, w = e.astype(cdt), w.astype(cdt)
     s = jnp.asarray(scale, acc)
-    blocked = (
-        axis_name is not None
-        or block_size is not None
-        or class_block_size is not None
-        or n * c * k > DENSE_MAX_LOGITS
+    blocks = _block_policy.resolve_blocks(
+        _block_policy.MARGIN, n, c, block_size, class_block_size, dense=axis_name is None, col_width=k
     )
-    if blocked:
-        default_tb, default_cb = default_block_sizes()
-        tb = min(block_size or default_tb, n)
-        cb = min(class_block_size or max(default_cb // k, 1), c)
-        lse_other, target = _blocked_stats(e, w, y, s, k, tb, cb, precision, axis_name)
+    if blocks is not None:
+        lse_other, target = _blocked_stats(e, w, y, s, k, *blocks, precision, axis_name)
     else:
         lse_other, target = _dense_stats(e.astype(acc), w.astype(acc), y, s, k, precision)
     num_classes = c if axis_name is None else c * jax.lax.psum(1, axis_name)
@@ -306,9 +284,10 @@ def arcface_loss(
     pytorch-metric-learning's ``ArcFaceLoss(margin=28.6)`` takes degrees, and
     its default 28.6 degrees is ``0.4992`` radians (``numpy.radians(28.6)``).
 
-    **Paths.** Dense (the ``N x C`` cosines) by default while ``N * C * K``
-    is at most ``DENSE_MAX_LOGITS = 2**24``; above that, or when
-    ``block_size``, ``class_block_size`` or ``axis_name`` is given, a
+    **Paths.** The library's block policy: with both block sizes None the
+    dense path (the ``N x C`` cosines) while ``N * C * K`` is at most
+    ``2**24``; above that, or when ``block_size``, ``class_block_size`` or
+    ``axis_name`` is given, a
     class-blocked ``jax.custom_vjp`` that never holds the logits: it scans
     ``block_size x class_block_size`` tiles with an online logsumexp, applies
     the inverse row and column norms inside each tile, saves its inputs and

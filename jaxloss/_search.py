@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _bits, _checks, _pairwise, _tiles
+from . import _bits, _block_policy, _checks, _pairwise, _tiles
 from . import _numerics as nx
 
 __all__ = [
@@ -53,13 +53,12 @@ _GEMM_METRICS = ("euclidean", "sqeuclidean", "cosine", "hamming", "dot")
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
-# Default sizes: queries per block, and a budget (in elements) for one
-# (query block x database block) tile of scores.
-_QUERY_BLOCK = 512
-_TILE_ELEMENTS = 4 * 2**20  # 16 MiB of float32 scores
-# Packed Hamming and cityblock (elementwise work, no GEMM): smaller tiles, tuned on the CPU.
-_SMALL_QUERY_BLOCK = 128
-_SMALL_TILE_ELEMENTS = 2**20
+# Default sizes (the block policy): queries per block, and a budget (in elements) for one
+# (query block x database block) tile of scores; smaller tiles for elementwise metrics.
+_QUERY_BLOCK = _block_policy.SEARCH_QUERY_BLOCK
+_TILE_ELEMENTS = _block_policy.SEARCH_TILE_ELEMENTS
+_SMALL_QUERY_BLOCK = _block_policy.SEARCH_ELEMENTWISE_QUERY_BLOCK
+_SMALL_TILE_ELEMENTS = _block_policy.SEARCH_ELEMENTWISE_TILE_ELEMENTS
 
 
 class SearchPlan(NamedTuple):
@@ -483,8 +482,8 @@ def _gemm_scan(plan, qs, x, aux, limit, mask=None, thr=None):
 # Every comparison is on exact integers, so the result is exactly faiss
 # ``IndexBinaryFlat``'s distances with ties to the lowest index.
 
-_PACKED_QUERY_BLOCK = 256
-_PACKED_BLOCK = 16384
+_PACKED_QUERY_BLOCK = _block_policy.SEARCH_PACKED_QUERY_BLOCK
+_PACKED_BLOCK = _block_policy.SEARCH_PACKED_DATABASE_BLOCK
 _PACKED_MAX_K = 64  # beyond this the min rounds cost more than lax.top_k
 _INT_MAX = np.int32(2**31 - 1)
 
@@ -837,8 +836,8 @@ def knn(
     """
     fn = "knn"
     queries, database, k, metric, packed = _check_inputs(queries, database, k, metric, fn)
-    block_size = _checks.check_block_size(block_size, "block_size", fn)
-    query_block_size = _checks.check_block_size(query_block_size, "query_block_size", fn)
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
+    query_block_size = _block_policy.check_block_size(query_block_size, "query_block_size", fn)
     database_mask, exclude = _check_filters(database_mask, exclude, queries.shape[0], database.shape[0], fn)
     qblock, block = _auto_blocks(
         queries.shape[0], database.shape[0], metric, packed, block_size, query_block_size
@@ -1026,8 +1025,8 @@ def range_search(
     queries, database, k, metric, packed = _check_inputs(queries, database, k, metric, fn)
     q = queries.shape[0]
     radius = _check_radius(radius, q, metric, fn)
-    block_size = _checks.check_block_size(block_size, "block_size", fn)
-    query_block_size = _checks.check_block_size(query_block_size, "query_block_size", fn)
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
+    query_block_size = _block_policy.check_block_size(query_block_size, "query_block_size", fn)
     database_mask, exclude = _check_filters(database_mask, exclude, q, database.shape[0], fn)
     qblock, block = _auto_blocks(q, database.shape[0], metric, packed, block_size, query_block_size)
     if q == 0:
@@ -1134,8 +1133,8 @@ def sharded_knn(
     if axis_name is None:
         axis_name = mesh.axis_names[0]
     _checks.check_option(axis_name, "axis_name", tuple(mesh.axis_names), fn)
-    block_size = _checks.check_block_size(block_size, "block_size", fn)
-    query_block_size = _checks.check_block_size(query_block_size, "query_block_size", fn)
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
+    query_block_size = _block_policy.check_block_size(query_block_size, "query_block_size", fn)
     database_mask, exclude = _check_filters(database_mask, exclude, queries.shape[0], database.shape[0], fn)
     if queries.shape[0] == 0:
         return _empty_result(queries, database, k, metric, packed)

@@ -230,11 +230,11 @@ def test_zero_embedding_and_zero_column():
 
 @pytest.mark.slow
 def test_default_switches_to_blocked_above_the_dense_limit(monkeypatch):
-    from jaxloss import _margin
+    from jaxloss import _block_policy
 
     x, w, y = _data(12)
     dense = jaxloss.arcface_loss(x, w, y)
-    monkeypatch.setattr(_margin, "DENSE_MAX_LOGITS", 10)
+    monkeypatch.setattr(_block_policy, "MARGIN", _block_policy.MARGIN._replace(dense_max=10))
     jaxpr = str(jax.make_jaxpr(lambda a, b: jaxloss.arcface_loss(a, b, y))(x, w))
     assert "custom_vjp" in jaxpr
     np.testing.assert_allclose(jaxloss.arcface_loss(x, w, y), dense, rtol=1e-12)
