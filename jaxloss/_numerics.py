@@ -10,6 +10,15 @@ one PyTorch uses:
 * ``inf`` / ``-inf`` norms: the gradient is shared equally between tied
   entries (PyTorch's ``amax`` rule);
 * ``xlogy(x, y)``: 0 with respect to both arguments where ``x == 0``.
+
+Scale: every 2-norm, p-norm, unit vector and inverse norm here is computed on
+the input multiplied by a power of two chosen from its largest absolute value
+(:func:`pow2_scale`), then unscaled (scaled accumulation, as BLAS ``nrm2``).
+Multiplying by a power of two is exact, so the value is the plain formula's to
+the last bit wherever that one neither overflows nor underflows, and finite
+wherever the result is representable (``|x|`` up to the largest float,
+``x / |x|`` for any non-zero ``x``). Gradients go through the scaled form
+(the scale is a constant), so they are finite there too.
 """
 
 from __future__ import annotations
@@ -30,7 +39,11 @@ __all__ = [
     "is_low_precision",
     "log1p_sum_exp",
     "masked_logsumexp",
+    "inverse_norm",
+    "max_abs_scale",
     "normalize",
+    "pow2_scale",
+    "ratio",
     "safe_divide",
     "sqrt",
     "p_norm",
@@ -128,6 +141,38 @@ def safe_divide(num, den, fill=0.0):
 
 
 @jax.custom_jvp
+def _ratio(num, den, fill):
+    ok = den != 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1), fill)
+
+
+@_ratio.defjvp
+def _ratio_jvp(primals, tangents):
+    num, den, fill = primals
+    tn, td, _ = tangents
+    ok = den != 0
+    q = _ratio(num, den, fill)
+    safe_den = jnp.where(ok, den, 1)
+    return q, jnp.where(ok, (tn - jnp.where(ok, q, 0) * td) / safe_den, 0)
+
+
+def ratio(num, den, fill=0.0):
+    """``num / den`` where ``den != 0`` and ``fill`` elsewhere (gradient 0 there).
+
+    Unlike :func:`safe_divide` under autodiff, the derivative is written
+    ``(d num - (num / den) d den) / den``: it never forms ``den^2``, so it is
+    finite for a tiny or huge ``den`` (``1e-30`` in float32) wherever the true
+    derivative is representable.
+
+    >>> float(jax.grad(ratio, argnums=1)(1e-30, 2e-30))
+    -2.5e+29
+    """
+    num, den = jnp.asarray(num), jnp.asarray(den)
+    dtype = jnp.result_type(num, den)
+    return _ratio(num.astype(dtype), den.astype(dtype), jnp.asarray(fill, dtype))
+
+
+@jax.custom_jvp
 def xlogy(x, y):
     """``x * log(y)`` with ``0 * log(0) = 0``; gradients are 0 where ``x == 0``.
 
@@ -153,6 +198,42 @@ def _xlogy_jvp(primals, tangents):
 def xlogx(x):
     """``x * log(x)`` with ``0 * log(0) = 0`` and gradient 0 at 0 (finite everywhere)."""
     return xlogy(x, x)
+
+
+# --------------------------------------------------------------------------- scaling
+
+
+def _int_type(dtype):
+    return {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[jnp.dtype(dtype).itemsize]
+
+
+def pow2_scale(m):
+    """Powers of two ``(s, 1 / s)`` with ``m * s`` in ``[1, 2)``, for ``m >= 0`` of a float dtype.
+
+    Built from the exponent bits of ``m``, so both are exact powers of two
+    (multiplying by them is exact). The exponent is clipped so that both are
+    normal numbers: a zero or subnormal ``m`` gives the largest such ``s``, an
+    ``m`` of ``inf`` or NaN (or in the top binade) the smallest. No gradient.
+
+    >>> s, inv = pow2_scale(jnp.array([3.0, 1e-30, 0.0], jnp.float32))
+    >>> (s * jnp.array([3.0, 1e-30, 0.0], jnp.float32)).tolist(), (s * inv).tolist()
+    ([1.5, 1.2676506042480469, 0.0], [1.0, 1.0, 1.0])
+    """
+    m = jax.lax.stop_gradient(jnp.asarray(m))
+    info = jnp.finfo(m.dtype)
+    it = _int_type(m.dtype)
+    bias, nmant = info.maxexp - 1, info.nmant
+    biased = (jax.lax.bitcast_convert_type(m, it) >> nmant) & (2 * bias + 1)
+    biased = jnp.clip(biased, 1, 2 * bias - 1)
+    s = jax.lax.bitcast_convert_type(((2 * bias - biased) << nmant).astype(it), m.dtype)
+    inv = jax.lax.bitcast_convert_type((biased << nmant).astype(it), m.dtype)
+    return s, inv
+
+
+def max_abs_scale(x, axis=-1, where=None):
+    """:func:`pow2_scale` of ``max |x|`` over ``axis`` (kept as size 1), optionally under ``where``."""
+    m = jnp.max(jnp.abs(jax.lax.stop_gradient(x)), axis=axis, keepdims=True, where=where, initial=0)
+    return pow2_scale(m.astype(x.dtype))
 
 
 # --------------------------------------------------------------------------- p-norms
@@ -182,8 +263,6 @@ def p_norm(x, p: float = 2.0, axis: int | Sequence[int] | None = None, keepdims:
 
 
 def _p_norm_value(x, p, axes, keepdims):
-    if p == 2.0:
-        return jnp.sqrt(jnp.sum(x * x, axis=axes, keepdims=keepdims))
     a = jnp.abs(x)
     if p == math.inf:
         return jnp.max(a, axis=axes, keepdims=keepdims, initial=0).astype(x.dtype)
@@ -191,9 +270,21 @@ def _p_norm_value(x, p, axes, keepdims):
         return jnp.min(a, axis=axes, keepdims=keepdims)
     if p == 0.0:
         return jnp.sum(x != 0, axis=axes, keepdims=keepdims).astype(x.dtype)
-    if p == 1.0:
+    if p == 1.0:  # a sum of non-negative terms overflows only if the norm does
         return jnp.sum(a, axis=axes, keepdims=keepdims)
-    return jnp.sum(a**p, axis=axes, keepdims=keepdims) ** (1.0 / p)
+    # Scaled accumulation: the powers of |x| s with s a power of two from the largest
+    # (p > 0) or smallest (p < 0) |x_i|, so no term overflows or underflows needlessly.
+    if p > 0:
+        m = jnp.max(a, axis=axes, keepdims=True, initial=0)
+    else:
+        m = jnp.min(a, axis=axes, keepdims=True, initial=math.inf)
+    s, inv = pow2_scale(m.astype(x.dtype))
+    if p == 2.0:
+        y = x * s
+        out = jnp.sqrt(jnp.sum(y * y, axis=axes, keepdims=True)) * inv
+    else:
+        out = jnp.sum((a * s) ** p, axis=axes, keepdims=True) ** (1.0 / p) * inv
+    return out if keepdims else jnp.squeeze(out, axes)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
@@ -261,14 +352,48 @@ def _x_times_log_jvp(primals, tangents):
     return out, dx * tx + dy * ty
 
 
-def normalize(x):
-    """``x / max(||x||, sqrt(eps))`` row-wise (optax's ``cosine_similarity`` epsilon).
+def _scaled_norm(x, axis, where):
+    """``(x s, |x s|, s, 1 / s)``: ``x`` times the power of two ``s`` of its largest ``|x_i|``."""
+    s, inv = max_abs_scale(x, axis, where)
+    y = x * s
+    return y, sqrt(jnp.sum(y * y, axis=axis, keepdims=True, where=where)), s, inv
 
-    A zero row stays zero, with gradient 0 (the safe norm's subgradient).
+
+def normalize(x, axis=-1, *, where=None, min_norm=0.0):
+    """``x / max(|x|, min_norm)`` along ``axis`` (an int or a tuple), scale-free for ``min_norm = 0``.
+
+    The norm is computed on ``x`` scaled by a power of two (:func:`max_abs_scale`),
+    so ``normalize(c x) == normalize(x)`` for every ``c > 0`` that keeps ``c x``
+    finite and non-zero (``1e-30`` to ``1e30`` in float32), with finite
+    gradients. A zero vector gives 0, as ``torch.nn.functional.normalize``
+    (eps ``1e-12``, used by pytorch-metric-learning and open_clip), with
+    gradient 0 (``normalize`` gives ``I / eps`` there); any other vector
+    gives ``x / |x|`` exactly (``normalize`` divides by ``1e-12`` below that
+    norm). ``min_norm > 0`` is optax's floor (``sqrt`` of its ``epsilon``).
+    ``where`` masks the elements of each vector.
+
+    >>> normalize(jnp.array([[3e-30, 4e-30], [0.0, 0.0]], jnp.float32)).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
-    tiny = jnp.sqrt(jnp.finfo(x.dtype).eps).astype(x.dtype)
-    norm = p_norm(x, 2.0, axis=-1, keepdims=True)
-    return x / jnp.maximum(norm, tiny)
+    y, n, _, inv = _scaled_norm(x, axis, where)
+    if min_norm:  # max(|x|, f) = max(|x s|, f s) / s
+        n = jnp.maximum(n, jnp.asarray(min_norm, x.dtype) / inv)
+    return safe_divide(y, n)
+
+
+def inverse_norm(x, axis=-1, keepdims=False):
+    """``1 / |x|`` along ``axis``, 0 for a zero vector (gradient 0 there), scale-free.
+
+    ``s / |x s|`` with ``s`` the power of two of the largest ``|x_i|``: finite,
+    with finite gradients, for every non-zero ``x`` whose inverse norm is
+    representable (``x * inverse_norm(x)`` is :func:`normalize`).
+
+    >>> float(inverse_norm(jnp.array([3e30, 4e30], jnp.float32)))
+    2e-31
+    """
+    _, n, s, _ = _scaled_norm(x, axis, None)
+    r = safe_divide(s, n)
+    return r if keepdims else jnp.squeeze(r, axis)
 
 
 def masked_logsumexp(x, mask, axis=-1):
