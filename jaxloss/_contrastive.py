@@ -140,23 +140,28 @@ _NTXENT_POSITIVE_STATS = (
 
 
 def _side(x, normalize: bool):
-    """An embedding side: the rows and, when normalized, their inverse norms ``1 / max(|x|, sqrt(eps))``.
+    """An embedding side: the rows and, when normalized, their inverse norms ``1 / |x|``.
 
     Each tile scales its (b, d) rows and columns by the inverse norms before its
     matrix product, instead of the whole batch keeping a normalized copy (and
-    its gradient). ``x * inv`` is the normalization of
-    ``_numerics.normalize``; the gradient is 0 at a zero row.
+    its gradient). The inverse norms are ``_numerics.inverse_norm``: taken of
+    each row times a power of two, so the losses are scale-free (the same for
+    embeddings scaled by ``1e-30`` to ``1e30`` in float32), and 0 for a zero
+    row, whose normalized value is then 0 (``torch.nn.functional.normalize``'s,
+    as pytorch-metric-learning and open_clip) with gradient 0.
     """
     if not normalize:
         return {"x": x}
-    tiny = jnp.sqrt(jnp.finfo(x.dtype).eps).astype(x.dtype)
-    return {"x": x, "inv": jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1), tiny * tiny))}
+    return {"x": x, "inv": _numerics.inverse_norm(x)}
 
 
 def _matching_products(q_side, k_side):
-    """``q_i . k_i`` of each matching pair (normalized when the sides are)."""
-    own = jnp.sum(q_side["x"] * k_side["x"], axis=-1)
-    return own * q_side["inv"] * k_side["inv"] if "inv" in q_side else own
+    """``q_i . k_i`` of each matching pair (normalized when the sides are: unit rows first, so
+    the products neither overflow nor underflow at any scale)."""
+    q, k = q_side["x"], k_side["x"]
+    if "inv" in q_side:
+        q, k = q * q_side["inv"][:, None], k * k_side["inv"][:, None]
+    return jnp.sum(q * k, axis=-1)
 
 
 def _logit_stats(stats, params, q_side, k_side, labels=None, *, block_size, axis_name, precision):
@@ -208,8 +213,11 @@ def ntxent(
     returns NaN). Each term is computed as ``softplus(LSE_N(i) - s_ij)``.
 
     Args:
-      embeddings: ``(B, d)`` embeddings (normalized inside, with optax's
-        epsilon: norms below ``sqrt(finfo.eps)`` are clipped).
+      embeddings: ``(B, d)`` embeddings, normalized inside, scale-free: the same loss for embeddings
+        scaled by ``1e-30`` to ``1e30`` (float32) or ``1e-300`` to ``1e300`` (float64); a zero row
+        normalizes to 0 with gradient 0 (``torch.nn.functional.normalize``'s value; its eps ``1e-12`` is
+        the pytorch-metric-learning / open_clip convention). optax clips norms below ``sqrt(finfo.eps)``
+        (``3.45e-4`` in float32), so its values differ below that norm.
       labels: ``(B,)`` integer labels; equal labels are positive pairs.
       temperature: positive temperature ``T`` (may be traced: learnable).
       axis_name: inside ``shard_map``/``pmap``, the mapped axis: the loss is
@@ -279,7 +287,10 @@ def supervised_contrastive_loss(
     none.
 
     Args:
-      embeddings: ``(B, d)`` embeddings (normalized inside).
+      embeddings: ``(B, d)`` embeddings, normalized inside, scale-free: the same loss for embeddings
+        scaled by ``1e-30`` to ``1e30`` (float32) or ``1e-300`` to ``1e300`` (float64); a zero row
+        normalizes to 0 with gradient 0 (``torch.nn.functional.normalize``'s value; its eps ``1e-12`` is
+        the pytorch-metric-learning / open_clip convention).
       labels: ``(B,)`` integer class labels.
       temperature: positive temperature ``T`` (may be traced: learnable).
       axis_name: as in ``ntxent``: the loss of the batch concatenated over
@@ -355,7 +366,10 @@ def info_nce(
       queries: ``(B, d)`` queries.
       keys: ``(B, d)`` keys; ``keys[i]`` is the positive of ``queries[i]``.
       temperature: positive temperature ``T`` (may be traced: learnable).
-      normalize: L2-normalize queries and keys first.
+      normalize: L2-normalize queries and keys first, scale-free: the same loss for embeddings scaled by
+        ``1e-30`` to ``1e30`` (float32) or ``1e-300`` to ``1e300`` (float64); a zero row normalizes to 0
+        with gradient 0 (``torch.nn.functional.normalize``'s value; its eps ``1e-12`` is the
+        pytorch-metric-learning / open_clip convention).
       axis_name: inside ``shard_map``/``pmap``, every device's keys are
         negatives of every query, and the result is the mean over all queries
         of all devices.
@@ -421,7 +435,10 @@ def clip_loss(
       text_embeddings: ``(B, d)``; ``text_embeddings[i]`` is the caption of image ``i``.
       temperature: positive temperature ``T`` (may be traced: CLIP learns
         ``log(1 / T)``).
-      normalize: L2-normalize both sides first.
+      normalize: L2-normalize both sides first, scale-free: the same loss for embeddings scaled by
+        ``1e-30`` to ``1e30`` (float32) or ``1e-300`` to ``1e300`` (float64); a zero row normalizes to 0
+        with gradient 0 (``torch.nn.functional.normalize``'s value; its eps ``1e-12`` is the
+        pytorch-metric-learning / open_clip convention).
       axis_name: inside ``shard_map``/``pmap``, the loss of the batch
         concatenated over the devices, the same on every device.
       block_size: ``None``: the dense ``(B, B)`` logits while they have at
@@ -491,7 +508,10 @@ def sigmoid_contrastive_loss(
       keys: ``(B, d)`` keys (texts); ``keys[i]`` is the positive of ``queries[i]``.
       logit_scale: positive scale ``t`` (may be traced; SigLIP learns ``log t``).
       logit_bias: bias ``b`` (may be traced).
-      normalize: L2-normalize queries and keys first.
+      normalize: L2-normalize queries and keys first, scale-free: the same loss for embeddings scaled by
+        ``1e-30`` to ``1e30`` (float32) or ``1e-300`` to ``1e300`` (float64); a zero row normalizes to 0
+        with gradient 0 (``torch.nn.functional.normalize``'s value; its eps ``1e-12`` is the
+        pytorch-metric-learning / open_clip convention).
       axis_name: inside ``shard_map``/``pmap``, the loss of the batch
         concatenated over the devices (the mean over all queries of all
         devices), the same on every device.

@@ -93,7 +93,7 @@ def _center_rows(x, w):
 
 
 def _normalize_distribution(x):
-    return _numerics.safe_divide(x, jnp.sum(x, axis=-1, keepdims=True))
+    return _numerics.ratio(x, jnp.sum(x, axis=-1, keepdims=True))
 
 
 def _minkowski_root_w(w, p):
@@ -115,8 +115,13 @@ def _rows_sqrt_w(x, params):
     return _scaled(x, _sqrt_weights(params))
 
 
+def _data_scale(x, params):
+    """Rows times the power of two the default ``V`` / ``VI`` were estimated at (1 for given ones)."""
+    return _scaled(x, params.get("data_scale"))
+
+
 def _rows_seuclidean(x, params):
-    return x / jnp.sqrt(params["V"])
+    return _data_scale(x, params) / jnp.sqrt(params["V"])
 
 
 def _rows_correlation(x, params):
@@ -174,22 +179,18 @@ def _rw_chebyshev(x, y, params):
 
 def _rw_canberra(x, y, params):
     den = _numerics.abs(x) + _numerics.abs(y)
-    return _weighted_sum(_numerics.safe_divide(_numerics.abs(x - y), den), params.get("w"))
+    return _weighted_sum(_numerics.ratio(_numerics.abs(x - y), den), params.get("w"))
 
 
 def _rw_braycurtis(x, y, params):
     w = params.get("w")
-    return _numerics.safe_divide(
-        _weighted_sum(_numerics.abs(x - y), w), _weighted_sum(_numerics.abs(x + y), w)
-    )
+    return _numerics.ratio(_weighted_sum(_numerics.abs(x - y), w), _weighted_sum(_numerics.abs(x + y), w))
 
 
 def _rw_jensenshannon(p, q, params):
     """sqrt(JS) of two distributions (rows already normalised)."""
     m = 0.5 * (p + q)
-    terms = _numerics.xlogy(p, _numerics.safe_divide(p, m, 1.0)) + _numerics.xlogy(
-        q, _numerics.safe_divide(q, m, 1.0)
-    )
+    terms = _numerics.xlogy(p, _numerics.ratio(p, m, 1.0)) + _numerics.xlogy(q, _numerics.ratio(q, m, 1.0))
     js = 0.5 * jnp.sum(terms, axis=-1)
     if params.get("base") is not None:
         js = js / math.log(params["base"])
@@ -377,6 +378,7 @@ _RECORDS = (
         "sqrt((u - v)^T VI (u - v))",
         _rw_mahalanobis,
         _pairs_mahalanobis,
+        _data_scale,
     ),
     _gram("cosine", ("cos",), ("w",), "1 - u.v / (|u| |v|)", _rw_cosine, _pairs_cosine, _rows_sqrt_w),
     _gram(
@@ -545,7 +547,13 @@ _DATA_DEFAULTS = {"V": _default_variances, "VI": _default_inverse_covariance}
 
 
 def _prepare_params(info, params, x, y, dtype, fn):
-    """Casts array parameters to the compute dtype and fills the data-dependent defaults."""
+    """Casts array parameters to the compute dtype and fills the data-dependent defaults.
+
+    A default ``V`` / ``VI`` is estimated from the rows times a power of two
+    (``data_scale``, which the metric's row transform applies to both sets):
+    the distances are those of the unscaled estimate, exactly, and stay finite
+    where the variances themselves would overflow or underflow.
+    """
     if callable(info):
         return params
     for key in ("w", "V", "VI"):
@@ -553,7 +561,10 @@ def _prepare_params(info, params, x, y, dtype, fn):
             params[key] = jnp.asarray(params[key]).astype(dtype)
     for key, estimate in _DATA_DEFAULTS.items():
         if key in info.params and params.get(key) is None:
-            params[key] = estimate(_stacked_rows(x, y), fn)
+            rows = _stacked_rows(x, y)
+            scale, _ = _numerics.pow2_scale(jnp.max(jnp.abs(rows), initial=0))
+            params[key] = estimate(rows * scale, fn)
+            params["data_scale"] = scale
     return params
 
 
@@ -1048,9 +1059,20 @@ def cosine_similarity(
 ) -> jax.Array:
     """Cosine similarity ``u.v / (|u| |v|)`` along ``axis`` (optax's signature and numbers).
 
-    ``|u|`` is ``sqrt(max(sum u^2, epsilon))`` (optax clips the squared norm at
+    ``|u|`` is ``max(|u|, sqrt(epsilon))`` (optax clips the squared norm at
     ``epsilon``). Unlike optax, a zero vector gives similarity 0 (not NaN) with
     a finite gradient, also for ``epsilon = 0``.
+
+    Scale: with ``epsilon = 0`` (the default) the value is scale-free:
+    ``cosine_similarity(a u, b v) == cosine_similarity(u, v)`` for all
+    ``a, b > 0`` that keep the vectors finite and non-zero (``1e-30`` to
+    ``1e30`` in float32, ``1e-300`` to ``1e300`` in float64), with finite
+    gradients: norms are taken of the vectors times a power of two, never of
+    their plain squares (optax's overflow to 0 or NaN above ``1e19`` in
+    float32). Zero-vector convention: the unit vector of 0 is 0 with gradient
+    0 (``torch.nn.functional.normalize``'s value, whose eps is ``1e-12``);
+    ``epsilon > 0`` is optax's floor and is not scale-free below ``|u| =
+    sqrt(epsilon)``.
 
     Args:
       predictions: ``(..., d)``.
@@ -1077,11 +1099,11 @@ def cosine_similarity(
     axes = _checks.check_axis(axis, a.ndim, "axis", fn)
     if where is not None:
         where = jnp.broadcast_to(where, a.shape)
+    no_floor = isinstance(epsilon, (int, float)) and epsilon == 0
+    floor = None if no_floor else jnp.sqrt(jnp.maximum(jnp.asarray(epsilon, a.dtype), 0))
 
     def unit(v):
-        n2 = jnp.sum(v * v, axis=axes, where=where, keepdims=True)
-        norm = _numerics.sqrt(jnp.maximum(n2, epsilon))
-        return _numerics.safe_divide(v, norm)
+        return _numerics.normalize(v, axes, where=where, min_norm=floor)
 
     return jnp.sum(unit(a) * unit(b), axis=axes, where=where).astype(out_dtype)
 

@@ -49,10 +49,8 @@ HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def _inverse_norm(x, axis):
-    """``1 / |x|`` along ``axis`` (0 for a zero vector, with a finite gradient)."""
-    n = _numerics.p_norm(x, 2.0, axis=axis)
-    nonzero = n > 0
-    return jnp.where(nonzero, 1 / jnp.where(nonzero, n, 1), 0)
+    """``1 / |x|`` along ``axis``: scale-free (``_numerics.inverse_norm``), 0 for a zero vector."""
+    return _numerics.inverse_norm(x, axis)
 
 
 def _combined_margin(cos_target, m2, m3):

@@ -41,6 +41,7 @@ __all__ = [
     "masked_logsumexp",
     "inverse_norm",
     "max_abs_scale",
+    "norm2_parts",
     "normalize",
     "pow2_scale",
     "ratio",
@@ -207,13 +208,15 @@ def _int_type(dtype):
     return {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[jnp.dtype(dtype).itemsize]
 
 
-def pow2_scale(m):
+def pow2_scale(m, max_exponent: int | None = None):
     """Powers of two ``(s, 1 / s)`` with ``m * s`` in ``[1, 2)``, for ``m >= 0`` of a float dtype.
 
     Built from the exponent bits of ``m``, so both are exact powers of two
-    (multiplying by them is exact). The exponent is clipped so that both are
-    normal numbers: a zero or subnormal ``m`` gives the largest such ``s``, an
-    ``m`` of ``inf`` or NaN (or in the top binade) the smallest. No gradient.
+    (multiplying by them is exact). The exponent of ``s`` is clipped to
+    ``[-max_exponent, max_exponent]`` (by default the widest range where both
+    are normal numbers): a zero or subnormal ``m`` gives the largest such
+    ``s``, an ``m`` of ``inf`` or NaN (or in the top binade) the smallest. No
+    gradient.
 
     >>> s, inv = pow2_scale(jnp.array([3.0, 1e-30, 0.0], jnp.float32))
     >>> (s * jnp.array([3.0, 1e-30, 0.0], jnp.float32)).tolist(), (s * inv).tolist()
@@ -223,8 +226,9 @@ def pow2_scale(m):
     info = jnp.finfo(m.dtype)
     it = _int_type(m.dtype)
     bias, nmant = info.maxexp - 1, info.nmant
+    limit = bias - 1 if max_exponent is None else min(int(max_exponent), bias - 1)
     biased = (jax.lax.bitcast_convert_type(m, it) >> nmant) & (2 * bias + 1)
-    biased = jnp.clip(biased, 1, 2 * bias - 1)
+    biased = jnp.clip(biased, bias - limit, bias + limit)
     s = jax.lax.bitcast_convert_type(((2 * bias - biased) << nmant).astype(it), m.dtype)
     inv = jax.lax.bitcast_convert_type((biased << nmant).astype(it), m.dtype)
     return s, inv
@@ -234,6 +238,31 @@ def max_abs_scale(x, axis=-1, where=None):
     """:func:`pow2_scale` of ``max |x|`` over ``axis`` (kept as size 1), optionally under ``where``."""
     m = jnp.max(jnp.abs(jax.lax.stop_gradient(x)), axis=axis, keepdims=True, where=where, initial=0)
     return pow2_scale(m.astype(x.dtype))
+
+
+def norm2_parts(x, axis=-1, where=None):
+    """``(|x s|, s, 1 / s)`` along ``axis`` (kept as size 1): the 2-norm of ``x`` times a power of two.
+
+    ``|x| = |x s| / s`` and ``x / |x| = x s / |x s|`` hold exactly. When the
+    plain sum of squares of every vector is a normal number (no overflow, no
+    underflow: the common case) ``s = 1`` and one pass is made; otherwise
+    ``s`` is the :func:`max_abs_scale` of each vector, one more pass. The
+    norm's gradient is finite everywhere (0 at a zero vector); ``s`` has none.
+    """
+    info = jnp.finfo(x.dtype)
+    n2 = jnp.sum(x * x, axis=axis, keepdims=True, where=where)
+
+    def plain():
+        one = jnp.ones_like(n2)
+        return sqrt(n2), one, one
+
+    def scaled():
+        s, inv = max_abs_scale(x, axis, where)
+        y = x * s
+        return sqrt(jnp.sum(y * y, axis=axis, keepdims=True, where=where)), s, inv
+
+    ok = jnp.all((n2 < jnp.inf) & (n2 >= info.tiny / info.eps))
+    return jax.lax.cond(ok, plain, scaled)
 
 
 # --------------------------------------------------------------------------- p-norms
@@ -274,15 +303,15 @@ def _p_norm_value(x, p, axes, keepdims):
         return jnp.sum(a, axis=axes, keepdims=keepdims)
     # Scaled accumulation: the powers of |x| s with s a power of two from the largest
     # (p > 0) or smallest (p < 0) |x_i|, so no term overflows or underflows needlessly.
-    if p > 0:
-        m = jnp.max(a, axis=axes, keepdims=True, initial=0)
-    else:
-        m = jnp.min(a, axis=axes, keepdims=True, initial=math.inf)
-    s, inv = pow2_scale(m.astype(x.dtype))
     if p == 2.0:
-        y = x * s
-        out = jnp.sqrt(jnp.sum(y * y, axis=axes, keepdims=True)) * inv
+        n, _, inv = norm2_parts(x, axes)
+        out = n * inv
     else:
+        if p > 0:
+            m = jnp.max(a, axis=axes, keepdims=True, initial=0)
+        else:
+            m = jnp.min(a, axis=axes, keepdims=True, initial=math.inf)
+        s, inv = pow2_scale(m.astype(x.dtype))
         out = jnp.sum((a * s) ** p, axis=axes, keepdims=True) ** (1.0 / p) * inv
     return out if keepdims else jnp.squeeze(out, axes)
 
@@ -352,33 +381,27 @@ def _x_times_log_jvp(primals, tangents):
     return out, dx * tx + dy * ty
 
 
-def _scaled_norm(x, axis, where):
-    """``(x s, |x s|, s, 1 / s)``: ``x`` times the power of two ``s`` of its largest ``|x_i|``."""
-    s, inv = max_abs_scale(x, axis, where)
-    y = x * s
-    return y, sqrt(jnp.sum(y * y, axis=axis, keepdims=True, where=where)), s, inv
-
-
-def normalize(x, axis=-1, *, where=None, min_norm=0.0):
+def normalize(x, axis=-1, *, where=None, min_norm=None):
     """``x / max(|x|, min_norm)`` along ``axis`` (an int or a tuple), scale-free for ``min_norm = 0``.
 
-    The norm is computed on ``x`` scaled by a power of two (:func:`max_abs_scale`),
+    The norm is computed on ``x`` scaled by a power of two (:func:`norm2_parts`),
     so ``normalize(c x) == normalize(x)`` for every ``c > 0`` that keeps ``c x``
     finite and non-zero (``1e-30`` to ``1e30`` in float32), with finite
     gradients. A zero vector gives 0, as ``torch.nn.functional.normalize``
     (eps ``1e-12``, used by pytorch-metric-learning and open_clip), with
     gradient 0 (``normalize`` gives ``I / eps`` there); any other vector
     gives ``x / |x|`` exactly (``normalize`` divides by ``1e-12`` below that
-    norm). ``min_norm > 0`` is optax's floor (``sqrt`` of its ``epsilon``).
+    norm). ``min_norm`` (None: no floor) is optax's floor (``sqrt`` of its
+    ``epsilon``), possibly traced.
     ``where`` masks the elements of each vector.
 
     >>> normalize(jnp.array([[3e-30, 4e-30], [0.0, 0.0]], jnp.float32)).tolist()
     [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
-    y, n, _, inv = _scaled_norm(x, axis, where)
-    if min_norm:  # max(|x|, f) = max(|x s|, f s) / s
+    n, s, inv = norm2_parts(x, axis, where)
+    if min_norm is not None:  # max(|x|, f) = max(|x s|, f s) / s
         n = jnp.maximum(n, jnp.asarray(min_norm, x.dtype) / inv)
-    return safe_divide(y, n)
+    return safe_divide(x * s, n)
 
 
 def inverse_norm(x, axis=-1, keepdims=False):
@@ -391,7 +414,7 @@ def inverse_norm(x, axis=-1, keepdims=False):
     >>> float(inverse_norm(jnp.array([3e30, 4e30], jnp.float32)))
     2e-31
     """
-    _, n, s, _ = _scaled_norm(x, axis, None)
+    n, s, _ = norm2_parts(x, axis)
     r = safe_divide(s, n)
     return r if keepdims else jnp.squeeze(r, axis)
 

@@ -34,6 +34,13 @@ Conventions, the same for every caller:
   distance has its own JVP: reverse mode is one masked pass over the
   ``(n, m)`` cotangent and one product per set, with no differentiation
   through the clamp, the snap or the diagonal, and no ``(n, n)`` transpose.
+* **Scale.** Before a product both sets are multiplied by one power of two
+  that brings their largest entry into ``[1, 2)``, and the result is
+  unscaled after (the square root of a Euclidean distance is taken first).
+  Powers of two change no rounding, so the values are those of the plain
+  product wherever it neither overflows nor underflows, and finite wherever
+  the distance is representable. Unit rows (cosine) are scaled the same way
+  before their norm, so cosines are scale-free.
 * **Precision.** Products use ``precision=HIGHEST`` by default (GPUs otherwise
   run float32 products in TF32); half-precision inputs are computed in
   float32. Results are in the compute dtype; callers cast to their output
@@ -128,9 +135,14 @@ def _zero_diagonal(out, same):
 
 
 def unit_rows(x) -> tuple[jax.Array, jax.Array]:
-    """``x / |x|`` row-wise (0 for a zero row, finite gradient) and the mask ``|x| == 0``."""
-    n = _numerics.p_norm(x, 2.0, -1, True)
-    return _numerics.safe_divide(x, n), (n == 0)[..., 0]
+    """``x / |x|`` row-wise and the mask ``|x| == 0``: scale-free, 0 (gradient 0) for a zero row.
+
+    The norm is taken of the row times a power of two (``_numerics.norm2_parts``),
+    so ``unit_rows(c x) == unit_rows(x)`` for every ``c > 0`` that keeps ``c x``
+    finite and non-zero, with finite gradients.
+    """
+    n, s, _ = _numerics.norm2_parts(x, -1)
+    return _numerics.safe_divide(x * s, n), (n == 0)[..., 0]
 
 
 # --------------------------------------------------------------------------- row-matched forms
@@ -218,8 +230,65 @@ def _centred_squared_jvp(precision, primals, tangents):
     return out, jnp.where(keep, dd2, 0)
 
 
+def _common_scale(a, b, squared):
+    """``_numerics.pow2_scale`` of the largest ``|entry|`` of ``a`` and ``b`` (None: ``a`` only).
+
+    ``squared``: the exponent is clipped to half the range, so that ``(1 / s)^2``
+    (which unscales a squared distance, and its gradient) is finite.
+    """
+    m = jnp.max(jnp.abs(a), initial=0)
+    if b is not None:
+        m = jnp.maximum(m, jnp.max(jnp.abs(b), initial=0))
+    half = (jnp.finfo(m.dtype).maxexp - 2) // 2
+    return _numerics.pow2_scale(m, half if squared else None)
+
+
+def _scaled_squared(x, y, same, shift, metric_matrix, precision, squared):
+    """``(d2 s^2, 1 / s)``: the squared distances of the data times ``s``, a power of two.
+
+    ``s`` brings the largest entry of the (centred) data into ``[1, 2)`` (within
+    half the exponent range when ``squared``, see :func:`_common_scale`), so no
+    square of the product overflows or underflows needlessly; being a power of
+    two it changes no rounding: ``d2 = (d2 s^2) (1 / s) (1 / s)`` to the bit
+    wherever the unscaled computation was finite and normal.
+    """
+    same = same or y is None
+    x, y = _as_compute(x, y)
+    _check_same(x, y, same)
+    n, d = x.shape
+    m = y.shape[0]
+    if n * m * d <= DIRECT_ELEMENTS:
+        s, inv = _common_scale(x, None if same else y, squared)
+        xs = x * s
+        ys = xs if same else y * s
+        out = rowwise_squared_euclidean(xs[:, None, :], ys[None, :, :], metric_matrix)
+        return _zero_diagonal(_symmetric(out, same), same), inv
+    mu = mean_shift(x, None if same else y) if shift is None else jnp.asarray(shift, x.dtype)
+    mu = jax.lax.stop_gradient(mu)  # distances are shift-invariant: the gradient through mu is 0
+    xc, yc = x - mu, y - mu
+    s, inv = _common_scale(xc, None if same else yc, squared)
+    xc, yc = xc * s, yc * s
+    if metric_matrix is None:
+        return _centred_squared(xc, None if same else yc, precision), inv
+    xs = jnp.dot(xc, metric_matrix, precision=precision)
+    ys = jnp.dot(yc, metric_matrix, precision=precision)
+    xx = jnp.sum(xs * xc, axis=-1, keepdims=True)
+    yy = jnp.sum(ys * yc, axis=-1, keepdims=True)
+    a = jnp.concatenate([-2 * xs, xx, jnp.ones_like(xx)], axis=-1)
+    b = jnp.concatenate([yc, jnp.ones_like(yy), yy], axis=-1)
+    d2 = _symmetric(gram(a, b, precision=precision), same)
+    return _zero_diagonal(jnp.where(d2 <= _noise(xx[:, 0], yy[:, 0], d), 0.0, d2), same), inv
+
+
 def squared_euclidean(
-    x, y=None, *, same: bool = False, shift=None, metric_matrix=None, precision=HIGHEST
+    x,
+    y=None,
+    *,
+    same: bool = False,
+    shift=None,
+    metric_matrix=None,
+    precision=HIGHEST,
+    ranking: bool = False,
 ) -> jax.Array:
     """``(n, m)`` squared distances ``(x_i - y_j)^T S (x_i - y_j)`` (``S = I`` by default).
 
@@ -229,7 +298,11 @@ def squared_euclidean(
     the distances, so no gradient flows through it; the gradient of the
     Euclidean form is one masked pass over the cotangent and one product per
     set. Small problems (``n m d <= DIRECT_ELEMENTS``) are computed from the
-    differences.
+    differences. Both sets are multiplied by one power of two that brings
+    their largest (centred) entry into ``[1, 2)`` before the product, and the
+    result by its inverse square after (exact: values are unchanged wherever
+    the plain product neither overflows nor underflows, and finite wherever
+    the squared distance is representable).
 
     Args:
       x: ``(n, d)``.
@@ -239,39 +312,27 @@ def squared_euclidean(
         :func:`mean_shift` of ``x`` and ``y``.
       metric_matrix: optional symmetric positive semi-definite ``(d, d)``.
       precision: precision of the products.
+      ranking: return the squared distances times one positive power of two
+        instead (the same order, finite for any finite input): for choosing,
+        not for values.
 
     Returns:
       ``(n, m)`` in the compute dtype.
     """
-    same = same or y is None
-    x, y = _as_compute(x, y)
-    _check_same(x, y, same)
-    n, d = x.shape
-    m = y.shape[0]
-    if n * m * d <= DIRECT_ELEMENTS:
-        out = rowwise_squared_euclidean(x[:, None, :], y[None, :, :], metric_matrix)
-        return _zero_diagonal(_symmetric(out, same), same)
-    mu = mean_shift(x, None if same else y) if shift is None else jnp.asarray(shift, x.dtype)
-    mu = jax.lax.stop_gradient(mu)  # distances are shift-invariant: the gradient through mu is 0
-    xc, yc = x - mu, y - mu
-    if metric_matrix is None:
-        return _centred_squared(xc, None if same else yc, precision)
-    xs = jnp.dot(xc, metric_matrix, precision=precision)
-    ys = jnp.dot(yc, metric_matrix, precision=precision)
-    xx = jnp.sum(xs * xc, axis=-1, keepdims=True)
-    yy = jnp.sum(ys * yc, axis=-1, keepdims=True)
-    a = jnp.concatenate([-2 * xs, xx, jnp.ones_like(xx)], axis=-1)
-    b = jnp.concatenate([yc, jnp.ones_like(yy), yy], axis=-1)
-    d2 = _symmetric(gram(a, b, precision=precision), same)
-    return _zero_diagonal(jnp.where(d2 <= _noise(xx[:, 0], yy[:, 0], d), 0.0, d2), same)
+    d2, inv = _scaled_squared(x, y, same, shift, metric_matrix, precision, not ranking)
+    return d2 if ranking else (d2 * inv) * inv
 
 
 def euclidean(
     x, y=None, *, same: bool = False, shift=None, metric_matrix=None, precision=HIGHEST
 ) -> jax.Array:
-    """``(n, m)`` distances: the safe square root (gradient 0 at 0) of :func:`squared_euclidean`."""
-    d2 = squared_euclidean(x, y, same=same, shift=shift, metric_matrix=metric_matrix, precision=precision)
-    return _numerics.sqrt(d2)
+    """``(n, m)`` distances: the safe square root (gradient 0 at 0) of :func:`squared_euclidean`.
+
+    The root is taken before unscaling, so the distances are finite wherever
+    they are representable (up to the largest float, not its square root).
+    """
+    d2, inv = _scaled_squared(x, y, same, shift, metric_matrix, precision, False)
+    return _numerics.sqrt(d2) * inv
 
 
 def cosine(x, y=None, *, same: bool = False, precision=HIGHEST) -> jax.Array:
@@ -298,12 +359,19 @@ def dot(x, y=None, *, same: bool = False, precision=HIGHEST) -> jax.Array:
     return _symmetric(gram(x, y, precision=precision), same)
 
 
-def distances(x, y=None, metric: str = "euclidean", *, same: bool = False, precision=HIGHEST) -> jax.Array:
-    """``(n, m)`` all-pairs values for ``metric`` in :data:`GRAM_METRICS` (``dot`` is a similarity)."""
+def distances(
+    x, y=None, metric: str = "euclidean", *, same: bool = False, precision=HIGHEST, ranking: bool = False
+) -> jax.Array:
+    """``(n, m)`` all-pairs values for ``metric`` in :data:`GRAM_METRICS` (``dot`` is a similarity).
+
+    ``ranking=True``: ``"sqeuclidean"`` may come back times one positive power of
+    two (:func:`squared_euclidean`'s ranking form: the same order, never
+    overflowing); the other metrics are unchanged.
+    """
     if metric == "euclidean":
         return euclidean(x, y, same=same, precision=precision)
     if metric == "sqeuclidean":
-        return squared_euclidean(x, y, same=same, precision=precision)
+        return squared_euclidean(x, y, same=same, precision=precision, ranking=ranking)
     if metric == "cosine":
         return cosine(x, y, same=same, precision=precision)
     if metric == "dot":

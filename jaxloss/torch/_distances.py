@@ -8,7 +8,8 @@ PyTorch-only semantics live here, never in the core:
   coordinates (scipy has no such metric) and the other orders are the core's
   ``euclidean`` / ``cityblock`` / ``chebyshev`` / ``minkowski``.
 * ``torch.nn.functional.cosine_similarity``'s ``eps``: each norm clamped at
-  ``eps`` in value only.
+  ``eps`` in value only (so not scale-free below a norm of ``eps``; scale-free
+  above it, up to the largest float).
 """
 
 from __future__ import annotations
@@ -54,13 +55,18 @@ def torch_cosine_similarity(x1: jax.Array, x2: jax.Array, axis: int, eps: float)
 
     Each norm is clamped at ``eps`` in value only: PyTorch clamps in place
     under ``no_grad``, so the gradient flows through the unclamped norm (whose
-    gradient is 0 at a zero vector).
+    gradient is 0 at a zero vector). Each vector is multiplied by a power of
+    two before its norm (``x / max(|x|, eps) = x s / max(|x s|, eps s)``), so
+    the value is finite, with finite gradients, wherever it is representable
+    (vectors up to the largest float); below ``|x| = eps`` it is PyTorch's
+    clamped value, not a cosine.
     """
 
     def unit(v):
-        n = _numerics.p_norm(v, 2.0, axis, True)
-        clamped = n + jax.lax.stop_gradient(jnp.maximum(n, eps) - n)
-        return v / clamped
+        n, s, _ = _numerics.norm2_parts(v, axis)
+        floor = jnp.asarray(eps, v.dtype) * s
+        clamped = n + jax.lax.stop_gradient(jnp.maximum(n, floor) - n)
+        return (v * s) / clamped
 
     return jnp.sum(unit(x1) * unit(x2), axis=axis)
 
@@ -247,6 +253,12 @@ def cosine_similarity(x1: ArrayLike, x2: ArrayLike, dim: int = 1, eps: float = 1
     norm is clamped at ``eps`` separately (not their product). As in PyTorch
     the clamp acts on the value only; the gradient flows through the unclamped
     norm (0 at a zero vector), so it matches PyTorch's, and it is finite.
+
+    Scale: norms are taken of each vector times a power of two, so the value
+    is the same for vectors scaled by any factor that keeps their norms at
+    least ``eps`` (up to ``1e30`` in float32 and ``1e300`` in float64, with
+    finite gradients); below ``eps`` it follows PyTorch's clamp (the
+    similarity shrinks towards 0), as ``torch.nn.functional.cosine_similarity``.
 
     Args:
       x1: array.
