@@ -156,10 +156,12 @@ class MiningSet(NamedTuple):
     same: bool
     out_dtype: np.dtype
 
-    def distances(self, metric, precision):
-        """``(n, m)`` distances of the anchors to the candidates (``metric`` as ``_pairwise``)."""
+    def distances(self, metric, precision, ranking=False):
+        """``(n, m)`` distances of the anchors to the candidates (``metric``, ``ranking``: ``_pairwise``)."""
         other = None if self.same else self.candidates
-        return _pairwise.distances(self.anchors, other, metric=metric, same=self.same, precision=precision)
+        return _pairwise.distances(
+            self.anchors, other, metric=metric, same=self.same, precision=precision, ranking=ranking
+        )
 
     def masks(self):
         """``(same label, positive)`` ``(n, m)`` masks: positives exclude each anchor's own pair."""

@@ -649,8 +649,9 @@ def contrastive_loss(
     y = jnp.asarray(labels).astype(a.dtype)
     diff = a - b
     sq = jnp.sum(diff * diff, axis=ax)
-    d = _numerics.sqrt(sq)
-    return (y * sq + (1 - y) * jax.nn.relu(margin - d) ** 2).astype(out_dtype)
+    d = _numerics.p_norm(diff, 2.0, axis=ax)  # scaled: finite where sq overflows
+    similar = jnp.where(y != 0, y * sq, 0)  # a dissimilar pair never computes 0 * inf
+    return (similar + (1 - y) * jax.nn.relu(margin - d) ** 2).astype(out_dtype)
 
 
 def lifted_structured_loss(

@@ -74,12 +74,12 @@ def _in_batch_distances(x, metric, squared, precision):
     return _pairwise.distances(x, metric=name, same=True, precision=precision)
 
 
-def _row_distances(x, y, metric, squared):
-    """``(B,)`` distances of matched rows ``x[i]``, ``y[i]`` (the in-batch metric's rules)."""
+def _row_distances(x, y, metric):
+    """``(B,)`` distances of matched rows ``x[i]``, ``y[i]`` (the in-batch metric's rules; the
+    Euclidean one unsquared, from a scaled sum: finite wherever representable)."""
     if metric == "cosine":
         return _pairwise.rowwise_cosine(x, y)
-    d2 = _pairwise.rowwise_squared_euclidean(x, y)
-    return d2 if squared else _numerics.sqrt(d2)
+    return _numerics.p_norm(x - y, 2.0, -1)
 
 
 def _first_argmax(values):
@@ -115,20 +115,26 @@ _row_searchsorted_right = jax.vmap(lambda a, v: jnp.searchsorted(a, v, side="rig
 # --------------------------------------------------------------------------- triplet family
 
 
-def triplet_hinge(d_ap, d_an, d_pn, margin, swap):
-    """``relu(d_ap - min(d_an, d_pn if swap) + margin)``: the triplet hinge on distances."""
+def _gap(d_ap, d_an, squared):
+    """``d_ap - d_an``, or ``d_ap^2 - d_an^2`` as ``(d_ap - d_an)(d_ap + d_an)`` for ``squared``: never
+    ``inf - inf`` (an overflowing square gives a signed infinity, a representable gap a finite one)."""
+    return (d_ap - d_an) * (d_ap + d_an) if squared else d_ap - d_an
+
+
+def triplet_hinge(d_ap, d_an, d_pn, margin, swap, squared=False):
+    """``relu(d_ap - min(d_an, d_pn if swap) + margin)``: the triplet hinge on distances.
+
+    ``squared``: the distances are given unsquared and the hinge is on their
+    squares, ``relu(d_ap^2 - d_an^2 + margin)`` (factored: no ``inf - inf``).
+    """
     if swap:
         d_an = jnp.minimum(d_an, d_pn)
-    return jax.nn.relu(d_ap - d_an + margin)
+    return jax.nn.relu(_gap(d_ap, d_an, squared) + margin)
 
 
-def _lp_distance(x, y, p, eps, axis, squared=False):
-    """PyTorch's ``pairwise_distance``: ``||x - y + eps||_p`` over ``axis`` (``^2`` if squared)."""
-    diff = x - y + eps
-    if squared and p == 2:
-        return jnp.sum(diff * diff, axis=axis)
-    d = _numerics.p_norm(diff, p, axis=axis)
-    return d * d if squared else d
+def _lp_distance(x, y, p, eps, axis):
+    """PyTorch's ``pairwise_distance``: ``||x - y + eps||_p`` over ``axis`` (a scaled sum)."""
+    return _numerics.p_norm(x - y + eps, p, axis=axis)
 
 
 def triplet_margin_loss(
@@ -202,10 +208,10 @@ def triplet_margin_loss(
     _check_margin(margin, fn)
     _checks.check_number(eps, "eps", fn)
     a, p, n, out_dtype = _numerics.as_float(anchors, positives, negatives)
-    d_ap = _lp_distance(a, p, norm_degree, eps, ax, squared)
-    d_an = _lp_distance(a, n, norm_degree, eps, ax, squared)
-    d_pn = _lp_distance(p, n, norm_degree, eps, ax, squared) if swap else None
-    return triplet_hinge(d_ap, d_an, d_pn, margin, swap).astype(out_dtype)
+    d_ap = _lp_distance(a, p, norm_degree, eps, ax)
+    d_an = _lp_distance(a, n, norm_degree, eps, ax)
+    d_pn = _lp_distance(p, n, norm_degree, eps, ax) if swap else None
+    return triplet_hinge(d_ap, d_an, d_pn, margin, swap, squared).astype(out_dtype)
 
 
 def batch_hard_triplet_loss(
@@ -301,15 +307,17 @@ def batch_hard_triplet_loss(
     # The hardest pair of each anchor is chosen on the distance matrix (no gradient: the
     # choice is piecewise constant); its distance is then computed from the two rows, so the
     # gradient reaches 2 rows per anchor, not the (n, m) matrix.
-    order = "sqeuclidean" if metric == "euclidean" else metric  # same order as the distances
-    dist = jax.lax.stop_gradient(ms.distances(order, precision))
+    # Squared distances in their ranking form (times a power of two: the same order, and no
+    # overflow to ties of inf at large scales); no square root of the (n, m) matrix.
+    order = "sqeuclidean" if metric == "euclidean" else metric
+    dist = jax.lax.stop_gradient(ms.distances(order, precision, ranking=True))
     same_label, pos = ms.masks()
     hardest_pos = _first_argmax(jnp.where(pos, dist, -jnp.inf))
     hardest_neg = _first_argmax(jnp.where(same_label, -jnp.inf, -dist))
     valid = jnp.any(pos, axis=-1) & ~jnp.all(same_label, axis=-1)
-    d_ap = _row_distances(x, cands[hardest_pos], metric, squared)
-    d_an = _row_distances(x, cands[hardest_neg], metric, squared)
-    violation = jnp.where(valid, d_ap - d_an, 0) + margin
+    d_ap = _row_distances(x, cands[hardest_pos], metric)
+    d_an = _row_distances(x, cands[hardest_neg], metric)
+    violation = jnp.where(valid, _gap(d_ap, d_an, squared), 0) + margin
     per_anchor = jax.nn.softplus(violation) if soft else jax.nn.relu(violation)
     total = jnp.sum(jnp.where(valid, per_anchor, 0))
     count = jnp.sum(valid).astype(x.dtype)
