@@ -324,8 +324,8 @@ def _p_norm(x, p, axes, keepdims):
 @_p_norm.defjvp
 def _p_norm_jvp(p, axes, keepdims, primals, tangents):
     (x,), (t,) = primals, tangents
-    out = _p_norm(x, p, axes, keepdims)
-    n = _p_norm_value(x, p, axes, True)
+    n = _p_norm_value(x, p, axes, True)  # once: the value is n without the kept axes
+    out = n if keepdims else jnp.squeeze(n, axes)
     grad = _p_norm_grad(x, n, p, axes)
     dot = jnp.sum(grad * t, axis=axes, keepdims=keepdims)
     return out, dot.astype(out.dtype)

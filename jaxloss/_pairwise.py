@@ -234,23 +234,30 @@ def _common_scale(a, b, squared):
     """``_numerics.pow2_scale`` of the largest ``|entry|`` of ``a`` and ``b`` (None: ``a`` only).
 
     ``squared``: the exponent is clipped to half the range, so that ``(1 / s)^2``
-    (which unscales a squared distance, and its gradient) is finite.
+    (which unscales a squared distance, and its gradient) is finite. The powers
+    of two are formed entry by entry and reduced (``s`` the smallest, ``1 / s``
+    the largest), so the ``(n, m)`` pass that unscales multiplies by a
+    reduced scalar instead of recomputing its bits at every entry.
     """
-    m = jnp.max(jnp.abs(a), initial=0)
+    half = (jnp.finfo(a.dtype).maxexp - 2) // 2 if squared else None
+    big, small = _numerics.pow2_scale(jnp.zeros((), a.dtype), half)
+    s, inv = _numerics.pow2_scale(jnp.abs(a), half)
+    s, inv = jnp.min(s, initial=big), jnp.max(inv, initial=small)
     if b is not None:
-        m = jnp.maximum(m, jnp.max(jnp.abs(b), initial=0))
-    half = (jnp.finfo(m.dtype).maxexp - 2) // 2
-    return _numerics.pow2_scale(m, half if squared else None)
+        sb, invb = _numerics.pow2_scale(jnp.abs(b), half)
+        s, inv = jnp.minimum(s, jnp.min(sb, initial=big)), jnp.maximum(inv, jnp.max(invb, initial=small))
+    return s, inv
 
 
-def _scaled_squared(x, y, same, shift, metric_matrix, precision, squared):
+def _scaled_squared(x, y, same, shift, metric_matrix, precision, squared, bounded=False):
     """``(d2 s^2, 1 / s)``: the squared distances of the data times ``s``, a power of two.
 
     ``s`` brings the largest entry of the (centred) data into ``[1, 2)`` (within
     half the exponent range when ``squared``, see :func:`_common_scale`), so no
     square of the product overflows or underflows needlessly; being a power of
     two it changes no rounding: ``d2 = (d2 s^2) (1 / s) (1 / s)`` to the bit
-    wherever the unscaled computation was finite and normal.
+    wherever the unscaled computation was finite and normal. ``bounded``: the
+    rows are unit vectors (or zero), no scale is needed (``1 / s = 1``).
     """
     same = same or y is None
     x, y = _as_compute(x, y)
@@ -258,7 +265,7 @@ def _scaled_squared(x, y, same, shift, metric_matrix, precision, squared):
     n, d = x.shape
     m = y.shape[0]
     if n * m * d <= DIRECT_ELEMENTS:
-        s, inv = _common_scale(x, None if same else y, squared)
+        s, inv = (1, 1) if bounded else _common_scale(x, None if same else y, squared)
         xs = x * s
         ys = xs if same else y * s
         out = rowwise_squared_euclidean(xs[:, None, :], ys[None, :, :], metric_matrix)
@@ -266,7 +273,7 @@ def _scaled_squared(x, y, same, shift, metric_matrix, precision, squared):
     mu = mean_shift(x, None if same else y) if shift is None else jnp.asarray(shift, x.dtype)
     mu = jax.lax.stop_gradient(mu)  # distances are shift-invariant: the gradient through mu is 0
     xc, yc = x - mu, y - mu
-    s, inv = _common_scale(xc, None if same else yc, squared)
+    s, inv = (1, 1) if bounded else _common_scale(xc, None if same else yc, squared)
     xc, yc = xc * s, yc * s
     if metric_matrix is None:
         return _centred_squared(xc, None if same else yc, precision), inv
@@ -347,7 +354,8 @@ def cosine(x, y=None, *, same: bool = False, precision=HIGHEST) -> jax.Array:
     _check_same(x, y, same)
     ux, zx = unit_rows(x)
     uy, zy = (ux, zx) if same else unit_rows(y)
-    d = 0.5 * squared_euclidean(ux, uy, same=same, precision=precision)
+    d2, _ = _scaled_squared(ux, uy, same, None, None, precision, True, bounded=True)
+    d = 0.5 * d2
     return jnp.clip(jnp.where(zx[:, None] != zy[None, :], 1.0, d), 0.0, 2.0)
 
 
