@@ -48,9 +48,25 @@ HIGHEST = jax.lax.Precision.HIGHEST
 # --------------------------------------------------------------------------- shared pieces
 
 
-def _inverse_norm(x, axis):
-    """``1 / |x|`` along ``axis``: scale-free (``_numerics.inverse_norm``), 0 for a zero vector."""
-    return _numerics.inverse_norm(x, axis)
+def _unit_parts(x, axis, dtype=None):
+    """``(s, r)`` along ``axis``: ``x / |x| = (x s) r`` exactly, ``s`` a power of two and ``r = 1 / |x s|``.
+
+    ``x s`` has entries below 2 (a product of two such rows cannot overflow
+    or underflow needlessly), so cosines formed as ``((x s) . (w t)) r q``
+    are scale-free; ``r = 0`` for a zero vector (gradient 0). ``s`` is
+    representable in ``dtype`` (the operands' dtype, e.g. float16).
+    """
+    limit = jnp.finfo(dtype or x.dtype).maxexp - 2
+    n, s, _ = _numerics.norm2_parts(x, axis, max_exponent=limit)
+    return jnp.squeeze(s, axis), jnp.squeeze(_numerics.safe_divide(1, n), axis)
+
+
+def _unit_cosines(e, w, precision, acc=None):
+    """``(N, C)`` cosines of the rows of ``e`` and the columns of ``w`` (0 with a zero vector)."""
+    s_e, r_e = _unit_parts(e.astype(acc or e.dtype), -1, e.dtype)
+    s_w, r_w = _unit_parts(w.astype(acc or w.dtype), 0, w.dtype)
+    dot = jnp.dot(e * s_e[:, None].astype(e.dtype), w * s_w[None, :].astype(w.dtype), precision=precision)
+    return dot * r_e[:, None] * r_w[None, :], r_e, r_w
 
 
 def _combined_margin(cos_target, m2, m3):
@@ -106,8 +122,7 @@ def _dense_stats(e, w, y, scale, sub_centers, precision):
     """``(lse over non-target classes of scale * cos, target class cosine)`` per row, dense."""
     n = e.shape[0]
     c = w.shape[1] // sub_centers
-    dot = jnp.dot(e, w, precision=precision)
-    cos = dot * _inverse_norm(e, -1)[:, None] * _inverse_norm(w, 0)[None, :]
+    cos, _, _ = _unit_cosines(e, w, precision)
     if sub_centers > 1:
         cos = jnp.max(cos.reshape(n, c, sub_centers), axis=-1)
     hit = y[:, None] == jnp.arange(c)[None, :]
@@ -126,7 +141,9 @@ def _acc_dtype(dtype):
 class _CosineScores(NamedTuple):
     """One tile's ``(scale * class cosines, class cosines)``, each class's value in its first column.
 
-    Inverse norms are applied in-tile; with ``k`` sub-centers the class
+    Inverse norms are applied in-tile (each operand times its power of two
+    before the product, the inverse norms of the scaled vectors after: see
+    ``_unit_parts``); with ``k`` sub-centers the class
     cosine (the largest over its ``k`` columns) is repeated over them and the
     statistics read it from column ``c k`` only.
     """
@@ -136,9 +153,9 @@ class _CosineScores(NamedTuple):
 
     def __call__(self, params, rows, cols):
         acc = jnp.promote_types(rows["x"].dtype, jnp.float32)
-        dot = jax.lax.dot_general(
-            rows["x"],
-            cols["w"],
+        dot = jax.lax.dot_general(  # the (b, d) operands times powers of two: exact, scale-free
+            rows["x"] * rows["s"][:, None].astype(rows["x"].dtype),
+            cols["w"] * cols["s"][None, :].astype(cols["w"].dtype),
             (((1,), (0,)), ((), ())),
             precision=self.precision,
             preferred_element_type=acc,
@@ -184,8 +201,10 @@ def _blocked_stats(e, w, y, scale, k, tb, cb, precision, axis_name):
         axis_name=axis_name,
         parallel="columns",
     )
-    rows = {"x": e, "inv": _inverse_norm(e.astype(acc), -1)}
-    cols = {"w": w, "inv": _inverse_norm(w.astype(acc), 0)}
+    s_e, r_e = _unit_parts(e.astype(acc), -1, e.dtype)
+    s_w, r_w = _unit_parts(w.astype(acc), 0, w.dtype)
+    rows = {"x": e, "s": s_e, "inv": r_e}
+    cols = {"w": w, "s": s_w, "inv": r_w}
     col_data = {"k": jnp.full((w.shape[1],), k, jnp.int32)}
     return _tile_engine.statistics(
         tiling, {"scale": scale}, rows, cols, row_data={"label": y}, col_data=col_data
@@ -453,8 +472,7 @@ def _proxy_cosines(fn, embeddings, proxies, labels):
     out_dtype = _numerics.output_dtype(e.dtype, p.dtype)
     cdt = _numerics.compute_dtype(e.dtype, p.dtype)
     e, p = e.astype(cdt), p.astype(cdt)
-    inv_e, inv_p = _inverse_norm(e, -1), _inverse_norm(p, 0)
-    cos = jnp.dot(e, p, precision=HIGHEST) * inv_e[:, None] * inv_p[None, :]
+    cos, inv_e, inv_p = _unit_cosines(e, p, HIGHEST)
     return cos, inv_e > 0, inv_p > 0, y, out_dtype
 
 

@@ -234,13 +234,13 @@ def pow2_scale(m, max_exponent: int | None = None):
     return s, inv
 
 
-def max_abs_scale(x, axis=-1, where=None):
+def max_abs_scale(x, axis=-1, where=None, max_exponent=None):
     """:func:`pow2_scale` of ``max |x|`` over ``axis`` (kept as size 1), optionally under ``where``."""
     m = jnp.max(jnp.abs(jax.lax.stop_gradient(x)), axis=axis, keepdims=True, where=where, initial=0)
-    return pow2_scale(m.astype(x.dtype))
+    return pow2_scale(m.astype(x.dtype), max_exponent)
 
 
-def norm2_parts(x, axis=-1, where=None):
+def norm2_parts(x, axis=-1, where=None, max_exponent=None):
     """``(|x s|, s, 1 / s)`` along ``axis`` (kept as size 1): the 2-norm of ``x`` times a power of two.
 
     ``|x| = |x s| / s`` and ``x / |x| = x s / |x s|`` hold exactly. When the
@@ -248,6 +248,8 @@ def norm2_parts(x, axis=-1, where=None):
     underflow: the common case) ``s = 1`` and one pass is made; otherwise
     ``s`` is the :func:`max_abs_scale` of each vector, one more pass. The
     norm's gradient is finite everywhere (0 at a zero vector); ``s`` has none.
+    ``max_exponent`` bounds ``|log2 s|`` (:func:`pow2_scale`), e.g. to keep ``s``
+    representable in a narrower dtype than ``x``'s.
     """
     info = jnp.finfo(x.dtype)
     n2 = jnp.sum(x * x, axis=axis, keepdims=True, where=where)
@@ -257,7 +259,7 @@ def norm2_parts(x, axis=-1, where=None):
         return sqrt(n2), one, one
 
     def scaled():
-        s, inv = max_abs_scale(x, axis, where)
+        s, inv = max_abs_scale(x, axis, where, max_exponent)
         y = x * s
         return sqrt(jnp.sum(y * y, axis=axis, keepdims=True, where=where)), s, inv
 

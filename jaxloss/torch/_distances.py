@@ -66,7 +66,9 @@ def torch_cosine_similarity(x1: jax.Array, x2: jax.Array, axis: int, eps: float)
         n, s, _ = _numerics.norm2_parts(v, axis)
         floor = jnp.asarray(eps, v.dtype) * s
         clamped = n + jax.lax.stop_gradient(jnp.maximum(n, floor) - n)
-        return (v * s) / clamped
+        # s / clamped = 1 / max(|v|, eps): one factor, so the backward never forms ct / clamped
+        # (which underflows for a clamped tiny vector) before multiplying by s
+        return v * (s / clamped)
 
     return jnp.sum(unit(x1) * unit(x2), axis=axis)
 
