@@ -158,10 +158,25 @@ def _side(x, normalize: bool):
 def _matching_products(q_side, k_side):
     """``q_i . k_i`` of each matching pair (normalized when the sides are: unit rows first, so
     the products neither overflow nor underflow at any scale)."""
-    q, k = q_side["x"], k_side["x"]
-    if "inv" in q_side:
-        q, k = q * q_side["inv"][:, None], k * k_side["inv"][:, None]
-    return jnp.sum(q * k, axis=-1)
+    if "inv" not in q_side:
+        return jnp.sum(q_side["x"] * k_side["x"], axis=-1)
+    return _unit_products(q_side["x"], k_side["x"], q_side["inv"], k_side["inv"])
+
+
+def _unit_products(q, k, q_inv, k_inv):
+    """``(q_i . k_i) / (|q_i| |k_i|)`` with each side times one power of two (its largest entry
+    into ``[1, 2)``) before the product: no overflow, and exact for any common scale of a side.
+
+    A per-row scale would be broadcast over ``(B, d)``, which XLA:CPU materialises (one
+    ``(B, d)`` buffer per side); a per-side scalar is not. Only a pair whose two rows are both
+    far below their side's largest entry (a product below ``1e-38`` after scaling, float32)
+    underflows; the in-tile similarities are scaled per row.
+    """
+    s_q, inv_q = _numerics.pow2_scale(jnp.max(jnp.abs(q), initial=0))
+    s_k, inv_k = _numerics.pow2_scale(jnp.max(jnp.abs(k), initial=0))
+    # q (k s_k s_q): the scales on one operand, in this order (each step representable); so
+    # written, XLA:CPU fuses the gradients into their accumulators (no (B, d) buffer).
+    return jnp.sum(q * ((k * s_k) * s_q), axis=-1) * (q_inv * inv_q) * (k_inv * inv_k)
 
 
 def _logit_stats(stats, params, q_side, k_side, labels=None, *, block_size, axis_name, precision):

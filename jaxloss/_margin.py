@@ -51,10 +51,9 @@ HIGHEST = jax.lax.Precision.HIGHEST
 def _unit_parts(x, axis, dtype=None):
     """``(s, r)`` along ``axis``: ``x / |x| = (x s) r`` exactly, ``s`` a power of two and ``r = 1 / |x s|``.
 
-    ``x s`` has entries below 2 (a product of two such rows cannot overflow
-    or underflow needlessly), so cosines formed as ``((x s) . (w t)) r q``
-    are scale-free; ``r = 0`` for a zero vector (gradient 0). ``s`` is
-    representable in ``dtype`` (the operands' dtype, e.g. float16).
+    ``x s`` has entries below 2, so its product with any other vector neither
+    overflows nor underflows needlessly; ``r = 0`` for a zero vector (gradient
+    0). ``s`` is representable in ``dtype`` (the operand's dtype, e.g. float16).
     """
     limit = jnp.finfo(dtype or x.dtype).maxexp - 2
     n, s, _ = _numerics.norm2_parts(x, axis, max_exponent=limit)
@@ -62,11 +61,16 @@ def _unit_parts(x, axis, dtype=None):
 
 
 def _unit_cosines(e, w, precision, acc=None):
-    """``(N, C)`` cosines of the rows of ``e`` and the columns of ``w`` (0 with a zero vector)."""
+    """``(cosines (N, C), r_e, 1 / |w|)``: rows of ``e`` against columns of ``w`` (0 with a zero vector).
+
+    ``((e s) . w) r (1 / |w|)``: the rows are scaled by their power of two (entries
+    below 2) before the product, so it is scale-free in both operands without
+    a scaled copy of ``w``.
+    """
     s_e, r_e = _unit_parts(e.astype(acc or e.dtype), -1, e.dtype)
-    s_w, r_w = _unit_parts(w.astype(acc or w.dtype), 0, w.dtype)
-    dot = jnp.dot(e * s_e[:, None].astype(e.dtype), w * s_w[None, :].astype(w.dtype), precision=precision)
-    return dot * r_e[:, None] * r_w[None, :], r_e, r_w
+    inv_w = _numerics.inverse_norm(w.astype(acc or w.dtype), 0)
+    dot = jnp.dot(e * s_e[:, None].astype(e.dtype), w, precision=precision)
+    return dot * r_e[:, None] * inv_w[None, :], r_e, inv_w
 
 
 def _combined_margin(cos_target, m2, m3):
@@ -141,9 +145,8 @@ def _acc_dtype(dtype):
 class _CosineScores(NamedTuple):
     """One tile's ``(scale * class cosines, class cosines)``, each class's value in its first column.
 
-    Inverse norms are applied in-tile (each operand times its power of two
-    before the product, the inverse norms of the scaled vectors after: see
-    ``_unit_parts``); with ``k`` sub-centers the class
+    Inverse norms are applied in-tile (to rows already times their power of
+    two: see ``_unit_cosines``); with ``k`` sub-centers the class
     cosine (the largest over its ``k`` columns) is repeated over them and the
     statistics read it from column ``c k`` only.
     """
@@ -153,9 +156,9 @@ class _CosineScores(NamedTuple):
 
     def __call__(self, params, rows, cols):
         acc = jnp.promote_types(rows["x"].dtype, jnp.float32)
-        dot = jax.lax.dot_general(  # the (b, d) operands times powers of two: exact, scale-free
-            rows["x"] * rows["s"][:, None].astype(rows["x"].dtype),
-            cols["w"] * cols["s"][None, :].astype(cols["w"].dtype),
+        dot = jax.lax.dot_general(
+            rows["x"],
+            cols["w"],
             (((1,), (0,)), ((), ())),
             precision=self.precision,
             preferred_element_type=acc,
@@ -202,9 +205,8 @@ def _blocked_stats(e, w, y, scale, k, tb, cb, precision, axis_name):
         parallel="columns",
     )
     s_e, r_e = _unit_parts(e.astype(acc), -1, e.dtype)
-    s_w, r_w = _unit_parts(w.astype(acc), 0, w.dtype)
-    rows = {"x": e, "s": s_e, "inv": r_e}
-    cols = {"w": w, "s": s_w, "inv": r_w}
+    rows = {"x": e * s_e[:, None].astype(e.dtype), "inv": r_e}  # rows below 2: see _unit_cosines
+    cols = {"w": w, "inv": _numerics.inverse_norm(w.astype(acc), 0)}
     col_data = {"k": jnp.full((w.shape[1],), k, jnp.int32)}
     return _tile_engine.statistics(
         tiling, {"scale": scale}, rows, cols, row_data={"label": y}, col_data=col_data

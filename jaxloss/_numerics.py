@@ -247,24 +247,50 @@ def norm2_parts(x, axis=-1, where=None, max_exponent=None):
     plain sum of squares of every vector is a normal number (no overflow, no
     underflow: the common case) ``s = 1`` and one pass is made; otherwise
     ``s`` is the :func:`max_abs_scale` of each vector, one more pass. The
-    norm's gradient is finite everywhere (0 at a zero vector); ``s`` has none.
-    ``max_exponent`` bounds ``|log2 s|`` (:func:`pow2_scale`), e.g. to keep ``s``
-    representable in a narrower dtype than ``x``'s.
+    norm's derivative is written (``d|x s| = s (x . dx) s / |x s|``, 0 at a zero
+    vector), so reverse mode keeps only ``x`` and per-vector scalars, never a
+    scaled copy of ``x``; ``s`` has no derivative. ``max_exponent`` bounds
+    ``|log2 s|`` (:func:`pow2_scale`), e.g. to keep ``s`` representable in a
+    narrower dtype than ``x``'s.
     """
+    axis = axis if isinstance(axis, int) else tuple(axis)
+    return _norm2_parts(x, where, axis, max_exponent)
+
+
+def _norm2_cond(x, axis, where, max_exponent, plain, scaled):
+    """``plain(|x|)`` when the plain sum of squares of every vector is a normal number (one pass),
+    else ``scaled(|x s|, s, 1 / s)`` (:func:`max_abs_scale`, one more pass); keepdims."""
     info = jnp.finfo(x.dtype)
     n2 = jnp.sum(x * x, axis=axis, keepdims=True, where=where)
 
-    def plain():
-        one = jnp.ones_like(n2)
-        return sqrt(n2), one, one
-
-    def scaled():
+    def scaled_branch():
         s, inv = max_abs_scale(x, axis, where, max_exponent)
         y = x * s
-        return sqrt(jnp.sum(y * y, axis=axis, keepdims=True, where=where)), s, inv
+        return scaled(sqrt(jnp.sum(y * y, axis=axis, keepdims=True, where=where)), s, inv)
 
     ok = jnp.all((n2 < jnp.inf) & (n2 >= info.tiny / info.eps))
-    return jax.lax.cond(ok, plain, scaled)
+    return jax.lax.cond(ok, lambda: plain(sqrt(n2)), scaled_branch)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _norm2_parts(x, where, axis, max_exponent):
+    def plain(n):
+        one = jnp.ones_like(n)
+        return n, one, one
+
+    return _norm2_cond(x, axis, where, max_exponent, plain, lambda n, s, inv: (n, s, inv))
+
+
+@_norm2_parts.defjvp
+def _norm2_parts_jvp(axis, max_exponent, primals, tangents):
+    x, where = primals
+    t = tangents[0]
+    n, s, inv = _norm2_parts(x, where, axis, max_exponent)
+    positive = n > 0
+    k = jnp.where(positive, s / jnp.where(positive, n, 1), 0)  # s / |x s|, per vector
+    # (x . (t k)) s: transposed, a cotangent is multiplied by s, then x, then k (no overflow).
+    tn = jnp.sum(x * (t * k), axis=axis, keepdims=True, where=where) * s
+    return (n, s, inv), (tn, jnp.zeros_like(s), jnp.zeros_like(inv))
 
 
 # --------------------------------------------------------------------------- p-norms
@@ -305,9 +331,8 @@ def _p_norm_value(x, p, axes, keepdims):
         return jnp.sum(a, axis=axes, keepdims=keepdims)
     # Scaled accumulation: the powers of |x| s with s a power of two from the largest
     # (p > 0) or smallest (p < 0) |x_i|, so no term overflows or underflows needlessly.
-    if p == 2.0:
-        n, _, inv = norm2_parts(x, axes)
-        out = n * inv
+    if p == 2.0:  # one output from the conditional: the norm itself
+        out = _norm2_cond(x, axes, None, None, lambda n: n, lambda n, s, inv: n * inv)
     else:
         if p > 0:
             m = jnp.max(a, axis=axes, keepdims=True, initial=0)
@@ -409,16 +434,33 @@ def normalize(x, axis=-1, *, where=None, min_norm=None):
 def inverse_norm(x, axis=-1, keepdims=False):
     """``1 / |x|`` along ``axis``, 0 for a zero vector (gradient 0 there), scale-free.
 
-    ``s / |x s|`` with ``s`` the power of two of the largest ``|x_i|``: finite,
-    with finite gradients, for every non-zero ``x`` whose inverse norm is
-    representable (``x * inverse_norm(x)`` is :func:`normalize`).
+    ``s / |x s|`` with ``s`` the power of two of the largest ``|x_i|`` where the
+    plain sum of squares would overflow or underflow (:func:`norm2_parts`):
+    finite, with finite gradients, for every non-zero ``x`` whose inverse norm
+    is representable (``x * inverse_norm(x)`` is :func:`normalize`). Its
+    derivative ``-r^3 (x . dx)`` is written, so reverse mode keeps ``x`` and
+    ``r`` only: one vector per norm (a class matrix's columns: ``(C,)``).
 
     >>> float(inverse_norm(jnp.array([3e30, 4e30], jnp.float32)))
     2e-31
     """
-    n, s, _ = norm2_parts(x, axis)
-    r = safe_divide(s, n)
+    axis = axis if isinstance(axis, int) else tuple(axis)
+    r = _inverse_norm(x, axis)
     return r if keepdims else jnp.squeeze(r, axis)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _inverse_norm(x, axis):
+    return _norm2_cond(x, axis, None, None, lambda n: safe_divide(1, n), lambda n, s, inv: safe_divide(s, n))
+
+
+@_inverse_norm.defjvp
+def _inverse_norm_jvp(axis, primals, tangents):
+    (x,), (t,) = primals, tangents
+    r = _inverse_norm(x, axis)
+    # d(1 / |x|) = -r^3 (x . dx), as ((x . (dx r)) r) r: transposed, a cotangent (of the size of
+    # x times another one) meets r, r, then x, then r, never overflowing before x shrinks it.
+    return r, -(jnp.sum(x * (t * r), axis=axis, keepdims=True) * r) * r
 
 
 def masked_logsumexp(x, mask, axis=-1):
