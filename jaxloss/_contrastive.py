@@ -259,7 +259,8 @@ def ntxent(
       T. Chen et al., A Simple Framework for Contrastive Learning of Visual
       Representations, ICML 2020.
 
-    optax: ntxent; pytorch-metric-learning: NTXentLoss
+    optax: ntxent; pytorch-metric-learning: NTXentLoss(temperature=T) (its default distance,
+    CosineSimilarity(), normalizes the embeddings)
     """
     fn = "ntxent"
     block_size = _block_policy.check_block_size(block_size, "block_size", fn)
@@ -331,7 +332,8 @@ def supervised_contrastive_loss(
     References:
       P. Khosla et al., Supervised Contrastive Learning, NeurIPS 2020.
 
-    pytorch-metric-learning: SupConLoss (which returns 0 for a batch with no negative pair)
+    pytorch-metric-learning: SupConLoss(temperature=T) (its default distance, CosineSimilarity(),
+    normalizes the embeddings; it returns 0 for a batch with no negative pair)
     """
     fn = "supervised_contrastive_loss"
     block_size = _block_policy.check_block_size(block_size, "block_size", fn)
@@ -598,7 +600,8 @@ def npair_loss(anchors: ArrayLike, positives: ArrayLike, *, precision=_HIGHEST) 
       K. Sohn, Improved Deep Metric Learning with Multi-class N-pair Loss
       Objective, NeurIPS 2016.
 
-    pytorch-metric-learning: NPairsLoss
+    pytorch-metric-learning: NPairsLoss(distance=DotProductSimilarity(normalize_embeddings=False));
+    its default DotProductSimilarity() normalizes the embeddings: npair_loss of L2-normalized rows
     """
     a, p, out_dtype = _pair_inputs(anchors, positives, ("anchors", "positives"), "npair_loss")
     return _softmax_on_diagonal(a, p, 1.0, False, _INFO_NCE_STATS, None, None, precision).astype(out_dtype)
@@ -645,7 +648,9 @@ def contrastive_loss(
       R. Hadsell, S. Chopra, Y. LeCun, Dimensionality Reduction by Learning an
       Invariant Mapping, CVPR 2006.
 
-    TensorFlow Addons: tfa.losses.contrastive_loss; pytorch-metric-learning: ContrastiveLoss
+    TensorFlow Addons: tfa.losses.contrastive_loss; pytorch-metric-learning: ContrastiveLoss(pos_margin=0,
+    distance=LpDistance(normalize_embeddings=False, power=2), reducer=MeanReducer()) on similar pairs
+    only (its dissimilar term is relu(m - d^2), not relu(m - d)^2)
     """
     fn = "contrastive_loss"
     shape = _checks.broadcast_shapes(embeddings_a, embeddings_b, ("embeddings_a", "embeddings_b"), fn)
@@ -706,7 +711,8 @@ def lifted_structured_loss(
       H. Oh Song, Y. Xiang, S. Jegelka, S. Savarese, Deep Metric Learning via
       Lifted Structured Feature Embedding, CVPR 2016.
 
-    pytorch-metric-learning: LiftedStructureLoss (LpDistance(normalize_embeddings=False))
+    pytorch-metric-learning: LiftedStructureLoss(neg_margin=margin, pos_margin=0,
+    distance=LpDistance(normalize_embeddings=False))
     """
     fn = "lifted_structured_loss"
     x, labels, out_dtype = prepare_batch(embeddings, labels, fn)

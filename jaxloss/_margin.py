@@ -365,7 +365,9 @@ def arcface_loss(
       An et al., "Partial FC: Training 10 Million Identities on a Single
       Machine", ICCV 2021 workshops.
 
-    pytorch-metric-learning: losses.ArcFaceLoss, losses.SubCenterArcFaceLoss
+    pytorch-metric-learning: losses.ArcFaceLoss(C, D, margin=degrees(margin), scale=scale),
+    losses.SubCenterArcFaceLoss(C, D, margin=degrees(margin), scale=scale, sub_centers=k) (W is the
+    (D, C) class matrix; CosineSimilarity(): normalized rows and columns), the mean of these values
     """
     fn = "arcface_loss"
     _checks.check_number(margin, "margin", fn, low=0.0, high=math.pi, high_inclusive=False)
@@ -444,7 +446,8 @@ def cosface_loss(
       Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face
       Recognition", CVPR 2018.
 
-    pytorch-metric-learning: losses.CosFaceLoss
+    pytorch-metric-learning: losses.CosFaceLoss(C, D, margin=margin, scale=scale) (W is the (D, C)
+    class matrix; CosineSimilarity(): normalized rows and columns), the mean of these values
     """
     fn = "cosface_loss"
     _checks.check_number(margin, "margin", fn, low=0.0, high=math.pi, high_inclusive=False)
@@ -528,7 +531,8 @@ def proxy_anchor_loss(
     References:
       Kim et al., "Proxy Anchor Loss for Deep Metric Learning", CVPR 2020.
 
-    pytorch-metric-learning: losses.ProxyAnchorLoss
+    pytorch-metric-learning: losses.ProxyAnchorLoss(C, D, margin=margin, alpha=alpha) (its proxies are
+    ``proxies.T``; its default distance, CosineSimilarity(), normalizes embeddings and proxies)
     """
     fn = "proxy_anchor_loss"
     _checks.check_number(margin, "margin", fn)
@@ -591,7 +595,9 @@ def proxy_nca_loss(
       Movshovitz-Attias et al., "No Fuss Distance Metric Learning using
       Proxies", ICCV 2017.
 
-    pytorch-metric-learning: losses.ProxyNCALoss
+    pytorch-metric-learning: losses.ProxyNCALoss(C, D, softmax_scale=scale) (its proxies are
+    ``proxies.T``; its default distance, LpDistance(power=2), is 2 - 2 cos of normalized vectors,
+    the same softmax), the mean of these values
     """
     fn = "proxy_nca_loss"
     _checks.check_temperature(scale, fn, "scale")

@@ -292,8 +292,12 @@ def batch_hard_triplet_loss(
       A. Hermans, L. Beyer, B. Leibe, In Defense of the Triplet Loss for
       Person Re-Identification, 2017.
 
-    pytorch-metric-learning: TripletMarginLoss + BatchHardMiner (reducer=MeanReducer()); with
-    references, ``loss(emb, labels, miner(emb, labels, ref_emb, ref_labels), ref_emb, ref_labels)``
+    pytorch-metric-learning: TripletMarginLoss(margin=margin, distance=D, reducer=MeanReducer(),
+    smooth_loss=soft) with BatchHardMiner(distance=D), D = LpDistance(normalize_embeddings=False)
+    (LpDistance(normalize_embeddings=False, power=2) for squared=True, CosineSimilarity() for
+    metric="cosine"); pml's default D, LpDistance(), normalizes the embeddings: then this function of
+    L2-normalized rows. With references,
+    ``loss(emb, labels, miner(emb, labels, ref_emb, ref_labels), ref_emb, ref_labels)``
     """
     fn = "batch_hard_triplet_loss"
     ms = prepare_mining(embeddings, labels, ref_embeddings, ref_labels, axis_name, fn)
@@ -385,8 +389,11 @@ def batch_all_triplet_loss(
       >>> batch_all_triplet_loss(x, jnp.array([0, 0, 1, 1]), margin=1.0)
       Array(0.9464..., dtype=float32)
 
-    pytorch-metric-learning: TripletMarginLoss (all triplets, default AvgNonZeroReducer); with
-    references, ``loss(emb, labels, None, ref_emb, ref_labels)``
+    pytorch-metric-learning: TripletMarginLoss(margin=margin, distance=D) (all triplets, its default
+    AvgNonZeroReducer), D = LpDistance(normalize_embeddings=False) (LpDistance(normalize_embeddings=False,
+    power=2) for squared=True, CosineSimilarity() for metric="cosine"); pml's default D, LpDistance(),
+    normalizes the embeddings: then this function of L2-normalized rows. With references,
+    ``loss(emb, labels, None, ref_emb, ref_labels)``
     """
     fn = "batch_all_triplet_loss"
     dist, pos, neg, dtype, out_dtype = _triplet_setup(

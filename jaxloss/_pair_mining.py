@@ -105,7 +105,8 @@ def multi_similarity_loss(
       Wang et al., "Multi-Similarity Loss with General Pair Weighting for
       Deep Metric Learning", CVPR 2019.
 
-    pytorch-metric-learning: losses.MultiSimilarityLoss
+    pytorch-metric-learning: losses.MultiSimilarityLoss(alpha, beta, base) (its default distance,
+    CosineSimilarity(), normalizes the embeddings), the mean of these values
     """
     fn = "multi_similarity_loss"
     _checks.check_temperature(alpha, fn, "alpha")
@@ -182,7 +183,8 @@ def circle_loss(
       Sun et al., "Circle Loss: A Unified Perspective of Pair Similarity
       Optimization", CVPR 2020.
 
-    pytorch-metric-learning: losses.CircleLoss
+    pytorch-metric-learning: losses.CircleLoss(m=margin, gamma=gamma) (its default distance,
+    CosineSimilarity(), normalizes the embeddings; its AvgNonZeroReducer: the mean of the non-zero values)
     """
     fn = "circle_loss"
     _checks.check_number(margin, "margin", fn)

@@ -462,6 +462,12 @@ def test_npair_matches_pml_and_torch():
     fn = jax.jit(jaxloss.npair_loss)
     assert_matches_torch(fn, lambda a, p: loss_fn(torch.cat([a, p]), labels), a, p)
     assert_matches_torch(fn, lambda a, p: F.cross_entropy(a @ p.T, torch.arange(6)), a, p)
+    # pml's default DotProductSimilarity() normalizes the embeddings: npair_loss of unit rows
+    default = pml_losses.NPairsLoss()
+    unit = jax.jit(
+        lambda a, p: jaxloss.npair_loss(*(v / jnp.linalg.norm(v, axis=-1, keepdims=True) for v in (a, p)))
+    )
+    assert_matches_torch(unit, lambda a, p: default(torch.cat([a, p]), labels), a, p)
 
 
 def test_info_nce_matches_torch():

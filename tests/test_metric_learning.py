@@ -322,6 +322,35 @@ def test_batch_all_matches_pml_default_reducer(metric, squared):
     )
 
 
+@pytest.mark.parametrize("loss", ["batch_hard", pytest.param("batch_all", marks=_SLOW)])
+def test_pml_default_distance_is_this_loss_of_normalized_rows(loss):
+    """pml's default distance, LpDistance(), normalizes the embeddings: its TripletMarginLoss (with
+    BatchHardMiner()) is this loss of L2-normalized rows, not of the raw rows (the docstrings)."""
+    x, labels = _batch(10, n=16, classes=4, scale=3.0)
+    if loss == "batch_hard":
+        loss_fn = pml_losses.TripletMarginLoss(margin=0.4, reducer=pml_reducers.MeanReducer())
+        miner = pml_miners.BatchHardMiner()
+
+        def ref(e, lab):
+            return loss_fn(e, lab, miner(e, lab))
+
+        ours = jaxloss.batch_hard_triplet_loss
+    else:
+        loss_fn = pml_losses.TripletMarginLoss(margin=0.4)
+
+        def ref(e, lab):
+            return loss_fn(e, lab)
+
+        ours = jaxloss.batch_all_triplet_loss
+
+    def normalized(e, lab):
+        return ours(e / jnp.linalg.norm(e, axis=-1, keepdims=True), lab, margin=0.4)
+
+    assert_matches_torch(normalized, ref, x, labels)
+    raw = float(ours(jnp.asarray(x), jnp.asarray(labels), margin=0.4))
+    assert abs(raw - ref(torch.tensor(x), torch.tensor(labels)).item()) > 0.1  # not the raw rows
+
+
 # ------------------------------------------------------------------ mining against references
 
 
