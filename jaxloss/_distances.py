@@ -35,7 +35,11 @@ constant vector, braycurtis/dice/sokalsneath of two all-zero vectors) jaxloss
 returns a finite value: the cosine similarity with a zero vector is 0 (distance
 1, scikit-learn's choice) and two zero vectors are at distance 0 (the same
 point); 0/0 ratios are 0. Gradients are finite everywhere, with the zero
-subgradient at coincident points (PyTorch's rule).
+subgradient at coincident points (PyTorch's rule). Norms and Gram products
+are computed on data times a power of two (exact), so distances are finite
+wherever representable and normalised metrics are scale-free; ratio metrics
+(canberra, braycurtis, jensenshannon) differentiate without squaring their
+denominators (finite gradients at ``1e-30``).
 """
 
 from __future__ import annotations
@@ -862,6 +866,18 @@ def cdist(
     (braycurtis, dice, jaccard, sokalsneath... of all-zero vectors) are 0.
     jensenshannon expects non-negative vectors (a zero vector is treated as
     all zeros). Gradients are finite everywhere and 0 at coincident points.
+    ``seuclidean`` with a zero variance (a constant feature, when ``V`` is
+    estimated) is NaN everywhere, as scipy (``0 / 0``); with a given ``V``
+    holding a 0 it is NaN too (scipy: ``inf`` where that feature differs).
+
+    Scale: Euclidean-type distances are computed on both sets multiplied by
+    one power of two (exact), so they are finite wherever they are
+    representable (scipy, scikit-learn and ``torch.cdist`` overflow above
+    about ``1e19`` in float32), with finite gradients; cosine, correlation,
+    canberra, braycurtis, jensenshannon and ``seuclidean``/``mahalanobis``
+    with the estimated ``V``/``VI`` are scale-free (the same for inputs
+    scaled by ``1e-30`` to ``1e30`` in float32, ``1e-300`` to ``1e300`` in
+    float64), and a zero row has unit vector 0 (gradient 0).
 
     Args:
       x: ``(..., n, d)``.

@@ -346,7 +346,11 @@ def arcface_loss(
 
     Edge cases: gradients are finite at ``theta = 0`` (an embedding on its
     class centre: ``sin theta`` is a safe square root with derivative 0
-    there) and ``theta = pi``; a zero embedding or column has cosine 0. A
+    there) and ``theta = pi``; a zero embedding or column has cosine 0
+    (normalized to 0 with gradient 0, ``torch.nn.functional.normalize``'s
+    value). Cosines are scale-free: the same loss for embeddings or columns
+    scaled by ``1e-30`` to ``1e30`` (float32), ``1e-300`` to ``1e300``
+    (float64), norms being taken of each vector times a power of two. A
     concrete ``labels`` array outside ``[0, C)`` raises ``ValueError``; a
     traced one (under ``jit``) gives NaN for those rows. Reverse-mode
     differentiation only on the class-blocked path (a custom VJP).
@@ -518,8 +522,9 @@ def proxy_anchor_loss(
       proxies.T`` (its default ``DivisorReducer``: the sums above over
       ``|C^+|`` and ``C``). An empty batch gives 0.
 
-    Edge cases: a concrete ``labels`` array outside ``[0, C)`` raises
-    ``ValueError``; a traced one gives NaN.
+    Edge cases: cosines are scale-free and a zero vector has cosine 0 (as
+    :func:`arcface_loss`); a concrete ``labels`` array outside ``[0, C)``
+    raises ``ValueError``; a traced one gives NaN.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -580,8 +585,9 @@ def proxy_nca_loss(
       underflows to exactly 0 (whose loss is infinite in its arithmetic) where
       this function returns their finite loss.
 
-    Edge cases: labels out of range: ``ValueError`` for a concrete array,
-    NaN rows for a traced one.
+    Edge cases: the normalization is scale-free (as :func:`arcface_loss`);
+    labels out of range: ``ValueError`` for a concrete array, NaN rows for a
+    traced one.
 
     Examples:
       >>> import jax.numpy as jnp

@@ -15,7 +15,9 @@ embeddings (``precision=HIGHEST`` by default, accurate on data with a common
 offset), clamped at 0, with an exact zero diagonal, an exactly symmetric
 matrix and a zero-at-zero square-root gradient. Cosine distances follow
 ``cdist``'s zero-vector rule (two zero vectors are at distance 0, a zero
-vector is at distance 1 from any other).
+vector is at distance 1 from any other) and are scale-free; Euclidean
+distances are finite wherever representable (a common power of two scales
+the products, and squared hinges are factored: never ``inf - inf``).
 
 The miners also mine the batch's anchors against other candidates (a
 ``MiningSet`` of ``_batch``): references (``ref_embeddings``,
@@ -162,7 +164,10 @@ def triplet_margin_loss(
     negative distance is ``min(d(a, n), d(p, n))`` (Balntas et al. 2016, as
     PyTorch). With ``squared`` the distances are squared, ``d(x, y)^2``: with
     ``norm_degree=2``, ``margin=0.2`` and ``eps=0`` this is the triplet loss
-    on squared Euclidean distances, ``relu(||a - p||^2 - ||a - n||^2 + 0.2)``.
+    on squared Euclidean distances, ``relu(||a - p||^2 - ||a - n||^2 + 0.2)``
+    (computed as ``(d_ap - d_an)(d_ap + d_an)``: finite wherever the squares
+    are, never ``inf - inf``). Distances are scaled sums, finite wherever
+    representable (at ``x1e30`` in float32).
 
     Args:
       anchors: ``(..., d)`` anchor embeddings.
@@ -246,7 +251,7 @@ def batch_hard_triplet_loss(
       labels: ``(B,)`` integer class labels.
       margin: non-negative margin ``m``.
       squared: use squared Euclidean distances.
-      metric: ``"euclidean"`` or ``"cosine"`` (``D = 1 - cos``).
+      metric: ``"euclidean"`` or ``"cosine"`` (``D = 1 - cos``, scale-free).
       soft: softplus instead of the hinge.
       precision: precision of the Gram matrix product.
       ref_embeddings: optional ``(R, d)`` references: the candidates
@@ -364,7 +369,7 @@ def batch_all_triplet_loss(
       labels: ``(B,)`` integer class labels.
       margin: non-negative margin ``m``.
       squared: use squared Euclidean distances.
-      metric: ``"euclidean"`` or ``"cosine"``.
+      metric: ``"euclidean"`` or ``"cosine"`` (scale-free).
       precision: precision of the Gram matrix product.
       ref_embeddings: optional ``(R, d)`` references: the candidates
         (positives and negatives) are then the references instead of the
@@ -459,7 +464,7 @@ def semi_hard_triplet_loss(
       labels: ``(B,)`` integer class labels.
       margin: non-negative margin ``m``.
       squared: use squared Euclidean distances.
-      metric: ``"euclidean"`` or ``"cosine"``.
+      metric: ``"euclidean"`` or ``"cosine"`` (scale-free).
       precision: precision of the Gram matrix product.
       ref_embeddings: optional ``(R, d)`` references: the candidates
         (positives and negatives) are then the references instead of the

@@ -49,6 +49,14 @@ def vector_norm(
     shared equally between ties for ``+-inf``, 0 at zero entries for
     ``ord < 1`` (PyTorch's subgradients).
 
+    Scale: the powers are accumulated on ``x`` times a power of two from its
+    largest (``ord > 0``) or smallest (``ord < 0``) ``|x_i|`` where the plain
+    sum would overflow or underflow (BLAS ``nrm2``'s scaled accumulation;
+    exact, and the plain sum's value elsewhere), so the norm is finite
+    wherever it is representable: ``vector_norm([3e30, 4e30])`` is ``5e30``
+    in float32, where ``jnp.linalg.norm`` and ``torch.linalg.vector_norm``
+    give ``inf``.
+
     Args:
       x: array ``(...)``; integers and booleans are promoted to float,
         float16/bfloat16 are computed in float32 and returned in their dtype.

@@ -4,7 +4,11 @@ Each anchor of the batch is compared with every candidate (the batch itself,
 references, or with ``axis_name`` the batch all-gathered over the devices:
 a ``MiningSet`` of ``_batch``) through the cosine similarities of the
 L2-normalised embeddings, and weighs its positive and negative pairs with a
-soft maximum. One loss per anchor comes back.
+soft maximum. One loss per anchor comes back. The normalisation is
+scale-free (norms of each row times a power of two: the same losses for
+embeddings scaled by 1e-30 to 1e30 in float32, 1e-300 to 1e300 in float64);
+a zero row normalises to 0 with gradient 0 (``torch.nn.functional.normalize``'s
+value, whose eps 1e-12 is pytorch-metric-learning's convention).
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ def multi_similarity_loss(
 ) -> jax.Array:
     r"""Multi-Similarity loss per anchor, over every in-batch pair (or every pair with references).
 
-    With ``S_ij`` the cosine similarity of embeddings ``i`` and ``j``,
+    With ``S_ij`` the cosine similarity of embeddings ``i`` and ``j`` (scale-free;
+    0 with a zero row: see the module),
     ``P_i`` the other embeddings of ``i``'s class, ``N_i`` those of other
     classes and ``lambda = base``:
 
@@ -133,7 +138,8 @@ def circle_loss(
 ) -> jax.Array:
     r"""Circle loss per anchor (pair-label form), over every in-batch pair (or pair with references).
 
-    With ``s_p`` the cosine similarities of anchor ``i`` to its positives,
+    With ``s_p`` the cosine similarities (scale-free; 0 with a zero row) of
+    anchor ``i`` to its positives,
     ``s_n`` to its negatives, ``m = margin`` and the detached weights
     ``a_p = relu(1 + m - s_p)``, ``a_n = relu(s_n + m)``
     (``jax.lax.stop_gradient``, as in the paper):
