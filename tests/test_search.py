@@ -1028,8 +1028,9 @@ def test_filtered_search_memory_does_not_grow_with_the_database(packed):
 
     small, large = temp_bytes(100_000), temp_bytes(2_000_000)
     assert large < 128 * 2**20, large  # 4,096 x 2,000,000 bools would be 8 GB
-    # the one per-row array that grows: the float path's squared norms (4 bytes per row)
-    assert large <= small + (0 if packed else 4 * 1_900_000) + 2**20, (small, large)
+    # the per-row arrays that grow: the float path's squared norms and its flags of the rows that
+    # may be returned (the mask and the finite rows, 4 + 1 bytes per row)
+    assert large <= small + (0 if packed else 5 * 1_900_000) + 2**20, (small, large)
 
 
 def test_filtered_knn_errors():
