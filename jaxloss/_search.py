@@ -203,9 +203,11 @@ def _prepare(queries, database, metric, packed):
         sq = _row_sums(database, cdt, lambda r: r * r)
         return 2 * q, sq, cdt, out_dtype
     if metric == "cosine":
-        qs = q / _row_scale(q)[:, None]
+        qs = _unit_scale(q)
         qn = jnp.sqrt(jnp.sum(qs * qs, axis=1, keepdims=True))
-        return nx.safe_divide(qs, qn), nx.safe_divide(1.0, _row_norms(database, cdt)), cdt, out_dtype
+        norms = _row_norms(database, cdt)  # NaN or inf for a row with a non-finite coordinate
+        inverse = jnp.where(jnp.isfinite(norms), nx.safe_divide(1.0, norms), jnp.nan)
+        return nx.safe_divide(qs, qn), inverse, cdt, out_dtype
     return q, None, cdt, out_dtype
 
 
@@ -214,18 +216,41 @@ def _row_sums(x, cdt, term):
     return jnp.sum(term(x.astype(cdt)), axis=1)
 
 
-def _row_scale(x):
-    """The largest ``|x_f|`` of every row (last axis), 1 for a zero row: dividing by it
-    before squaring keeps a norm or a cosine finite and exact from 1e-30 to 1e30 (float32)."""
-    c = jax.lax.stop_gradient(jnp.max(jnp.abs(x), axis=-1))
-    return jnp.where(c > 0, c, jnp.ones_like(c))
+def _pow2_exponent(c):
+    """``e`` with ``2^-e c`` in ``[0.5, 1)`` for every finite ``c > 0`` (0 otherwise), clipped so
+    that ``2^-e`` is finite: scaling by a power of two is exact, so identical rows stay identical
+    and ties stay ties whatever the code path (vector or scalar) that scales them."""
+    _, e = jnp.frexp(jnp.where(jnp.isfinite(c) & (c > 0), c, jnp.ones_like(c)))
+    e = jnp.where(jnp.isfinite(c) & (c > 0), e, 0)
+    return jnp.maximum(e, jnp.finfo(c.dtype).minexp + 1)
+
+
+def _unit_scale(x):
+    """Rows of ``x`` (last axis) times the power of two that brings their largest ``|x_f|`` into
+    ``[0.5, 1)``: a norm or a cosine of the result is finite and exact from 1e-30 to 1e30
+    (float32). A constant for the gradient (a cosine does not change with the scale)."""
+    e = jax.lax.stop_gradient(_pow2_exponent(jnp.max(jnp.abs(x), axis=-1)))
+    return x * jnp.ldexp(jnp.ones_like(x[..., :1]), -e[..., None])
 
 
 def _row_norms(x, cdt):
-    """Scale-free Euclidean norms of the rows of ``x``, in dtype ``cdt``: ``c * |x / c|``."""
-    c = jnp.max(jnp.abs(x.astype(cdt)), axis=1)
-    scale = jnp.where(c > 0, c, jnp.ones_like(c))[:, None]
-    return c * jnp.sqrt(_row_sums(x, cdt, lambda r: (r / scale) * (r / scale)))
+    """Scale-free Euclidean norms of the rows of ``x``, in dtype ``cdt``.
+
+    One pass computes ``sum x^2``; only when a row's sum is below
+    ``tiny / eps`` (its squares underflow or lose digits, or the row is zero)
+    or overflows do two more passes compute ``2^e |2^-e x|`` with ``2^e`` near
+    ``max |x|`` for every row, so an ordinary database is read once.
+    """
+    sq = _row_sums(x, cdt, lambda r: r * r)
+    info = jnp.finfo(cdt)
+    unsafe = jnp.any((sq < info.tiny / info.eps) | (sq == jnp.inf))
+
+    def scaled():
+        e = _pow2_exponent(jnp.max(jnp.abs(x.astype(cdt)), axis=1))
+        down = jnp.ldexp(jnp.ones((), cdt), -e)[:, None]
+        return jnp.ldexp(jnp.sqrt(_row_sums(x, cdt, lambda r: (r * down) * (r * down))), e)
+
+    return jax.lax.cond(unsafe, scaled, lambda: jnp.sqrt(sq))
 
 
 def _finite_rows(x):
@@ -327,10 +352,10 @@ def _exact(q, rows, metric, packed, num_features):
         return _sequential_sums(q, rows, lambda a, b: (nx.abs(a - b),))[0]
     if metric == "dot":
         return _sequential_sums(q, rows, lambda a, b: (a * b,))[0]
-    # scale-free: each row divided by its largest |coordinate| (a constant for the gradient:
-    # the cosine does not change with the scale) before anything is squared
-    q = q / _row_scale(q)[:, None]
-    rows = rows / _row_scale(rows)[..., None]
+    # scale-free: each row scaled by a power of two near its largest |coordinate| (a constant
+    # for the gradient: the cosine does not change with the scale) before anything is squared
+    q = _unit_scale(q)
+    rows = _unit_scale(rows)
     dot, qq, rr = _sequential_sums(q, rows, lambda a, b: (a * b, a * a + 0 * b, b * b))
     return 1 - nx.safe_divide(dot, nx.sqrt(qq) * nx.sqrt(rr))
 
