@@ -22,7 +22,12 @@ computes the same ``Stat`` definitions on every path):
   logsumexp and keeps only the per-row and per-column statistics; the
   backward recomputes each tile and turns it into the tile's share of the
   query and key gradients. Ragged batches are not padded: the last block is
-  pulled back to the end. Temporary memory is ``O(B d + b^2)``.
+  pulled back to the end. Temporary memory is ``O(B d)`` plus one ``b x b``
+  float32 tile at a time (the scores, overwritten by their cotangent in the
+  backward pass) for InfoNCE, CLIP and SigLIP, two for the losses whose tile
+  feeds two masked statistics (supervised contrastive, NT-Xent: the scores
+  and one masked copy in the forward pass); the scale, the inverse norms and
+  the bias act on the ``(b, d)`` blocks, not on the tile.
 * **ring** (tiled with ``axis_name``): the same tile scan, with the
   key blocks (their ids and labels, and the per-key statistics or gradient
   accumulators) passed around the devices with ``ppermute``; nothing is
@@ -89,10 +94,16 @@ class _Similarity(NamedTuple):
     precision: object
 
     def __call__(self, params, rows, cols):
+        # every factor scales the (b, d) inputs, not the (b, b) tile: fewer passes when b > d, and
+        # the backward's tile is only the cotangent of the product (no tile-sized reductions for
+        # the scale's or the inverse norms' gradients)
         q, k = rows["x"], cols["x"]
-        if "inv" in rows:  # scale the (b, d) inputs, not the (b, b) tile: fewer passes when b > d
-            q, k = q * rows["inv"][:, None], k * cols["inv"][:, None]
-        logits = params["scale"] * jnp.matmul(q, k.T, precision=self.precision)
+        scale = params["scale"].astype(q.dtype)
+        if "inv" in rows:
+            q, k = q * (scale * rows["inv"])[:, None], k * cols["inv"][:, None]
+        else:
+            q = q * scale
+        logits = jnp.matmul(q, k.T, precision=self.precision)
         return logits + params["bias"] if "bias" in params else logits
 
 
@@ -218,7 +229,8 @@ def ntxent(
       block_size: ``None``: the dense ``(B, B)`` similarity matrix while it
         has at most ``2^24`` entries, else tiles (the library's block
         policy); an int: the tiled path (two sweeps: the negatives' logsumexp, then the
-        positive pairs), with ``axis_name`` a ring of ``ppermute``.
+        positive pairs; temporaries ``O(B d)`` and two ``block_size^2`` float32
+        tiles), with ``axis_name`` a ring of ``ppermute``.
       precision: precision of the similarity matrix product.
 
     Returns:
@@ -288,7 +300,8 @@ def supervised_contrastive_loss(
         has at most ``2^24`` entries, else tiles (the library's block
         policy); an int: the tiled path (per anchor: the online logsumexp over ``A(i)``,
         the sum and the count of the positives, labels travelling with their
-        tile), with ``axis_name`` a ring of ``ppermute``.
+        tile; temporaries ``O(B d)`` and two ``block_size^2`` float32 tiles),
+        with ``axis_name`` a ring of ``ppermute``.
       precision: precision of the similarity matrix product.
 
     Returns:
@@ -362,7 +375,7 @@ def info_nce(
       block_size: ``None``: the dense ``(B, B)`` logits while they have at
         most ``2^24`` entries, else tiles (the library's block policy); an
         int: the tiled path (``block_size x block_size`` tiles, online logsumexp,
-        memory ``O(B d + block_size^2)``), with ``axis_name`` a ring of
+        temporaries ``O(B d)`` and one float32 tile), with ``axis_name`` a ring of
         ``ppermute`` instead of an all-gather.
       precision: precision of the similarity matrix product.
 
@@ -427,7 +440,7 @@ def clip_loss(
       block_size: ``None``: the dense ``(B, B)`` logits while they have at
         most ``2^24`` entries, else tiles (the library's block policy); an
         int: the tiled path (one sweep keeps each row's and each column's online
-        logsumexp; memory ``O(B d + block_size^2)``), with ``axis_name`` a
+        logsumexp; temporaries ``O(B d)`` and one float32 tile), with ``axis_name`` a
         ring of ``ppermute``: the text blocks travel, and their column
         statistics and gradients come home after a full turn.
       precision: precision of the similarity matrix product.
@@ -497,7 +510,7 @@ def sigmoid_contrastive_loss(
         devices), the same on every device.
       block_size: ``None``: the dense ``(B, B)`` logits while they have at
         most ``2^24`` entries, else tiles (the library's block policy); an
-        int: the tiled path (memory ``O(B d + block_size^2)``), with ``axis_name`` a
+        int: the tiled path (temporaries ``O(B d)`` and one float32 tile), with ``axis_name`` a
         ring of ``ppermute`` (as big_vision's chunked and open_clip's
         neighbour-exchange SigLIP).
       precision: precision of the similarity matrix product.

@@ -336,7 +336,7 @@ CASES = [
     ),
     ("linear_softmax_cross_entropy", jaxloss.linear_softmax_cross_entropy, (X, f(4, 5), L), {}, V, "kernel"),
     # margin and proxy losses
-    ("arcface_loss", jaxloss.arcface_loss, (X, f(3), L), {}, V, "weights"),
+    ("arcface_loss", jaxloss.arcface_loss, (X, f(3), L), {}, V, "kernel"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), dict(sub_centers=2), V, "sub_centers"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), dict(margin=3.5), V, "margin"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), dict(scale=0.0), V, "scale"),
@@ -352,7 +352,7 @@ CASES = [
         T,
         "class_block_size",
     ),
-    ("cosface_loss", jaxloss.cosface_loss, (X, f(4, 5), L), {}, V, "weights"),
+    ("cosface_loss", jaxloss.cosface_loss, (X, f(4, 5), L), {}, V, "kernel"),
     ("proxy_anchor_loss", jaxloss.proxy_anchor_loss, (X, f(3, 5), L), dict(alpha=0.0), V, "alpha"),
     ("proxy_anchor_loss", jaxloss.proxy_anchor_loss, (X, f(5, 3), L), {}, V, "proxies"),
     ("proxy_nca_loss", jaxloss.proxy_nca_loss, (X, f(3, 5), L), dict(scale=-1.0), V, "scale"),

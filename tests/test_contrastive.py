@@ -335,6 +335,40 @@ def test_tiled_clip_loss_memory_is_far_below_one_similarity_matrix():
 
 
 @pytest.mark.slow
+def test_tiled_losses_hold_one_or_two_tiles():
+    """Value and gradient of every tiled loss: the tiles, not the (B, d) inputs, dominate here.
+
+    One ``block_size^2`` float32 tile where each tile feeds unmasked statistics (CLIP, SigLIP
+    with a traced scale; InfoNCE alike: the product, overwritten by its cotangent), two where a
+    forward tile feeds two masked statistics (supervised contrastive; NT-Xent alike: the product
+    and one masked copy).
+    """
+    b, d, block = 8192, 16, 2048
+    tile = block * block * 4
+    emb = jax.ShapeDtypeStruct((b, d), jnp.float32)
+    lab = jax.ShapeDtypeStruct((b,), jnp.int32)
+    t = jax.ShapeDtypeStruct((), jnp.float32)
+    cases = {
+        "clip_loss": (lambda x, y, t: jaxloss.clip_loss(x, y, temperature=t, block_size=block), (emb, emb, t), 1),
+        "sigmoid_contrastive_loss": (
+            lambda x, y, t: jaxloss.sigmoid_contrastive_loss(x, y, logit_scale=t, block_size=block),
+            (emb, emb, t),
+            1,
+        ),
+        "supervised_contrastive_loss": (
+            lambda x, y: jaxloss.supervised_contrastive_loss(x, y, block_size=block),
+            (emb, lab),
+            2,
+        ),
+    }
+    for name, (fn, shapes, tiles) in cases.items():
+        argnums = tuple(i for i, s in enumerate(shapes) if s.dtype == jnp.float32)
+        step = jax.jit(jax.value_and_grad(fn, argnums=argnums))
+        temp = step.lower(*shapes).compile().memory_analysis().temp_size_in_bytes
+        assert temp < tiles * tile + 4 * b * d * 4 + tile / 8, (name, temp / tile)
+
+
+@pytest.mark.slow
 def test_tiled_memory_does_not_grow_with_the_square_of_the_batch():
     d, block = 64, 256
     temps = {}
