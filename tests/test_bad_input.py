@@ -591,6 +591,7 @@ TILING = [
     ("info_nce", jaxloss.info_nce, (X, Y), {}, "block_size"),
     ("ntxent", jaxloss.ntxent, (X, L), {}, "block_size"),
     ("supervised_contrastive_loss", jaxloss.supervised_contrastive_loss, (X, L), {}, "block_size"),
+    ("npair_loss", jaxloss.npair_loss, (X, Y), {}, "block_size"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), {}, "block_size"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), {}, "class_block_size"),
     ("cosface_loss", jaxloss.cosface_loss, (X, f(3, 5), L), {}, "block_size"),
