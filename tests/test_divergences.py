@@ -168,7 +168,9 @@ def test_disjoint_supports_give_the_true_values():
             "symmetric_kl_divergence": jaxloss.symmetric_kl_divergence(q, p),
             "cross_entropy": jaxloss.cross_entropy(q, p),
             "bhattacharyya_distance": jaxloss.bhattacharyya_distance(q, p),
-            **{f"renyi_divergence {a}": jaxloss.renyi_divergence(q, p, alpha=a) for a in (0.0, 0.5, 1.0, 3.0)},
+            **{
+                f"renyi_divergence {a}": jaxloss.renyi_divergence(q, p, alpha=a) for a in (0.0, 0.5, 1.0, 3.0)
+            },
             "renyi_divergence inf": jaxloss.renyi_divergence(q, p, alpha=math.inf),
             "hellinger_distance": jaxloss.hellinger_distance(q, p),
             "total_variation_distance": jaxloss.total_variation_distance(q, p),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import math
 import textwrap
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -259,7 +260,9 @@ def test_weights_keyword_is_the_deprecated_name_of_kernel(fn):
     with pytest.warns(DeprecationWarning, match=f"{fn.__name__}: the keyword `weights` is renamed `kernel`"):
         got = fn(x, weights=w, labels=y, scale=8.0)
     np.testing.assert_array_equal(got, expected)
-    np.testing.assert_array_equal(fn(x, kernel=w, labels=y, scale=8.0), expected)  # the new keyword: no warning
+    with warnings.catch_warnings():  # the new keyword: no warning
+        warnings.simplefilter("error", DeprecationWarning)
+        np.testing.assert_array_equal(fn(x, kernel=w, labels=y, scale=8.0), expected)
     with pytest.raises(TypeError, match="`weights` is the old name of `kernel`"):
         fn(x, kernel=w, weights=w, labels=y)
     assert list(inspect.signature(fn).parameters)[:3] == ["embeddings", "kernel", "labels"]
