@@ -17,7 +17,8 @@ computes the same ``Stat`` definitions on every path):
   are all-gathered, and the gradient reaches the local embeddings through the
   gather's transpose.
 * **tiled** (``block_size=b``, or ``None`` above the dense budget with
-  ``b`` = 1024 on a CPU, 2048 on GPU/TPU): a ``jax.custom_vjp`` whose forward visits
+  ``b`` = 1024 on a CPU, 2048 on GPU/TPU: the library's block policy, chosen
+  rather than tuned): a ``jax.custom_vjp`` whose forward visits
   ``b x b`` tiles (a block of queries against a block of keys) with an online
   logsumexp and keeps only the per-row and per-column statistics; the
   backward recomputes each tile and turns it into the tile's share of the

@@ -326,7 +326,8 @@ def arcface_loss(
     2^20, class_block_size = 8192``. With ``K > 1``: the ``block_size x
     class_block_size * K`` product, overwritten by its cotangent, and three
     ``block_size x class_block_size`` class tiles). Both
-    give the same values and gradients. Defaults: ``(1024, 4096 / K)`` on CPU,
+    give the same values and gradients. Defaults (the library's block
+    policy, chosen rather than tuned): ``(1024, 4096 / K)`` on CPU,
     ``(2048, 8192 / K)`` on GPU/TPU, clipped to ``N`` and ``C``.
 
     **Class-parallel (Partial FC).** With ``axis_name``, call it inside
