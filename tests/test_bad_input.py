@@ -16,6 +16,7 @@ import types
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxloss
@@ -640,3 +641,42 @@ def test_tiling_argument_rule(row, value, exc):
     with pytest.raises(exc) as info:
         jax.block_until_ready(call(*args))
     assert f"`{arg}`" in str(info.value), str(info.value)
+
+
+# ------------------------------------------------------------------ complex input
+# jaxloss works on real arrays: a complex array in a floating argument is a TypeError naming
+# the public function and the argument ("fn: `arg` must be real ..."), eagerly and under jit.
+
+_REAL_MESSAGE = r"^([\w.]+): `(\w+)` must be real \(jaxloss works on real arrays\); got dtype complex64\.$"
+# layout conversions keep any dtype, as scipy's
+_ANY_DTYPE = {"squareform"}
+COMPLEX = [s for s in SPECS.values() if s.diff and s.name not in _ANY_DTYPE]
+
+
+def _public_parameters(name):
+    """The parameters of the public function (core or torch face) an error message names."""
+    found = set()
+    for module in (jaxloss, jt, jtl):
+        obj = getattr(module, name, None)
+        if callable(obj):
+            found |= set(inspect.signature(obj).parameters)
+    return found
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+@pytest.mark.parametrize("spec", COMPLEX, ids=[s.name for s in COMPLEX])
+def test_complex_input_names_the_function_and_the_argument(spec, mode):
+    import re  # noqa: PLC0415
+
+    args = list(spec.args(n=3, dtype="float32", d=2))
+    i = spec.diff[0]
+    args[i] = np.asarray(args[i]).astype(np.complex64)
+    with pytest.raises(TypeError) as info:
+        if mode == "jit":  # traced: raised while tracing, nothing compiled
+            jax.eval_shape(spec.call, *args)
+        else:
+            spec.call(*args)
+    match = re.match(_REAL_MESSAGE, str(info.value))
+    assert match, str(info.value)
+    fn, arg = match.groups()
+    assert arg in _public_parameters(fn), (spec.name, str(info.value))
