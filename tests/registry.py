@@ -193,6 +193,10 @@ def _retrieval(rng, n, dtype, d):
     return nbrs, jnp.asarray(rng.integers(0, 3, size=n), dtype=jnp.int32), ref
 
 
+def _retrieval_labels(rng, n, dtype, d):
+    return _retrieval(rng, n, dtype, d)[1:]
+
+
 def _scored(rng, n, dtype, d, levels=2):
     return _f(rng, (n, d), dtype), jnp.asarray(rng.integers(0, levels, size=(n, d)), dtype=jnp.int32)
 
@@ -320,12 +324,21 @@ CORE = [
         translation=True,
     ),
     S(
+        "relevant_counts",
+        jaxloss.relevant_counts,
+        _retrieval_labels,
+        diff=(),
+        batch=(0, None),
+        family="search",
+        lowp=False,
+    ),
+    S(
         "precision_at_k",
         jaxloss.precision_at_k,
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -335,7 +348,7 @@ CORE = [
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -345,7 +358,7 @@ CORE = [
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -355,7 +368,7 @@ CORE = [
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -363,7 +376,7 @@ CORE = [
         "reciprocal_rank",
         jaxloss.reciprocal_rank,
         _scored,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -373,7 +386,7 @@ CORE = [
         "average_precision",
         jaxloss.average_precision,
         _scored,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -383,7 +396,7 @@ CORE = [
         "normalized_dcg",
         jaxloss.normalized_dcg,
         _scored_graded,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -393,7 +406,7 @@ CORE = [
         "hit_rate",
         jaxloss.hit_rate,
         _scored,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
