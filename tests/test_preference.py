@@ -578,3 +578,20 @@ def test_grpo_padding_values_do_not_matter():
     np.testing.assert_allclose(float(dirty[0]), float(clean[0]), rtol=1e-12)
     for a, b in zip(dirty[1], clean[1], strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", _preference.PREFERENCE_METHODS)
+def test_every_token_ignored_is_finite_for_every_method(method):
+    """A batch without a single counted token, summed and averaged: finite values, zero gradients."""
+    tlp = jnp.asarray(np.random.default_rng(12).normal(size=(4, 3)))
+    mask = jnp.zeros((4, 3), bool)
+    extra = dict(preference_labels=np.array([True, False, True, False]), kl=0.1) if method == "kto" else {}
+    for average in (False, True):
+
+        def objective(tlp, average=average):
+            return _preference.preference_objective(method, tlp, mask, average_log_prob=average, **extra)
+
+        value, grad = jax.value_and_grad(objective)(tlp)
+        assert np.isfinite(float(value)), (method, average)
+        assert bool(jnp.all(grad == 0)), (method, average)
