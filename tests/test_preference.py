@@ -103,18 +103,19 @@ def _liger_dpo(c, rj, rc, rr, loss_type, beta, label_smoothing, discopop_tau, wi
 # without a reference model (jit; the eager side runs in the end-to-end tests below, and
 # tests/test_properties.py checks jit == eager for every public function)
 DPO_CASES = (
-    [(t, True, "float64") for t in DPO_TYPES]
-    + [(t, True, "float32") for t in ("sigmoid", "exo_pair", "discopop")]
-    + [("sigmoid", False, "float64"), ("sppo_hard", False, "float32")]
+    [(t, True, "float64", True) for t in DPO_TYPES]
+    + [(t, True, "float32", True) for t in ("sigmoid", "exo_pair", "discopop")]
+    + [("sigmoid", False, "float64", True), ("sppo_hard", False, "float32", True)]
+    + [("robust", True, "float64", False), ("discopop", True, "float32", False)]
 )
 
 
 @pytest.mark.parametrize(
-    "loss_type, with_ref, dtype",
+    "loss_type, with_ref, dtype, jit",
     DPO_CASES,
-    ids=[f"{t}-{'ref' if r else 'noref'}-{d}" for t, r, d in DPO_CASES],
+    ids=[f"{t}-{'ref' if r else 'noref'}-{d}-{'jit' if j else 'eager'}" for t, r, d, j in DPO_CASES],
 )
-def test_dpo_loss_matches_liger_formula(loss_type, with_ref, dtype):
+def test_dpo_loss_matches_liger_formula(loss_type, with_ref, dtype, jit):
     """Per-pair values, their mean and its gradients with respect to every log-probability."""
     data = _sequence_data(0, dtype=dtype)
     if not with_ref:
@@ -126,7 +127,7 @@ def test_dpo_loss_matches_liger_formula(loss_type, with_ref, dtype):
             lambda *a: jnp.mean(jaxloss.dpo_loss(*a, **kw)), argnums=tuple(range(len(args)))
         )(*args)
 
-    losses, grads = jax.jit(ours)(*[jnp.asarray(a) for a in data])
+    losses, grads = (jax.jit(ours) if jit else ours)(*[jnp.asarray(a) for a in data])
     data64 = [np.asarray(a, np.float64) for a in data] + [None, None]  # the same (rounded) inputs
     per_pair, mean, expected = _liger_dpo(
         *data64[:4], loss_type, kw["beta"], kw["label_smoothing"], kw["discopop_tau"], with_ref
@@ -159,18 +160,18 @@ def test_conservative_dpo_label_smoothing_follows_trl():
 
 @float64_liger()
 def _liger_formula(method, arrays, options, full_rows):
+    """Liger's scalar formula on the batch and its gradients with respect to the float arrays."""
     fn = liger_function(method).preference_loss_fn
-    leaves = _torch_leaves(*arrays)
-    extra = {}
-    if method == "kto":
-        logps, labels, ref = leaves[0], torch.tensor(arrays[1].astype(bool)), leaves[2]
-        args, extra = (logps, labels), dict(ref_log_prob_chunk=ref)
-        diff = (leaves[0], leaves[2])
+    if method == "kto":  # (log_probs, preference_labels[, ref_log_probs])
+        leaves = _torch_leaves(arrays[0], *arrays[2:])
+        args = (leaves[0], torch.tensor(arrays[1]))
+        extra = dict(ref_log_prob_chunk=leaves[1]) if len(leaves) > 1 else {}
     else:
-        args, diff = (leaves[0], leaves[1]), leaves
+        leaves = _torch_leaves(*arrays)
+        args, extra = leaves, {}
     out = fn(*args, torch.zeros(full_rows, 1), **extra, **options)
     out[0].backward()
-    return float(out[0].detach()), [t.grad.numpy() for t in diff]
+    return float(out[0].detach()), [t.grad.numpy() for t in leaves]
 
 
 PAIRED = {
@@ -181,20 +182,23 @@ PAIRED = {
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("method", ["simpo", "cpo", "orpo", "kto"])
+@pytest.mark.parametrize("method", ["simpo", "cpo", "orpo", "kto", "kto-noref"])
 def test_simpo_cpo_orpo_kto_match_liger_formula(method, dtype):
     r = np.random.default_rng(2)
     n = 6
-    if method == "kto":
+    if method.startswith("kto"):
         logps = np.asarray(-r.uniform(5, 30, n), dtype)  # KTO sums
-        arrays = (logps, np.asarray(logps + r.normal(0, 3, n), dtype))
         labels = np.array([True, False, True, True, False, False])
-        kw = dict(beta=0.4, kl=0.7)
+        if method == "kto":
+            arrays = (logps, np.asarray(logps + r.normal(0, 3, n), dtype))
+            kw = dict(beta=0.4, kl=0.7)
+        else:  # no reference model, no KL estimate
+            arrays, kw = (logps,), dict(beta=0.2)
 
-        def fn(a, b):
-            return jaxloss.kto_loss(a, labels, b, **kw)
+        def fn(*a):
+            return jaxloss.kto_loss(a[0], labels, *a[1:], **kw)
 
-        liger_arrays = (arrays[0], labels, arrays[1])
+        liger_arrays = (arrays[0], labels, *arrays[1:])
     else:  # average log-probabilities (SimPO, ORPO)
         arrays = tuple(np.asarray(-r.uniform(0.2, 3.0, n), dtype) for _ in range(2))
         public, kw = PAIRED[method]
@@ -204,32 +208,21 @@ def test_simpo_cpo_orpo_kto_match_liger_formula(method, dtype):
 
         liger_arrays = arrays
 
-    losses, grads = jax.jit(lambda *a: (fn(*a), jax.grad(lambda *b: jnp.mean(fn(*b)), argnums=(0, 1))(*a)))(
+    argnums = tuple(range(len(arrays)))
+    losses, grads = jax.jit(lambda *a: (fn(*a), jax.grad(lambda *b: jnp.mean(fn(*b)), argnums=argnums)(*a)))(
         *arrays
     )
     assert losses.dtype == jnp.dtype(dtype)
     as64 = tuple(a if a.dtype == bool else np.asarray(a, np.float64) for a in liger_arrays)
-    mean, expected = _liger_formula(method, as64, kw, n if method == "kto" else 2 * n)
+    name = method.split("-")[0]
+    mean, expected = _liger_formula(name, as64, kw, n if name == "kto" else 2 * n)
     _close(jnp.mean(losses), mean, dtype, "mean")
     for g, e in zip(grads, expected, strict=True):
         _close(g, e, dtype, "gradient")
-    if method != "kto":  # per-pair values: Liger's scalar on one pair
-        liger = liger_function(method).preference_loss_fn
+    if name != "kto":  # per-pair values: Liger's scalar on one pair
+        liger = liger_function(name).preference_loss_fn
         per_pair = _liger_per_pair(lambda a, b: liger(a, b, torch.zeros(2, 1), **kw), *as64)
         _close(losses, per_pair, dtype, "values")
-
-
-@pytest.mark.slow
-def test_kto_without_reference_or_kl_matches_liger_formula():
-    r = np.random.default_rng(3)
-    logps, labels = -r.uniform(5, 30, 5), np.array([True, False, False, True, False])
-    ours = jax.jit(lambda a: jnp.mean(jaxloss.kto_loss(a, labels, beta=0.2)))
-    fn = liger_function("kto").preference_loss_fn
-    leaf = _torch_leaves(logps)[0]
-    out = fn(leaf, torch.tensor(labels), torch.zeros(5, 1), beta=0.2)[0]
-    out.backward()
-    _close(ours(logps), float(out.detach()), "float64")
-    _close(jax.grad(ours)(logps), leaf.grad.numpy(), "float64")
 
 
 # --------------------------------------------------------------------------- GRPO: formula
@@ -351,7 +344,6 @@ FUSED_CASES = [
     ("dpo-robust-avg-nll", "dpo", dict(loss_type="robust", label_smoothing=0.1, nll_weight=0.5, average_log_prob=True),
      dict(loss_type="robust", label_smoothing=0.1, compute_nll_loss=True, alpha=0.5, average_log_prob=True), True, False, 2),
     ("dpo-apo_zero-no-ref", "dpo", dict(loss_type="apo_zero", beta=0.5), dict(loss_type="apo_zero", beta=0.5), False, True, 3),
-    ("dpo-discopop", "dpo", dict(loss_type="discopop", discopop_tau=0.1), dict(loss_type="discopop", discopop_tau=0.1), True, True, 2),
     ("simpo", "simpo", dict(beta=2.0, gamma=0.5), dict(beta=2.0, gamma=0.5), False, True, 1),
     ("simpo-nll", "simpo", dict(nll_weight=1.0, label_smoothing=0.1), dict(compute_nll_loss=True, label_smoothing=0.1), False, False, 3),
     ("cpo", "cpo", {}, {}, False, True, 2),
@@ -401,22 +393,21 @@ def _check_preference_fused(case, dtype, jit):
 FUSED = {c[0]: c for c in FUSED_CASES}
 
 
-@pytest.mark.parametrize("case", list(FUSED))
-def test_preference_objective_on_a_dense_head_matches_liger_fused(case):
-    """float64, jit: every case (methods, loss types, NLL, averaging, bias, reference model, chunks)."""
-    _check_preference_fused(case, "float64", jit=True)
+# every case in float64 under jit; a few in float32 and eagerly
+PREFERENCE_RUNS = [(case, "float64", True) for case in FUSED] + [
+    ("dpo-sigmoid", "float32", True),
+    ("orpo", "float32", True),
+    ("kto", "float32", True),
+]
 
 
 @pytest.mark.parametrize(
     "case, dtype, jit",
-    [
-        ("dpo-sigmoid", "float32", True),
-        ("orpo", "float32", True),
-        ("kto", "float32", True),
-        ("cpo", "float64", False),
-    ],
+    PREFERENCE_RUNS,
+    ids=[f"{c}-{d}-{'jit' if j else 'eager'}" for c, d, j in PREFERENCE_RUNS],
 )
-def test_preference_objective_float32_and_eager_match_liger_fused(case, dtype, jit):
+def test_preference_objective_on_a_dense_head_matches_liger_fused(case, dtype, jit):
+    """Methods, loss types, NLL, averaging, bias, reference model, Liger's chunk sizes."""
     _check_preference_fused(case, dtype, jit)
 
 
@@ -475,26 +466,24 @@ def _check_grpo_fused(case, dtype, jit):
 GRPO_FUSED_BY_ID = {c[0]: c for c in GRPO_FUSED}
 
 
-@pytest.mark.parametrize("case", list(GRPO_FUSED_BY_ID))
-def test_grpo_loss_on_a_dense_head_matches_liger_fused(case):
-    _check_grpo_fused(case, "float64", jit=True)
+GRPO_RUNS = [(case, "float64", True) for case in GRPO_FUSED_BY_ID] + [
+    ("dapo-token-old-ref", "float32", True),
+    ("grpo-sequence-ref", "float32", True),
+    ("bnpo-token-old", "float64", False),
+]
 
 
 @pytest.mark.parametrize(
-    "case, dtype, jit",
-    [
-        ("dapo-token-old-ref", "float32", True),
-        ("grpo-sequence-ref", "float32", True),
-        ("bnpo-token-old", "float64", False),
-    ],
+    "case, dtype, jit", GRPO_RUNS, ids=[f"{c}-{d}-{'jit' if j else 'eager'}" for c, d, j in GRPO_RUNS]
 )
-def test_grpo_loss_float32_and_eager_match_liger_fused(case, dtype, jit):
+def test_grpo_loss_on_a_dense_head_matches_liger_fused(case, dtype, jit):
     _check_grpo_fused(case, dtype, jit)
 
 
 # --------------------------------------------------------------------------- where Liger is undefined
 
 
+@pytest.mark.slow
 def test_fully_ignored_sequence_in_averaged_mode_is_finite_where_liger_is_nan():
     """A sequence whose every token is ignored: Liger's average is 0/0 = NaN; jaxloss's is 0."""
     x, kernel, bias, labels, *_ = _head_data(8, 4)
@@ -502,24 +491,29 @@ def test_fully_ignored_sequence_in_averaged_mode_is_finite_where_liger_is_nan():
     labels[1] = -100  # the second chosen sequence: nothing left
     liger = liger_fused("simpo", x, kernel, bias, target=labels)  # SimPO averages
     assert math.isnan(liger.loss)
+    mask = labels != -100
 
-    def objective(x, kernel, bias):
-        return _preference.preference_objective(
-            "simpo", _token_log_probs(x, kernel, bias, labels), labels != -100, nll_weight=1.0
-        )
+    @jax.jit
+    def run(x, kernel, bias):
+        def objective(x, kernel, bias):
+            tlp = _token_log_probs(x, kernel, bias, labels)
+            return _preference.preference_objective("simpo", tlp, mask, nll_weight=1.0)
 
-    value, grads = jax.jit(jax.value_and_grad(objective, argnums=(0, 1, 2)))(x, kernel, bias)
+        value, grads = jax.value_and_grad(objective, argnums=(0, 1, 2))(x, kernel, bias)
+        # the expected value: SimPO's formula with the empty sequence's log-probability 0
+        tlp = _token_log_probs(x, kernel, bias, labels)
+        logps = _preference.sequence_log_probs(tlp, mask, average=True)
+        nll = -jnp.sum(jnp.where(mask[:2], tlp[:2], 0)) / jnp.sum(mask[:2])
+        return value, grads, logps, jnp.mean(jaxloss.simpo_loss(logps[:2], logps[2:])) + nll
+
+    value, grads, logps, expected = run(x, kernel, bias)
     assert np.isfinite(float(value)) and all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
     assert float(jnp.max(jnp.abs(grads[0][1]))) == 0.0  # the empty sequence's inputs get no gradient
-    # its sequence log-probability is 0: the objective is SimPO's formula with that value
-    tlp = _token_log_probs(x, kernel, bias, labels)
-    logps = _preference.sequence_log_probs(tlp, labels != -100, average=True)
     assert float(logps[1]) == 0.0
-    nll = -jnp.sum(jnp.where(labels[:2] != -100, tlp[:2], 0)) / jnp.sum(labels[:2] != -100)
-    expected = jnp.mean(jaxloss.simpo_loss(logps[:2], logps[2:])) + nll
     np.testing.assert_allclose(float(value), float(expected), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_nll_without_chosen_tokens_is_zero_where_liger_is_nan():
     x, kernel, bias, labels, *_ = _head_data(9, 4)
     labels = labels.copy()
@@ -541,8 +535,8 @@ def test_nll_without_chosen_tokens_is_zero_where_liger_is_nan():
 
 @pytest.mark.slow
 def test_extreme_margins_and_certain_completions_stay_finite():
-    """Every DPO type at margins of +-1000 (DiscoPOP: Liger's inf * 0 = NaN) and ORPO at probability 1
-    (Liger: inf); eager: ten small functions."""
+    """DPO at margins of +-1000 (DiscoPOP: Liger's inf * 0 = NaN) and ORPO at probability 1 (Liger:
+    inf); eager: small functions."""
     c = jnp.array([-1.0, -10000.0, -5.0])
     rj = jnp.array([-30000.0, -1.0, -5.0])
     fn = liger_function("dpo").preference_loss_fn
@@ -550,7 +544,7 @@ def test_extreme_margins_and_certain_completions_stay_finite():
         torch.tensor(np.asarray(c)), torch.tensor(np.asarray(rj)), torch.zeros(6, 1), loss_type="discopop"
     )[0]
     assert math.isnan(float(liger))
-    for t in DPO_TYPES:
+    for t in ("discopop", "exo_pair", "sppo_hard"):
         kw = dict(loss_type=t, label_smoothing=SMOOTHING.get(t, 0.0))
         value, grads = jax.value_and_grad(
             lambda a, b, kw=kw: jnp.sum(jaxloss.dpo_loss(a, b, **kw)), argnums=(0, 1)
@@ -581,17 +575,27 @@ def test_grpo_padding_values_do_not_matter():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", _preference.PREFERENCE_METHODS)
-def test_every_token_ignored_is_finite_for_every_method(method):
+def test_every_token_ignored_is_finite_for_every_method():
     """A batch without a single counted token, summed and averaged: finite values, zero gradients."""
     tlp = jnp.asarray(np.random.default_rng(12).normal(size=(4, 3)))
     mask = jnp.zeros((4, 3), bool)
-    extra = dict(preference_labels=np.array([True, False, True, False]), kl=0.1) if method == "kto" else {}
-    for average in (False, True):
+    kto = dict(preference_labels=np.array([True, False, True, False]), kl=0.1)
 
-        def objective(tlp, average=average):
-            return _preference.preference_objective(method, tlp, mask, average_log_prob=average, **extra)
+    @jax.jit
+    def run(tlp):
+        out = {}
+        for method in _preference.PREFERENCE_METHODS:
+            for average in (False, True):
 
-        value, grad = jax.value_and_grad(objective)(tlp)
-        assert np.isfinite(float(value)), (method, average)
-        assert bool(jnp.all(grad == 0)), (method, average)
+                def objective(tlp, method=method, average=average):
+                    extra = kto if method == "kto" else {}
+                    return _preference.preference_objective(
+                        method, tlp, mask, average_log_prob=average, **extra
+                    )
+
+                out[method, average] = jax.value_and_grad(objective)(tlp)
+        return out
+
+    for key, (value, grad) in run(tlp).items():
+        assert np.isfinite(float(value)), key
+        assert bool(jnp.all(grad == 0)), key
