@@ -88,6 +88,14 @@ from ._distillation import LinearSoftmaxStatistics as LinearSoftmaxStatistics
 from ._distillation import linear_distillation_loss as linear_distillation_loss
 from ._distillation import linear_softmax_statistics as linear_softmax_statistics
 
+# --------------------------------------------------------------------------- LLM post-training
+from ._preference import cpo_loss as cpo_loss
+from ._preference import dpo_loss as dpo_loss
+from ._preference import kto_loss as kto_loss
+from ._preference import orpo_loss as orpo_loss
+from ._preference import simpo_loss as simpo_loss
+from ._policy import grpo_loss as grpo_loss
+
 # --------------------------------------------------------------------------- labelled batches (mining masks)
 from ._batch import negative_mask as negative_mask
 from ._batch import positive_mask as positive_mask
@@ -157,10 +165,13 @@ __all__ = [
     "cosine_distance",
     "cosine_embedding_loss",
     "cosine_similarity",
+    "cpo_loss",
     "cross_entropy",
+    "dpo_loss",
     "entropy",
     "frobenius_norm",
     "generalized_kl_divergence",
+    "grpo_loss",
     "hellinger_distance",
     "hinge_embedding_loss",
     "hit_rate",
@@ -171,6 +182,7 @@ __all__ = [
     "kl_divergence",
     "kl_divergence_with_log_targets",
     "knn",
+    "kto_loss",
     "l2_loss",
     "lifted_structured_loss",
     "linear_distillation_loss",
@@ -186,6 +198,7 @@ __all__ = [
     "npair_loss",
     "ntxent",
     "nuclear_norm",
+    "orpo_loss",
     "pack_bits",
     "pairwise_distance",
     "pdist",
@@ -208,6 +221,7 @@ __all__ = [
     "sigmoid_binary_cross_entropy",
     "sigmoid_contrastive_loss",
     "sigmoid_focal_loss",
+    "simpo_loss",
     "smooth_l1_loss",
     "smooth_labels",
     "soft_nearest_neighbor_loss",
