@@ -155,7 +155,7 @@ def _check_reduction(reduction, fn):
         return "none"
     reduction = _checks.check_reduction(reduction, fn, allowed=("mean", "none"))
     warnings.warn(
-        f"{fn}: `reduction` is deprecated and will be removed in jaxloss 0.4; the metric returns "
+        f"{fn}: `reduction` is deprecated and will be removed in jaxloss 0.5; the metric returns "
         "one value per query (0 for a query without a relevant reference item), as every core "
         "function. reduction='mean' (pytorch-metric-learning's mean over the queries that have "
         "one) is `jaxloss.reduce(values, where=jaxloss.relevant_counts(query_labels, "
@@ -212,7 +212,7 @@ def precision_at_k(
         list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
         columns, and the query does not count as relevant to itself
         (pytorch-metric-learning's ``ref_includes_query``).
-      reduction: deprecated (removed in 0.4), with a ``DeprecationWarning``:
+      reduction: deprecated (removed in 0.5), with a ``DeprecationWarning``:
         ``"mean"`` is ``reduce(values, where=relevant_counts(...) > 0)``,
         ``"none"`` the default.
 
@@ -270,7 +270,7 @@ def recall_at_k(
         list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
         columns, and the query does not count as relevant to itself
         (pytorch-metric-learning's ``ref_includes_query``).
-      reduction: deprecated (removed in 0.4), with a ``DeprecationWarning``:
+      reduction: deprecated (removed in 0.5), with a ``DeprecationWarning``:
         ``"mean"`` is ``reduce(values, where=relevant_counts(...) > 0)``,
         ``"none"`` the default.
 
@@ -331,7 +331,7 @@ def r_precision(
         list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
         columns, and the query does not count as relevant to itself
         (pytorch-metric-learning's ``ref_includes_query``).
-      reduction: deprecated (removed in 0.4), with a ``DeprecationWarning``:
+      reduction: deprecated (removed in 0.5), with a ``DeprecationWarning``:
         ``"mean"`` is ``reduce(values, where=relevant_counts(...) > 0)``,
         ``"none"`` the default.
 
@@ -390,7 +390,7 @@ def mean_average_precision_at_r(
         list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
         columns, and the query does not count as relevant to itself
         (pytorch-metric-learning's ``ref_includes_query``).
-      reduction: deprecated (removed in 0.4), with a ``DeprecationWarning``:
+      reduction: deprecated (removed in 0.5), with a ``DeprecationWarning``:
         ``"mean"`` is ``reduce(values, where=relevant_counts(...) > 0)``,
         ``"none"`` the default.
 
@@ -442,7 +442,7 @@ def _renamed_k(k, top_k, fn):
     if top_k is _UNSET:
         return k, "k"
     warnings.warn(
-        f"{fn}: `top_k` is deprecated and will be removed in jaxloss 0.4; use `k` (the number of "
+        f"{fn}: `top_k` is deprecated and will be removed in jaxloss 0.5; use `k` (the number of "
         "ranks kept, the same name as in knn and the retrieval metrics).",
         DeprecationWarning,
         stacklevel=4,
@@ -515,7 +515,7 @@ def reciprocal_rank(
         relevant when positive).
       k: only the first ``k`` ranks count (static; ``None``: all ``M``;
         larger than ``M`` means ``M``).
-      top_k: deprecated name of ``k`` (removed in 0.4; a ``DeprecationWarning``).
+      top_k: deprecated name of ``k`` (removed in 0.5; a ``DeprecationWarning``).
 
     Returns:
       ``(...)`` one value per query in ``[0, 1]``, in the default float dtype;
@@ -580,7 +580,7 @@ def average_precision(
         relevant when positive).
       k: only the first ``k`` ranks count (static; ``None``: all ``M``;
         larger than ``M`` means ``M``).
-      top_k: deprecated name of ``k`` (removed in 0.4; a ``DeprecationWarning``).
+      top_k: deprecated name of ``k`` (removed in 0.5; a ``DeprecationWarning``).
 
     Returns:
       ``(...)`` one value per query in ``[0, 1]``, in the default float dtype;
@@ -641,7 +641,7 @@ def hit_rate(
         relevant when positive).
       k: only the first ``k`` ranks count (static; ``None``: all ``M``;
         larger than ``M`` means ``M``).
-      top_k: deprecated name of ``k`` (removed in 0.4; a ``DeprecationWarning``).
+      top_k: deprecated name of ``k`` (removed in 0.5; a ``DeprecationWarning``).
 
     Returns:
       ``(...)`` one value per query, 0 or 1, in the default float dtype.
@@ -699,7 +699,7 @@ def normalized_dcg(
         negative gain enters the sums as it is, as in torchmetrics).
       k: only the first ``k`` ranks count (static; ``None``: all ``M``;
         larger than ``M`` means ``M``).
-      top_k: deprecated name of ``k`` (removed in 0.4; a ``DeprecationWarning``).
+      top_k: deprecated name of ``k`` (removed in 0.5; a ``DeprecationWarning``).
 
     Returns:
       ``(...)`` one value per query (in ``[0, 1]`` for non-negative gains), in
