@@ -54,6 +54,7 @@ from ._retrieval import precision_at_k as precision_at_k
 from ._retrieval import r_precision as r_precision
 from ._retrieval import recall_at_k as recall_at_k
 from ._retrieval import reciprocal_rank as reciprocal_rank
+from ._retrieval import relevant_counts as relevant_counts
 
 # --------------------------------------------------------------------------- divergences
 from ._divergences import bhattacharyya_distance as bhattacharyya_distance
@@ -212,6 +213,7 @@ __all__ = [
     "recall_at_k",
     "reciprocal_rank",
     "reduce",
+    "relevant_counts",
     "renyi_divergence",
     "safe_softmax_cross_entropy",
     "semi_hard_triplet_loss",

@@ -193,6 +193,10 @@ def _retrieval(rng, n, dtype, d):
     return nbrs, jnp.asarray(rng.integers(0, 3, size=n), dtype=jnp.int32), ref
 
 
+def _retrieval_labels(rng, n, dtype, d):
+    return _retrieval(rng, n, dtype, d)[1:]
+
+
 def _scored(rng, n, dtype, d, levels=2):
     return _f(rng, (n, d), dtype), jnp.asarray(rng.integers(0, levels, size=(n, d)), dtype=jnp.int32)
 
@@ -357,12 +361,21 @@ CORE = [
         translation=True,
     ),
     S(
+        "relevant_counts",
+        jaxloss.relevant_counts,
+        _retrieval_labels,
+        diff=(),
+        batch=(0, None),
+        family="search",
+        lowp=False,
+    ),
+    S(
         "precision_at_k",
         jaxloss.precision_at_k,
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -372,7 +385,7 @@ CORE = [
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -382,7 +395,7 @@ CORE = [
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -392,7 +405,7 @@ CORE = [
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -400,7 +413,7 @@ CORE = [
         "reciprocal_rank",
         jaxloss.reciprocal_rank,
         _scored,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -410,7 +423,7 @@ CORE = [
         "average_precision",
         jaxloss.average_precision,
         _scored,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -420,7 +433,7 @@ CORE = [
         "normalized_dcg",
         jaxloss.normalized_dcg,
         _scored_graded,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -430,7 +443,7 @@ CORE = [
         "hit_rate",
         jaxloss.hit_rate,
         _scored,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
