@@ -276,7 +276,7 @@ def _margin_softmax(
     return loss.astype(out_dtype)
 
 
-@_checks.renamed_keyword("weights", "kernel", removed_in="0.4.0")
+@_checks.renamed_keyword("weights", "kernel", removed_in="0.5")
 def arcface_loss(
     embeddings: jax.typing.ArrayLike,
     kernel: jax.typing.ArrayLike,
@@ -343,7 +343,7 @@ def arcface_loss(
       kernel: ``(D, C * K)`` class centres as columns (a Flax ``Dense``
         kernel's layout; pytorch-metric-learning's ``W``), normalised inside;
         with ``axis_name`` this device's shard. The keyword ``weights=`` is
-        its deprecated name (a ``DeprecationWarning``; removed in 0.4.0).
+        its deprecated name (a ``DeprecationWarning``; removed in 0.5).
       labels: ``(N,)`` integer class ids in ``[0, C)``.
       margin: ``m`` in radians, in ``[0, pi)``.
       scale: ``s > 0``.
@@ -403,7 +403,7 @@ def arcface_loss(
     )
 
 
-@_checks.renamed_keyword("weights", "kernel", removed_in="0.4.0")
+@_checks.renamed_keyword("weights", "kernel", removed_in="0.5")
 def cosface_loss(
     embeddings: jax.typing.ArrayLike,
     kernel: jax.typing.ArrayLike,
@@ -434,7 +434,7 @@ def cosface_loss(
       embeddings: ``(N, D)`` floating embeddings (normalised inside).
       kernel: ``(D, C * K)`` class centres as columns, normalised inside;
         with ``axis_name`` this device's shard (``weights=``: its deprecated
-        name, removed in 0.4.0).
+        name, removed in 0.5).
       labels: ``(N,)`` integer class ids in ``[0, C)``.
       margin: ``m`` in ``[0, pi)`` (a cosine offset).
       scale: ``s > 0``.
