@@ -2,8 +2,10 @@
 
 The core API follows optax's conventions (per-example values, never reduced;
 ``axis`` and ``where`` options); :mod:`jaxloss.torch` mirrors PyTorch's names
-and numbers. Every function jit-compiles, vmaps and differentiates, with
-finite gradients at every finite input.
+and numbers. Every function jit-compiles, vmaps and differentiates
+(reverse mode; the tiled custom-VJP paths have no forward mode), with a
+finite value and gradient at every finite input where the mathematical value
+is finite.
 """
 
 # ruff: noqa: I001  (sections follow the layout of docs/design.md, not the alphabet)

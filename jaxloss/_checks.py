@@ -10,9 +10,11 @@ when the value is a tracer, so they cost nothing under ``jit``.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +36,7 @@ __all__ = [
     "broadcast_shapes",
     "closest_name",
     "is_traced",
+    "renamed_keyword",
 ]
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -270,3 +273,34 @@ def check_positive_int(value, name: str, fn: str, *, allow_none: bool = True) ->
 def check_temperature(temperature, fn: str, name: str = "temperature"):
     """A temperature (or scale) must be a positive number; tracers pass unchecked."""
     return check_number(temperature, name, fn, low=0.0, low_inclusive=False)
+
+
+def renamed_keyword(old: str, new: str, *, removed_in: str) -> Callable:
+    """Decorator: a keyword argument renamed ``old`` -> ``new`` keeps working until ``removed_in``.
+
+    A call that passes ``old=`` gets a ``DeprecationWarning`` naming the
+    function, the new name and the release that drops the old one, and runs
+    as if it had passed ``new=``; passing both is a ``TypeError``. The
+    signature (``inspect.signature``, the API reference) shows only ``new``.
+    """
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if old in kwargs:
+                if new in kwargs:
+                    raise TypeError(
+                        f"{fn.__name__}: `{old}` is the old name of `{new}`; got both. Pass `{new}` only."
+                    )
+                warnings.warn(
+                    f"{fn.__name__}: the keyword `{old}` is renamed `{new}`; `{old}` will be removed in "
+                    f"jaxloss {removed_in}.",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

@@ -126,14 +126,14 @@ PAIRWISE = {
     "js_divergence": (jaxloss.js_divergence, _P_Q, math.log(2), 0.0, True, True),
     "symmetric_kl_divergence": (jaxloss.symmetric_kl_divergence, _P_Q, INF, 0.0, False, False),
     "total_variation_distance": (jaxloss.total_variation_distance, _P_Q, 1.0, 0.0, True, True),
-    # D_1/2(uniform || one-hot) is finite but d/dq of q^(1/2) at q = 0 is infinite: "value"
+    # D_1/2(uniform || one-hot) is finite; d/dq of q^(1/2) at q = 0 is infinite, the gradient 0
     "renyi_divergence": (
         lambda a, b: jaxloss.renyi_divergence(a, b, alpha=0.5),
         _Q_P,
         INF,
         0.0,
         True,
-        "value",
+        True,
     ),
     "kl_divergence": (jaxloss.kl_divergence, _LOGQ_P, INF, 0.0, True, False),
     "kl_divergence_with_log_targets": (
