@@ -36,6 +36,8 @@ CPU_FLAGS = (
     "avx512_bf16",
     "avx512_fp16",
     "avx512_vpopcntdq",
+    "avx512_bitalg",  # vpopcntw/b: jaxloss's packed scan counts 16-bit lanes with it
+    "gfni",  # LLVM's AVX2 popcount uses it where present (AMD EPYC before Zen 4 has none)
     "amx_tile",
     "amx_bf16",
     "amx_int8",
