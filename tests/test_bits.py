@@ -142,7 +142,7 @@ def test_tile_counts_kernels_are_exact(kernel):
     from jaxloss import _bits
 
     r = rng(4)
-    for words in (1, 2, 3, 8, 17):
+    for words in (1, 8, 17):  # one word; 16 halves (one per weight left); an odd count
         rows = r.integers(0, 2**32, (40, words), dtype=np.uint32)
         q = r.integers(0, 2**32, (9, words), dtype=np.uint32)
         rows[0] = ~q[0]  # every bit differs
@@ -195,5 +195,16 @@ def test_packed_knn_every_kernel_matches_scipy(kernel, monkeypatch):
     order = np.argsort(ref, axis=1, kind="stable")[:, :7]
     np.testing.assert_array_equal(np.asarray(i), order)
     np.testing.assert_array_equal(np.asarray(d), np.take_along_axis(dist, order, axis=1))
+
+
+@pytest.mark.slow  # a range_search compilation per kernel; knn's are checked in the fast loop
+@pytest.mark.parametrize("kernel", ["csa16", "plain16", "plain32"])
+def test_packed_range_counts_every_kernel_match_scipy(kernel, monkeypatch):
+    from jaxloss import _bits
+
+    monkeypatch.setattr(_bits, "popcount_kernel", lambda words, backend=None: kernel)
+    bits = rng(6).integers(0, 2, (700, 70)).astype(bool)
+    q, x = jaxloss.pack_bits(bits[:11]), jaxloss.pack_bits(bits)
+    dist = np.rint(ssd.cdist(bits[:11], bits, "hamming") * 70)
     n = jaxloss.range_search(q, x, 30, max_results=3, metric="hamming", database_block_size=512)[2]
     np.testing.assert_array_equal(np.asarray(n), (dist <= 30).sum(axis=1))

@@ -902,6 +902,7 @@ def test_non_finite_rows_stay_local(metric, k, database_block_size, block_size, 
     assert_range_equal(got, expected, metric)
 
 
+@pytest.mark.slow  # a gradient compilation; the values are checked in the fast loop above
 def test_non_finite_query_has_a_zero_gradient_and_leaves_the_others_alone():
     q, _, filled, _ = with_non_finite_rows("euclidean", 60, seed=63)
     x64 = jnp.asarray(filled, jnp.float64)
@@ -940,10 +941,21 @@ def test_cosine_search_is_scale_free(dtype, scales):
             d, i = search(qs, xs)
             np.testing.assert_array_equal(np.asarray(i), i0, err_msg=f"{sq} {sx}")
             np.testing.assert_allclose(np.asarray(d), d0, rtol=1e-5, atol=1e-6, err_msg=f"{sq} {sx}")
+
+
+@pytest.mark.slow  # a gradient compilation per dtype
+@pytest.mark.parametrize("dtype, scales", [("float32", (1e-30, 1e30)), ("float64", (1e-300, 1e300))])
+def test_cosine_search_gradients_are_finite_at_any_scale(dtype, scales):
+    r = rng(64)
+    x, q = r.normal(size=(90, 7)).astype(dtype), r.normal(size=(6, 7)).astype(dtype)
     g = jax.jit(jax.grad(lambda a, b: jnp.sum(jaxloss.knn(a, b, 5, metric="cosine")[0]), (0, 1)))
+    g1q, g1x = g(jnp.asarray(q), jnp.asarray(x))
     for s in scales:
         gq, gx = g(jnp.asarray(q * s, dtype), jnp.asarray(x * s, dtype))
         assert np.isfinite(np.asarray(gq)).all() and np.isfinite(np.asarray(gx)).all()
+        # d cos(s q, s x) / d(s q) = (1 / s) d cos(q, x) / dq
+        np.testing.assert_allclose(np.asarray(gq) * s, np.asarray(g1q), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(gx) * s, np.asarray(g1x), rtol=1e-4, atol=1e-6)
 
 
 def test_knn_needs_at_least_one_feature():
