@@ -196,12 +196,24 @@ def test_every_token_ignored_gives_zero_loss_and_zero_gradients(variant):
 
 
 @pytest.mark.slow
-def test_out_of_range_label_gives_nan_and_empty_batch_gives_empty():
+def test_out_of_range_label_gives_nan_traced_a_value_error_concrete_and_empty_batch_gives_empty():
     x, k, _, _, y, _ = _data(5)
     y = y.copy()
     y[2] = V
-    loss = jaxloss.linear_softmax_cross_entropy(jnp.asarray(x), jnp.asarray(k), y, block_size=8)
-    assert np.isnan(loss[2]) and np.isfinite(np.delete(np.asarray(loss), 2)).all()
+    y[5] = -1
+    traced = jax.jit(
+        lambda y: jaxloss.linear_softmax_cross_entropy(jnp.asarray(x), jnp.asarray(k), y, block_size=8)
+    )
+    loss = traced(y)
+    assert np.isnan(loss[2]) and np.isnan(loss[5]) and np.isfinite(np.delete(np.asarray(loss), [2, 5])).all()
+    with pytest.raises(ValueError, match="`labels`.*2 token"):  # PyTorch raises too
+        jaxloss.linear_softmax_cross_entropy(jnp.asarray(x), jnp.asarray(k), y, block_size=8)
+    # an ignored or masked token's label may be anything
+    fine = jaxloss.linear_softmax_cross_entropy(x, k, np.where(np.arange(N) == 5, 0, y), ignore_index=V)
+    assert np.isfinite(np.asarray(fine)).all() and float(fine[2]) == 0.0
+    where = np.isin(np.arange(N), [2, 5], invert=True)
+    masked = jaxloss.linear_softmax_cross_entropy(x, k, y, where=where)
+    assert np.isfinite(np.asarray(masked)).all() and float(masked[5]) == 0.0
     empty = jaxloss.linear_softmax_cross_entropy(jnp.zeros((0, D)), jnp.asarray(k), jnp.zeros((0,), int))
     assert empty.shape == (0,)
 
