@@ -257,25 +257,17 @@ def check_ignore_index(fn: str, ignore_index):
 def check_label_range(fn: str, labels, num_classes: int, *, ignore_index=None, where=None, name="labels"):
     """A ``ValueError`` for concrete labels outside ``[0, V)`` that are neither ignored nor masked.
 
-    Cheap checks only: nothing is checked when ``labels``, ``ignore_index``
-    or ``where`` is traced (under ``jit``/``shard_map`` such a label gives
-    NaN instead).
+    ``_checks.check_labels_in_range`` on the tokens that count: nothing is
+    checked when ``labels``, ``ignore_index`` or ``where`` is traced (under
+    ``jit``/``shard_map`` such a label gives NaN instead).
     """
     if any(_checks.is_traced(a) for a in (labels, ignore_index, where)):
         return
-    y = np.asarray(labels)
-    bad = (y < 0) | (y >= num_classes)
-    if ignore_index is not None:
-        bad &= y != ignore_index
     if where is not None:
-        bad &= np.asarray(where)
-    if bad.any():
-        first = y[bad].reshape(-1)[0]
-        ignored = "" if ignore_index is None else f" or ignore_index={ignore_index}"
-        raise ValueError(
-            f"{fn}: `{name}` must hold class ids in [0, {num_classes}){ignored}; got {first} "
-            f"({int(bad.sum())} token(s) out of range)."
-        )
+        if isinstance(labels, jax.Array) and not labels.is_fully_addressable:
+            return
+        labels = np.where(np.asarray(where), np.asarray(labels), 0)
+    _checks.check_labels_in_range(labels, num_classes, name, fn, ignore_index=ignore_index)
 
 
 def make_config(

@@ -206,7 +206,7 @@ def test_out_of_range_label_gives_nan_traced_a_value_error_concrete_and_empty_ba
     )
     loss = traced(y)
     assert np.isnan(loss[2]) and np.isnan(loss[5]) and np.isfinite(np.delete(np.asarray(loss), [2, 5])).all()
-    with pytest.raises(ValueError, match="`labels`.*2 token"):  # PyTorch raises too
+    with pytest.raises(ValueError, match="`labels`.*2 out of range"):  # PyTorch raises too
         jaxloss.linear_softmax_cross_entropy(jnp.asarray(x), jnp.asarray(k), y, block_size=8)
     # an ignored or masked token's label may be anything
     fine = jaxloss.linear_softmax_cross_entropy(x, k, np.where(np.arange(N) == 5, 0, y), ignore_index=V)
@@ -622,7 +622,7 @@ def test_torch_face_raises_for_an_out_of_range_target_as_pytorch():
         y = np.array([0, 1, bad, 3, -100, 4])
         with pytest.raises((IndexError, RuntimeError)):
             F.linear_cross_entropy(torch.tensor(x), torch.tensor(w), torch.tensor(y))
-        with pytest.raises(ValueError, match="linear_cross_entropy: `target`"):
+        with pytest.raises(IndexError, match="linear_cross_entropy: `target`"):  # also a ValueError
             jt.linear_cross_entropy(x, w, y)
     # traced: NaN, as the core
     out = jax.jit(lambda y: jt.linear_cross_entropy(x, w, y, reduction="none"))(

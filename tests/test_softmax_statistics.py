@@ -182,7 +182,7 @@ def test_out_of_range_labels_nan_when_traced_value_error_when_concrete():
     with pytest.raises(ValueError, match="linear_softmax_statistics: `labels`"):
         jaxloss.linear_softmax_statistics(x, k, y)
     y[4] = -100
-    with pytest.raises(ValueError, match="`labels`.*1 token"):
+    with pytest.raises(ValueError, match="`labels`.*1 out of range"):
         jaxloss.linear_softmax_statistics(x, k, y, ignore_index=-100)
 
 

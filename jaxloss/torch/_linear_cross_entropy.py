@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _checks, _linear_cross_entropy, _linear_head, _numerics
+from .. import _checks, _linear_cross_entropy, _numerics
+from . import _common
 from ._losses import cross_entropy
 
 __all__ = ["linear_cross_entropy"]
@@ -49,8 +50,8 @@ def linear_cross_entropy(
     mean: the sum of the losses over the summed ``weight[target]`` of the
     non-ignored targets (0 when every target is ignored; PyTorch: NaN). A
     class id outside ``[0, C)`` that is not ``ignore_index`` raises a
-    ``ValueError`` naming ``target`` when ``target`` is concrete, as PyTorch
-    raises, and gives NaN when it is traced.
+    ``ValueError`` naming ``target`` (also an ``IndexError``, PyTorch's type)
+    when ``target`` is concrete, and gives NaN when it is traced.
 
     Class-index targets run through :func:`jaxloss.linear_softmax_cross_entropy`,
     which never holds the logits (the K-dimensional form maps it over the
@@ -152,7 +153,15 @@ def linear_cross_entropy(
     _checks.check_integer(t, "target", fn)
     ignore = -100 if ignore_index is None else ignore_index
     # PyTorch raises for a class id outside [0, C) that is not ignore_index: so do we, when we can see it
-    _linear_head.check_label_range(fn, t, num_classes, ignore_index=ignore, name="target")
+    _checks.check_labels_in_range(
+        t,
+        num_classes,
+        "target",
+        fn,
+        ignore_index=ignore,
+        error=_common.TargetOutOfBoundsError,
+        note=" PyTorch: IndexError, Target {value} is out of bounds.",
+    )
     block_size = _option_block_size(options, fn)
     out_dtype = jnp.promote_types(x.dtype, w_lin.dtype)
 
