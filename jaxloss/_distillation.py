@@ -132,8 +132,13 @@ def linear_distillation_loss(
     few ``tb x vb`` float32 tiles (both heads' logits and the student's
     logit gradient), the GEMM operands, a float32 ``(N, D_s)``
     input-gradient accumulator and ``O(N)`` per-token statistics, never
-    ``O(N V)``. Block sizes (the library's ``HEADS`` policy) and half
-    precision as in ``linear_softmax_cross_entropy``.
+    ``O(N V)``. Block sizes follow the library's ``HEADS`` policy as in
+    ``linear_softmax_cross_entropy``, except the JSD's default on a CPU for
+    ``V <= 2^15``: the whole vocabulary as one block and ``2^22 / V`` tokens
+    per block (a multiple of 64, at least 128), so that both passes use each
+    tile's logits once (1.2x the dense time instead of 1.4x at N = 2048,
+    D = 512, V = 32000, with AVX-512 and with AVX2 only). Half precision as
+    in ``linear_softmax_cross_entropy``.
 
     **Vocabulary-parallel.** With ``axis_name``, call it inside
     ``jax.shard_map`` with both kernels (and biases) split over their
@@ -219,6 +224,7 @@ def linear_distillation_loss(
         temperature=temperature,
         precision=precision,
         axis_name=axis_name,
+        two_pass=divergence == "jsd",
     )
 
     out_dtype = jnp.promote_types(xs.dtype, ks.dtype)

@@ -281,8 +281,13 @@ def make_config(
     temperature=1.0,
     precision=jax.lax.Precision.HIGHEST,
     axis_name=None,
+    two_pass: bool = False,
 ) -> Config:
-    """Checks the tiling arguments and resolves them with the block policy (``_block_policy.HEADS``)."""
+    """Checks the tiling arguments and resolves them with the block policy (``_block_policy.HEADS``).
+
+    ``two_pass``: the declaration has an after-statistic (a second sweep),
+    whose default CPU blocks are ``_block_policy.resolve_two_pass_blocks``'.
+    """
     block_size = _block_policy.check_block_size(block_size, "block_size", fn)
     vocab_block_size = _block_policy.check_block_size(vocab_block_size, "vocab_block_size", fn)
     if softcap is not None:
@@ -290,9 +295,8 @@ def make_config(
     if _checks.is_traced(temperature):
         raise TypeError(f"{fn}: `temperature` must be a Python number, not a traced value.")
     _checks.check_temperature(temperature, fn)
-    blocks = _block_policy.resolve_blocks(
-        _block_policy.HEADS, n, v, block_size, vocab_block_size, dense=axis_name is None
-    )
+    resolve = _block_policy.resolve_two_pass_blocks if two_pass else _block_policy.resolve_blocks
+    blocks = resolve(_block_policy.HEADS, n, v, block_size, vocab_block_size, dense=axis_name is None)
     return Config(blocks, softcap, 1.0 / float(temperature), precision, axis_name)
 
 

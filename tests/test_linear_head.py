@@ -254,6 +254,22 @@ def test_none_block_sizes_are_dense_up_to_the_budget_then_tiled(name):
     assert "custom_vjp_call" in small  # a block size given: tiled even when small
 
 
+def test_two_pass_heads_take_the_whole_vocabulary_as_one_block_on_a_cpu():
+    heads = _block_policy.HEADS
+    whole = _block_policy.HEADS_TWO_PASS_WHOLE_VOCABULARY
+    resolve = _block_policy.resolve_two_pass_blocks
+    if jax.default_backend() == "cpu":
+        assert resolve(heads, 2048, 32000, None, None) == (128, 32000)
+        assert resolve(heads, 2048, 8000, None, None) == (512, 8000)
+        assert resolve(heads, 200, whole, None, None) == (128, whole)
+        assert resolve(heads, 100, whole, None, None, dense=False) == (100, whole)
+    # beyond the threshold, with a block size given, dense or vocabulary-parallel: the one policy
+    for args in [(2048, whole + 1, None, None), (2048, 32000, 64, None), (2048, 32000, None, 512)]:
+        assert resolve(heads, *args) == _block_policy.resolve_blocks(heads, *args)
+    assert resolve(heads, 64, 1024, None, None) is None
+    assert resolve(heads, 64, 1024, None, None, dense=False) == (64, 1024)
+
+
 # --------------------------------------------------------------------------- memory
 
 
