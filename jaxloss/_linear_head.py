@@ -41,9 +41,11 @@ the same declaration (whole logits, plain autodiff) up to
 
 A new head loss declares itself, it never writes a loop::
 
+    config = make_config(fn, n, v, block_size=block_size, vocab_block_size=vocab_block_size,
+                         softcap=logit_softcap, temperature=temperature, axis_name=axis_name)
     lse, label = statistics((LOGSUMEXP, LABEL_LOGIT), inputs, kernel, bias,
                             config=config, labels=labels, where=where)
-    log_prob = label - lse        # differentiable: the engine's backward
+    log_prob = label - lse        # per token, differentiable through the engine's backward
 
 Temporary memory of the tiled value and gradient: one forward tile and one
 backward tile (a few ``block_size x vocab_block_size`` float32 arrays each,
@@ -881,6 +883,16 @@ def statistics(
     tiled forward sweep is differentiated by JAX in forward mode instead
     (same memory as the forward pass).
     """
+    for stat in stats:
+        if stat.kind not in KINDS or stat.head not in (0, 1) or (stat.head == 1 and other is None):
+            raise ValueError(f"linear-head statistics: bad statistic {stat!r} (kinds {KINDS}, heads 0/1)")
+        if (
+            stat.kind in ("sum", "mean", "after")
+            and stat.term is None
+            or stat.kind == "after"
+            and not stat.grad
+        ):
+            raise ValueError(f"linear-head statistics: {stat!r} needs a term (and an after-statistic a grad)")
     x = jnp.asarray(inputs)
     k = jnp.asarray(kernel)
     xo, ko, bo = (None, None, None) if other is None else other
