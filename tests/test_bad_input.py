@@ -648,7 +648,13 @@ def test_bad_input_raises_naming_the_argument(case, mode):
 # number a ValueError, each message naming the argument. A new function that takes one is
 # one row here; `test_every_tiling_argument_has_a_case` finds the public ones.
 
-TILING_NAMES = ("block_size", "query_block_size", "vocab_block_size", "class_block_size")
+TILING_NAMES = (
+    "block_size",
+    "query_block_size",
+    "vocab_block_size",
+    "class_block_size",
+    "database_block_size",
+)
 BAD_TILES = [(2.5, T), (True, T), (0, V), (-1, V)]
 
 
@@ -667,10 +673,19 @@ W = jnp.zeros((4, 2), jnp.uint32)  # packed binary codes
 # (public name, function, array arguments, static keyword arguments, tiling argument)
 TILING = [
     ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=2), "block_size"),
-    ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=2), "query_block_size"),
+    ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=2), "database_block_size"),
+    ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=2), "query_block_size"),  # deprecated name
     ("sharded_knn", _sharded, (X, f(6, 3)), dict(k=2), "block_size"),
+    ("sharded_knn", _sharded, (X, f(6, 3)), dict(k=2), "database_block_size"),
     ("sharded_knn", _sharded, (X, f(6, 3)), dict(k=2), "query_block_size"),
     ("range_search", jaxloss.range_search, (X, f(6, 3)), dict(radius=1.0, max_results=2), "block_size"),
+    (
+        "range_search",
+        jaxloss.range_search,
+        (X, f(6, 3)),
+        dict(radius=1.0, max_results=2),
+        "database_block_size",
+    ),
     (
         "range_search",
         jaxloss.range_search,

@@ -57,7 +57,7 @@ def assert_knn_equal(got, expected, rtol=1e-5, atol=1e-5):
     np.testing.assert_allclose(np.asarray(d, np.float64), de, rtol=rtol, atol=atol)
 
 
-CASES = [  # (k, block_size, query_block_size)
+CASES = [  # (k, database_block_size, block_size)
     (5, 8, None),
     (1, None, None),
     (M, 7, None),
@@ -74,12 +74,12 @@ KNN_FLOAT32 = [
 ]
 
 
-@pytest.mark.parametrize("metric, k, block_size, query_block_size", KNN_FLOAT32)
-def test_knn_matches_brute_force_float32(metric, k, block_size, query_block_size):
+@pytest.mark.parametrize("metric, k, database_block_size, block_size", KNN_FLOAT32)
+def test_knn_matches_brute_force_float32(metric, k, database_block_size, block_size):
     # knn is jitted internally; jit/eager variants are exercised by the float64 test below.
     x = dataset(metric).astype(np.float32)
     q = x[:17]
-    d, i = jaxloss.knn(q, x, k, metric=metric, block_size=block_size, query_block_size=query_block_size)
+    d, i = jaxloss.knn(q, x, k, metric=metric, block_size=block_size, database_block_size=database_block_size)
     assert d.shape == i.shape == (17, k)
     assert d.dtype == (jnp.float64 if metric == "hamming" else jnp.float32)
     assert_knn_equal((d, i), brute_force(q, x, k, metric))
@@ -89,7 +89,7 @@ def test_knn_matches_brute_force_float32(metric, k, block_size, query_block_size
 @pytest.mark.parametrize("metric", METRICS)
 def test_knn_float64_queries_are_database(metric, variant):
     x = dataset(metric, seed=1).astype(np.float64)
-    d, i = variant(jaxloss.knn, k=9, metric=metric, block_size=16)(jnp.asarray(x), jnp.asarray(x))
+    d, i = variant(jaxloss.knn, k=9, metric=metric, database_block_size=16)(jnp.asarray(x), jnp.asarray(x))
     assert d.dtype == jnp.float64
     assert_knn_equal((d, i), brute_force(x, x, 9, metric), rtol=1e-12, atol=1e-12)
 
@@ -100,7 +100,7 @@ def test_knn_hamming_codes(dtype, packed, variant):
     bits = rng(4).integers(0, 2, (61, 70)).astype(dtype)
     n_bits = bits.shape[1]
     q, x = (jaxloss.pack_bits(bits[:11]), jaxloss.pack_bits(bits)) if packed else (bits[:11], bits)
-    d, i = variant(jaxloss.knn, k=12, metric="hamming", block_size=16)(q, x)
+    d, i = variant(jaxloss.knn, k=12, metric="hamming", database_block_size=16)(q, x)
     de, ie = brute_force(bits[:11], bits, 12, "hamming")
     np.testing.assert_array_equal(np.asarray(i), ie)
     if packed:  # counts of differing bits, as faiss IndexBinaryFlat
@@ -119,7 +119,7 @@ def packed_brute_force(qbits, xbits, k):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("k", "block_size", "query_block_size"),
+    ("k", "database_block_size", "block_size"),
     [
         (1, 256, None),  # runs of 16 rows, last block shifted back
         (5, 256, 7),  # runs of 8 rows, padded query blocks
@@ -128,7 +128,7 @@ def packed_brute_force(qbits, xbits, k):
         (65, 128, None),  # beyond the min-round selection: the lax.top_k scan
     ],
 )
-def test_knn_packed_exact_with_many_ties(k, block_size, query_block_size):
+def test_knn_packed_exact_with_many_ties(k, database_block_size, block_size):
     """12-bit codes (many equal counts): counts and indices equal a stable brute force."""
     r = rng(11)
     xbits = r.integers(0, 2, (1003, 12)).astype(bool)
@@ -140,7 +140,7 @@ def test_knn_packed_exact_with_many_ties(k, block_size, query_block_size):
         k,
         metric="hamming",
         block_size=block_size,
-        query_block_size=query_block_size,
+        database_block_size=database_block_size,
     )
     de, ie = packed_brute_force(qbits, xbits, k)
     assert d.dtype == jnp.int32 and i.dtype == jnp.int32
@@ -155,7 +155,7 @@ def test_knn_packed_matches_faiss_binary_flat():
     xbits = r.integers(0, 2, (5000, 256)).astype(bool)
     qbits = r.integers(0, 2, (300, 256)).astype(bool)
     d, i = jaxloss.knn(
-        jaxloss.pack_bits(qbits), jaxloss.pack_bits(xbits), 10, metric="hamming", block_size=2048
+        jaxloss.pack_bits(qbits), jaxloss.pack_bits(xbits), 10, metric="hamming", database_block_size=2048
     )
     index = faiss.IndexBinaryFlat(256)
     index.add(np.packbits(xbits, axis=1, bitorder="little"))
@@ -185,7 +185,7 @@ def test_knn_large_random_euclidean_matches_scipy():
     r = rng(5)
     x = r.normal(size=(3001, 24)).astype(np.float32)
     q = r.normal(size=(130, 24)).astype(np.float32)
-    got = jaxloss.knn(q, x, 10, block_size=512, query_block_size=64)
+    got = jaxloss.knn(q, x, 10, block_size=64, database_block_size=512)
     assert_knn_equal(got, brute_force(q, x, 10, "euclidean"), rtol=1e-6, atol=1e-6)
 
 
@@ -216,14 +216,14 @@ def test_top_k_is_stable():
 @pytest.mark.slow
 def test_knn_all_ties_lowest_index_first():
     x = jnp.ones((100, 3))
-    d, i = jaxloss.knn(x[:2], x, 10, block_size=7)
+    d, i = jaxloss.knn(x[:2], x, 10, database_block_size=7)
     np.testing.assert_array_equal(np.asarray(i), np.tile(np.arange(10), (2, 1)))
 
 
 def test_knn_under_outer_jit_with_static_k_and_metric():
     x = jnp.asarray(dataset("euclidean").astype(np.float32))
-    f = jax.jit(jaxloss.knn, static_argnames=("k", "metric", "block_size"))
-    got = f(x[:5], x, k=4, metric="cityblock", block_size=10)
+    f = jax.jit(jaxloss.knn, static_argnames=("k", "metric", "database_block_size"))
+    got = f(x[:5], x, k=4, metric="cityblock", database_block_size=10)
     assert_knn_equal(got, brute_force(x[:5], x, 4, "cityblock"))
 
 
@@ -256,7 +256,7 @@ def test_knn_property_matches_brute_force(m, q, data, metric):
     block = data.draw(st.integers(1, 50))
     x = dataset(metric, m=m, d=3, seed=m).astype(np.float32)
     queries = dataset(metric, m=q, d=3, seed=q + 100).astype(np.float32)
-    got = jaxloss.knn(queries, x, k, metric=metric, block_size=block)
+    got = jaxloss.knn(queries, x, k, metric=metric, database_block_size=block)
     assert_knn_equal(got, brute_force(queries, x, k, metric))
 
 
@@ -269,7 +269,7 @@ def test_knn_distance_gradients_match_torch(metric, p):
     _, idx = jaxloss.knn(q, x, 4, metric=metric)
 
     def loss(q, x):
-        return jnp.sum(jaxloss.knn(q, x, 4, metric=metric, block_size=16)[0] * jnp.arange(1, 5))
+        return jnp.sum(jaxloss.knn(q, x, 4, metric=metric, database_block_size=16)[0] * jnp.arange(1, 5))
 
     gq, gx = jax.jit(jax.grad(loss, (0, 1)))(jnp.asarray(q), jnp.asarray(x))
     qt = torch.tensor(q, requires_grad=True)
@@ -312,8 +312,8 @@ def test_knn_errors():
         jaxloss.knn(jnp.ones((2, 1), jnp.uint32), jnp.ones((2, 1)), 1, metric="hamming")
     with pytest.raises(ValueError, match="`block_size` must be a positive int"):
         jaxloss.knn(x, x, 2, block_size=0)
-    with pytest.raises(ValueError, match="`query_block_size` must be a positive int"):
-        jaxloss.knn(x, x, 2, query_block_size=-1)
+    with pytest.raises(ValueError, match="`database_block_size` must be a positive int"):
+        jaxloss.knn(x, x, 2, database_block_size=-1)
 
 
 # --------------------------------------------------------------------------- subprocess tests
@@ -339,7 +339,7 @@ def test_sharded_knn_matches_single_device():
         setups = ((meshes[0], None), (meshes[1], "b"))[: 2 if metric == "euclidean" else 1]
         for mesh, axis in setups:
             for k in (7,) if metric != "euclidean" else (1, 30, 103):
-                kw = dict(metric=name, block_size=8)
+                kw = dict(metric=name, database_block_size=8)
                 a = jaxloss.knn(q, x, k, **kw)
                 b = jaxloss.sharded_knn(q, x, k, mesh=mesh, axis_name=axis, **kw)
                 assert b[0].dtype == a[0].dtype, (metric, k)
@@ -407,7 +407,7 @@ def test_chunked_block_top_k_is_exact_with_ties(metric, k):
     r = np.random.default_rng(k)
     x = r.integers(0, 2, size=(3000, 6)).astype(np.float64)
     q = r.integers(0, 2, size=(40, 6)).astype(np.float64)
-    d, i = jaxloss.knn(q, x, k, metric=metric, block_size=2048)
+    d, i = jaxloss.knn(q, x, k, metric=metric, database_block_size=2048)
     ref = (
         -(q @ x.T) if metric == "dot" else ssd.cdist(q, x, {"sqeuclidean": "sqeuclidean"}.get(metric, metric))
     )
@@ -486,7 +486,7 @@ def random_filters(m, q, seed, keep=0.3, e=4):
     return mask, exclude
 
 
-FILTER_CASES = [  # (k, block_size): the selection each engine uses
+FILTER_CASES = [  # (k, database_block_size): the selection each engine uses
     (5, 256),  # GEMM scan with runs of rows; packed scan with runs
     (5, 16),  # no runs: every row of a block is a candidate
     (70, 32),  # k > 64: the lax.top_k scan
@@ -494,9 +494,9 @@ FILTER_CASES = [  # (k, block_size): the selection each engine uses
 
 
 @pytest.mark.parametrize("how", ["both", "mask", "exclude"])
-@pytest.mark.parametrize("k, block_size", FILTER_CASES)
+@pytest.mark.parametrize("k, database_block_size", FILTER_CASES)
 @pytest.mark.parametrize("metric", FILTER_METRICS)
-def test_filtered_knn_matches_brute_force(metric, k, block_size, how):
+def test_filtered_knn_matches_brute_force(metric, k, database_block_size, how):
     q, x, bits = filter_data(metric, 300, seed=31)
     mask, exclude = random_filters(300, 13, seed=32)
     kw = dict(
@@ -504,7 +504,7 @@ def test_filtered_knn_matches_brute_force(metric, k, block_size, how):
         exclude=exclude if how != "mask" else None,
     )
     name = "hamming" if metric == "packed" else metric
-    got = jaxloss.knn(q, x, k, metric=name, block_size=block_size, query_block_size=8, **kw)
+    got = jaxloss.knn(q, x, k, metric=name, block_size=8, database_block_size=database_block_size, **kw)
     assert got[0].shape == got[1].shape == (13, k)
     expected = filtered_brute_force(distance_matrix(q, x, metric, bits), k, metric, **kw)
     assert_filtered_equal(got, expected, metric)
@@ -522,7 +522,7 @@ def test_filtered_knn_fewer_allowed_rows_than_k(metric, dtype, variant):
     exclude = np.full((13, 2), -1)
     exclude[0] = [17, 17]
     name = "hamming" if metric == "packed" else metric
-    got = variant(jaxloss.knn, k=6, metric=name, block_size=16)(
+    got = variant(jaxloss.knn, k=6, metric=name, database_block_size=16)(
         q, x, database_mask=jnp.asarray(mask), exclude=jnp.asarray(exclude)
     )
     if metric != "packed":
@@ -550,9 +550,9 @@ def test_filtered_knn_everything_masked(metric):
 @pytest.mark.slow
 def test_filtered_knn_all_true_mask_and_no_exclusions_change_nothing():
     q, x, _ = filter_data("euclidean", 100, seed=35)
-    plain = jaxloss.knn(q, x, 7, block_size=32)
+    plain = jaxloss.knn(q, x, 7, database_block_size=32)
     masked = jaxloss.knn(
-        q, x, 7, block_size=32, database_mask=np.ones(100, bool), exclude=np.full((13, 3), -1)
+        q, x, 7, database_block_size=32, database_mask=np.ones(100, bool), exclude=np.full((13, 3), -1)
     )
     for a, b in zip(plain, masked, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -569,7 +569,7 @@ def test_filtered_knn_gradients_match_torch():
     exclude = np.array([[0, -1]] * 5)
 
     def loss(q, x):
-        d, _ = jaxloss.knn(q, x, 10, database_mask=mask, exclude=exclude, block_size=8)
+        d, _ = jaxloss.knn(q, x, 10, database_mask=mask, exclude=exclude, database_block_size=8)
         return jnp.sum(jnp.where(jnp.isfinite(d), d, 0) * jnp.arange(1, 11))
 
     _, idx = jaxloss.knn(q, x, 10, database_mask=mask, exclude=exclude)
@@ -606,8 +606,9 @@ def test_filtered_search_memory_does_not_grow_with_the_database(packed):
 
     small, large = temp_bytes(100_000), temp_bytes(2_000_000)
     assert large < 128 * 2**20, large  # 4,096 x 2,000,000 bools would be 8 GB
-    # the one per-row array that grows: the float path's squared norms (4 bytes per row)
-    assert large <= small + (0 if packed else 4 * 1_900_000) + 2**20, (small, large)
+    # the per-row arrays that grow: the float path's squared norms and its flags of the rows that
+    # may be returned (the mask and the finite rows, 4 + 1 bytes per row)
+    assert large <= small + (0 if packed else 5 * 1_900_000) + 2**20, (small, large)
 
 
 def test_filtered_knn_errors():
@@ -629,7 +630,7 @@ def test_sharded_filtered_knn_matches_single_device():
     code = """
     import jax, numpy as np
     import jaxloss
-    from tests.test_search import filter_data, random_filters
+    from tests.test_search import BAD_QUERY, BAD_ROWS, filter_data, random_filters, with_non_finite_rows
     assert jax.device_count() == 4, jax.devices()
     mesh = jax.make_mesh((4,), ("data",))
     checked = 0
@@ -643,16 +644,25 @@ def test_sharded_filtered_knn_matches_single_device():
         if metric in ("euclidean", "packed"):
             cases += [(5, dict(database_mask=mask)), (5, dict(exclude=exclude))]
         for k, kw in cases:
-            a = jaxloss.knn(q, x, k, metric=name, block_size=8, **kw)
-            b = jaxloss.sharded_knn(q, x, k, mesh=mesh, metric=name, block_size=8, **kw)
+            a = jaxloss.knn(q, x, k, metric=name, database_block_size=8, **kw)
+            b = jaxloss.sharded_knn(q, x, k, mesh=mesh, metric=name, database_block_size=8, **kw)
             msg = f"{metric} {k} {sorted(kw)}"
             np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]), err_msg=msg)
             np.testing.assert_array_equal(np.asarray(a[0]), np.asarray(b[0]), err_msg=msg)
             checked += 1
+    # NaN / inf database rows and a NaN query: each shard leaves its non-finite rows out
+    q, x, _, _ = with_non_finite_rows("euclidean", 103, seed=42)
+    for k in (5, 40):
+        a = jaxloss.knn(q, x, k, database_block_size=8)
+        b = jaxloss.sharded_knn(q, x, k, mesh=mesh, database_block_size=8)
+        assert (np.asarray(a[1])[BAD_QUERY] == -1).all() and not np.isin(np.asarray(a[1]), BAD_ROWS).any()
+        np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]), err_msg=f"non-finite {k}")
+        np.testing.assert_array_equal(np.asarray(a[0]), np.asarray(b[0]), err_msg=f"non-finite {k}")
+        checked += 1
     print("checked", checked)
     """
     out = run_python(code, devices=4)
-    assert "checked 16" in out
+    assert "checked 18" in out
 
 
 # --------------------------------------------------------------------------- range search
@@ -697,7 +707,7 @@ def assert_range_equal(got, expected, metric):
     assert_filtered_equal((d, i), (de, ie), metric)
 
 
-RANGE_CASES = [  # (max_results, block_size)
+RANGE_CASES = [  # (max_results, database_block_size)
     (3, 16),  # most counts exceed max_results
     (10, 256),
     (2, 128),  # runs of 8 rows: the count is reduced with the run maxima (minima)
@@ -706,15 +716,15 @@ RANGE_CASES = [  # (max_results, block_size)
 ]
 
 
-@pytest.mark.parametrize("max_results, block_size", RANGE_CASES)
+@pytest.mark.parametrize("max_results, database_block_size", RANGE_CASES)
 @pytest.mark.parametrize("metric", FILTER_METRICS)
-def test_range_search_matches_brute_force(metric, max_results, block_size, variant):
+def test_range_search_matches_brute_force(metric, max_results, database_block_size, variant):
     q, x, bits = filter_data(metric, 120, seed=50)
     name = "hamming" if metric == "packed" else metric
     radius = RANGE_RADIUS[metric]
-    got = variant(jaxloss.range_search, max_results=max_results, metric=name, block_size=block_size)(
-        q, x, radius
-    )
+    got = variant(
+        jaxloss.range_search, max_results=max_results, metric=name, database_block_size=database_block_size
+    )(q, x, radius)
     assert got[0].shape == got[1].shape == (13, max_results)
     expected = range_brute_force(distance_matrix(q, x, metric, bits), radius, max_results, metric)
     assert_range_equal(got, expected, metric)
@@ -732,7 +742,7 @@ def test_range_search_filters_and_per_query_radius(metric, dtype):
     steps = (1 + np.arange(13) % 3) * {"dot": 2, "cityblock": 1}.get(metric, 0.5)
     radius = RANGE_RADIUS[metric] * steps  # per query
     got = jaxloss.range_search(
-        q, x, radius, max_results=4, metric=name, block_size=32, database_mask=mask, exclude=exclude
+        q, x, radius, max_results=4, metric=name, database_block_size=32, database_mask=mask, exclude=exclude
     )
     dist = distance_matrix(q, x, metric, bits)
     expected = range_brute_force(dist, radius, 4, metric, mask, exclude)
@@ -773,7 +783,7 @@ def test_range_search_matches_faiss_range_search():
     index = faiss.IndexFlatL2(8)
     index.add(x)
     lims, fd, fi = index.range_search(q, radius**2)
-    d, i, n = jaxloss.range_search(q, x, radius, max_results=64, block_size=512)
+    d, i, n = jaxloss.range_search(q, x, radius, max_results=64, database_block_size=512)
     np.testing.assert_array_equal(np.asarray(n), np.diff(lims))
     for row in range(40):
         got = np.asarray(i[row])[: min(64, n[row])]
@@ -790,7 +800,7 @@ def test_range_search_gradients_match_torch():
     q = x[:5] + 0.1 * r.normal(size=(5, 4))
 
     def loss(q, x):
-        d, _, _ = jaxloss.range_search(q, x, 2.0, max_results=6, block_size=8)
+        d, _, _ = jaxloss.range_search(q, x, 2.0, max_results=6, database_block_size=8)
         return jnp.sum(jnp.where(jnp.isfinite(d), d, 0) * jnp.arange(1, 7))
 
     _, idx, _ = jaxloss.range_search(q, x, 2.0, max_results=6)
@@ -825,3 +835,160 @@ def test_range_search_empty_queries_and_errors():
     # a similarity threshold may be negative
     d, i, n = jaxloss.range_search(x, -x, -3.0, max_results=2, metric="dot")
     np.testing.assert_array_equal(np.asarray(n), 5)
+
+
+# --------------------------------------------------------------------------- non-finite rows, scale, tiling names
+
+BAD_ROWS = (0, 1, 6, 40, 41)  # NaN or inf rows: beside the queries' nearest rows, in several blocks
+BAD_QUERY = 4
+
+
+def with_non_finite_rows(metric, m, seed):
+    """(q, x with NaN/inf rows and one NaN query, x with finite copies of the queries in their
+    place, the finite-row mask): the copies would be the nearest rows if they were not left out."""
+    q, x, _ = filter_data(metric, m, seed=seed)
+    q, x = np.array(q), np.array(x)
+    filled = x.copy()
+    filled[list(BAD_ROWS)] = q[: len(BAD_ROWS)]  # as near as a row can be
+    x[BAD_ROWS[0], 2] = np.nan
+    x[BAD_ROWS[1]] = np.nan
+    x[BAD_ROWS[2], 0] = np.inf
+    x[BAD_ROWS[3], 1] = -np.inf
+    x[BAD_ROWS[4], 0] = np.nan
+    q[BAD_QUERY, 3] = np.nan
+    finite = np.ones(m, bool)
+    finite[list(BAD_ROWS)] = False
+    return q, x, filled, finite
+
+
+def expect_padding_for_bad_query(expected, metric):
+    d, i = (np.array(a) for a in expected[:2])
+    d[BAD_QUERY] = -np.inf if metric == "dot" else np.inf
+    i[BAD_QUERY] = -1
+    return (d, i) + tuple(np.array(a) for a in expected[2:])
+
+
+NON_FINITE_CASES = [  # (metric, k, database_block_size, block_size, filtered): each scan engine
+    ("euclidean", 5, 16, 4, False),  # GEMM scan, NaN rows in the blocks of the true neighbours
+    ("euclidean", 5, None, None, True),  # one tile; with database_mask and exclude
+    ("cosine", 5, 256, None, False),  # runs of rows
+    ("dot", 5, 16, 8, True),
+    ("cityblock", 5, 16, None, False),  # the lax.top_k scan
+    ("hamming", 5, 16, None, False),  # 0/1 codes held as floats
+    ("sqeuclidean", 70, 32, None, True),  # k > 64: the lax.top_k scan
+]
+
+
+@pytest.mark.parametrize("metric, k, database_block_size, block_size, filtered", NON_FINITE_CASES)
+def test_non_finite_rows_stay_local(metric, k, database_block_size, block_size, filtered):
+    """A NaN/inf database row is never returned and displaces nothing (as if masked out); a NaN
+    query gets padding; every other query's knn and range_search results are the brute force's."""
+    m = 120
+    q, x, filled, finite = with_non_finite_rows(metric, m, seed=61)
+    mask, exclude = random_filters(m, 13, seed=62, keep=0.7) if filtered else (None, None)
+    allowed = finite if mask is None else finite & mask
+    kw = dict(metric=metric, block_size=block_size, database_block_size=database_block_size)
+    dist = distance_matrix(np.nan_to_num(q), filled, metric)
+    got = jax.jit(functools.partial(jaxloss.knn, k=k, **kw))(q, x, database_mask=mask, exclude=exclude)
+    expected = filtered_brute_force(dist, k, metric, database_mask=allowed, exclude=exclude)
+    assert_filtered_equal(got, expect_padding_for_bad_query(expected, metric), metric)
+    radius = RANGE_RADIUS[metric]
+    got = jax.jit(functools.partial(jaxloss.range_search, max_results=k, **kw))(
+        q, x, radius, database_mask=mask, exclude=exclude
+    )
+    expected = range_brute_force(dist, radius, k, metric, database_mask=allowed, exclude=exclude)
+    expected = expect_padding_for_bad_query(expected, metric)
+    expected[2][BAD_QUERY] = 0
+    assert_range_equal(got, expected, metric)
+
+
+@pytest.mark.slow  # a gradient compilation; the values are checked in the fast loop above
+def test_non_finite_query_has_a_zero_gradient_and_leaves_the_others_alone():
+    q, _, filled, _ = with_non_finite_rows("euclidean", 60, seed=63)
+    x64 = jnp.asarray(filled, jnp.float64)
+    clean = q.copy()
+    clean[BAD_QUERY] = 0.5
+
+    def loss(q, x):
+        d = jaxloss.knn(q, x, 3)[0]
+        return jnp.sum(jnp.where(jnp.isfinite(d), d, 0.0))
+
+    grad = jax.jit(jax.grad(loss, (0, 1)))
+    gq, gx = grad(jnp.asarray(q, jnp.float64), x64)
+    assert np.isfinite(np.asarray(gq)).all() and np.isfinite(np.asarray(gx)).all()
+    np.testing.assert_array_equal(np.asarray(gq)[BAD_QUERY], 0.0)
+    gq_clean, _ = grad(jnp.asarray(clean, jnp.float64), x64)
+    others = np.arange(len(q)) != BAD_QUERY
+    np.testing.assert_allclose(np.asarray(gq)[others], np.asarray(gq_clean)[others])
+
+
+@pytest.mark.parametrize(
+    "dtype, scales",
+    [("float32", (1e-30, 1e30)), pytest.param("float64", (1e-300, 1e300), marks=pytest.mark.slow)],
+)
+def test_cosine_search_is_scale_free(dtype, scales):
+    """Queries and database scaled by tiny or huge factors: the same neighbours and distances
+    (every row is divided by its largest coordinate before anything is squared)."""
+    r = rng(64)
+    x = r.normal(size=(90, 7)).astype(dtype)
+    q = r.normal(size=(6, 7)).astype(dtype)
+    search = jax.jit(functools.partial(jaxloss.knn, k=5, metric="cosine", database_block_size=32))
+    d0, i0 = brute_force(q, x, 5, "cosine")
+    for sq in (1.0,) + scales:
+        for sx in (1.0,) + scales:
+            qs, xs = (q * np.asarray(sq, dtype)).astype(dtype), (x * np.asarray(sx, dtype)).astype(dtype)
+            assert np.isfinite(qs).all() and np.isfinite(xs).all() and (qs != 0).all()
+            d, i = search(qs, xs)
+            np.testing.assert_array_equal(np.asarray(i), i0, err_msg=f"{sq} {sx}")
+            np.testing.assert_allclose(np.asarray(d), d0, rtol=1e-5, atol=1e-6, err_msg=f"{sq} {sx}")
+
+
+@pytest.mark.slow  # a gradient compilation per dtype
+@pytest.mark.parametrize("dtype, scales", [("float32", (1e-30, 1e30)), ("float64", (1e-300, 1e300))])
+def test_cosine_search_gradients_are_finite_at_any_scale(dtype, scales):
+    r = rng(64)
+    x, q = r.normal(size=(90, 7)).astype(dtype), r.normal(size=(6, 7)).astype(dtype)
+    g = jax.jit(jax.grad(lambda a, b: jnp.sum(jaxloss.knn(a, b, 5, metric="cosine")[0]), (0, 1)))
+    g1q, g1x = g(jnp.asarray(q), jnp.asarray(x))
+    for s in scales:
+        gq, gx = g(jnp.asarray(q * s, dtype), jnp.asarray(x * s, dtype))
+        assert np.isfinite(np.asarray(gq)).all() and np.isfinite(np.asarray(gx)).all()
+        # d cos(s q, s x) / d(s q) = (1 / s) d cos(q, x) / dq
+        np.testing.assert_allclose(np.asarray(gq) * s, np.asarray(g1q), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(gx) * s, np.asarray(g1x), rtol=1e-4, atol=1e-6)
+
+
+def test_knn_needs_at_least_one_feature():
+    for q, x in (
+        (jnp.ones((3, 0)), jnp.ones((5, 0))),
+        (jnp.ones((3, 0), jnp.uint32), jnp.ones((5, 0), jnp.uint32)),
+    ):
+        with pytest.raises(ValueError, match=r"knn: `queries` and `database` need at least one feature"):
+            jaxloss.knn(q, x, 2, metric="hamming" if q.dtype == jnp.uint32 else "euclidean")
+    with pytest.raises(ValueError, match=r"range_search: `queries` and `database` need at least one feature"):
+        jaxloss.range_search(jnp.ones((3, 0)), jnp.ones((5, 0)), 1.0, max_results=2)
+
+
+def test_block_size_counts_queries_and_query_block_size_is_deprecated():
+    """block_size = queries per block, database_block_size = database rows per block; the former
+    name query_block_size still works for one minor version, with block_size read as before."""
+    q, x, _ = filter_data("euclidean", 100, seed=65)
+    from jaxloss import _search  # noqa: PLC0415
+
+    # (queries per block, database rows per block) of the scans
+    assert _search._auto_blocks(13, 100, "euclidean", False, *_search._tiling(3, 16, None, "knn")) == (3, 16)
+    new = jaxloss.knn(q, x, 4, block_size=3, database_block_size=16)
+    with pytest.warns(DeprecationWarning, match=r"knn: `query_block_size` is deprecated .* `block_size`"):
+        old = jaxloss.knn(q, x, 4, block_size=16, query_block_size=3)
+    for a, b in zip(new, old, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.warns(
+        DeprecationWarning, match="range_search: `query_block_size`"
+    ):  # as range_search reads it
+        assert _search._tiling(None, 16, 5, "range_search") == (5, 16)
+    with pytest.raises(
+        TypeError, match="cannot be combined with both `block_size` and `database_block_size`"
+    ):
+        jaxloss.knn(q, x, 4, block_size=3, database_block_size=16, query_block_size=3)
+    with pytest.raises(ValueError, match="`database_block_size` must be a positive int"):
+        jaxloss.knn(q, x, 4, database_block_size=0)
