@@ -9,10 +9,10 @@ process (median, min-max; ``benchmarks._timing.isolated``) and the two loss
 values are checked equal first. The note gives XLA's planned temporary memory
 of the two steps (``memory_analysis().temp_size_in_bytes``), here and at
 N = 8,192, D = 1,024, V = 131,072. Ratios are jaxloss time / dense time
-(lower is better). On a CPU with AVX-512 every row is also run with XLA
-limited to AVX2 (``benchmarks.bench_linear_cross_entropy.isa_environments``).
+(lower is better). ``python -m benchmarks --isa all --only distillation``
+times every row under each instruction set this CPU supports.
 
-    python -m benchmarks.bench_distillation [--quick] [--isa native,avx2]
+    python -m benchmarks.bench_distillation [--quick]
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import math
 import numpy as np
 
 from benchmarks._timing import isolated
-from benchmarks.bench_linear_cross_entropy import isa_environments
 
 MODULE = "bench_distillation"
 
@@ -78,53 +77,51 @@ def jax_step(n, d, v, divergence, fused):
     return lambda: float(jax.block_until_ready(step(xs, ks, xt, kt))[0])
 
 
-def run(quick: bool, isa: str | None = None) -> list[dict]:
+def run(quick: bool) -> list[dict]:
     n, d, v = (512, 256, 16000) if quick else (2048, 512, 32000)
     repeats = 2 if quick else 3
     rows = []
-    for label, jax_env, _ in isa_environments(isa):
-        for divergence in ("jsd", "forward_kl"):
-            sides = {
-                fused: isolated(
-                    MODULE,
-                    "jax_step",
-                    peer=False,
-                    repeats=repeats,
-                    return_result=True,
-                    environment=jax_env,
-                    n=n,
-                    d=d,
-                    v=v,
-                    divergence=divergence,
-                    fused=fused,
-                )
-                for fused in (True, False)
+    for divergence in ("jsd", "forward_kl"):
+        sides = {
+            fused: isolated(
+                MODULE,
+                "jax_step",
+                peer=False,
+                repeats=repeats,
+                return_result=True,
+                n=n,
+                d=d,
+                v=v,
+                divergence=divergence,
+                fused=fused,
+            )
+            for fused in (True, False)
+        }
+        ours, dense = (sides[True].pop("result"), sides[False].pop("result"))
+        assert abs(ours - dense) < 1e-4 * abs(ours), (ours, dense)  # equal work
+        here = (_temp_mib(_fused(divergence), n, d, v), _temp_mib(_dense(divergence), n, d, v))
+        big_n, big_d, big_v = 8192, 1024, 131072
+        small = {"block_size": 512, "vocab_block_size": 2048}
+        big = (
+            _temp_mib(_fused(divergence), big_n, big_d, big_v),
+            _temp_mib(_fused(divergence, **small), big_n, big_d, big_v),
+        )
+        logits = big_n * big_v * 4 / 2**20
+        note = (
+            f"temporary memory (memory_analysis): fused {here[0]:.0f} MiB, dense {here[1]:.0f} MiB here; "
+            f"at N=8192, D=1024, V=131072: fused {big[0]:.0f} MiB with the default blocks "
+            f"(1/{logits / big[0]:.0f} of one N x V float32 matrix), {big[1]:.0f} MiB with 512 x 2048 "
+            f"blocks (1/{logits / big[1]:.0f})"
+        )
+        rows.append(
+            {
+                "operation": f"linear_distillation_loss {divergence} value+grad (student x, kernel)",
+                "shapes": f"N={n}, D={d}, V={v} float32, both heads",
+                "jaxloss": sides[True],
+                "peers": {"dense JAX log_softmax of both N x V logit matrices": sides[False]},
+                "note": note,
             }
-            ours, dense = (sides[True].pop("result"), sides[False].pop("result"))
-            assert abs(ours - dense) < 1e-4 * abs(ours), (ours, dense)  # equal work
-            here = (_temp_mib(_fused(divergence), n, d, v), _temp_mib(_dense(divergence), n, d, v))
-            big_n, big_d, big_v = 8192, 1024, 131072
-            small = {"block_size": 512, "vocab_block_size": 2048}
-            big = (
-                _temp_mib(_fused(divergence), big_n, big_d, big_v),
-                _temp_mib(_fused(divergence, **small), big_n, big_d, big_v),
-            )
-            logits = big_n * big_v * 4 / 2**20
-            note = (
-                f"temporary memory (memory_analysis): fused {here[0]:.0f} MiB, dense {here[1]:.0f} MiB here; "
-                f"at N=8192, D=1024, V=131072: fused {big[0]:.0f} MiB with the default blocks "
-                f"(1/{logits / big[0]:.0f} of one N x V float32 matrix), {big[1]:.0f} MiB with 512 x 2048 "
-                f"blocks (1/{logits / big[1]:.0f})"
-            )
-            rows.append(
-                {
-                    "operation": f"linear_distillation_loss {divergence} value+grad (student x, kernel)",
-                    "shapes": f"N={n}, D={d}, V={v} float32, both heads{label}",
-                    "jaxloss": sides[True],
-                    "peers": {"dense JAX log_softmax of both N x V logit matrices": sides[False]},
-                    "note": note,
-                }
-            )
+        )
     return rows
 
 
@@ -133,9 +130,8 @@ def main():
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
-    parser.add_argument("--isa", default=None, help="native,avx2 (default: both where the CPU has AVX-512)")
     args = parser.parse_args()
-    rows = run(args.quick, args.isa)
+    rows = run(args.quick)
     print(f"ratio = {RATIO}\n{format_table(rows)}")
     for row in rows:
         print(f"- {row['note']}")

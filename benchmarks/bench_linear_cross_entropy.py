@@ -16,51 +16,21 @@ gives XLA's planned temporary memory of the JAX steps
 (``memory_analysis().temp_size_in_bytes``), here and at N = 8,192,
 D = 1,024, V = 131,072.
 
-On a CPU with AVX-512 every row is also run with XLA limited to AVX2
-(``XLA_FLAGS=--xla_cpu_max_isa=AVX2``, PyTorch with
-``ATEN_CPU_CAPABILITY=avx2``), the instruction set of many cloud machines;
-``--isa native`` skips it.
+``python -m benchmarks --isa all --only linear_cross_entropy`` times every
+row under each instruction set this CPU supports (``benchmarks._isa``).
 
-    python -m benchmarks.bench_linear_cross_entropy [--quick] [--isa native,avx2]
+    python -m benchmarks.bench_linear_cross_entropy [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import numpy as np
 
 from benchmarks._timing import isolated
 
 MODULE = "bench_linear_cross_entropy"
-
-
-def has_avx512() -> bool:
-    """Whether this CPU has AVX-512 (then an AVX2-only run is a distinct configuration)."""
-    try:
-        return "avx512f" in Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-
-
-def isa_environments(wanted: str | None = None) -> list[tuple[str, dict, dict]]:
-    """``[(label, jax side's environment, PyTorch side's environment)]`` for each instruction set.
-
-    ``native``: the process's own environment. ``avx2`` (only on an AVX-512
-    CPU): XLA limited to AVX2 (appended to any ``XLA_FLAGS``) and ATen's
-    kernels to AVX2.
-    """
-    names = [w.strip().lower() for w in (wanted or "native,avx2").split(",") if w.strip()]
-    out = []
-    for name in names:
-        if name == "native":
-            out.append(("", {}, {}))
-        elif name == "avx2" and has_avx512():
-            flags = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_max_isa=AVX2").strip()
-            out.append((", XLA max ISA AVX2", {"XLA_FLAGS": flags}, {"ATEN_CPU_CAPABILITY": "avx2"}))
-    return out
 
 
 def _fused(x, k, y):
@@ -151,61 +121,60 @@ def torch_step(n, d, v, chunked):
     return step
 
 
-def run(quick: bool, isa: str | None = None) -> list[dict]:
+def run(quick: bool) -> list[dict]:
     n, d, v = (512, 256, 16000) if quick else (2048, 512, 32000)
     repeats = 2 if quick else 3
     shape = {"n": n, "d": d, "v": v}
     here = {name: _temp_mib(LOSSES[name], n, d, v) for name in ("fused", "dense", "label_log_prob")}
     big = {name: _temp_mib(LOSSES[name], 8192, 1024, 131072) for name in ("fused", "dense", "label_log_prob")}
     rows = []
-    for label, jax_env, torch_env in isa_environments(isa):
 
-        def ours(loss, jax_env=jax_env):
-            options = {"repeats": repeats, "return_result": True, "environment": jax_env}
-            return isolated(MODULE, "jax_step", peer=False, loss=loss, **options, **shape)
+    def ours(loss):
+        options = {"repeats": repeats, "return_result": True}
+        return isolated(MODULE, "jax_step", peer=False, loss=loss, **options, **shape)
 
-        def torch_side(chunked, torch_env=torch_env):
-            options = {"repeats": repeats, "return_result": True, "environment": torch_env}
-            return isolated(MODULE, "torch_step", peer=True, chunked=chunked, **options, **shape)
+    def torch_side(chunked):
+        options = {"repeats": repeats, "return_result": True}
+        return isolated(MODULE, "torch_step", peer=True, chunked=chunked, **options, **shape)
 
-        fused, dense, chunked, default = ours("fused"), ours("dense"), torch_side(True), torch_side(False)
-        log_prob, dense_log_prob = ours("label_log_prob"), ours("dense_log_prob")
-        sides = (fused, dense, chunked, default, log_prob, dense_log_prob)
-        values = [t.pop("result") for t in sides]
-        assert max(values) - min(values) < 1e-5 * abs(values[0]), values  # equal work
-        note = (
-            f"temporary memory of the JAX value+grad step (memory_analysis): fused {here['fused']:.0f} MiB, "
-            f"dense {here['dense']:.0f} MiB at these shapes; fused {big['fused']:.0f} MiB, dense "
-            f"{big['dense']:.0f} MiB ({big['dense'] / big['fused']:.0f}x) at N=8192, D=1024, V=131072"
-        )
-        rows.append(
-            {
-                "operation": "linear_softmax_cross_entropy value+grad (x, kernel)",
-                "shapes": f"N={n}, D={d}, V={v} float32{label}",
-                "jaxloss": fused,
-                "peers": {
-                    "dense JAX x @ W + softmax CE (one GEMM fewer)": dense,
-                    "F.linear_cross_entropy, LinearCrossEntropyOptions() (chunked)": chunked,
-                    "F.linear_cross_entropy, options=None (default)": default,
-                },
-                "note": note,
-            }
-        )
-        rows.append(
-            {
-                "operation": "linear_softmax_statistics label_log_prob value+grad (x, kernel)",
-                "shapes": f"N={n}, D={d}, V={v} float32{label}",
-                "jaxloss": log_prob,
-                "peers": {
-                    "dense JAX log_softmax(x @ W) at the labels": dense_log_prob,
-                    "jaxloss linear_softmax_cross_entropy (same tiles)": fused,
-                },
-                "note": (
-                    f"temporary memory: {here['label_log_prob']:.0f} MiB here, {big['label_log_prob']:.0f} MiB "
-                    "at N=8192, D=1024, V=131072 (as the fused cross-entropy)"
-                ),
-            }
-        )
+    fused, dense, chunked, default = ours("fused"), ours("dense"), torch_side(True), torch_side(False)
+    log_prob, dense_log_prob = ours("label_log_prob"), ours("dense_log_prob")
+    sides = (fused, dense, chunked, default, log_prob, dense_log_prob)
+    values = [t.pop("result") for t in sides]
+    assert max(values) - min(values) < 1e-5 * abs(values[0]), values  # equal work
+    note = (
+        f"temporary memory of the JAX value+grad step (memory_analysis): fused {here['fused']:.0f} MiB, "
+        f"dense {here['dense']:.0f} MiB at these shapes; fused {big['fused']:.0f} MiB, dense "
+        f"{big['dense']:.0f} MiB ({big['dense'] / big['fused']:.0f}x) at N=8192, D=1024, V=131072"
+    )
+    rows.append(
+        {
+            "operation": "linear_softmax_cross_entropy value+grad (x, kernel)",
+            "shapes": f"N={n}, D={d}, V={v} float32",
+            "jaxloss": fused,
+            "peers": {
+                "dense JAX x @ W + softmax CE (one GEMM fewer)": dense,
+                "F.linear_cross_entropy, LinearCrossEntropyOptions() (chunked)": chunked,
+                "F.linear_cross_entropy, options=None (default)": default,
+            },
+            "note": note,
+        }
+    )
+    rows.append(
+        {
+            "operation": "linear_softmax_statistics label_log_prob value+grad (x, kernel)",
+            "shapes": f"N={n}, D={d}, V={v} float32",
+            "jaxloss": log_prob,
+            "peers": {
+                "dense JAX log_softmax(x @ W) at the labels": dense_log_prob,
+                "jaxloss linear_softmax_cross_entropy (same tiles)": fused,
+            },
+            "note": (
+                f"temporary memory: {here['label_log_prob']:.0f} MiB here, {big['label_log_prob']:.0f} MiB "
+                "at N=8192, D=1024, V=131072 (as the fused cross-entropy)"
+            ),
+        }
+    )
     return rows
 
 
@@ -214,9 +183,8 @@ def main():
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
-    parser.add_argument("--isa", default=None, help="native,avx2 (default: both where the CPU has AVX-512)")
     args = parser.parse_args()
-    rows = run(args.quick, args.isa)
+    rows = run(args.quick)
     print(f"ratio = {RATIO}\n{format_table(rows)}")
     for row in rows:
         print(f"- {row['note']}")
