@@ -86,9 +86,9 @@ from ._classification import (
 from ._linear_cross_entropy import linear_softmax_cross_entropy as linear_softmax_cross_entropy
 
 # --------------------------------------------------------------------------- LM head beyond cross-entropy
-from ._distillation import LinearSoftmaxStatistics as LinearSoftmaxStatistics
 from ._distillation import linear_distillation_loss as linear_distillation_loss
-from ._distillation import linear_softmax_statistics as linear_softmax_statistics
+from ._softmax_statistics import LinearSoftmaxStatistics as LinearSoftmaxStatistics
+from ._softmax_statistics import linear_softmax_statistics as linear_softmax_statistics
 
 # --------------------------------------------------------------------------- LLM post-training
 from ._preference import cpo_loss as cpo_loss
