@@ -180,18 +180,16 @@ def _parameter(value, dtype):
 # --------------------------------------------------------------------------- tile products
 
 
-def _segment_products(a, b, bounds, precision, negatives: bool):
-    """Prefix dot products ``a[:, :s_k] . b[..., :s_k]`` for every size, from one pass over the features.
+def _segment_products(a, b, bounds, precision):
+    """Prefix dot products ``a[:, :s_k] @ b[:, :s_k].T`` for every size, from one pass over the features.
 
-    ``a (r, d)``; ``b (c, d)`` gives ``(r, c)`` matrices, ``b (c, n, d)``
-    (``negatives``) gives ``(n, r, c)``. Segment ``k`` covers features
-    ``bounds[k]:bounds[k + 1]``; the prefixes are running sums of the
-    segments' products.
+    ``a (r, d)``, ``b (c, d)``: one ``(r, c)`` matrix per size. Segment ``k``
+    covers features ``bounds[k]:bounds[k + 1]``; the prefixes are running sums
+    of the segments' products.
     """
-    spec = "rd,cnd->nrc" if negatives else "rd,cd->rc"
     out, total = [], None
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        part = jnp.einsum(spec, a[:, lo:hi], b[..., lo:hi], precision=precision)
+        part = jnp.matmul(a[:, lo:hi], b[:, lo:hi].T, precision=precision)
         total = part if total is None else total + part
         out.append(total)
     return out
@@ -206,18 +204,44 @@ def _rowwise_products(a, b, bounds):
     return jnp.cumsum(jnp.stack(parts, axis=-1), axis=-1)
 
 
-def _similarities(a, a_inv, b, b_inv, bounds, precision, negatives=False):
-    """Per size, the (prefix) similarity matrices of ``a`` against ``b`` (cosines when inverses given)."""
+def _columns(side, keys):
+    """The ``(c w, d)`` column blocks ``keys`` of a side stacked (hard negatives ``(c, n, d)`` one per
+    column ``j``) and their inverse norms (None when the side is not normalised)."""
+    xs, invs = [], []
+    for key in keys:
+        x, inv = side[key], side.get(key + "_inv")
+        if x.ndim == 3:
+            xs += [x[:, j] for j in range(x.shape[1])]
+            invs += [] if inv is None else [inv[:, j] for j in range(x.shape[1])]
+        else:
+            xs.append(x)
+            invs += [] if inv is None else [inv]
+    stack = functools.partial(jnp.concatenate, axis=0)
+    return (xs[0] if len(xs) == 1 else stack(xs)), (
+        None if not invs else invs[0] if len(invs) == 1 else stack(invs)
+    )
+
+
+def _similarities(a, a_inv, b, b_inv, bounds, precision):
+    """Per size, the ``(r, c)`` (prefix) similarities of ``a (r, d)`` against ``b (c, d)``.
+
+    Cosines when the inverse norms are given (one size: the inputs are
+    scaled before the product; several: each prefix product is scaled).
+    """
     if a_inv is None:
-        return _segment_products(a, b, bounds, precision, negatives)
+        return _segment_products(a, b, bounds, precision)
     if len(bounds) == 2:  # one size: scale the (rows, d) inputs, not the (rows, cols) tile
-        a, b = a * a_inv, b * b_inv
-        return _segment_products(a, b, bounds, precision, negatives)
-    out = []
-    for k, p in enumerate(_segment_products(a, b, bounds, precision, negatives)):
-        bi = jnp.moveaxis(b_inv[..., k], -1, 0)[:, None, :] if negatives else b_inv[None, :, k]
-        out.append(p * a_inv[:, k][:, None] * bi)
-    return out
+        return _segment_products(a * a_inv, b * b_inv, bounds, precision)
+    return [
+        p * a_inv[:, k][:, None] * b_inv[None, :, k]
+        for k, p in enumerate(_segment_products(a, b, bounds, precision))
+    ]
+
+
+def _blocks(z, width):
+    """The ``(r, c)`` column blocks of a ``(r, c * width)`` matrix."""
+    c = z.shape[1] // width
+    return [z[:, i * c : (i + 1) * c] for i in range(width)]
 
 
 def _others(rows, cols):
@@ -286,42 +310,41 @@ class _RankingScores(NamedTuple):
 
     def __call__(self, params, rows, cols):
         lay, bounds, prec = self.layout, self.bounds, self.precision
-        scale = params["scale"]
+        scale, n = params["scale"], lay.negatives
 
-        def sims(a, b, negatives=False):
-            return _similarities(
-                rows[a], rows.get(a + "_inv"), cols[b], cols.get(b + "_inv"), bounds, prec, negatives
-            )
+        def sims(row, keys):  # one product per size over the stacked candidate columns
+            b, b_inv = _columns(cols, keys)
+            width = sum(cols[key].shape[1] if cols[key].ndim == 3 else 1 for key in keys)
+            return [
+                _blocks(z, width)
+                for z in _similarities(rows[row], rows.get(row + "_inv"), b, b_inv, bounds, prec)
+            ]
 
-        qd = sims("q", "doc")
-        qn = sims("q", "neg", True) if lay.negatives else None
-        qq = sims("q", "q") if lay.query_to_query else None
-        dd = sims("d", "doc") if lay.doc_to_doc else None
-        dn = sims("d", "neg", True) if lay.doc_to_doc and lay.negatives else None
+        candidates = ["doc"] + (["neg"] if n else [])
+        q_sims = sims("q", candidates + (["q"] if lay.query_to_query else []))
+        d_sims = sims("d", candidates) if lay.doc_to_doc else None
         others = _others(rows, cols)
         out = []
         for k in range(lay.sizes):
-            pos = qd[k] * scale
-            negs = [qn[k][j] * scale for j in range(lay.negatives)]
+            pos, negs = q_sims[k][0], q_sims[k][1 : 1 + n]
+            logits = [pos * scale, *(z * scale for z in negs)]
             if self.hardness is not None:
-                strength = params["strength"]
                 pen_pos, pen_neg = {
                     "in_batch_negatives": (others, others),
                     "hard_negatives": (None, ~others),
                     "all_negatives": (others, True),
                 }[self.hardness]
-                penalty = functools.partial(_penalty, strength)
-                pos_q = pos if pen_pos is None else pos + penalty(qd[k], pen_pos)
-                negs_q = [z + penalty(qn[k][j], pen_neg) for j, z in enumerate(negs)]
+                penalty = functools.partial(_penalty, params["strength"])
+                out.append(logits[0] if pen_pos is None else logits[0] + penalty(pos, pen_pos))
+                out += [z + penalty(s, pen_neg) for z, s in zip(logits[1:], negs, strict=True)]
             else:
-                pos_q, negs_q = pos, negs
-            out += [pos_q, *negs_q]
+                out += logits
             if lay.query_to_query:
-                out.append(qq[k] * scale)
+                out.append(q_sims[k][1 + n] * scale)
             if lay.doc_to_query and lay.penalty_on_positives:
-                out.append(pos)
+                out.append(logits[0])
             if lay.doc_to_doc:
-                out += [dd[k] * scale, *(dn[k][j] * scale for j in range(lay.negatives))]
+                out += [z * scale for z in d_sims[k]]
         return tuple(out)
 
 
@@ -618,7 +641,7 @@ class _GistScores(NamedTuple):
             out.append(mm(p, cp.T) * scale)
         if self.negatives:
             neg = unit(cols, "neg")
-            out += list(jnp.einsum("rd,cnd->nrc", a, neg, precision=prec) * scale)
+            out += [mm(a, neg[:, j].T) * scale for j in range(self.negatives)]
         return tuple(out)
 
 
