@@ -294,7 +294,7 @@ def _nested_ranking(queries, documents, negatives):
 
 
 def _encoder_inputs(rng, n, dtype, d):
-    return _f(rng, (d, 4), dtype), _f(rng, (n, d), dtype)
+    return _f(rng, (d, d), dtype), _f(rng, (n, d), dtype)
 
 
 def _tanh_layer(weights, inputs):
