@@ -378,8 +378,11 @@ def _lse(values):
 def _run(scores, stats, params, rows, cols, *, block_size, axis_name, matrices):
     """The statistics of a tile description: dense, tiled or a ring, by the contrastive block policy.
 
-    ``matrices``: score matrices per tile (the dense intermediate is
-    ``rows x columns x matrices`` elements).
+    ``matrices``: the score matrices of one nested size per tile (its dense
+    intermediate is ``rows x columns x matrices`` elements, ``B x B(1+n)``
+    for plain MNRL). Nested Matryoshka sizes are not counted: they share the
+    products of the largest size, and narrower column blocks would cost the
+    tile's matrix products their speed.
     """
     n = jax.tree_util.tree_leaves(rows)[0].shape[0]
     m = n * (jax.lax.axis_size(axis_name) if axis_name is not None else 1)
@@ -560,7 +563,14 @@ def multiple_negatives_ranking_loss(
     scores = _RankingScores(layout, bounds, hardness_mode, precision)
     stats = _ranking_stats(layout)
     out = _run(
-        scores, stats, params, rows, cols, block_size=block_size, axis_name=axis_name, matrices=layout.count
+        scores,
+        stats,
+        params,
+        rows,
+        cols,
+        block_size=block_size,
+        axis_name=axis_name,
+        matrices=layout.per_size()["count"],
     )
 
     # the positive logits, one per query and size (never penalised)
