@@ -698,8 +698,9 @@ def gist_loss(
       negatives: ``(B, n, d)`` hard negatives or None; column ``j`` is
         masked by the guide as one anchor-negative block, as
         sentence-transformers' ``CachedGISTEmbedLoss``.
-      guide_anchors, guide_positives: ``(B, g)`` the guide's embeddings of
-        the same texts (``g`` may differ from ``d``).
+      guide_anchors: ``(B, g)`` the guide's embeddings of the anchors' texts
+        (``g`` may differ from ``d``).
+      guide_positives: ``(B, g)`` the guide's embeddings of the positives.
       guide_negatives: ``(B, n, g)``, required with ``negatives``.
       temperature: positive temperature ``T`` (may be traced).
       margin_strategy: ``"absolute"`` or ``"relative"``.
