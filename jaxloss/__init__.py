@@ -2,8 +2,10 @@
 
 The core API follows optax's conventions (per-example values, never reduced;
 ``axis`` and ``where`` options); :mod:`jaxloss.torch` mirrors PyTorch's names
-and numbers. Every function jit-compiles, vmaps and differentiates, with
-finite gradients at every finite input.
+and numbers. Every function jit-compiles, vmaps and differentiates
+(reverse mode; the tiled custom-VJP paths have no forward mode), with a
+finite value and gradient at every finite input where the mathematical value
+is finite.
 """
 
 # ruff: noqa: I001  (sections follow the layout of docs/design.md, not the alphabet)
@@ -54,6 +56,7 @@ from ._retrieval import precision_at_k as precision_at_k
 from ._retrieval import r_precision as r_precision
 from ._retrieval import recall_at_k as recall_at_k
 from ._retrieval import reciprocal_rank as reciprocal_rank
+from ._retrieval import relevant_counts as relevant_counts
 
 # --------------------------------------------------------------------------- divergences
 from ._divergences import bhattacharyya_distance as bhattacharyya_distance
@@ -86,6 +89,14 @@ from ._linear_cross_entropy import linear_softmax_cross_entropy as linear_softma
 from ._distillation import LinearSoftmaxStatistics as LinearSoftmaxStatistics
 from ._distillation import linear_distillation_loss as linear_distillation_loss
 from ._distillation import linear_softmax_statistics as linear_softmax_statistics
+
+# --------------------------------------------------------------------------- LLM post-training
+from ._preference import cpo_loss as cpo_loss
+from ._preference import dpo_loss as dpo_loss
+from ._preference import kto_loss as kto_loss
+from ._preference import orpo_loss as orpo_loss
+from ._preference import simpo_loss as simpo_loss
+from ._policy import grpo_loss as grpo_loss
 
 # --------------------------------------------------------------------------- labelled batches (mining masks)
 from ._batch import negative_mask as negative_mask
@@ -167,11 +178,14 @@ __all__ = [
     "cosine_distance",
     "cosine_embedding_loss",
     "cosine_similarity",
+    "cpo_loss",
     "cross_entropy",
+    "dpo_loss",
     "entropy",
     "frobenius_norm",
     "generalized_kl_divergence",
     "gist_loss",
+    "grpo_loss",
     "hellinger_distance",
     "hinge_embedding_loss",
     "hit_rate",
@@ -182,6 +196,7 @@ __all__ = [
     "kl_divergence",
     "kl_divergence_with_log_targets",
     "knn",
+    "kto_loss",
     "l2_loss",
     "lifted_structured_loss",
     "linear_distillation_loss",
@@ -199,6 +214,7 @@ __all__ = [
     "npair_loss",
     "ntxent",
     "nuclear_norm",
+    "orpo_loss",
     "pack_bits",
     "pairwise_distance",
     "pdist",
@@ -213,6 +229,7 @@ __all__ = [
     "recall_at_k",
     "reciprocal_rank",
     "reduce",
+    "relevant_counts",
     "renyi_divergence",
     "safe_softmax_cross_entropy",
     "semi_hard_triplet_loss",
@@ -220,6 +237,7 @@ __all__ = [
     "sigmoid_binary_cross_entropy",
     "sigmoid_contrastive_loss",
     "sigmoid_focal_loss",
+    "simpo_loss",
     "smooth_l1_loss",
     "smooth_labels",
     "soft_nearest_neighbor_loss",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Sequence
 
 import jax
@@ -65,10 +66,52 @@ def compute_dtype(*dtypes) -> np.dtype:
         if jnp.issubdtype(dt, jnp.floating):
             floats.append(jnp.float32 if is_low_precision(dt) else dt)
         elif jnp.issubdtype(dt, jnp.complexfloating):
-            raise TypeError(f"jaxloss works on real arrays; got dtype {dt}")
+            fn, arg = _public_caller_and_complex_argument()
+            raise TypeError(f"{fn}: `{arg}` must be real (jaxloss works on real arrays); got dtype {dt}.")
     if not floats:
         return default_float_dtype()
     return jnp.result_type(*floats)
+
+
+def _is_complex(value) -> bool:
+    dt = getattr(value, "dtype", None)
+    if dt is None:
+        try:
+            dt = np.asarray(value).dtype
+        except Exception:  # noqa: BLE001 - any object that is not array-like is not complex
+            return False
+    try:
+        return bool(jnp.issubdtype(dt, jnp.complexfloating))
+    except TypeError:
+        return False
+
+
+def _public_caller_and_complex_argument() -> tuple[str, str]:
+    """Names the public function that received a complex array, and that argument, for the error.
+
+    Found on the call stack, so that no function has to thread its name down to the dtype
+    policy: the outermost frame of a public function of ``jaxloss``, ``jaxloss.torch`` or
+    ``jaxloss.torch.linalg`` (its ``fn`` string if it has one, else its name) and its first
+    parameter holding a complex array. Falls back to ``"jaxloss"`` and ``"input"``. Runs
+    only on the error path.
+    """
+    public = set()
+    for module in ("jaxloss", "jaxloss.torch", "jaxloss.torch.linalg"):
+        public.update(getattr(sys.modules.get(module), "__all__", ()))
+    fn, arg = "jaxloss", "input"
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if frame.f_globals.get("__name__", "").startswith("jaxloss") and code.co_name in public:
+            local = frame.f_locals
+            name = local.get("fn")
+            params = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+            complex_params = [p for p in params if _is_complex(local.get(p))]
+            if complex_params:  # the outermost public frame that was handed the complex array
+                fn = name if isinstance(name, str) else code.co_name
+                arg = complex_params[0]
+        frame = frame.f_back
+    return fn, arg
 
 
 def output_dtype(*dtypes) -> np.dtype:

@@ -5,13 +5,13 @@ module: ``cdist`` / ``pdist`` (euclidean, sqeuclidean, seuclidean,
 mahalanobis, cosine, correlation, dot and the boolean counts) and the in-batch
 metric-learning losses. The blocked search (``knn``) uses only
 :func:`ranking_scores`, a query-invariant ranking form without centring (its
-winners are re-scored exactly); no caller passes ``shift=`` at present.
+winners are re-scored exactly).
 
 Conventions, the same for every caller:
 
 * **Centring.** Squared distances ``|x_i - y_j|^2 = |x_i|^2 + |y_j|^2 - 2 x_i.y_j``
-  are computed after subtracting one common shift from both sets (by default
-  the mean of the rows of ``x`` and ``y`` together; ``shift=`` passes another).
+  are computed after subtracting one common shift from both sets, the mean
+  of the rows of ``x`` and ``y`` together.
   Distances do not change; the cancellation of large norms (data with a
   common offset) does. Being shift-invariant, they get no gradient through
   the shift (it is a ``stop_gradient``).
@@ -218,9 +218,7 @@ def _centred_squared_jvp(precision, primals, tangents):
     return out, jnp.where(keep, dd2, 0)
 
 
-def squared_euclidean(
-    x, y=None, *, same: bool = False, shift=None, metric_matrix=None, precision=HIGHEST
-) -> jax.Array:
+def squared_euclidean(x, y=None, *, same: bool = False, metric_matrix=None, precision=HIGHEST) -> jax.Array:
     """``(n, m)`` squared distances ``(x_i - y_j)^T S (x_i - y_j)`` (``S = I`` by default).
 
     One product of the centred rows, ``|x_i|^2 + |y_j|^2 - 2 x_i . y_j``
@@ -235,8 +233,6 @@ def squared_euclidean(
       x: ``(n, d)``.
       y: ``(m, d)``, or None for ``x`` (implies ``same``).
       same: ``y`` is ``x``: exactly symmetric, exactly zero diagonal.
-      shift: ``(d,)`` subtracted from both sets before the product; None means
-        :func:`mean_shift` of ``x`` and ``y``.
       metric_matrix: optional symmetric positive semi-definite ``(d, d)``.
       precision: precision of the products.
 
@@ -251,8 +247,8 @@ def squared_euclidean(
     if n * m * d <= DIRECT_ELEMENTS:
         out = rowwise_squared_euclidean(x[:, None, :], y[None, :, :], metric_matrix)
         return _zero_diagonal(_symmetric(out, same), same)
-    mu = mean_shift(x, None if same else y) if shift is None else jnp.asarray(shift, x.dtype)
-    mu = jax.lax.stop_gradient(mu)  # distances are shift-invariant: the gradient through mu is 0
+    # distances are shift-invariant: the gradient through the shift is 0
+    mu = jax.lax.stop_gradient(mean_shift(x, None if same else y))
     xc, yc = x - mu, y - mu
     if metric_matrix is None:
         return _centred_squared(xc, None if same else yc, precision)
@@ -266,11 +262,9 @@ def squared_euclidean(
     return _zero_diagonal(jnp.where(d2 <= _noise(xx[:, 0], yy[:, 0], d), 0.0, d2), same)
 
 
-def euclidean(
-    x, y=None, *, same: bool = False, shift=None, metric_matrix=None, precision=HIGHEST
-) -> jax.Array:
+def euclidean(x, y=None, *, same: bool = False, metric_matrix=None, precision=HIGHEST) -> jax.Array:
     """``(n, m)`` distances: the safe square root (gradient 0 at 0) of :func:`squared_euclidean`."""
-    d2 = squared_euclidean(x, y, same=same, shift=shift, metric_matrix=metric_matrix, precision=precision)
+    d2 = squared_euclidean(x, y, same=same, metric_matrix=metric_matrix, precision=precision)
     return _numerics.sqrt(d2)
 
 

@@ -193,6 +193,10 @@ def _retrieval(rng, n, dtype, d):
     return nbrs, jnp.asarray(rng.integers(0, 3, size=n), dtype=jnp.int32), ref
 
 
+def _retrieval_labels(rng, n, dtype, d):
+    return _retrieval(rng, n, dtype, d)[1:]
+
+
 def _scored(rng, n, dtype, d, levels=2):
     return _f(rng, (n, d), dtype), jnp.asarray(rng.integers(0, levels, size=(n, d)), dtype=jnp.int32)
 
@@ -237,6 +241,43 @@ def _values(rng, n, dtype, d):
 
 def _label_only(rng, n, dtype, d):
     return (_labels(rng, n),)
+
+
+def _sequence_logps(rng, n, dtype, d):
+    """Policy and reference log-probabilities of n chosen and n rejected completions (summed)."""
+    c, r = -rng.uniform(5, 30, n), -rng.uniform(5, 30, n)
+    arrays = (c, r, c + rng.normal(0, 3, n), r + rng.normal(0, 3, n))
+    return tuple(jnp.asarray(a, dtype) for a in arrays)
+
+
+def _sequence_pairs(rng, n, dtype, d):
+    return _sequence_logps(rng, n, dtype, d)[:2]
+
+
+def _average_logps(rng, n, dtype, d):
+    """Average per-token log-probabilities of n chosen and n rejected completions."""
+    return tuple(jnp.asarray(-rng.uniform(0.2, 3.0, n), dtype) for _ in range(2))
+
+
+def _unpaired_logps(rng, n, dtype, d):
+    logps = -rng.uniform(5, 30, n)
+    labels = jnp.asarray(np.arange(n) % 2 == 0)
+    return jnp.asarray(logps, dtype), labels, jnp.asarray(logps + rng.normal(0, 3, n), dtype)
+
+
+def _token_logps(rng, n, dtype, d):
+    """GRPO: per-token log-probabilities (n, d), mask, advantages, old and reference log-probabilities."""
+    lp = -rng.uniform(0.05, 4.0, (n, d))
+    mask = jnp.asarray(rng.uniform(size=(n, d)) > 0.25)
+    arrays = (lp, rng.normal(size=n), lp + rng.normal(0, 0.3, (n, d)), lp + rng.normal(0, 0.5, (n, d)))
+    lp, adv, old, ref = (jnp.asarray(a, dtype) for a in arrays)
+    return lp, mask, adv, old, ref
+
+
+def _grpo_call(log_probs, mask, advantages, old_log_probs, ref_log_probs):
+    return jaxloss.grpo_loss(
+        log_probs, mask, advantages, old_log_probs=old_log_probs, ref_log_probs=ref_log_probs, beta=0.1
+    )
 
 
 def _check_inputs_call(logits, labels):
@@ -375,12 +416,21 @@ CORE = [
         translation=True,
     ),
     S(
+        "relevant_counts",
+        jaxloss.relevant_counts,
+        _retrieval_labels,
+        diff=(),
+        batch=(0, None),
+        family="search",
+        lowp=False,
+    ),
+    S(
         "precision_at_k",
         jaxloss.precision_at_k,
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -390,7 +440,7 @@ CORE = [
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -400,7 +450,7 @@ CORE = [
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -410,7 +460,7 @@ CORE = [
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -418,7 +468,7 @@ CORE = [
         "reciprocal_rank",
         jaxloss.reciprocal_rank,
         _scored,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -428,7 +478,7 @@ CORE = [
         "average_precision",
         jaxloss.average_precision,
         _scored,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -438,7 +488,7 @@ CORE = [
         "normalized_dcg",
         jaxloss.normalized_dcg,
         _scored_graded,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -448,7 +498,7 @@ CORE = [
         "hit_rate",
         jaxloss.hit_rate,
         _scored,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -620,6 +670,52 @@ CORE = [
         diff=(0, 1),
         batch=(0, None, 0),
         family="classification",
+    ),
+    # LLM post-training (sequence and token log-probabilities)
+    S(
+        "dpo_loss",
+        jaxloss.dpo_loss,
+        _sequence_logps,
+        dict(beta=0.3),
+        diff=(0, 1, 2, 3),
+        family="preference",
+        translation=True,
+    ),
+    S(
+        "simpo_loss",
+        jaxloss.simpo_loss,
+        _average_logps,
+        dict(beta=2.0),
+        diff=(0, 1),
+        family="preference",
+        translation=True,
+    ),
+    S(
+        "cpo_loss",
+        jaxloss.cpo_loss,
+        _sequence_pairs,
+        dict(beta=0.3),
+        diff=(0, 1),
+        family="preference",
+        translation=True,
+    ),
+    S("orpo_loss", jaxloss.orpo_loss, _average_logps, diff=(0, 1), family="preference"),
+    S(
+        "kto_loss",
+        jaxloss.kto_loss,
+        _unpaired_logps,
+        dict(beta=0.3, kl=0.5),
+        diff=(0, 2),
+        family="preference",
+        translation=True,
+    ),
+    S(
+        "grpo_loss",
+        _grpo_call,
+        _token_logps,
+        diff=(0, 2, 3, 4),
+        kind="set",
+        family="preference",
     ),
     # metric learning
     S(

@@ -16,6 +16,7 @@ import types
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxloss
@@ -166,6 +167,8 @@ CASES = [
     ("precision_at_k", jaxloss.precision_at_k, (NB, L[:3], REF), {}, V, "neighbor_indices"),
     ("precision_at_k", jaxloss.precision_at_k, (NB, L, REF), dict(reduction="avg"), V, "reduction"),
     ("recall_at_k", jaxloss.recall_at_k, (NB, L, REF), dict(k=0), V, "k"),
+    ("relevant_counts", jaxloss.relevant_counts, (L, REF.astype(float)), {}, T, "reference_labels"),
+    ("relevant_counts", jaxloss.relevant_counts, (L[:, None], REF), {}, V, "query_labels"),
     ("recall_at_k", jaxloss.recall_at_k, (NB, L.astype(float), REF), {}, T, "query_labels"),
     ("r_precision", jaxloss.r_precision, (NB, L, REF.astype(float)), {}, T, "reference_labels"),
     ("r_precision", jaxloss.r_precision, (NB[0], L, REF), {}, V, "neighbor_indices"),
@@ -178,13 +181,13 @@ CASES = [
         "neighbor_indices",
     ),
     ("reciprocal_rank", jaxloss.reciprocal_rank, (X, L), {}, V, "relevance"),
-    ("reciprocal_rank", jaxloss.reciprocal_rank, (X, i(4, 3)), dict(top_k=0), V, "top_k"),
+    ("reciprocal_rank", jaxloss.reciprocal_rank, (X, i(4, 3)), dict(k=0), V, "k"),
     ("average_precision", jaxloss.average_precision, (i(4, 3), i(4, 3)), {}, T, "scores"),
     ("average_precision", jaxloss.average_precision, (f(4, 0), i(4, 0)), {}, V, "scores"),
-    ("normalized_dcg", jaxloss.normalized_dcg, (X, i(4, 3)), dict(top_k=2.5), T, "top_k"),
+    ("normalized_dcg", jaxloss.normalized_dcg, (X, i(4, 3)), dict(k=2.5), T, "k"),
     ("normalized_dcg", jaxloss.normalized_dcg, (X, f(4, 3, dtype="complex64")), {}, T, "relevance"),
     ("hit_rate", jaxloss.hit_rate, (X, i(4, 2)), {}, V, "relevance"),
-    ("hit_rate", jaxloss.hit_rate, (X, i(4, 3)), dict(top_k=True), T, "top_k"),
+    ("hit_rate", jaxloss.hit_rate, (X, i(4, 3)), dict(k=True), T, "k"),
     # cross-batch memory
     ("queue_init", jaxloss.queue_init, (), dict(size=0, dim=3), V, "size"),
     ("queue_init", jaxloss.queue_init, (), dict(size=4, dim=2.0), T, "dim"),
@@ -430,7 +433,7 @@ CASES = [
     ),
     ("linear_softmax_cross_entropy", jaxloss.linear_softmax_cross_entropy, (X, f(4, 5), L), {}, V, "kernel"),
     # margin and proxy losses
-    ("arcface_loss", jaxloss.arcface_loss, (X, f(3), L), {}, V, "weights"),
+    ("arcface_loss", jaxloss.arcface_loss, (X, f(3), L), {}, V, "kernel"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), dict(sub_centers=2), V, "sub_centers"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), dict(margin=3.5), V, "margin"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), dict(scale=0.0), V, "scale"),
@@ -446,7 +449,7 @@ CASES = [
         T,
         "class_block_size",
     ),
-    ("cosface_loss", jaxloss.cosface_loss, (X, f(4, 5), L), {}, V, "weights"),
+    ("cosface_loss", jaxloss.cosface_loss, (X, f(4, 5), L), {}, V, "kernel"),
     ("proxy_anchor_loss", jaxloss.proxy_anchor_loss, (X, f(3, 5), L), dict(alpha=0.0), V, "alpha"),
     ("proxy_anchor_loss", jaxloss.proxy_anchor_loss, (X, f(5, 3), L), {}, V, "proxies"),
     ("proxy_nca_loss", jaxloss.proxy_nca_loss, (X, f(3, 5), L), dict(scale=-1.0), V, "scale"),
@@ -608,6 +611,80 @@ CASES = [
     ("torch.margin_ranking_loss", jt.margin_ranking_loss, (f(4), f(3), f(4)), {}, V, "input2"),
     ("torch.hinge_embedding_loss", jt.hinge_embedding_loss, (X, Y), dict(reduction="avg"), V, "reduction"),
     ("check_inputs", lambda lg, lb: jaxloss.check_inputs(logits=lg, labels=lb), (X, L), {}, V, "num_classes"),
+    # LLM post-training
+    ("dpo_loss", jaxloss.dpo_loss, (f(4), f(4)), dict(loss_type="sigmod"), V, "loss_type"),
+    ("dpo_loss", jaxloss.dpo_loss, (f(4), f(3)), {}, V, "rejected_logps"),
+    ("dpo_loss", jaxloss.dpo_loss, (f(4), f(4), f(4, 1), f(4, 1)), {}, V, "ref_chosen_logps"),
+    ("dpo_loss", jaxloss.dpo_loss, (f(4), f(4), f(4)), {}, V, "ref_rejected_logps"),
+    ("dpo_loss", jaxloss.dpo_loss, (i(4), f(4)), {}, T, "chosen_logps"),
+    ("dpo_loss", jaxloss.dpo_loss, (f(4), f(4)), dict(loss_type="exo_pair"), V, "label_smoothing"),
+    (
+        "dpo_loss",
+        jaxloss.dpo_loss,
+        (f(4), f(4)),
+        dict(loss_type="robust", label_smoothing=0.5),
+        V,
+        "label_smoothing",
+    ),
+    (
+        "dpo_loss",
+        jaxloss.dpo_loss,
+        (f(4), f(4)),
+        dict(loss_type="hinge", label_smoothing=0.1),
+        V,
+        "label_smoothing",
+    ),
+    ("dpo_loss", jaxloss.dpo_loss, (f(4), f(4)), dict(loss_type="sppo_hard", beta=0.0), V, "beta"),
+    (
+        "dpo_loss",
+        jaxloss.dpo_loss,
+        (f(4), f(4)),
+        dict(loss_type="discopop", discopop_tau=0.0),
+        V,
+        "discopop_tau",
+    ),
+    ("simpo_loss", jaxloss.simpo_loss, (f(4), f(4)), dict(label_smoothing=0.7), V, "label_smoothing"),
+    ("simpo_loss", jaxloss.simpo_loss, (f(4), f(2)), {}, V, "rejected_logps"),
+    ("cpo_loss", jaxloss.cpo_loss, (f(4), f(4)), dict(label_smoothing=-0.1), V, "label_smoothing"),
+    ("cpo_loss", jaxloss.cpo_loss, (f(4), f(4, 1)), {}, V, "rejected_logps"),
+    ("orpo_loss", jaxloss.orpo_loss, (f(4), f(5)), {}, V, "rejected_logps"),
+    ("orpo_loss", jaxloss.orpo_loss, (f(4), f(4)), dict(beta=float("nan")), V, "beta"),
+    ("kto_loss", jaxloss.kto_loss, (f(4), None), {}, T, "preference_labels"),
+    ("kto_loss", jaxloss.kto_loss, (f(4), f(3)), {}, V, "preference_labels"),
+    ("kto_loss", jaxloss.kto_loss, (f(4), f(4), f(3)), {}, V, "ref_log_probs"),
+    ("kto_loss", jaxloss.kto_loss, (f(4), f(4)), dict(kl=jnp.zeros(4)), V, "kl"),
+    ("grpo_loss", jaxloss.grpo_loss, (X, X, f(4)), dict(loss_type="ppo"), V, "loss_type"),
+    (
+        "grpo_loss",
+        jaxloss.grpo_loss,
+        (X, X, f(4)),
+        dict(importance_sampling_level="seq"),
+        V,
+        "importance_sampling_level",
+    ),
+    ("grpo_loss", jaxloss.grpo_loss, (X, X, f(4)), dict(loss_type="dr_grpo"), V, "max_completion_length"),
+    (
+        "grpo_loss",
+        jaxloss.grpo_loss,
+        (X, X, f(4)),
+        dict(loss_type="dr_grpo", max_completion_length=0),
+        V,
+        "max_completion_length",
+    ),
+    (
+        "grpo_loss",
+        jaxloss.grpo_loss,
+        (X, X, f(4)),
+        dict(loss_type="dr_grpo", max_completion_length=2.5),
+        T,
+        "max_completion_length",
+    ),
+    ("grpo_loss", jaxloss.grpo_loss, (X, f(4, 2), f(4)), {}, V, "completion_mask"),
+    ("grpo_loss", jaxloss.grpo_loss, (X, X, f(3)), {}, V, "advantages"),
+    ("grpo_loss", jaxloss.grpo_loss, (f(4), f(4), f(4)), {}, V, "log_probs"),
+    ("grpo_loss", jaxloss.grpo_loss, (X, X, f(4)), dict(beta=-0.1), V, "beta"),
+    ("grpo_loss", jaxloss.grpo_loss, (X, X, f(4)), dict(epsilon_high=-0.2), V, "epsilon_high"),
+    ("grpo_loss", jaxloss.grpo_loss, (X, X, f(4)), dict(old_log_probs=f(4, 2)), V, "old_log_probs"),
 ]
 
 
@@ -687,6 +764,7 @@ TILING = [
     ("gist_loss", jaxloss.gist_loss, (X, Y), dict(guide_anchors=X, guide_positives=Y), "block_size"),
     ("ntxent", jaxloss.ntxent, (X, L), {}, "block_size"),
     ("supervised_contrastive_loss", jaxloss.supervised_contrastive_loss, (X, L), {}, "block_size"),
+    ("npair_loss", jaxloss.npair_loss, (X, Y), {}, "block_size"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), {}, "block_size"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), {}, "class_block_size"),
     ("cosface_loss", jaxloss.cosface_loss, (X, f(3, 5), L), {}, "block_size"),
@@ -736,3 +814,42 @@ def test_tiling_argument_rule(row, value, exc):
     with pytest.raises(exc) as info:
         jax.block_until_ready(call(*args))
     assert f"`{arg}`" in str(info.value), str(info.value)
+
+
+# ------------------------------------------------------------------ complex input
+# jaxloss works on real arrays: a complex array in a floating argument is a TypeError naming
+# the public function and the argument ("fn: `arg` must be real ..."), eagerly and under jit.
+
+_REAL_MESSAGE = r"^([\w.]+): `(\w+)` must be real \(jaxloss works on real arrays\); got dtype complex64\.$"
+# layout conversions keep any dtype, as scipy's
+_ANY_DTYPE = {"squareform"}
+COMPLEX = [s for s in SPECS.values() if s.diff and s.name not in _ANY_DTYPE]
+
+
+def _public_parameters(name):
+    """The parameters of the public function (core or torch face) an error message names."""
+    found = set()
+    for module in (jaxloss, jt, jtl):
+        obj = getattr(module, name, None)
+        if callable(obj):
+            found |= set(inspect.signature(obj).parameters)
+    return found
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+@pytest.mark.parametrize("spec", COMPLEX, ids=[s.name for s in COMPLEX])
+def test_complex_input_names_the_function_and_the_argument(spec, mode):
+    import re  # noqa: PLC0415
+
+    args = list(spec.args(n=3, dtype="float32", d=2))
+    i = spec.diff[0]
+    args[i] = np.asarray(args[i]).astype(np.complex64)
+    with pytest.raises(TypeError) as info:
+        if mode == "jit":  # traced: raised while tracing, nothing compiled
+            jax.eval_shape(spec.call, *args)
+        else:
+            spec.call(*args)
+    match = re.match(_REAL_MESSAGE, str(info.value))
+    assert match, str(info.value)
+    fn, arg = match.groups()
+    assert arg in _public_parameters(fn), (spec.name, str(info.value))
