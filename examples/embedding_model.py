@@ -93,10 +93,10 @@ def retrieval_quality(embed, queries, documents, k=10):
     for size in SIZES:
         qs, ds = (x[:, :size] / jnp.linalg.norm(x[:, :size], axis=-1, keepdims=True) for x in (q, d))
         scores = qs @ ds.T
-        ndcg = jaxloss.normalized_dcg(scores, jnp.eye(len(ids)), top_k=k)
+        ndcg = jaxloss.normalized_dcg(scores, jnp.eye(len(ids)), k=k)
         _, neighbours = jaxloss.knn(qs, ds, k, metric="cosine")
-        recall = jaxloss.recall_at_k(neighbours, ids, ids, k)
-        out[size] = (float(jnp.mean(ndcg)), float(recall))
+        recall = jaxloss.recall_at_k(neighbours, ids, ids, k)  # one value per query
+        out[size] = (float(jnp.mean(ndcg)), float(jnp.mean(recall)))
     return out
 
 

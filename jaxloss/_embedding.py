@@ -222,18 +222,23 @@ def _columns(side, keys):
     )
 
 
-def _similarities(a, a_inv, b, b_inv, bounds, precision):
-    """Per size, the ``(r, c)`` (prefix) similarities of ``a (r, d)`` against ``b (c, d)``.
+def _similarities(a, a_inv, b, b_inv, bounds, precision, scale):
+    """Per size, the ``(r, c)`` logits ``scale * sim`` of ``a (r, d)`` against ``b (c, d)``.
 
-    Cosines when the inverse norms are given (one size: the inputs are
-    scaled before the product; several: each prefix product is scaled).
+    Cosines when the inverse norms are given. The row factors (the scale, and
+    with one size the inverse norms) multiply the ``(r, d)`` and ``(c, d)``
+    blocks before the product, never the tile (a factor on the tile would make
+    its gradient a tile-sized reduction); with several sizes each prefix
+    product is scaled by its own inverse norms, the scale folded into the row
+    factor.
     """
     if a_inv is None:
-        return _segment_products(a, b, bounds, precision)
-    if len(bounds) == 2:  # one size: scale the (rows, d) inputs, not the (rows, cols) tile
-        return _segment_products(a * a_inv, b * b_inv, bounds, precision)
+        return _segment_products(a * scale, b, bounds, precision)
+    if len(bounds) == 2:
+        return _segment_products(a * (a_inv * scale), b * b_inv, bounds, precision)
+    rows = a_inv * scale
     return [
-        p * a_inv[:, k][:, None] * b_inv[None, :, k]
+        p * rows[:, k][:, None] * b_inv[None, :, k]
         for k, p in enumerate(_segment_products(a, b, bounds, precision))
     ]
 
@@ -317,7 +322,7 @@ class _RankingScores(NamedTuple):
             width = sum(cols[key].shape[1] if cols[key].ndim == 3 else 1 for key in keys)
             return [
                 _blocks(z, width)
-                for z in _similarities(rows[row], rows.get(row + "_inv"), b, b_inv, bounds, prec)
+                for z in _similarities(rows[row], rows.get(row + "_inv"), b, b_inv, bounds, prec, scale)
             ]
 
         candidates = ["doc"] + (["neg"] if n else [])
@@ -326,31 +331,31 @@ class _RankingScores(NamedTuple):
         others = _others(rows, cols)
         out = []
         for k in range(lay.sizes):
-            pos, negs = q_sims[k][0], q_sims[k][1 : 1 + n]
-            logits = [pos * scale, *(z * scale for z in negs)]
+            logits = q_sims[k][: 1 + n]  # scale * sim of the document and the negatives
             if self.hardness is not None:
                 pen_pos, pen_neg = {
                     "in_batch_negatives": (others, others),
                     "hard_negatives": (None, ~others),
                     "all_negatives": (others, True),
                 }[self.hardness]
-                penalty = functools.partial(_penalty, params["strength"])
-                out.append(logits[0] if pen_pos is None else logits[0] + penalty(pos, pen_pos))
-                out += [z + penalty(s, pen_neg) for z, s in zip(logits[1:], negs, strict=True)]
+                # strength * stop_gradient(sim), sim = logits / scale: no gradient to the scale either
+                penalty = functools.partial(_penalty, params["strength"] / jax.lax.stop_gradient(scale))
+                out.append(logits[0] if pen_pos is None else logits[0] + penalty(logits[0], pen_pos))
+                out += [z + penalty(z, pen_neg) for z in logits[1:]]
             else:
                 out += logits
             if lay.query_to_query:
-                out.append(q_sims[k][1 + n] * scale)
+                out.append(q_sims[k][1 + n])
             if lay.doc_to_query and lay.penalty_on_positives:
                 out.append(logits[0])
             if lay.doc_to_doc:
-                out += [z * scale for z in d_sims[k]]
+                out += d_sims[k]
         return tuple(out)
 
 
-def _penalty(strength, sim, mask):
-    """``strength * stop_gradient(sim)`` on ``mask`` (a boolean matrix, or True for every pair)."""
-    pen = strength * jax.lax.stop_gradient(sim)
+def _penalty(strength, logits, mask):
+    """``strength * stop_gradient(logits)`` on ``mask`` (a boolean matrix, or True for every pair)."""
+    pen = strength * jax.lax.stop_gradient(logits)
     return pen if mask is True else jnp.where(mask, pen, 0)
 
 
@@ -638,20 +643,20 @@ class _GistScores(NamedTuple):
     def __call__(self, params, rows, cols):
         scale, prec = params["scale"], self.precision
 
-        def unit(side, key):
-            return side[key] * side[key + "_inv"][..., 0:1]
+        def unit(side, key, factor=1.0):  # the inverse norms (and the scale) on the (b, d) block
+            return side[key] * (side[key + "_inv"][..., 0:1] * factor)
 
-        a, p = unit(rows, "a"), unit(rows, "p")
+        a, p = unit(rows, "a", scale), unit(rows, "p", scale)
         cp = unit(cols, "p")
         mm = functools.partial(jnp.matmul, precision=prec)
-        out = [mm(a, cp.T) * scale]
+        out = [mm(a, cp.T)]
         if self.anchors:
-            out.append(mm(a, unit(cols, "a").T) * scale)
+            out.append(mm(a, unit(cols, "a").T))
         if self.positives:
-            out.append(mm(p, cp.T) * scale)
+            out.append(mm(p, cp.T))
         if self.negatives:
             neg = unit(cols, "neg")
-            out += [mm(a, neg[:, j].T) * scale for j in range(self.negatives)]
+            out += [mm(a, neg[:, j].T) for j in range(self.negatives)]
         return tuple(out)
 
 
