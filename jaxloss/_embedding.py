@@ -60,29 +60,43 @@ MARGIN_STRATEGIES = ("absolute", "relative")
 # --------------------------------------------------------------------------- normalisation
 
 
-def inverse_norms(x, bounds: Sequence[int]):
-    """``(..., K)`` inverse L2 norms of the prefixes ``x[..., :bounds[k + 1]]``, scale-free.
+def prefix_norms(x, bounds: Sequence[int]):
+    """Scale-free norms of nested prefixes: ``1 / |x[:s_K]|`` and the ratios ``|x[:s_K]| / |x[:s_k]|``.
 
-    Each row is divided by its largest magnitude (a constant for autodiff:
-    the norm is homogeneous, so the gradient is exact) before squaring, so
-    neither tiny nor huge embeddings underflow or overflow. A zero prefix has
-    inverse norm 0: it normalises to the zero vector, with a zero gradient.
-    ``bounds`` starts at 0 and increases.
+    ``bounds = (0, s_1, ..., s_K)`` increasing. Returns ``inv (..., 1)``, the
+    inverse norm of the largest prefix, and ``ratio (..., K - 1)``, so that
+    the unit prefix ``k`` is ``x[:s_k] * inv * ratio[k]``: products of
+    ``x * inv`` (entries at most 1 in magnitude) never overflow or underflow.
+    Each row is divided by its largest magnitude (a constant for autodiff: the
+    norms are homogeneous, so the gradient is exact) before squaring. A zero
+    prefix has ``inv`` or ``ratio`` 0: it normalises to the zero vector, with
+    a zero gradient.
     """
-    m = jax.lax.stop_gradient(jnp.max(jnp.abs(x), axis=-1, keepdims=True, initial=0))
+    top = bounds[-1]
+    m = jax.lax.stop_gradient(jnp.max(jnp.abs(x[..., :top]), axis=-1, keepdims=True, initial=0))
     m = jnp.where(m > 0, m, 1)
     y = x / m
     squares = [
         jnp.sum(y[..., a:b] * y[..., a:b], axis=-1) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
     ]
     sq = jnp.cumsum(jnp.stack(squares, axis=-1), axis=-1)
-    has = sq > 0
-    return jnp.where(has, jax.lax.rsqrt(jnp.where(has, sq, 1)), 0) / m
+    full = sq[..., -1:]
+    has = full > 0
+    inv = jnp.where(has, jax.lax.rsqrt(jnp.where(has, full, 1)), 0) / m
+    part = sq[..., :-1]
+    has = (part > 0) & (full > 0)
+    ratio = jnp.where(has, jnp.sqrt(jnp.where(has, full, 1) / jnp.where(has, part, 1)), 0)
+    return inv, ratio
+
+
+def inverse_norms(x, bounds: Sequence[int] | None = None):
+    """``(..., 1)`` scale-free inverse L2 norm of ``x[..., :bounds[-1]]`` (0 for a zero row)."""
+    return prefix_norms(x, (0, x.shape[-1]) if bounds is None else bounds)[0]
 
 
 def _unit(x):
     """``x / |x|`` along the last axis, scale-free; a zero row stays zero."""
-    return x * inverse_norms(x, (0, x.shape[-1]))
+    return x * inverse_norms(x)
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -195,51 +209,38 @@ def _segment_products(a, b, bounds, precision):
     return out
 
 
-def _rowwise_products(a, b, bounds):
-    """``(B, K)`` prefix dot products of matching rows."""
-    parts = [
-        jnp.sum(a[..., lo:hi] * b[..., lo:hi], axis=-1)
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-    return jnp.cumsum(jnp.stack(parts, axis=-1), axis=-1)
+def _columns(side, keys, suffixes=("", "_inv", "_ratio")):
+    """The column blocks ``keys`` of a side stacked into ``(c w, ...)`` arrays, one per suffix (the
+    embeddings, their inverse norms, their prefix ratios; None where the side has none); hard
+    negatives ``(c, n, ...)`` give one block per column ``j``."""
+    out = []
+    for suffix in suffixes:
+        parts = []
+        for key in keys:
+            x = side.get(key + suffix)
+            if x is None:
+                continue
+            parts += [x[:, j] for j in range(x.shape[1])] if side[key].ndim == 3 else [x]
+        out.append(None if not parts else parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0))
+    return out
 
 
-def _columns(side, keys):
-    """The ``(c w, d)`` column blocks ``keys`` of a side stacked (hard negatives ``(c, n, d)`` one per
-    column ``j``) and their inverse norms (None when the side is not normalised)."""
-    xs, invs = [], []
-    for key in keys:
-        x, inv = side[key], side.get(key + "_inv")
-        if x.ndim == 3:
-            xs += [x[:, j] for j in range(x.shape[1])]
-            invs += [] if inv is None else [inv[:, j] for j in range(x.shape[1])]
-        else:
-            xs.append(x)
-            invs += [] if inv is None else [inv]
-    stack = functools.partial(jnp.concatenate, axis=0)
-    return (xs[0] if len(xs) == 1 else stack(xs)), (
-        None if not invs else invs[0] if len(invs) == 1 else stack(invs)
-    )
-
-
-def _similarities(a, a_inv, b, b_inv, bounds, precision, scale):
+def _similarities(a, a_norms, b, b_norms, bounds, precision, scale):
     """Per size, the ``(r, c)`` logits ``scale * sim`` of ``a (r, d)`` against ``b (c, d)``.
 
-    Cosines when the inverse norms are given. The row factors (the scale, and
-    with one size the inverse norms) multiply the ``(r, d)`` and ``(c, d)``
-    blocks before the product, never the tile (a factor on the tile would make
-    its gradient a tile-sized reduction); with several sizes each prefix
-    product is scaled by its own inverse norms, the scale folded into the row
-    factor.
+    ``a_norms``/``b_norms``: ``(inv, ratio)`` of :func:`prefix_norms` (cosines)
+    or None (dot products). The row factors (the scale and the inverse norms)
+    multiply the ``(r, d)`` and ``(c, d)`` blocks before the product, never
+    the tile (a factor on the tile would make its gradient a tile-sized
+    reduction); each smaller prefix product is then multiplied by its norm
+    ratios.
     """
-    if a_inv is None:
+    if a_norms is None:
         return _segment_products(a * scale, b, bounds, precision)
-    if len(bounds) == 2:
-        return _segment_products(a * (a_inv * scale), b * b_inv, bounds, precision)
-    rows = a_inv * scale
-    return [
-        p * rows[:, k][:, None] * b_inv[None, :, k]
-        for k, p in enumerate(_segment_products(a, b, bounds, precision))
+    (a_inv, a_ratio), (b_inv, b_ratio) = a_norms, b_norms
+    products = _segment_products(a * (a_inv * scale), b * b_inv, bounds, precision)
+    return [p * a_ratio[:, k][:, None] * b_ratio[None, :, k] for k, p in enumerate(products[:-1])] + [
+        products[-1]
     ]
 
 
@@ -317,12 +318,15 @@ class _RankingScores(NamedTuple):
         lay, bounds, prec = self.layout, self.bounds, self.precision
         scale, n = params["scale"], lay.negatives
 
+        def norms(side):  # (inv, ratio) or None
+            return None if side[1] is None else (side[1], side[2])
+
         def sims(row, keys):  # one product per size over the stacked candidate columns
-            b, b_inv = _columns(cols, keys)
+            b = _columns(cols, keys)
+            a = (rows[row], rows.get(row + "_inv"), rows.get(row + "_ratio"))
             width = sum(cols[key].shape[1] if cols[key].ndim == 3 else 1 for key in keys)
             return [
-                _blocks(z, width)
-                for z in _similarities(rows[row], rows.get(row + "_inv"), b, b_inv, bounds, prec, scale)
+                _blocks(z, width) for z in _similarities(a[0], norms(a), b[0], norms(b), bounds, prec, scale)
             ]
 
         candidates = ["doc"] + (["neg"] if n else [])
@@ -359,7 +363,18 @@ def _penalty(strength, logits, mask):
     return pen if mask is True else jnp.where(mask, pen, 0)
 
 
+class _Logit(NamedTuple):
+    """The term ``z[index]`` of a tile (a hashable callback)."""
+
+    index: int
+
+    def __call__(self, scores, rows, cols):
+        return scores[self.index]
+
+
 def _ranking_stats(layout: _RankingLayout) -> tuple:
+    """Per size: the logsumexps of every direction; last, per size, the positive logit (the
+    diagonal of the query-document block, which no hardness penalty touches)."""
     stat = _tile_engine.Stat
     stats = []
     for k in range(layout.sizes):
@@ -370,6 +385,7 @@ def _ranking_stats(layout: _RankingLayout) -> tuple:
             stats += [stat("lse", "col", score=i) for i in layout.index(k, "dq")]
         if layout.doc_to_doc:
             stats += [stat("lse", mask=_others, score=i) for i in layout.index(k, "dd")]
+    stats += [stat("sum", mask=_same, term=_Logit(layout.index(k, "qd")[0])) for k in range(layout.sizes)]
     return tuple(stats)
 
 
@@ -550,14 +566,15 @@ def multiple_negatives_ranking_loss(
         doc_to_doc="doc_to_doc" in dirs,
         penalty_on_positives=hardness_mode in ("in_batch_negatives", "all_negatives"),
     )
-    inv = (lambda x: inverse_norms(x, bounds)) if normalized else (lambda x: None)
 
     def side(**named):
         out = {}
         for key, x in named.items():
             out[key] = x
             if normalized:
-                out[key + "_inv"] = inv(x)
+                out[key + "_inv"], ratio = prefix_norms(x, bounds)
+                if len(sizes) > 1:
+                    out[key + "_ratio"] = ratio
         return out
 
     rows = side(q=q, **({"d": doc} if layout.doc_to_doc else {}))
@@ -578,11 +595,7 @@ def multiple_negatives_ranking_loss(
         matrices=layout.per_size()["count"],
     )
 
-    # the positive logits, one per query and size (never penalised)
-    own = _rowwise_products(q, doc, bounds)
-    if normalized:
-        own = own * rows["q_inv"] * (cols["doc_inv"])
-    positives = params["scale"] * own
+    positives = jnp.stack(out[-len(sizes) :], axis=-1)  # the positive logits (never penalised)
 
     it = iter(out)
     total = jnp.zeros((), positives.dtype)
@@ -811,7 +824,7 @@ def gist_loss(
     rb, cb = (None, None) if bl is None else bl
     tiling = _tile_engine.Tiling(scores, stats, rb, cb, axis_name=axis_name)
     lses = _tile_engine.statistics(tiling, {"scale": scale}, rows, cols, row_data, col_data)
-    own = jnp.sum(a * p, axis=-1) * rows["a_inv"][:, 0] * rows["p_inv"][:, 0] * scale
+    own = jnp.sum((a * rows["a_inv"]) * (p * rows["p_inv"]), axis=-1) * scale
     total = jnp.sum(_lse(list(lses)) - own)
     return _tiles.global_mean(total, jnp.asarray(n_rows, own.dtype), axis_name).astype(out_dtype)
 

@@ -91,6 +91,9 @@ def cached_embeddings(encode_fn: Callable, params, inputs, *, chunk_size: int):
     if not callable(encode_fn):
         raise TypeError(f"{fn}: `encode_fn` must be callable; got {type(encode_fn).__name__} {encode_fn!r}.")
     chunk = _checks.check_positive_int(chunk_size, "chunk_size", fn, allow_none=False)
+    for name, tree in (("params", params), ("inputs", inputs)):
+        for leaf in jax.tree_util.tree_leaves(tree):
+            _checks.check_real(leaf, name, fn)
     leaves = jax.tree_util.tree_leaves(inputs)
     if not leaves:
         raise ValueError(f"{fn}: `inputs` must hold at least one array; got {inputs!r}.")
