@@ -125,6 +125,14 @@ from ._contrastive import sigmoid_contrastive_loss as sigmoid_contrastive_loss
 from ._contrastive import soft_nearest_neighbor_loss as soft_nearest_neighbor_loss
 from ._contrastive import supervised_contrastive_loss as supervised_contrastive_loss
 
+# --------------------------------------------------------------------------- embedding-model training
+from ._embedding import angle_loss as angle_loss
+from ._embedding import cosent_loss as cosent_loss
+from ._embedding import gist_loss as gist_loss
+from ._embedding import matryoshka_loss as matryoshka_loss
+from ._embedding import multiple_negatives_ranking_loss as multiple_negatives_ranking_loss
+from ._gradient_cache import cached_embeddings as cached_embeddings
+
 # --------------------------------------------------------------------------- pair-mining losses
 from ._pair_mining import circle_loss as circle_loss
 from ._pair_mining import multi_similarity_loss as multi_similarity_loss
@@ -151,18 +159,21 @@ __all__ = [
     "EmbeddingQueue",
     "LinearSoftmaxStatistics",
     "absolute_error",
+    "angle_loss",
     "arcface_loss",
     "average_precision",
     "batch_all_triplet_loss",
     "batch_hard_triplet_loss",
     "bhattacharyya_distance",
     "binary_cross_entropy",
+    "cached_embeddings",
     "cdist",
     "check_inputs",
     "circle_loss",
     "clip_loss",
     "contrastive_loss",
     "convex_kl_divergence",
+    "cosent_loss",
     "cosface_loss",
     "cosine_distance",
     "cosine_embedding_loss",
@@ -173,6 +184,7 @@ __all__ = [
     "entropy",
     "frobenius_norm",
     "generalized_kl_divergence",
+    "gist_loss",
     "grpo_loss",
     "hellinger_distance",
     "hinge_embedding_loss",
@@ -192,8 +204,10 @@ __all__ = [
     "linear_softmax_statistics",
     "margin_ranking_loss",
     "matrix_norm",
+    "matryoshka_loss",
     "mean_average_precision_at_r",
     "multi_similarity_loss",
+    "multiple_negatives_ranking_loss",
     "negative_mask",
     "norm",
     "normalized_dcg",

@@ -293,6 +293,61 @@ def _sharded_knn(queries, database, k):
     return jaxloss.sharded_knn(queries, database, k, mesh=_mesh())
 
 
+# embedding-model training: hard negatives (B, 2, d); the guide of GIST is a batched argument
+
+
+def _query_doc_negatives(rng, n, dtype, d):
+    return _f(rng, (n, d), dtype), _f(rng, (n, d), dtype), _f(rng, (n, 2, d), dtype)
+
+
+def _gist_inputs(rng, n, dtype, d):
+    a, p, neg = _query_doc_negatives(rng, n, dtype, d)
+    ga = _f(rng, (n, 4), dtype)
+    return a, p, neg, ga, ga + _f(rng, (n, 4), dtype, 0.7), _f(rng, (n, 2, 4), dtype)
+
+
+def _gist(anchors, positives, negatives, guide_anchors, guide_positives, guide_negatives, **kw):
+    return jaxloss.gist_loss(
+        anchors,
+        positives,
+        negatives,
+        guide_anchors=guide_anchors,
+        guide_positives=guide_positives,
+        guide_negatives=guide_negatives,
+        **kw,
+    )
+
+
+def _scored_pairs(rng, n, dtype, d):
+    return _f(rng, (n, d), dtype), _f(rng, (n, d), dtype), jnp.asarray(rng.uniform(size=n), dtype=dtype)
+
+
+def _nested_ranking(queries, documents, negatives):
+    """MNRL over the full size and half of it, through the generic Matryoshka wrapper."""
+    d = queries.shape[-1]
+    return jaxloss.matryoshka_loss(
+        jaxloss.multiple_negatives_ranking_loss,
+        (queries, documents, negatives),
+        dims=tuple(sorted({d, max(d // 2, 1)})),
+        weights=None,
+        scale=5.0,
+    )
+
+
+def _encoder_inputs(rng, n, dtype, d):
+    return _f(rng, (d, d), dtype), _f(rng, (n, d), dtype)
+
+
+def _tanh_layer(weights, inputs):
+    """A one-layer encoder computing in float32 at least (half precision in, half out)."""
+    dtype = jnp.promote_types(inputs.dtype, jnp.float32)
+    return jnp.tanh(inputs.astype(dtype) @ weights.astype(dtype)).astype(inputs.dtype)
+
+
+def _cached_tanh(weights, inputs):
+    return jaxloss.cached_embeddings(_tanh_layer, weights, inputs, chunk_size=2)
+
+
 # --------------------------------------------------------------------------- the table
 
 S = Spec
@@ -779,6 +834,64 @@ CORE = [
         translation=True,
     ),
     S("hinge_embedding_loss", jaxloss.hinge_embedding_loss, _hinge, family="metric"),
+    # embedding-model training
+    S(
+        "multiple_negatives_ranking_loss",
+        jaxloss.multiple_negatives_ranking_loss,
+        _query_doc_negatives,
+        dict(scale=5.0, directions=("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")),
+        diff=(0, 1, 2),
+        kind="set",
+        family="metric",
+        scale=(0, 1, 2),
+    ),
+    S(
+        "gist_loss",
+        _gist,
+        _gist_inputs,
+        dict(temperature=0.2, margin=0.05),
+        diff=(0, 1, 2),
+        kind="set",
+        family="metric",
+        scale=(0, 1, 2, 3, 4, 5),
+    ),
+    S(
+        "cosent_loss",
+        jaxloss.cosent_loss,
+        _scored_pairs,
+        dict(scale=5.0),
+        diff=(0, 1),
+        kind="set",
+        family="metric",
+        scale=(0, 1),
+    ),
+    S(
+        "angle_loss",
+        jaxloss.angle_loss,
+        _scored_pairs,
+        dict(scale=5.0),
+        diff=(0, 1),
+        kind="set",
+        family="metric",
+        scale=(0, 1),
+    ),
+    S(
+        "matryoshka_loss",
+        _nested_ranking,
+        _query_doc_negatives,
+        diff=(0, 1, 2),
+        kind="set",
+        family="metric",
+        scale=(0, 1, 2),
+    ),
+    S(
+        "cached_embeddings",
+        _cached_tanh,
+        _encoder_inputs,
+        diff=(0, 1),
+        batch=(None, 0),
+        family="metric",
+    ),
     S(
         "positive_mask",
         jaxloss.positive_mask,

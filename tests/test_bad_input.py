@@ -59,6 +59,18 @@ def _knn_mask(q, db, mask):
     return jaxloss.knn(q, db, 2, database_mask=mask)
 
 
+MNRL = jaxloss.multiple_negatives_ranking_loss
+
+
+def _nested(q, d, **kw):
+    return jaxloss.matryoshka_loss(jaxloss.multiple_negatives_ranking_loss, (q, d), **kw)
+
+
+def _cached(w, inputs, **kw):
+    encode = lambda w, x: jnp.tanh((x["a"] if isinstance(x, dict) else x) @ w)  # noqa: E731
+    return jaxloss.cached_embeddings(encode, w, inputs, **kw)
+
+
 def _knn_exclude(q, db, exclude):
     return jaxloss.knn(q, db, 2, exclude=exclude)
 
@@ -321,6 +333,88 @@ CASES = [
     ("info_nce", jaxloss.info_nce, (X, f(5, 3)), {}, V, "keys"),
     ("clip_loss", jaxloss.clip_loss, (X, f(5, 3)), {}, V, "text_embeddings"),
     ("clip_loss", jaxloss.clip_loss, (X, Y), dict(temperature=0.0), V, "temperature"),
+    # embedding-model training
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(directions=()), V, "directions"),
+    (
+        "multiple_negatives_ranking_loss",
+        MNRL,
+        (X, Y),
+        dict(directions=("query_to_doc", "up")),
+        V,
+        "directions",
+    ),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(directions=("doc_to_query",)), V, "directions"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(directions="query_to_doc"), T, "directions"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(partition_mode="both"), V, "partition_mode"),
+    (
+        "multiple_negatives_ranking_loss",
+        MNRL,
+        (X, Y),
+        dict(partition_mode="per_direction", directions=("query_to_doc", "doc_to_doc")),
+        V,
+        "partition_mode",
+    ),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(hardness_mode="hard"), V, "hardness_mode"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(hardness_strength=-1.0), V, "hardness_strength"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(matryoshka_dims=(3, 4)), V, "matryoshka_dims"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(matryoshka_dims=(2, 2)), V, "matryoshka_dims"),
+    (
+        "multiple_negatives_ranking_loss",
+        MNRL,
+        (X, Y),
+        dict(matryoshka_dims=(3, 2), matryoshka_weights=(1.0,)),
+        V,
+        "matryoshka_weights",
+    ),
+    ("multiple_negatives_ranking_loss", MNRL, (X, f(5, 3)), {}, V, "documents"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y, f(4, 3)), {}, V, "negatives"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y, f(5, 2, 3)), {}, V, "negatives"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(similarity="euclidean"), V, "similarity"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(scale=0.0), V, "scale"),
+    (
+        "gist_loss",
+        jaxloss.gist_loss,
+        (X, Y),
+        dict(guide_anchors=X, guide_positives=Y, margin_strategy="pct"),
+        V,
+        "margin_strategy",
+    ),
+    (
+        "gist_loss",
+        jaxloss.gist_loss,
+        (X, Y),
+        dict(guide_anchors=X, guide_positives=Y, temperature=0.0),
+        V,
+        "temperature",
+    ),
+    (
+        "gist_loss",
+        jaxloss.gist_loss,
+        (X, Y),
+        dict(guide_anchors=f(5, 2), guide_positives=Y),
+        V,
+        "guide_anchors",
+    ),
+    (
+        "gist_loss",
+        jaxloss.gist_loss,
+        (X, Y, f(4, 2, 3)),
+        dict(guide_anchors=X, guide_positives=Y),
+        V,
+        "guide_negatives",
+    ),
+    ("gist_loss", jaxloss.gist_loss, (X, f(5, 3)), dict(guide_anchors=X, guide_positives=Y), V, "positives"),
+    ("cosent_loss", jaxloss.cosent_loss, (X, Y, f(3)), {}, V, "scores"),
+    ("cosent_loss", jaxloss.cosent_loss, (X, Y, f(4)), dict(scale=-1.0), V, "scale"),
+    ("cosent_loss", jaxloss.cosent_loss, (X, f(4, 2), f(4)), {}, V, "embeddings1"),
+    ("angle_loss", jaxloss.angle_loss, (X, Y, f(5)), {}, V, "scores"),
+    ("angle_loss", jaxloss.angle_loss, (X, Y, f(4)), dict(scale=0.0), V, "scale"),
+    ("matryoshka_loss", _nested, (X, Y), dict(dims=(4, 2)), V, "dims"),
+    ("matryoshka_loss", _nested, (X, Y), dict(dims=(3, 2), weights=(1.0, 1.0, 1.0)), V, "weights"),
+    ("matryoshka_loss", _nested, (X, Y), dict(dims=()), V, "dims"),
+    ("cached_embeddings", _cached, (f(3, 2), X), dict(chunk_size=0), V, "chunk_size"),
+    ("cached_embeddings", _cached, (f(3, 2), X), dict(chunk_size=2.5), T, "chunk_size"),
+    ("cached_embeddings", _cached, (f(3, 2), {"a": X, "b": f(5, 3)}), dict(chunk_size=2), V, "inputs"),
     (
         "sigmoid_contrastive_loss",
         jaxloss.sigmoid_contrastive_loss,
@@ -705,6 +799,8 @@ TILING = [
     ("clip_loss", jaxloss.clip_loss, (X, Y), {}, "block_size"),
     ("sigmoid_contrastive_loss", jaxloss.sigmoid_contrastive_loss, (X, Y), {}, "block_size"),
     ("info_nce", jaxloss.info_nce, (X, Y), {}, "block_size"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), {}, "block_size"),
+    ("gist_loss", jaxloss.gist_loss, (X, Y), dict(guide_anchors=X, guide_positives=Y), "block_size"),
     ("ntxent", jaxloss.ntxent, (X, L), {}, "block_size"),
     ("supervised_contrastive_loss", jaxloss.supervised_contrastive_loss, (X, L), {}, "block_size"),
     ("npair_loss", jaxloss.npair_loss, (X, Y), {}, "block_size"),

@@ -404,6 +404,94 @@ def test_ring_contrastive_losses_across_processes():
     _check_contrastive(got, ring=True)
 
 
+# --------------------------------------------------------------------------- embedding-model losses
+
+
+def _embedding_data(batch=12, dim=6, guide=5):
+    r = np.random.default_rng(3)
+    q, k, neg = r.normal(size=(batch, dim)), r.normal(size=(batch, dim)), r.normal(size=(batch, 2, dim))
+    ga = r.normal(size=(batch, guide))
+    return q, k, neg, ga, ga + 0.6 * r.normal(size=(batch, guide)), r.normal(size=(batch, 2, guide))
+
+
+def _embedding_losses():
+    """name -> loss(q, k, neg, ga, gp, gn, scale, **kw) with a learnable scale."""
+    gte = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
+    return {
+        "mnrl_gte": lambda q, k, n, ga, gp, gn, t, **kw: jaxloss.multiple_negatives_ranking_loss(
+            q, k, n, scale=t, directions=gte, hardness_mode="all_negatives", hardness_strength=2.0, **kw
+        ),
+        "mnrl_matryoshka": lambda q, k, n, ga, gp, gn, t, **kw: jaxloss.multiple_negatives_ranking_loss(
+            q, k, n, scale=t, directions=("query_to_doc", "doc_to_query"), matryoshka_dims=(6, 3), **kw
+        ),
+        "gist": lambda q, k, n, ga, gp, gn, t, **kw: jaxloss.gist_loss(
+            q,
+            k,
+            n,
+            guide_anchors=ga,
+            guide_positives=gp,
+            guide_negatives=gn,
+            temperature=1 / t,
+            margin=0.05,
+            **kw,
+        ),
+    }
+
+
+def _embedding_run(mesh, block_size=None):
+    """jit of ``{name: value_and_grad(loss) wrt (q, k, neg, scale)}``: sharded over the batch with
+    ``axis_name`` on a mesh, or the single-device loss of the whole batch."""
+
+    def run(data, scale):
+        out = {}
+        for name, loss in _embedding_losses().items():
+            f = loss
+            if mesh is not None:
+                f = jax.shard_map(
+                    functools.partial(loss, axis_name=AXIS, block_size=block_size),
+                    mesh=mesh,
+                    in_specs=(jax.P(AXIS),) * 6 + (jax.P(),),
+                    out_specs=jax.P(),
+                )
+            out[name] = jax.value_and_grad(f, argnums=(0, 1, 2, 6))(*data, scale)
+        return out
+
+    return jax.jit(run)
+
+
+def _embedding_worker():
+    """The all-gather (dense) and the ring (tiled) evaluation in one launch."""
+    mesh = _mesh()
+    data = tuple(_held_by_this_process(a, mesh, jax.P(AXIS))[0] for a in _embedding_data())
+    out = {}
+    for path, block_size in (("gather", None), ("ring", 2)):
+        traced = _embedding_run(mesh, block_size).trace(data, np.float64(9.0))
+        jaxpr = str(traced.jaxpr)
+        out[f"{path}/ppermute"], out[f"{path}/all_gather"] = "ppermute" in jaxpr, "all_gather" in jaxpr
+        for name, (v, grads) in traced.lower().compile()(data, np.float64(9.0)).items():
+            out[f"{path}/{name}/value"] = v
+            for what, g in zip(("q", "k", "neg", "scale"), grads, strict=True):
+                out[f"{path}/{name}/grad_{what}"] = g
+    return out
+
+
+def test_embedding_losses_across_processes():
+    """MNRL (GTE with hardness; fused Matryoshka) and GIST on 2 processes x 2 devices, gathered and
+    as a ring, equal the single-device loss of the whole batch (values, embedding and scale gradients)."""
+    got = run_multiprocess(_embedding_worker, timeout=300, x64=True)
+    assert bool(got["gather/all_gather"]) and not bool(got["gather/ppermute"])
+    assert bool(got["ring/ppermute"]) and not bool(got["ring/all_gather"])  # a ring: nothing gathered
+    failures = []
+    reference = jax.tree.map(np.asarray, _embedding_run(None)(_embedding_data(), np.float64(9.0)))
+    for path in ("gather", "ring"):
+        for name, (v, grads) in reference.items():
+            _compare(failures, f"{path} {name} value", got[f"{path}/{name}/value"], v, rtol=1e-12)
+            for what, g in zip(("q", "k", "neg", "scale"), grads, strict=True):
+                key = f"{path}/{name}/grad_{what}"
+                _compare(failures, f"{path} {name} grad {what}", got[key], g, rtol=1e-10, atol=1e-12)
+    assert not failures, "\n".join(failures)
+
+
 # --------------------------------------------------------------------------- the example
 
 
