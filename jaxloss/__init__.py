@@ -10,7 +10,7 @@ is finite.
 
 # ruff: noqa: I001  (sections follow the layout of docs/design.md, not the alphabet)
 
-__version__ = "0.1.0"
+__version__ = "0.4.0.dev0"
 
 # --------------------------------------------------------------------------- reductions
 from ._reductions import reduce as reduce
