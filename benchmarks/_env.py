@@ -36,6 +36,8 @@ CPU_FLAGS = (
     "avx512_bf16",
     "avx512_fp16",
     "avx512_vpopcntdq",
+    "avx512_bitalg",  # vpopcntw/b: jaxloss's packed scan counts 16-bit lanes with it
+    "gfni",  # LLVM's AVX2 popcount uses it where present (AMD EPYC before Zen 4 has none)
     "amx_tile",
     "amx_bf16",
     "amx_int8",
@@ -112,6 +114,8 @@ def fallback_core_override(record: dict | None, detected: str | None) -> dict | 
     """
     if not record or not detected:
         return None
+    if (record.get("openblas_environment") or {}).get("OPENBLAS_CORETYPE"):
+        return None  # the core type was chosen (an instruction-set column): no fallback to correct
     cores = {lib.get("architecture") for lib in record.get("blas", []) if lib.get("library") == "openblas"}
     return {"OPENBLAS_CORETYPE": detected} if cores - {detected, None} else None
 
@@ -182,13 +186,37 @@ def blas_record() -> list[dict]:
     return libraries
 
 
+def faiss_record() -> dict | None:
+    """The SIMD level faiss loaded (and the variables that choose it), when faiss is loaded."""
+    if "faiss" not in sys.modules:
+        return None
+    import faiss  # noqa: PLC0415
+
+    config = getattr(faiss, "SIMDConfig", None)  # faiss >= 1.12: dynamic dispatch
+    level = config.get_level_name() if config is not None else None
+    return {
+        "version": faiss.__version__,
+        "simd_level": level,
+        "compile_options": faiss.get_compile_options().strip(),
+        "FAISS_SIMD_LEVEL": os.environ.get("FAISS_SIMD_LEVEL"),
+        "FAISS_OPT_LEVEL": os.environ.get("FAISS_OPT_LEVEL"),
+    }
+
+
 def process_record() -> dict:
-    """The configuration of this (timed) process."""
+    """The configuration of this (timed) process: its instruction-set column and each library's kernels."""
+    from benchmarks import _isa  # noqa: PLC0415
+
     return {
         "pid": os.getpid(),
+        "isa": _isa.current(),
         "openblas_environment": openblas_environment(),
+        "isa_environment": {
+            key: os.environ.get(key) for key in _isa.ISAS["avx2"][1] if os.environ.get(key) is not None
+        },
         "xla": xla_record(),
         "blas": blas_record(),
+        "faiss": faiss_record(),
     }
 
 
@@ -252,7 +280,16 @@ def describe_process(record: dict | None) -> str:
     blas = sorted(record.get("blas", []), key=lambda lib: (str(lib.get("where")), str(lib.get("library"))))
     if record.get("xla"):
         xla = record["xla"]
-        parts.append(f"XLA {xla['backend']} {xla['cpu_threads']} threads")
+        flags = xla.get("XLA_FLAGS") or ""
+        isa = flags.split("--xla_cpu_max_isa=", 1)[1].split()[0] if "--xla_cpu_max_isa=" in flags else None
+        parts.append(
+            f"XLA {xla['backend']} {xla['cpu_threads']} threads" + (f" max ISA {isa}" if isa else "")
+        )
+    if record.get("faiss"):
+        faiss = record["faiss"]
+        parts.append(
+            f"faiss {faiss.get('version')} SIMD {faiss.get('simd_level') or faiss.get('compile_options')}"
+        )
     for lib in blas:
         name = lib.get("library")
         if name == "openmp":
@@ -268,6 +305,10 @@ def describe_process(record: dict | None) -> str:
                 f"{name} {lib.get('version')} {lib.get('architecture')} {lib.get('threads')} threads"
             )
     set_vars = [f"{k}={v}" for k, v in record.get("openblas_environment", {}).items() if v is not None]
+    limits = record.get("isa_environment") or {}
+    set_vars += [
+        f"{k}={limits[k]}" for k in ("MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY") if k in limits
+    ]
     parts.append(", ".join(set_vars) if set_vars else "OPENBLAS_CORETYPE/L2_SIZE unset")
     return "; ".join(parts)
 
@@ -275,3 +316,17 @@ def describe_process(record: dict | None) -> str:
 def environment_probe():
     """A factory for ``benchmarks._timing.isolated``: returns the OpenBLAS variables its process sees."""
     return lambda: [value or "" for value in openblas_environment().values()]
+
+
+def isa_probe():
+    """A factory for ``benchmarks._timing.isolated``: the instruction-set limits its process sees."""
+    from benchmarks import _isa  # noqa: PLC0415
+
+    names = (
+        "XLA_FLAGS",
+        "FAISS_SIMD_LEVEL",
+        "OPENBLAS_CORETYPE",
+        "MKL_ENABLE_INSTRUCTIONS",
+        _isa.ISA_VARIABLE,
+    )
+    return lambda: [os.environ.get(name) or "" for name in names]

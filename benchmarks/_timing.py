@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import _isa
 from benchmarks._env import peer_environment
 
 RESULT_MARKER = "@@benchmark-result@@ "
@@ -79,7 +80,10 @@ def isolated(
     """Times ``benchmarks.<module>.<factory>(**kwargs)()`` in a fresh process.
 
     ``peer=True`` removes ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` from the
-    process's environment; ``environment`` then adds variables (e.g. the core
+    process's environment; in an instruction-set column other than this CPU's
+    widest (``benchmarks._isa``) every process then gets that column's limits
+    (``--xla_cpu_max_isa``, ``FAISS_SIMD_LEVEL``, ``OPENBLAS_CORETYPE``...);
+    ``environment`` then adds variables (e.g. the core
     type of :func:`benchmarks._env.fallback_core_override`). With ``return_result`` the last result (arrays, or a
     tuple of arrays) comes back under ``"result"`` as nested lists, for an
     agreement check. A failing side raises ``RuntimeError`` with its stderr.
@@ -93,6 +97,7 @@ def isolated(
         "return_result": return_result,
     }
     env = peer_environment() if peer else dict(os.environ)
+    env.update(_isa.environment(_isa.current(), base=env))  # the instruction-set column's limits
     env.update(environment or {})
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     proc = subprocess.run(

@@ -9,7 +9,8 @@ process (median, min-max; ``benchmarks._timing.isolated``) and the two loss
 values are checked equal first. The note gives XLA's planned temporary memory
 of the two steps (``memory_analysis().temp_size_in_bytes``), here and at
 N = 8,192, D = 1,024, V = 131,072. Ratios are jaxloss time / dense time
-(lower is better).
+(lower is better). ``python -m benchmarks --isa all --only distillation``
+times every row under each instruction set this CPU supports.
 
     python -m benchmarks.bench_distillation [--quick]
 """
@@ -77,7 +78,7 @@ def jax_step(n, d, v, divergence, fused):
 
 
 def run(quick: bool) -> list[dict]:
-    n, d, v = (512, 256, 8000) if quick else (2048, 512, 32000)
+    n, d, v = (512, 256, 16000) if quick else (2048, 512, 32000)
     repeats = 2 if quick else 3
     rows = []
     for divergence in ("jsd", "forward_kl"):

@@ -126,7 +126,7 @@ def run(quick: bool) -> list[dict]:
     )
     return [
         {
-            "operation": "arcface_loss value+grad (embeddings, weights), class_block_size=4096",
+            "operation": "arcface_loss value+grad (embeddings, kernel), class_block_size=4096",
             "shapes": f"N={n}, D={d}, C={c} float32",
             "jaxloss": ours,
             "peers": {

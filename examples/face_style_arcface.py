@@ -57,8 +57,8 @@ def evaluate(params, x, y):
     e = embed(params, jnp.asarray(x))
     labels = jnp.asarray(y)
     _, idx = jaxloss.knn(e, e, int(np.bincount(y).max()) + 1, metric="cosine")
-    p1 = jaxloss.precision_at_k(idx, labels, labels, 1, exclude_self=True)
-    map_r = jaxloss.mean_average_precision_at_r(idx, labels, labels, exclude_self=True)
+    p1 = jaxloss.precision_at_k(idx, labels, labels, 1, exclude_self=True).mean()  # every digit recurs
+    map_r = jaxloss.mean_average_precision_at_r(idx, labels, labels, exclude_self=True).mean()
     return float(p1), float(map_r)
 
 

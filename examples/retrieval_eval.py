@@ -7,7 +7,9 @@ noisy samples. ``jaxloss.knn`` searches the whole database exactly, in blocks,
 so memory stays bounded (the full query x database distance matrix would need
 ``queries x database x 4`` bytes); the queries are processed in chunks with a
 progress bar, and precision@1, precision@k and recall@k (at least one of the k
-neighbours in the query's class) are computed from the neighbours' labels. The
+neighbours in the query's class) are computed per query from the neighbours'
+labels and averaged over the queries whose class is in the database
+(pytorch-metric-learning's convention; ``jaxloss.relevant_counts``). The
 ranking metrics (mean reciprocal rank, mean average precision and nDCG of each
 query's ranked list, as torchmetrics' ``retrieval_*`` functions compute them)
 score the k returned items by negative distance, relevant when they share the
@@ -80,9 +82,13 @@ def main(argv=None):
         all_idx.append(np.asarray(idx))
     seconds = time.perf_counter() - start
     idx = jnp.asarray(np.concatenate(all_idx))
-    p_at_1 = float(jaxloss.precision_at_k(idx, q_labels, db_labels, 1))
-    p_at_k = float(jaxloss.precision_at_k(idx, q_labels, db_labels, args.k))
-    r_at_k = float(jaxloss.recall_at_k(idx, q_labels, db_labels, args.k))
+    # one value per query; the mean runs over the queries with a relevant database item
+    has_relevant = jaxloss.relevant_counts(q_labels, db_labels) > 0
+    p_at_1 = float(jaxloss.reduce(jaxloss.precision_at_k(idx, q_labels, db_labels, 1), where=has_relevant))
+    p_at_k = float(
+        jaxloss.reduce(jaxloss.precision_at_k(idx, q_labels, db_labels, args.k), where=has_relevant)
+    )
+    r_at_k = float(jaxloss.reduce(jaxloss.recall_at_k(idx, q_labels, db_labels, args.k), where=has_relevant))
     print(
         f"exact {args.k}-NN of {args.queries} queries in {seconds:.1f} s "
         f"({args.queries / seconds:.0f} queries/s, compile included)"
@@ -96,7 +102,7 @@ def main(argv=None):
         "MRR": float(jnp.mean(jaxloss.reciprocal_rank(scores, relevant))),
         "MAP": float(jnp.mean(jaxloss.average_precision(scores, relevant))),
         f"nDCG@{args.k}": float(jnp.mean(jaxloss.normalized_dcg(scores, relevant))),
-        "hit rate@1": float(jnp.mean(jaxloss.hit_rate(scores, relevant, top_k=1))),
+        "hit rate@1": float(jnp.mean(jaxloss.hit_rate(scores, relevant, k=1))),
     }
     print("   ".join(f"{name} {value:.3f}" for name, value in ranking.items()))
 
@@ -124,7 +130,12 @@ def filtered_search(database, db_labels, queries, q_labels, seen, args):
         "filtered: none already seen": not bool(
             jnp.any(found[:, :, None] & (idx[:, :, None] == seen[:, None, :]))
         ),
-        "filtered: precision@1": float(jaxloss.precision_at_k(idx, q_labels, db_labels, 1)),
+        "filtered: precision@1": float(
+            jaxloss.reduce(
+                jaxloss.precision_at_k(idx, q_labels, db_labels, 1),
+                where=jaxloss.relevant_counts(q_labels, db_labels) > 0,
+            )
+        ),
     }
     print(
         f"filtered search ({int(allowed.sum())} allowed rows, 5 seen items excluded per query): "

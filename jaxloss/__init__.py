@@ -2,13 +2,15 @@
 
 The core API follows optax's conventions (per-example values, never reduced;
 ``axis`` and ``where`` options); :mod:`jaxloss.torch` mirrors PyTorch's names
-and numbers. Every function jit-compiles, vmaps and differentiates, with
-finite gradients at every finite input.
+and numbers. Every function jit-compiles, vmaps and differentiates
+(reverse mode; the tiled custom-VJP paths have no forward mode), with a
+finite value and gradient at every finite input where the mathematical value
+is finite.
 """
 
 # ruff: noqa: I001  (sections follow the layout of docs/design.md, not the alphabet)
 
-__version__ = "0.1.0"
+__version__ = "0.4.0.dev0"
 
 # --------------------------------------------------------------------------- reductions
 from ._reductions import reduce as reduce
@@ -54,6 +56,7 @@ from ._retrieval import precision_at_k as precision_at_k
 from ._retrieval import r_precision as r_precision
 from ._retrieval import recall_at_k as recall_at_k
 from ._retrieval import reciprocal_rank as reciprocal_rank
+from ._retrieval import relevant_counts as relevant_counts
 
 # --------------------------------------------------------------------------- divergences
 from ._divergences import bhattacharyya_distance as bhattacharyya_distance
@@ -83,9 +86,17 @@ from ._classification import (
 from ._linear_cross_entropy import linear_softmax_cross_entropy as linear_softmax_cross_entropy
 
 # --------------------------------------------------------------------------- LM head beyond cross-entropy
-from ._distillation import LinearSoftmaxStatistics as LinearSoftmaxStatistics
 from ._distillation import linear_distillation_loss as linear_distillation_loss
-from ._distillation import linear_softmax_statistics as linear_softmax_statistics
+from ._softmax_statistics import LinearSoftmaxStatistics as LinearSoftmaxStatistics
+from ._softmax_statistics import linear_softmax_statistics as linear_softmax_statistics
+
+# --------------------------------------------------------------------------- LLM post-training
+from ._preference import cpo_loss as cpo_loss
+from ._preference import dpo_loss as dpo_loss
+from ._preference import kto_loss as kto_loss
+from ._preference import orpo_loss as orpo_loss
+from ._preference import simpo_loss as simpo_loss
+from ._policy import grpo_loss as grpo_loss
 
 # --------------------------------------------------------------------------- labelled batches (mining masks)
 from ._batch import negative_mask as negative_mask
@@ -114,6 +125,14 @@ from ._contrastive import sigmoid_contrastive_loss as sigmoid_contrastive_loss
 from ._contrastive import soft_nearest_neighbor_loss as soft_nearest_neighbor_loss
 from ._contrastive import supervised_contrastive_loss as supervised_contrastive_loss
 
+# --------------------------------------------------------------------------- embedding-model training
+from ._embedding import angle_loss as angle_loss
+from ._embedding import cosent_loss as cosent_loss
+from ._embedding import gist_loss as gist_loss
+from ._embedding import matryoshka_loss as matryoshka_loss
+from ._embedding import multiple_negatives_ranking_loss as multiple_negatives_ranking_loss
+from ._gradient_cache import cached_embeddings as cached_embeddings
+
 # --------------------------------------------------------------------------- pair-mining losses
 from ._pair_mining import circle_loss as circle_loss
 from ._pair_mining import multi_similarity_loss as multi_similarity_loss
@@ -140,26 +159,33 @@ __all__ = [
     "EmbeddingQueue",
     "LinearSoftmaxStatistics",
     "absolute_error",
+    "angle_loss",
     "arcface_loss",
     "average_precision",
     "batch_all_triplet_loss",
     "batch_hard_triplet_loss",
     "bhattacharyya_distance",
     "binary_cross_entropy",
+    "cached_embeddings",
     "cdist",
     "check_inputs",
     "circle_loss",
     "clip_loss",
     "contrastive_loss",
     "convex_kl_divergence",
+    "cosent_loss",
     "cosface_loss",
     "cosine_distance",
     "cosine_embedding_loss",
     "cosine_similarity",
+    "cpo_loss",
     "cross_entropy",
+    "dpo_loss",
     "entropy",
     "frobenius_norm",
     "generalized_kl_divergence",
+    "gist_loss",
+    "grpo_loss",
     "hellinger_distance",
     "hinge_embedding_loss",
     "hit_rate",
@@ -170,6 +196,7 @@ __all__ = [
     "kl_divergence",
     "kl_divergence_with_log_targets",
     "knn",
+    "kto_loss",
     "l2_loss",
     "lifted_structured_loss",
     "linear_distillation_loss",
@@ -177,14 +204,17 @@ __all__ = [
     "linear_softmax_statistics",
     "margin_ranking_loss",
     "matrix_norm",
+    "matryoshka_loss",
     "mean_average_precision_at_r",
     "multi_similarity_loss",
+    "multiple_negatives_ranking_loss",
     "negative_mask",
     "norm",
     "normalized_dcg",
     "npair_loss",
     "ntxent",
     "nuclear_norm",
+    "orpo_loss",
     "pack_bits",
     "pairwise_distance",
     "pdist",
@@ -199,6 +229,7 @@ __all__ = [
     "recall_at_k",
     "reciprocal_rank",
     "reduce",
+    "relevant_counts",
     "renyi_divergence",
     "safe_softmax_cross_entropy",
     "semi_hard_triplet_loss",
@@ -206,6 +237,7 @@ __all__ = [
     "sigmoid_binary_cross_entropy",
     "sigmoid_contrastive_loss",
     "sigmoid_focal_loss",
+    "simpo_loss",
     "smooth_l1_loss",
     "smooth_labels",
     "soft_nearest_neighbor_loss",

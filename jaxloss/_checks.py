@@ -10,9 +10,11 @@ when the value is a tracer, so they cost nothing under ``jit``.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,16 +24,19 @@ __all__ = [
     "check_axis",
     "check_floating",
     "check_integer",
+    "check_labels_in_range",
     "check_ndim",
     "check_number",
     "check_positive_int",
     "check_option",
+    "check_real",
     "check_reduction",
     "check_same_shape",
     "check_temperature",
     "broadcast_shapes",
     "closest_name",
     "is_traced",
+    "renamed_keyword",
 ]
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -107,7 +112,8 @@ def check_number(
 
 
 def check_ndim(x, name: str, fn: str, *, min_ndim: int | None = None, ndim: int | None = None):
-    """Checks the rank of an array argument."""
+    """Checks the rank of an array argument (and that it is not complex)."""
+    check_real(x, name, fn)
     shape = np.shape(x)
     if ndim is not None and len(shape) != ndim:
         raise ValueError(
@@ -122,14 +128,18 @@ def check_ndim(x, name: str, fn: str, *, min_ndim: int | None = None, ndim: int 
 
 
 def check_same_shape(a, b, names: tuple[str, str], fn: str):
-    """Checks that two arrays have exactly the same shape."""
+    """Checks that two arrays have exactly the same shape (and are not complex)."""
+    check_real(a, names[0], fn)
+    check_real(b, names[1], fn)
     sa, sb = tuple(np.shape(a)), tuple(np.shape(b))
     if sa != sb:
         raise ValueError(f"{fn}: `{names[0]}` and `{names[1]}` must have the same shape; got {sa} and {sb}.")
 
 
 def broadcast_shapes(a, b, names: tuple[str, str], fn: str) -> tuple[int, ...]:
-    """The broadcast shape of two arrays, or a clear error."""
+    """The broadcast shape of two arrays (not complex), or a clear error."""
+    check_real(a, names[0], fn)
+    check_real(b, names[1], fn)
     sa, sb = tuple(np.shape(a)), tuple(np.shape(b))
     try:
         return tuple(np.broadcast_shapes(sa, sb))
@@ -163,6 +173,24 @@ def check_axis(axis, ndim: int, name: str, fn: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _dtype(x):
+    dt = getattr(x, "dtype", None)
+    return jnp.asarray(x).dtype if dt is None else jnp.dtype(dt)
+
+
+def check_real(x, name: str, fn: str):
+    """Checks that an array argument is not complex: jaxloss works on real arrays."""
+    if x is None:
+        return x
+    try:
+        dt = _dtype(x)
+    except (TypeError, ValueError):  # not array-like: the caller's other checks say what is wrong
+        return x
+    if jnp.issubdtype(dt, jnp.complexfloating):
+        raise TypeError(f"{fn}: `{name}` must be real (jaxloss works on real arrays); got dtype {dt}.")
+    return x
+
+
 def check_integer(x, name: str, fn: str):
     """Checks that an array argument has an integer dtype (labels, class indices)."""
     dt = jnp.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype
@@ -171,8 +199,52 @@ def check_integer(x, name: str, fn: str):
     return x
 
 
+def check_labels_in_range(
+    labels,
+    num_classes: int,
+    name: str,
+    fn: str,
+    *,
+    ignore_index: int | None = None,
+    error: type[Exception] = ValueError,
+    note: str = "",
+):
+    """Concrete class indices outside ``[0, num_classes)`` (and not ``ignore_index``) raise ``error``.
+
+    Checked only when ``labels`` is concrete (a NumPy array, a list, or a ``jax.Array``, also
+    as a constant inside ``jit``), on the host: one copy of the integer labels, no compilation.
+    Traced labels (inside ``jit``, ``vmap``, ``grad`` of them) pass unchecked: the caller
+    gives NaN for their out-of-range entries, and ``jaxloss.check_inputs`` reports them
+    under ``checkify``. The message names the argument, the allowed range, the first bad
+    value and its index, and how many there are; ``note`` is appended (``{value}``: the
+    first bad value).
+    """
+    if labels is None or is_traced(labels):
+        return labels
+    if isinstance(labels, jax.Array) and not labels.is_fully_addressable:
+        return labels  # a multi-process array: only its own shards could be read here
+    y = np.asarray(labels)
+    if y.size == 0:
+        return labels
+    bad = (y < 0) | (y >= num_classes)
+    if ignore_index is not None:
+        bad &= y != ignore_index
+    if not bad.any():
+        return labels
+    count = int(bad.sum())
+    position = np.unravel_index(int(np.argmax(bad)), y.shape)
+    first = int(y[position])
+    exempt = "" if ignore_index is None else f" or equal `ignore_index`={ignore_index}"
+    where = f" at index {tuple(int(p) for p in position)}" if y.ndim else ""
+    raise error(
+        f"{fn}: `{name}` must hold class indices in [0, {num_classes}){exempt}; got {first}{where} "
+        f"({count} out of range).{note.format(value=first)}"
+    )
+
+
 def check_floating(x, name: str, fn: str):
     """Checks that an array argument has a floating dtype (logits, probabilities)."""
+    check_real(x, name, fn)
     dt = jnp.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype
     if not jnp.issubdtype(dt, jnp.floating):
         raise TypeError(
@@ -201,3 +273,34 @@ def check_positive_int(value, name: str, fn: str, *, allow_none: bool = True) ->
 def check_temperature(temperature, fn: str, name: str = "temperature"):
     """A temperature (or scale) must be a positive number; tracers pass unchecked."""
     return check_number(temperature, name, fn, low=0.0, low_inclusive=False)
+
+
+def renamed_keyword(old: str, new: str, *, removed_in: str) -> Callable:
+    """Decorator: a keyword argument renamed ``old`` -> ``new`` keeps working until ``removed_in``.
+
+    A call that passes ``old=`` gets a ``DeprecationWarning`` naming the
+    function, the new name and the release that drops the old one, and runs
+    as if it had passed ``new=``; passing both is a ``TypeError``. The
+    signature (``inspect.signature``, the API reference) shows only ``new``.
+    """
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if old in kwargs:
+                if new in kwargs:
+                    raise TypeError(
+                        f"{fn.__name__}: `{old}` is the old name of `{new}`; got both. Pass `{new}` only."
+                    )
+                warnings.warn(
+                    f"{fn.__name__}: the keyword `{old}` is renamed `{new}`; `{old}` will be removed in "
+                    f"jaxloss {removed_in}.",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

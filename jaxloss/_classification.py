@@ -358,12 +358,19 @@ def integer_label_terms(
     ``labels``: ``(...)`` integers.
     Returns ``(values, denominators)`` with PyTorch's conventions: the value of
     example ``i`` is ``(1 - ls) w[y_i] nll_i + ls / C sum_c w_c (-log p_ic)``
-    (0 if ignored) and its denominator ``w[y_i]`` (0 if ignored).
+    (0 if ignored) and its denominator ``w[y_i]`` (0 if ignored). A label outside
+    ``[0, C)`` that is not ``ignore_index`` is never read as a class (no wrap-around of
+    negative labels): its value is NaN, its denominator 0 and its gradient 0.
     """
     num_classes = scores.shape[-1]
     log_norm = jax.nn.logsumexp(scores, axis=-1, where=where) if from_logits else None
     valid = None if ignore_index is None else labels != ignore_index
-    safe_labels = labels if valid is None else jnp.where(valid, labels, 0)
+    out_of_range = (labels < 0) | (labels >= num_classes)
+    if valid is not None:
+        out_of_range = out_of_range & valid
+    # only in-range labels index the scores and weights (a negative one would wrap around)
+    usable = ~out_of_range if valid is None else valid & ~out_of_range
+    safe_labels = jnp.where(usable, labels, 0)
     picked = jnp.take_along_axis(scores, safe_labels[..., None], axis=-1)[..., 0]
     nll = -picked if log_norm is None else log_norm - picked
     if weights is None:
@@ -389,6 +396,8 @@ def integer_label_terms(
         label_weight = jnp.where(valid, label_weight, 0)
     if where is not None:
         values = jnp.where(jnp.any(where, axis=-1), values, 0)
+    values = jnp.where(out_of_range, jnp.nan, values)
+    label_weight = jnp.where(out_of_range, 0, label_weight)
     return values, label_weight
 
 
@@ -426,10 +435,20 @@ def softmax_cross_entropy_with_integer_labels(
     weighted mean divide the sum by the summed ``weights[y_i]`` of the
     non-ignored examples (what ``jaxloss.torch.cross_entropy`` does).
 
+    Labels out of range: a label ``< 0`` or ``>= C`` that is not
+    ``ignore_index`` is never read as another class (optax's
+    ``take_along_axis`` reads ``-1`` as class ``C - 1``). Concrete labels (a
+    NumPy array, an array outside ``jit``) raise ``ValueError`` naming
+    ``labels``; traced labels give NaN for that example, with a zero gradient
+    for its logits, so a mean over the batch is NaN.
+    ``jaxloss.check_inputs(labels=labels, num_classes=C, ignore_index=...)``
+    reports them under ``jax.experimental.checkify``. ``C = 0`` classes is a
+    ``ValueError``.
+
     Args:
-      logits: ``(..., C)`` floating logits (``C`` along ``axis``; a tuple of axes
+      logits: ``(..., C)`` floating logits (``C >= 1`` along ``axis``; a tuple of axes
         is flattened and labels index the flattened slice, as in optax).
-      labels: ``(...)`` integer labels in ``[0, C)`` (others give NaN unless ignored).
+      labels: ``(...)`` integer labels in ``[0, C)`` (see above for the others).
       axis: the class axis or axes.
       where: optional mask of classes, shaped like ``logits`` or the batch.
       label_smoothing: ``ls`` in ``[0, 1]``.
@@ -452,6 +471,7 @@ def softmax_cross_entropy_with_integer_labels(
     fn = "softmax_cross_entropy_with_integer_labels"
     x, out_dtype = _logits(logits, fn)
     _checks.check_integer(labels, "labels", fn)
+    label_arg = labels
     labels = jnp.asarray(labels)
     if where is not None:
         where = _expand_where(where, x, axis)
@@ -462,7 +482,13 @@ def softmax_cross_entropy_with_integer_labels(
             f"{fn}: `labels` must have the shape of `logits` without the class axis, "
             f"{x.shape[:-1]}; got {labels.shape}."
         )
+    if x.shape[-1] == 0:
+        raise ValueError(
+            f"{fn}: `logits` must have at least one class along `axis`; got shape {jnp.shape(logits)} "
+            f"with axis={axis!r}."
+        )
     _check_integer_label_options(label_smoothing, weights, ignore_index, x.shape[-1], fn)
+    _checks.check_labels_in_range(label_arg, x.shape[-1], "labels", fn, ignore_index=ignore_index)
     values, _ = integer_label_terms(
         x,
         labels,

@@ -17,12 +17,18 @@ computes the same ``Stat`` definitions on every path):
   are all-gathered, and the gradient reaches the local embeddings through the
   gather's transpose.
 * **tiled** (``block_size=b``, or ``None`` above the dense budget with
-  ``b`` = 1024 on a CPU, 2048 on GPU/TPU): a ``jax.custom_vjp`` whose forward visits
+  ``b`` = 1024 on a CPU, 2048 on GPU/TPU: the library's block policy, chosen
+  rather than tuned): a ``jax.custom_vjp`` whose forward visits
   ``b x b`` tiles (a block of queries against a block of keys) with an online
   logsumexp and keeps only the per-row and per-column statistics; the
   backward recomputes each tile and turns it into the tile's share of the
   query and key gradients. Ragged batches are not padded: the last block is
-  pulled back to the end. Temporary memory is ``O(B d + b^2)``.
+  pulled back to the end. Temporary memory is ``O(B d)`` plus one ``b x b``
+  float32 tile at a time (the scores, overwritten by their cotangent in the
+  backward pass) for InfoNCE, CLIP and SigLIP, two for the losses whose tile
+  feeds two masked statistics (supervised contrastive, NT-Xent: the scores
+  and one masked copy in the forward pass); the scale, the inverse norms and
+  the bias act on the ``(b, d)`` blocks, not on the tile.
 * **ring** (tiled with ``axis_name``): the same tile scan, with the
   key blocks (their ids and labels, and the per-key statistics or gradient
   accumulators) passed around the devices with ``ppermute``; nothing is
@@ -43,8 +49,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _block_policy, _checks, _numerics, _pairwise, _tile_engine, _tiles
-from ._batch import negative_mask, positive_mask, prepare_batch
+from . import _block_policy, _checks, _numerics, _tile_engine, _tiles
+from ._batch import prepare_batch, prepare_mining
 
 __all__ = [
     "clip_loss",
@@ -89,10 +95,18 @@ class _Similarity(NamedTuple):
     precision: object
 
     def __call__(self, params, rows, cols):
+        # every factor scales the (b, d) inputs, not the (b, b) tile: fewer passes when b > d, and
+        # the backward's tile is only the cotangent of the product (no tile-sized reductions for
+        # the scale's or the inverse norms' gradients)
         q, k = rows["x"], cols["x"]
-        if "inv" in rows:  # scale the (b, d) inputs, not the (b, b) tile: fewer passes when b > d
-            q, k = q * rows["inv"][:, None], k * cols["inv"][:, None]
-        logits = params["scale"] * jnp.matmul(q, k.T, precision=self.precision)
+        scale = params["scale"].astype(q.dtype)
+        if "inv" in rows:
+            # unit rows first, then the scale: at 1e-300 (float64) the inverse norms' cotangents
+            # stay normal numbers (scale * inv first lost 4e-8 of the gradient there)
+            q, k = (q * rows["inv"][:, None]) * scale, k * cols["inv"][:, None]
+        else:
+            q = q * scale
+        logits = jnp.matmul(q, k.T, precision=self.precision)
         return logits + params["bias"] if "bias" in params else logits
 
 
@@ -241,7 +255,8 @@ def ntxent(
       block_size: ``None``: the dense ``(B, B)`` similarity matrix while it
         has at most ``2^24`` entries, else tiles (the library's block
         policy); an int: the tiled path (two sweeps: the negatives' logsumexp, then the
-        positive pairs), with ``axis_name`` a ring of ``ppermute``.
+        positive pairs; temporaries ``O(B d)`` and two ``block_size^2`` float32
+        tiles), with ``axis_name`` a ring of ``ppermute``.
       precision: precision of the similarity matrix product.
 
     Returns:
@@ -315,7 +330,8 @@ def supervised_contrastive_loss(
         has at most ``2^24`` entries, else tiles (the library's block
         policy); an int: the tiled path (per anchor: the online logsumexp over ``A(i)``,
         the sum and the count of the positives, labels travelling with their
-        tile), with ``axis_name`` a ring of ``ppermute``.
+        tile; temporaries ``O(B d)`` and two ``block_size^2`` float32 tiles),
+        with ``axis_name`` a ring of ``ppermute``.
       precision: precision of the similarity matrix product.
 
     Returns:
@@ -393,7 +409,7 @@ def info_nce(
       block_size: ``None``: the dense ``(B, B)`` logits while they have at
         most ``2^24`` entries, else tiles (the library's block policy); an
         int: the tiled path (``block_size x block_size`` tiles, online logsumexp,
-        memory ``O(B d + block_size^2)``), with ``axis_name`` a ring of
+        temporaries ``O(B d)`` and one float32 tile), with ``axis_name`` a ring of
         ``ppermute`` instead of an all-gather.
       precision: precision of the similarity matrix product.
 
@@ -461,7 +477,7 @@ def clip_loss(
       block_size: ``None``: the dense ``(B, B)`` logits while they have at
         most ``2^24`` entries, else tiles (the library's block policy); an
         int: the tiled path (one sweep keeps each row's and each column's online
-        logsumexp; memory ``O(B d + block_size^2)``), with ``axis_name`` a
+        logsumexp; temporaries ``O(B d)`` and one float32 tile), with ``axis_name`` a
         ring of ``ppermute``: the text blocks travel, and their column
         statistics and gradients come home after a full turn.
       precision: precision of the similarity matrix product.
@@ -534,7 +550,7 @@ def sigmoid_contrastive_loss(
         devices), the same on every device.
       block_size: ``None``: the dense ``(B, B)`` logits while they have at
         most ``2^24`` entries, else tiles (the library's block policy); an
-        int: the tiled path (memory ``O(B d + block_size^2)``), with ``axis_name`` a
+        int: the tiled path (temporaries ``O(B d)`` and one float32 tile), with ``axis_name`` a
         ring of ``ppermute`` (as big_vision's chunked and open_clip's
         neighbour-exchange SigLIP).
       precision: precision of the similarity matrix product.
@@ -570,7 +586,14 @@ def sigmoid_contrastive_loss(
     return _tiles.global_mean(-jnp.sum(log_likelihood), count, axis_name).astype(out_dtype)
 
 
-def npair_loss(anchors: ArrayLike, positives: ArrayLike, *, precision=_HIGHEST) -> jax.Array:
+def npair_loss(
+    anchors: ArrayLike,
+    positives: ArrayLike,
+    *,
+    axis_name=None,
+    block_size: int | None = None,
+    precision=_HIGHEST,
+) -> jax.Array:
     r"""N-pair loss (Sohn 2016): each anchor's own positive against the other anchors' positives.
 
     $$
@@ -580,11 +603,19 @@ def npair_loss(anchors: ArrayLike, positives: ArrayLike, *, precision=_HIGHEST) 
     the **mean over the anchors** of the softmax cross-entropy of
     ``anchors @ positives.T`` with the diagonal as target (raw dot products,
     no temperature; the paper's L2 penalty on the embeddings is left to the
-    caller).
+    caller): ``info_nce(anchors, positives, temperature=1, normalize=False)``.
 
     Args:
       anchors: ``(B, d)`` anchors, one per class.
       positives: ``(B, d)`` positives; ``positives[i]`` has the class of ``anchors[i]``.
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis the batch is
+        split over: every device's positives are candidates of every anchor,
+        and the result is the mean over all anchors of all devices, the same
+        on every device.
+      block_size: ``None``: the dense ``(B, B)`` products while they have at
+        most ``2^24`` entries, else tiles (the library's block policy); an
+        int: the tiled path (temporaries ``O(B d)`` and one float32 tile),
+        with ``axis_name`` a ring of ``ppermute``.
       precision: precision of the matrix product.
 
     Returns:
@@ -603,8 +634,11 @@ def npair_loss(anchors: ArrayLike, positives: ArrayLike, *, precision=_HIGHEST) 
     pytorch-metric-learning: NPairsLoss(distance=DotProductSimilarity(normalize_embeddings=False));
     its default DotProductSimilarity() normalizes the embeddings: npair_loss of L2-normalized rows
     """
-    a, p, out_dtype = _pair_inputs(anchors, positives, ("anchors", "positives"), "npair_loss")
-    return _softmax_on_diagonal(a, p, 1.0, False, _INFO_NCE_STATS, None, None, precision).astype(out_dtype)
+    fn = "npair_loss"
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
+    a, p, out_dtype = _pair_inputs(anchors, positives, ("anchors", "positives"), fn)
+    loss = _softmax_on_diagonal(a, p, 1.0, False, _INFO_NCE_STATS, block_size, axis_name, precision)
+    return loss.astype(out_dtype)
 
 
 # --------------------------------------------------------------------------- pair and neighbourhood losses
@@ -675,7 +709,7 @@ def contrastive_loss(
 
 
 def lifted_structured_loss(
-    embeddings: ArrayLike, labels: ArrayLike, *, margin: float = 1.0, precision=_HIGHEST
+    embeddings: ArrayLike, labels: ArrayLike, *, margin: float = 1.0, axis_name=None, precision=_HIGHEST
 ) -> jax.Array:
     r"""Lifted structured loss (Oh Song et al. 2016).
 
@@ -696,6 +730,13 @@ def lifted_structured_loss(
       embeddings: ``(B, d)`` embeddings.
       labels: ``(B,)`` integer class labels.
       margin: non-negative margin ``m``.
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis the batch is
+        split over: this device's rows are the anchors, the candidates are the
+        whole batch all-gathered over the axis (each anchor's own pair
+        excluded by its global index; each anchor's logsumexp over its
+        negatives all-gathered for the pairs' other members), and the result
+        is the mean over the global batch's positive pairs, the same on every
+        device.
       precision: precision of the Gram matrix product.
 
     Returns:
@@ -715,14 +756,19 @@ def lifted_structured_loss(
     distance=LpDistance(normalize_embeddings=False))
     """
     fn = "lifted_structured_loss"
-    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
+    ms = prepare_mining(embeddings, labels, None, None, axis_name, fn)
     _checks.check_number(margin, "margin", fn, low=0.0)
-    dist = _pairwise.distances(x, metric="euclidean", same=True, precision=precision)
-    pos = positive_mask(labels)
-    lse, has = _numerics.masked_logsumexp(margin - dist, negative_mask(labels))
+    dist = ms.distances("euclidean", precision)
+    same_label, pos = ms.masks()
+    lse, has = _numerics.masked_logsumexp(margin - dist, ~same_label)
+    # the pairs' other members are candidates: their logsumexp over their own negatives
+    lse_c, has_c = lse, has
+    if axis_name is not None:
+        lse_c = jax.lax.all_gather(lse, axis_name, axis=0, tiled=True)
+        has_c = jax.lax.all_gather(has, axis_name, axis=0, tiled=True)
     # log(exp(lse_i) + exp(lse_j)) over the members that have negatives
-    hi, hj = has[:, None], has[None, :]
-    li, lj = lse[:, None], lse[None, :]
+    hi, hj = has[:, None], has_c[None, :]
+    li, lj = lse[:, None], lse_c[None, :]
     top = jax.lax.stop_gradient(jnp.where(hi & hj, jnp.maximum(li, lj), jnp.where(hi, li, lj)))
     total = jnp.where(hi, jnp.exp(jnp.where(hi, li - top, 0)), 0) + jnp.where(
         hj, jnp.exp(jnp.where(hj, lj - top, 0)), 0
@@ -730,11 +776,17 @@ def lifted_structured_loss(
     valid = pos & (hi | hj)
     j = top + jnp.log(jnp.where(valid, total, 1)) + dist
     per_pair = jnp.where(valid, jax.nn.relu(j) ** 2, 0) / 2
-    return _numerics.safe_divide(jnp.sum(per_pair), jnp.sum(pos).astype(x.dtype)).astype(out_dtype)
+    dtype = per_pair.dtype
+    return _tiles.global_mean(jnp.sum(per_pair), jnp.sum(pos).astype(dtype), axis_name).astype(ms.out_dtype)
 
 
 def soft_nearest_neighbor_loss(
-    embeddings: ArrayLike, labels: ArrayLike, *, temperature: float = 1.0, precision=_HIGHEST
+    embeddings: ArrayLike,
+    labels: ArrayLike,
+    *,
+    temperature: float = 1.0,
+    axis_name=None,
+    precision=_HIGHEST,
 ) -> jax.Array:
     r"""Soft nearest neighbour loss (Frosst et al. 2019), squared Euclidean distances.
 
@@ -752,6 +804,11 @@ def soft_nearest_neighbor_loss(
       embeddings: ``(B, d)`` embeddings.
       labels: ``(B,)`` integer class labels.
       temperature: positive temperature ``T``.
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis the batch is
+        split over: this device's rows are the anchors, the candidates are the
+        whole batch all-gathered over the axis (each anchor's own pair
+        excluded by its global index), and the result is the mean over the
+        global batch's anchors with a positive, the same on every device.
       precision: precision of the Gram matrix product.
 
     Returns:
@@ -770,11 +827,12 @@ def soft_nearest_neighbor_loss(
     Reference: a brute-force NumPy / PyTorch implementation of the formula (tests).
     """
     fn = "soft_nearest_neighbor_loss"
-    x, labels, out_dtype = prepare_batch(embeddings, labels, fn)
+    ms = prepare_mining(embeddings, labels, None, None, axis_name, fn)
     _checks.check_temperature(temperature, fn)
-    logits = -_pairwise.distances(x, metric="sqeuclidean", same=True, precision=precision) / temperature
-    pos = positive_mask(labels)
+    logits = -ms.distances("sqeuclidean", precision) / temperature
+    same_label, pos = ms.masks()
     lse_pos, has_pos = _numerics.masked_logsumexp(logits, pos)
-    lse_all, _ = _numerics.masked_logsumexp(logits, ~jnp.eye(x.shape[0], dtype=bool))
+    lse_all, _ = _numerics.masked_logsumexp(logits, pos | ~same_label)  # every candidate but itself
     per_anchor = jnp.where(has_pos, lse_all - lse_pos, 0)
-    return _numerics.safe_divide(jnp.sum(per_anchor), jnp.sum(has_pos).astype(x.dtype)).astype(out_dtype)
+    count = jnp.sum(has_pos).astype(per_anchor.dtype)
+    return _tiles.global_mean(jnp.sum(per_anchor), count, axis_name).astype(ms.out_dtype)

@@ -169,6 +169,9 @@ def kl_divergence(
     ``p_i = 0`` contribute 0 even when ``log q_i = -inf`` (optax: NaN), and their
     gradient with respect to both arguments is 0 (optax: NaN with respect to
     ``targets``). ``KL >= 0`` for normalised distributions (Gibbs' inequality).
+    A term with ``p_i > 0`` and ``log q_i = -inf`` (disjoint supports, or a
+    model that rules out a possible event) makes the divergence ``inf``, its
+    true value (scipy's ``rel_entr`` too); its gradient is then not finite.
 
     Args:
       log_predictions: ``(..., n)`` log-probabilities ``log q`` (floating).
@@ -202,7 +205,8 @@ def kl_divergence_with_log_targets(
     """``KL(p || q) = sum_i exp(log p_i) (log p_i - log q_i)`` with both inputs in log space.
 
     Terms with ``p_i = 0`` (``log p_i = -inf``) contribute 0 and have gradient
-    0, even when ``log q_i = -inf``.
+    0, even when ``log q_i = -inf``. ``p_i > 0`` with ``log q_i = -inf``
+    (disjoint supports) gives ``inf``, the true value.
 
     Args:
       log_predictions: ``(..., n)`` log-probabilities ``log q``.
@@ -239,7 +243,8 @@ def generalized_kl_divergence(
     """Generalised KL ``sum_i p_i log(p_i / q_i) - p_i + q_i`` for unnormalised ``p``, ``q``.
 
     The Bregman divergence of ``x log x - x``; equal to ``kl_divergence``
-    for normalised distributions. Zero ``p_i`` are handled as there.
+    for normalised distributions. Zero ``p_i`` are handled as there, and
+    ``p_i > 0`` with ``log q_i = -inf`` gives ``inf`` as there.
 
     Args:
       log_predictions: ``(..., n)`` log ``q``.
@@ -322,7 +327,8 @@ def symmetric_kl_divergence(
       where: optional boolean mask.
 
     Returns:
-      The divergences (``inf`` where one distribution is 0 and the other not).
+      The divergences (``inf`` where one distribution is 0 and the other not:
+      disjoint supports give ``inf``, the true value).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -496,6 +502,10 @@ def bhattacharyya_distance(
     """Bhattacharyya distance ``-log sum_i sqrt(p_i q_i)`` (``inf`` for disjoint supports).
 
     Equal to ``renyi_divergence(..., alpha=0.5) / 2`` for normalised inputs.
+    Disjoint supports (``sum_i sqrt(p_i q_i) = 0``) give ``inf``, the true
+    value, with gradient 0; a zero probability facing a positive one
+    contributes 0 to the sum and gets gradient 0 (the square root's
+    subgradient; its true derivative is infinite).
 
     Args:
       predictions: ``(..., n)`` probabilities.
@@ -537,11 +547,16 @@ def renyi_divergence(
     twice the Bhattacharyya distance. Computed in log space (logsumexp), with an
     ``expm1``/``log1p`` path near ``alpha = 1`` so that the limit is continuous.
 
-    Edge case: for ``alpha < 1`` a zero prediction ``q_i = 0`` under a positive
-    target has a finite value but an infinite derivative
-    ``d/dq_i q_i^(1-alpha)``; the gradient with respect to ``predictions`` is
-    then NaN (there is no finite answer to return). Everywhere else the
-    gradient is finite.
+    Edge cases: a zero prediction ``q_i = 0`` under a positive target makes
+    the divergence ``inf`` for ``alpha >= 1`` (disjoint supports: ``inf`` for
+    every ``alpha``, the true value, as scipy) and leaves it finite for
+    ``alpha < 1``, where its term ``p_i^alpha q_i^(1-alpha)`` is 0. There the
+    derivative of that term with respect to ``q_i`` is finite for ``alpha = 0``
+    (and is returned) and infinite for ``0 < alpha < 1``, where the gradient
+    is 0 (the subgradient of the square roots of ``hellinger_distance`` and
+    ``bhattacharyya_distance``: ``alpha = 0.5`` is twice the latter, gradient
+    included). Values and gradients are finite wherever the divergence is;
+    where it is ``inf`` the gradient is 0.
 
     Args:
       predictions: ``(..., n)`` probabilities ``q``.
@@ -573,32 +588,47 @@ def renyi_divergence(
     mask = _where(where, shape, fn)
     if mask is not None:
         support = support & mask
+    # `ok`: the support where q > 0; `gap`: q = 0 under a positive p, whose term p^alpha q^(1 - alpha)
+    # is 0 for alpha < 1 and infinite for alpha > 1. log q is never taken there (double where), so no
+    # 0 * inf reaches a gradient.
+    ok = support & (q > 0)
+    gap = support & ~ok
     safe_p = jnp.where(support, p, 1)
-    log_ratio = jnp.where(support, jnp.log(safe_p) - jnp.log(jnp.where(support, q, 1)), 0)
+    log_ratio = jnp.where(ok, jnp.log(safe_p) - jnp.log(jnp.where(ok, q, 1)), 0)
     mass = jnp.sum(jnp.where(support, p, 0), axis=axes, keepdims=True)
     weights = jnp.where(support, p, 0) / jnp.where(mass > 0, mass, 1)
+    any_gap = jnp.any(gap, axis=axes)
     mass = jnp.sum(mass, axis=axes)  # drop the kept axes
     traced = _checks.is_traced(alpha)
     if not traced and math.isinf(float(alpha)):
-        out = jnp.max(jnp.where(support, log_ratio, -jnp.inf), axis=axes)
+        out = jnp.max(jnp.where(ok, log_ratio, jnp.where(gap, jnp.inf, -jnp.inf)), axis=axes)
     elif not traced and float(alpha) == 1.0:
-        out = jnp.sum(weights * log_ratio, axis=axes)
+        out = jnp.where(any_gap, jnp.inf, jnp.sum(weights * log_ratio, axis=axes))
     else:
         delta = jnp.asarray(alpha, p.dtype) - 1
         safe_delta = jnp.where(delta == 0, 1, delta)
-        # far from alpha = 1: log-space sum, stable for large |delta * log_ratio|
-        scaled = jnp.where(support, delta * log_ratio, -jnp.inf)
-        far = jax.nn.logsumexp(scaled, axis=axes, b=jnp.where(support, weights, 1)) / safe_delta
+        # far from alpha = 1: log-space sum over `ok`, stable for large |delta * log_ratio|
+        scaled = jnp.where(ok, delta * log_ratio, -jnp.inf)
+        lse = jax.nn.logsumexp(scaled, axis=axes, b=jnp.where(ok, weights, 1))
+        has_ok = jnp.isfinite(lse)
+        safe_lse = jnp.where(has_ok, lse, 0)
+        # alpha = 0: the gap's terms q_i / sum p are 0 but their derivative 1 / sum p is finite
+        # (0 < alpha < 1: infinite; the gradient there is 0, as for the square root of Hellinger)
+        zero_order = jnp.sum(jnp.where(gap, q, 0), axis=axes) / jnp.where(mass > 0, mass, 1)
+        zero_order = jnp.where(delta == -1, zero_order, 0) * jnp.exp(-safe_lse)
+        far = jnp.where(has_ok, safe_lse + jnp.log1p(zero_order), -jnp.inf) / safe_delta
         # near alpha = 1: log1p(sum w expm1(delta r)) / delta keeps the KL limit accurate
         limit = 1.0 / jnp.maximum(jnp.abs(safe_delta), jnp.finfo(p.dtype).tiny)
         clipped = jnp.clip(log_ratio, -limit, limit)
-        near_sum = jnp.sum(weights * jnp.expm1(delta * clipped), axis=axes)
+        big = jnp.max(jnp.where(ok, jnp.abs(delta * log_ratio), 0), axis=axes)
+        use_near = (big < 0.5) & ~any_gap
+        near_sum = jnp.where(use_near, jnp.sum(weights * jnp.expm1(delta * clipped), axis=axes), 0)
         near = jnp.where(
             delta == 0,
             jnp.sum(weights * log_ratio, axis=axes),
             jnp.log1p(near_sum) / safe_delta,
         )
-        big = jnp.max(jnp.where(support, jnp.abs(delta * log_ratio), 0), axis=axes)
-        out = jnp.where(big < 0.5, near, far)
-    # an empty support (p == 0 everywhere) gives 0
+        out = jnp.where(use_near, near, far)
+        # q = 0 under a positive p: infinite for alpha >= 1 (the term q^(1 - alpha) diverges)
+        out = jnp.where(any_gap & (delta >= 0), jnp.inf, out)
     return jnp.where(mass > 0, out, 0).astype(out_dtype)

@@ -13,9 +13,11 @@ Two paths compute the same numbers:
 * the **class-blocked** path never forms them: it asks the tiling engine
   (``_tile_engine.statistics``, a ``jax.custom_vjp``) for two numbers per row, the
   logsumexp of ``scale * cos`` over the non-target classes and the target
-  cosine, from ``block_size x class_block_size`` tiles whose inverse row and
-  column norms are applied in-tile (no normalised copy of the class matrix);
-  the backward pass recomputes every tile. The class axis may be split over
+  cosine, from ``block_size x class_block_size`` tiles: the rows are
+  normalised once, each ``(D, class_block_size)`` block of class columns is
+  normalised before its product (no normalised copy of the class matrix,
+  no tile-sized reduction in the backward pass); the backward pass
+  recomputes every tile. The class axis may be split over
   devices (``axis_name``, the engine's ``parallel="columns"``): each device
   scans its own columns and the statistics are merged with ``pmax``/``psum``.
 
@@ -73,6 +75,26 @@ def _unit_cosines(e, w, precision, acc=None):
     return dot * r_e[:, None] * inv_w[None, :], r_e, inv_w
 
 
+@jax.custom_jvp
+def _max_over_sub_centers(cos):
+    """The class cosine: the largest of a class's ``k`` sub-centre cosines (last axis).
+
+    Its derivative is the derivative of the first largest one (``torch.max``
+    over a dimension, which pytorch-metric-learning's sub-center ArcFace uses,
+    routes the gradient to the index it returns): one selection per entry,
+    no tie count over the ``k`` columns.
+    """
+    return jnp.max(cos, axis=-1)
+
+
+@_max_over_sub_centers.defjvp
+def _max_over_sub_centers_jvp(primals, tangents):
+    (cos,), (t,) = primals, tangents
+    first = jnp.argmax(cos, axis=-1)
+    hit = jnp.arange(cos.shape[-1]) == first[..., None]
+    return jnp.max(cos, axis=-1), jnp.sum(jnp.where(hit, t, 0), axis=-1)
+
+
 def _combined_margin(cos_target, m2, m3):
     """``cos(theta + m2) - m3`` with ArcFace's monotonic fallback, finite derivatives everywhere.
 
@@ -128,7 +150,7 @@ def _dense_stats(e, w, y, scale, sub_centers, precision):
     c = w.shape[1] // sub_centers
     cos, _, _ = _unit_cosines(e, w, precision)
     if sub_centers > 1:
-        cos = jnp.max(cos.reshape(n, c, sub_centers), axis=-1)
+        cos = _max_over_sub_centers(cos.reshape(n, c, sub_centers))
     hit = y[:, None] == jnp.arange(c)[None, :]
     target = jnp.sum(jnp.where(hit, cos, 0), axis=1)
     lse, has = _numerics.masked_logsumexp(scale * cos, ~hit, axis=1)
@@ -143,43 +165,46 @@ def _acc_dtype(dtype):
 
 
 class _CosineScores(NamedTuple):
-    """One tile's ``(scale * class cosines, class cosines)``, each class's value in its first column.
+    """One tile's ``(scale * class cosines, class cosines)``, ``(r, c)`` for ``c`` classes.
 
-    Inverse norms are applied in-tile (to rows already times their power of
-    two: see ``_unit_cosines``); with ``k`` sub-centers the class
-    cosine (the largest over its ``k`` columns) is repeated over them and the
-    statistics read it from column ``c k`` only.
+    The rows arrive normalised; the tile's ``(D, c)`` (or ``(D, c, k)``)
+    block of class columns is normalised here (a ``D x c k`` pass, no
+    normalised copy of the class matrix), so the tile's only ``r x c k``
+    arrays are the matrix product and its cotangent: the inverse norms'
+    gradients are ``(D, c k)`` work, not tile-sized reductions. With ``k``
+    sub-centres the class cosine is the largest over the class's ``k``
+    columns. Both sides are scale-free: the rows are normalised with
+    ``_numerics.normalize`` and the columns with ``_numerics.inverse_norm``
+    (norms of each vector times a power of two), so unit vectors enter the
+    product whatever the magnitudes (``1e-30`` to ``1e30`` in float32).
     """
 
-    k: int
     precision: object
 
     def __call__(self, params, rows, cols):
-        acc = jnp.promote_types(rows["x"].dtype, jnp.float32)
-        dot = jax.lax.dot_general(
-            rows["x"],
-            cols["w"],
+        x, w = rows["x"], cols["w"]
+        acc = jnp.promote_types(x.dtype, jnp.float32)
+        w = w.astype(acc)
+        w = (w * _numerics.inverse_norm(w, 0, branch_free=True)[None]).astype(x.dtype)
+        # one (r, c k) product: a (D, c, k) operand would make XLA transpose the backward's GEMMs
+        cos = jax.lax.dot_general(
+            x,
+            w.reshape(w.shape[0], -1),
             (((1,), (0,)), ((), ())),
             precision=self.precision,
             preferred_element_type=acc,
         )
-        cos = dot * rows["inv"][:, None] * cols["inv"][None, :]
-        if self.k > 1:
-            r, c = cos.shape
-            cos = jnp.repeat(jnp.max(cos.reshape(r, c // self.k, self.k), axis=-1), self.k, axis=1)
+        if w.ndim == 3:
+            cos = _max_over_sub_centers(cos.reshape(cos.shape[0], w.shape[1], w.shape[2]))
         return params["scale"] * cos, cos
 
 
-def _first_center(cols):
-    return (cols["index"] % cols["k"][0])[None, :] == 0
-
-
 def _is_target(rows, cols):
-    return (rows["label"][:, None] == (cols["index"] // cols["k"][0])[None, :]) & _first_center(cols)
+    return rows["label"][:, None] == cols["index"][None, :]
 
 
 def _is_other(rows, cols):
-    return (rows["label"][:, None] != (cols["index"] // cols["k"][0])[None, :]) & _first_center(cols)
+    return rows["label"][:, None] != cols["index"][None, :]
 
 
 def _cosine(z, rows, cols):
@@ -193,24 +218,26 @@ _MARGIN_STATS = (
 
 
 def _blocked_stats(e, w, y, scale, k, tb, cb, precision, axis_name):
-    """``(lse over non-target classes of scale * cos, target class cosine)`` per row, tiled."""
+    """``(lse over non-target classes of scale * cos, target class cosine)`` per row, tiled.
+
+    With ``k > 1`` sub-centres the class matrix is read as ``(D, C, k)`` (a
+    reshape, no copy) and sliced along its classes; the rows are normalised
+    once (``N x D``).
+    """
     acc = _acc_dtype(e.dtype)
     tiling = _tile_engine.Tiling(
-        _CosineScores(k, precision),
+        _CosineScores(precision),
         _MARGIN_STATS,
         row_block=tb,
-        col_block=cb * k,
-        col_axis=-1,
+        col_block=cb,
+        col_axis=1,
         axis_name=axis_name,
         parallel="columns",
     )
-    s_e, r_e = _unit_parts(e.astype(acc), -1, e.dtype)
-    rows = {"x": e * s_e[:, None].astype(e.dtype), "inv": r_e}  # rows below 2: see _unit_cosines
-    cols = {"w": w, "inv": _numerics.inverse_norm(w.astype(acc), 0)}
-    col_data = {"k": jnp.full((w.shape[1],), k, jnp.int32)}
-    return _tile_engine.statistics(
-        tiling, {"scale": scale}, rows, cols, row_data={"label": y}, col_data=col_data
-    )
+    x = e.astype(acc)
+    rows = {"x": (x * _numerics.inverse_norm(x, -1, branch_free=True)[:, None]).astype(e.dtype)}
+    cols = {"w": w if k == 1 else w.reshape(w.shape[0], w.shape[1] // k, k)}
+    return _tile_engine.statistics(tiling, {"scale": scale}, rows, cols, row_data={"label": y})
 
 
 # --------------------------------------------------------------------------- the margin-softmax core
@@ -219,7 +246,7 @@ def _blocked_stats(e, w, y, scale, k, tb, cb, precision, axis_name):
 def _margin_softmax(
     fn,
     embeddings,
-    weights,
+    kernel,
     labels,
     *,
     m2,
@@ -232,14 +259,14 @@ def _margin_softmax(
     precision,
 ):
     """The combined-margin softmax cross-entropy shared by ``arcface_loss`` and ``cosface_loss``."""
-    e, w, y = _check_embeddings_and_classes(embeddings, weights, labels, fn, "weights")
+    e, w, y = _check_embeddings_and_classes(embeddings, kernel, labels, fn, "kernel")
     if isinstance(sub_centers, (bool, np.bool_)) or not isinstance(sub_centers, (int, np.integer)):
         raise TypeError(
             f"{fn}: `sub_centers` must be a positive int; got {type(sub_centers).__name__} {sub_centers!r}."
         )
     if sub_centers < 1 or w.shape[1] % sub_centers or w.shape[1] == 0:
         raise ValueError(
-            f"{fn}: `sub_centers` must be a positive int dividing the {w.shape[1]} columns of `weights` "
+            f"{fn}: `sub_centers` must be a positive int dividing the {w.shape[1]} columns of `kernel` "
             f"(C * sub_centers columns, class c's centres at c * sub_centers + k); got {sub_centers!r}."
         )
     _checks.check_temperature(scale, fn, "scale")
@@ -270,9 +297,10 @@ def _margin_softmax(
     return loss.astype(out_dtype)
 
 
+@_checks.renamed_keyword("weights", "kernel", removed_in="0.5")
 def arcface_loss(
     embeddings: jax.typing.ArrayLike,
-    weights: jax.typing.ArrayLike,
+    kernel: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
     *,
     margin: float = 0.5,
@@ -286,7 +314,7 @@ def arcface_loss(
     r"""Additive angular margin loss (ArcFace), per row; sub-center ArcFace with ``sub_centers > 1``.
 
     With ``cos(theta_ic)`` the cosine between embedding ``i`` and class column
-    ``c`` of ``weights`` (with ``K = sub_centers`` the largest cosine over the
+    ``c`` of ``kernel`` (with ``K = sub_centers`` the largest cosine over the
     class's ``K`` columns ``c K + k``), ``s = scale``, ``m = margin`` and
     target ``y``:
 
@@ -311,23 +339,32 @@ def arcface_loss(
     ``block_size x class_block_size`` tiles with an online logsumexp, applies
     the inverse row and column norms inside each tile, saves its inputs and
     two numbers per row, and recomputes each tile in the backward pass
-    (temporary memory ``O(block_size * class_block_size * K + N D)``). Both
-    give the same values and gradients. Defaults: ``(1024, 4096 / K)`` on CPU,
+    (temporaries: ``O(N D)``, ``(D, class_block_size * K)`` blocks of
+    ``kernel`` and, with ``K = 1``, at most two float32 ``block_size x
+    class_block_size`` tiles at a time: the product and one masked copy in
+    the forward pass, the product overwritten by its cotangent in the
+    backward pass; 1/60 of the ``N x C`` logits at ``N = 1024, D = 512, C =
+    2^20, class_block_size = 8192``. With ``K > 1``: the ``block_size x
+    class_block_size * K`` product, overwritten by its cotangent, and three
+    ``block_size x class_block_size`` class tiles). Both
+    give the same values and gradients. Defaults (the library's block
+    policy, chosen rather than tuned): ``(1024, 4096 / K)`` on CPU,
     ``(2048, 8192 / K)`` on GPU/TPU, clipped to ``N`` and ``C``.
 
     **Class-parallel (Partial FC).** With ``axis_name``, call it inside
-    ``jax.shard_map`` with ``weights`` split over its columns
+    ``jax.shard_map`` with ``kernel`` split over its columns
     (``P(None, axis_name)``, whole classes per device: ``C / devices`` classes
     of ``K`` columns each) and ``embeddings``/``labels`` replicated, labels
     holding global class ids. The losses (replicated) and the gradients
-    (``embeddings``: replicated; ``weights``: each device's shard) equal the
+    (``embeddings``: replicated; ``kernel``: each device's shard) equal the
     single-device ones.
 
     Args:
       embeddings: ``(N, D)`` floating embeddings (normalised inside).
-      weights: ``(D, C * K)`` class centres as columns (a Flax ``Dense``
+      kernel: ``(D, C * K)`` class centres as columns (a Flax ``Dense``
         kernel's layout; pytorch-metric-learning's ``W``), normalised inside;
-        with ``axis_name`` this device's shard.
+        with ``axis_name`` this device's shard. The keyword ``weights=`` is
+        its deprecated name (a ``DeprecationWarning``; removed in 0.5).
       labels: ``(N,)`` integer class ids in ``[0, C)``.
       margin: ``m`` in radians, in ``[0, pi)``.
       scale: ``s > 0``.
@@ -342,7 +379,7 @@ def arcface_loss(
       ``(N,)`` losses in the input dtype. ``jnp.mean`` of them equals
       pytorch-metric-learning's ``ArcFaceLoss(C, D, margin=degrees(m),
       scale=s)`` (``SubCenterArcFaceLoss(..., sub_centers=K)``) with ``W =
-      weights``.
+      kernel``.
 
     Edge cases: gradients are finite at ``theta = 0`` (an embedding on its
     class centre: ``sin theta`` is a safe square root with derivative 0
@@ -350,7 +387,9 @@ def arcface_loss(
     (normalized to 0 with gradient 0, ``torch.nn.functional.normalize``'s
     value). Cosines are scale-free: the same loss for embeddings or columns
     scaled by ``1e-30`` to ``1e30`` (float32), ``1e-300`` to ``1e300``
-    (float64), norms being taken of each vector times a power of two. A
+    (float64), norms being taken of each vector times a power of two. Tied
+    sub-centres: the gradient goes to the first of the class's largest
+    cosines (as ``torch.max`` over a dimension). A
     concrete ``labels`` array outside ``[0, C)`` raises ``ValueError``; a
     traced one (under ``jit``) gives NaN for those rows. Reverse-mode
     differentiation only on the class-blocked path (a custom VJP).
@@ -378,7 +417,7 @@ def arcface_loss(
     return _margin_softmax(
         fn,
         embeddings,
-        weights,
+        kernel,
         labels,
         m2=margin,
         m3=0.0,
@@ -391,9 +430,10 @@ def arcface_loss(
     )
 
 
+@_checks.renamed_keyword("weights", "kernel", removed_in="0.5")
 def cosface_loss(
     embeddings: jax.typing.ArrayLike,
-    weights: jax.typing.ArrayLike,
+    kernel: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
     *,
     margin: float = 0.35,
@@ -407,7 +447,7 @@ def cosface_loss(
     r"""Additive cosine margin loss (CosFace, large margin cosine loss), per row.
 
     With ``cos(theta_ic)`` the cosine between embedding ``i`` and class column
-    ``c`` of ``weights``, ``s = scale``, ``m = margin`` and target ``y``:
+    ``c`` of ``kernel``, ``s = scale``, ``m = margin`` and target ``y``:
 
     .. math::
 
@@ -419,8 +459,9 @@ def cosface_loss(
 
     Args:
       embeddings: ``(N, D)`` floating embeddings (normalised inside).
-      weights: ``(D, C * K)`` class centres as columns, normalised inside;
-        with ``axis_name`` this device's shard.
+      kernel: ``(D, C * K)`` class centres as columns, normalised inside;
+        with ``axis_name`` this device's shard (``weights=``: its deprecated
+        name, removed in 0.5).
       labels: ``(N,)`` integer class ids in ``[0, C)``.
       margin: ``m`` in ``[0, pi)`` (a cosine offset).
       scale: ``s > 0``.
@@ -433,7 +474,7 @@ def cosface_loss(
     Returns:
       ``(N,)`` losses in the input dtype. ``jnp.mean`` of them equals
       pytorch-metric-learning's ``CosFaceLoss(C, D, margin=m, scale=s)`` with
-      ``W = weights``.
+      ``W = kernel``.
 
     Edge cases: as :func:`arcface_loss` (labels out of range: ``ValueError``
     for a concrete array, NaN rows for a traced one).
@@ -458,7 +499,7 @@ def cosface_loss(
     return _margin_softmax(
         fn,
         embeddings,
-        weights,
+        kernel,
         labels,
         m2=0.0,
         m3=margin,

@@ -70,12 +70,6 @@ def _check_margin(margin, fn: str):
 # --------------------------------------------------------------------------- distance matrices
 
 
-def _in_batch_distances(x, metric, squared, precision):
-    """``(B, B)`` distances of the rows of ``x`` to each other (the pairwise core, one set)."""
-    name = "sqeuclidean" if squared else metric
-    return _pairwise.distances(x, metric=name, same=True, precision=precision)
-
-
 def _row_distances(x, y, metric):
     """``(B,)`` distances of matched rows ``x[i]``, ``y[i]`` (the in-batch metric's rules; the
     Euclidean one unsquared, from a scaled sum: finite wherever representable)."""

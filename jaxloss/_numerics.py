@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Sequence
 
 import jax
@@ -79,10 +80,52 @@ def compute_dtype(*dtypes) -> np.dtype:
         if jnp.issubdtype(dt, jnp.floating):
             floats.append(jnp.float32 if is_low_precision(dt) else dt)
         elif jnp.issubdtype(dt, jnp.complexfloating):
-            raise TypeError(f"jaxloss works on real arrays; got dtype {dt}")
+            fn, arg = _public_caller_and_complex_argument()
+            raise TypeError(f"{fn}: `{arg}` must be real (jaxloss works on real arrays); got dtype {dt}.")
     if not floats:
         return default_float_dtype()
     return jnp.result_type(*floats)
+
+
+def _is_complex(value) -> bool:
+    dt = getattr(value, "dtype", None)
+    if dt is None:
+        try:
+            dt = np.asarray(value).dtype
+        except Exception:  # noqa: BLE001 - any object that is not array-like is not complex
+            return False
+    try:
+        return bool(jnp.issubdtype(dt, jnp.complexfloating))
+    except TypeError:
+        return False
+
+
+def _public_caller_and_complex_argument() -> tuple[str, str]:
+    """Names the public function that received a complex array, and that argument, for the error.
+
+    Found on the call stack, so that no function has to thread its name down to the dtype
+    policy: the outermost frame of a public function of ``jaxloss``, ``jaxloss.torch`` or
+    ``jaxloss.torch.linalg`` (its ``fn`` string if it has one, else its name) and its first
+    parameter holding a complex array. Falls back to ``"jaxloss"`` and ``"input"``. Runs
+    only on the error path.
+    """
+    public = set()
+    for module in ("jaxloss", "jaxloss.torch", "jaxloss.torch.linalg"):
+        public.update(getattr(sys.modules.get(module), "__all__", ()))
+    fn, arg = "jaxloss", "input"
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if frame.f_globals.get("__name__", "").startswith("jaxloss") and code.co_name in public:
+            local = frame.f_locals
+            name = local.get("fn")
+            params = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+            complex_params = [p for p in params if _is_complex(local.get(p))]
+            if complex_params:  # the outermost public frame that was handed the complex array
+                fn = name if isinstance(name, str) else code.co_name
+                arg = complex_params[0]
+        frame = frame.f_back
+    return fn, arg
 
 
 def output_dtype(*dtypes) -> np.dtype:
@@ -431,7 +474,7 @@ def normalize(x, axis=-1, *, where=None, min_norm=None):
     return safe_divide(x * s, n)
 
 
-def inverse_norm(x, axis=-1, keepdims=False):
+def inverse_norm(x, axis=-1, keepdims=False, *, branch_free: bool = False):
     """``1 / |x|`` along ``axis``, 0 for a zero vector (gradient 0 there), scale-free.
 
     ``s / |x s|`` with ``s`` the power of two of the largest ``|x_i|`` where the
@@ -440,12 +483,20 @@ def inverse_norm(x, axis=-1, keepdims=False):
     is representable (``x * inverse_norm(x)`` is :func:`normalize`). Its
     derivative ``-r^3 (x . dx)`` is written, so reverse mode keeps ``x`` and
     ``r`` only: one vector per norm (a class matrix's columns: ``(C,)``).
+    ``branch_free``: always scale (a max and a scaled sum, which XLA fuses)
+    instead of a conditional, differentiated through :func:`p_norm`: inside a
+    loop body (a tile of a class matrix's columns) the conditional and the
+    written derivative kept two more buffers of the size of ``x``.
 
     >>> float(inverse_norm(jnp.array([3e30, 4e30], jnp.float32)))
     2e-31
     """
     axis = axis if isinstance(axis, int) else tuple(axis)
-    r = _inverse_norm(x, axis)
+    if branch_free:
+        s, _ = max_abs_scale(x, axis)  # no gradient: the norm is homogeneous
+        r = safe_divide(s, p_norm(x * s, 2.0, axis=axis, keepdims=True))
+    else:
+        r = _inverse_norm(x, axis)
     return r if keepdims else jnp.squeeze(r, axis)
 
 

@@ -5,13 +5,13 @@ module: ``cdist`` / ``pdist`` (euclidean, sqeuclidean, seuclidean,
 mahalanobis, cosine, correlation, dot and the boolean counts) and the in-batch
 metric-learning losses. The blocked search (``knn``) uses only
 :func:`ranking_scores`, a query-invariant ranking form without centring (its
-winners are re-scored exactly); no caller passes ``shift=`` at present.
+winners are re-scored exactly).
 
 Conventions, the same for every caller:
 
 * **Centring.** Squared distances ``|x_i - y_j|^2 = |x_i|^2 + |y_j|^2 - 2 x_i.y_j``
-  are computed after subtracting one common shift from both sets (by default
-  the mean of the rows of ``x`` and ``y`` together; ``shift=`` passes another).
+  are computed after subtracting one common shift from both sets, the mean
+  of the rows of ``x`` and ``y`` together.
   Distances do not change; the cancellation of large norms (data with a
   common offset) does. Being shift-invariant, they get no gradient through
   the shift (it is a ``stop_gradient``).
@@ -249,7 +249,7 @@ def _common_scale(a, b, squared):
     return s, inv
 
 
-def _scaled_squared(x, y, same, shift, metric_matrix, precision, squared, bounded=False):
+def _scaled_squared(x, y, same, metric_matrix, precision, squared, bounded=False):
     """``(d2 s^2, 1 / s)``: the squared distances of the data times ``s``, a power of two.
 
     ``s`` brings the largest entry of the (centred) data into ``[1, 2)`` (within
@@ -270,8 +270,8 @@ def _scaled_squared(x, y, same, shift, metric_matrix, precision, squared, bounde
         ys = xs if same else y * s
         out = rowwise_squared_euclidean(xs[:, None, :], ys[None, :, :], metric_matrix)
         return _zero_diagonal(_symmetric(out, same), same), inv
-    mu = mean_shift(x, None if same else y) if shift is None else jnp.asarray(shift, x.dtype)
-    mu = jax.lax.stop_gradient(mu)  # distances are shift-invariant: the gradient through mu is 0
+    # distances are shift-invariant: the gradient through the shift is 0
+    mu = jax.lax.stop_gradient(mean_shift(x, None if same else y))
     xc, yc = x - mu, y - mu
     s, inv = (1, 1) if bounded else _common_scale(xc, None if same else yc, squared)
     xc, yc = xc * s, yc * s
@@ -292,7 +292,6 @@ def squared_euclidean(
     y=None,
     *,
     same: bool = False,
-    shift=None,
     metric_matrix=None,
     precision=HIGHEST,
     ranking: bool = False,
@@ -315,8 +314,6 @@ def squared_euclidean(
       x: ``(n, d)``.
       y: ``(m, d)``, or None for ``x`` (implies ``same``).
       same: ``y`` is ``x``: exactly symmetric, exactly zero diagonal.
-      shift: ``(d,)`` subtracted from both sets before the product; None means
-        :func:`mean_shift` of ``x`` and ``y``.
       metric_matrix: optional symmetric positive semi-definite ``(d, d)``.
       precision: precision of the products.
       ranking: return the squared distances times one positive power of two
@@ -326,19 +323,17 @@ def squared_euclidean(
     Returns:
       ``(n, m)`` in the compute dtype.
     """
-    d2, inv = _scaled_squared(x, y, same, shift, metric_matrix, precision, not ranking)
+    d2, inv = _scaled_squared(x, y, same, metric_matrix, precision, not ranking)
     return d2 if ranking else (d2 * inv) * inv
 
 
-def euclidean(
-    x, y=None, *, same: bool = False, shift=None, metric_matrix=None, precision=HIGHEST
-) -> jax.Array:
+def euclidean(x, y=None, *, same: bool = False, metric_matrix=None, precision=HIGHEST) -> jax.Array:
     """``(n, m)`` distances: the safe square root (gradient 0 at 0) of :func:`squared_euclidean`.
 
     The root is taken before unscaling, so the distances are finite wherever
     they are representable (up to the largest float, not its square root).
     """
-    d2, inv = _scaled_squared(x, y, same, shift, metric_matrix, precision, False)
+    d2, inv = _scaled_squared(x, y, same, metric_matrix, precision, False)
     return _numerics.sqrt(d2) * inv
 
 
@@ -354,7 +349,7 @@ def cosine(x, y=None, *, same: bool = False, precision=HIGHEST) -> jax.Array:
     _check_same(x, y, same)
     ux, zx = unit_rows(x)
     uy, zy = (ux, zx) if same else unit_rows(y)
-    d2, _ = _scaled_squared(ux, uy, same, None, None, precision, True, bounded=True)
+    d2, _ = _scaled_squared(ux, uy, same, None, precision, True, bounded=True)
     d = 0.5 * d2
     return jnp.clip(jnp.where(zx[:, None] != zy[None, :], 1.0, d), 0.0, 2.0)
 

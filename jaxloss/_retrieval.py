@@ -1,22 +1,29 @@
 """Retrieval metrics: from neighbour indices, and from scored candidates.
 
+Every metric returns one value per query, never a mean (the core's reduction
+contract); ``k`` is the number of neighbours or ranks considered, as in ``knn``.
+
 ``precision_at_k``, ``recall_at_k``, ``r_precision`` and
 ``mean_average_precision_at_r`` follow pytorch-metric-learning's
 ``AccuracyCalculator``: each query's neighbours are compared by label with the
-query, the number of relevant reference items ``R_i`` is counted by sorting
-the reference labels, and the mean runs over the queries that have at least
-one relevant item. They consume index arrays only, so they work with any
-search (``knn``, ``sharded_knn``, faiss) that returns neighbours nearest first.
+query and the number of relevant reference items ``R_i`` is counted by sorting
+the reference labels (``relevant_counts``). pytorch-metric-learning's number is
+the mean over the queries that have at least one relevant item:
+``reduce(values, where=relevant_counts(...) > 0)``. They consume index arrays
+only, so they work with any search (``knn``, ``sharded_knn``, faiss) that
+returns neighbours nearest first.
 
 ``reciprocal_rank``, ``average_precision``, ``normalized_dcg`` and
 ``hit_rate`` follow torchmetrics' functional retrieval metrics: they take a
 score and a relevance for each of ``M`` candidates of a query and return one
 value per query, batched over any leading axes. The candidates are ranked by
 ``jax.lax.top_k`` (highest score first, a tie going to the lower index), so
-only the first ``top_k`` are ordered.
+only the first ``k`` are ordered.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +34,7 @@ from . import _checks
 from . import _numerics as nx
 
 __all__ = [
+    "relevant_counts",
     "recall_at_k",
     "precision_at_k",
     "r_precision",
@@ -46,7 +54,60 @@ def _relevant_counts(query_labels, reference_labels):
     return (hi - lo).astype(jnp.int32)
 
 
-def _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn):
+def relevant_counts(
+    query_labels: ArrayLike, reference_labels: ArrayLike, *, exclude_self: bool = False
+) -> jax.Array:
+    """The number ``R_i`` of reference items relevant to each query: those sharing its label.
+
+    ``R_i = #{j : reference_labels[j] == query_labels[i]}``, minus 1 with
+    ``exclude_self`` (the query is reference row ``i`` and is not relevant to
+    itself). Counted by sorting the reference labels, ``O((q + m) log m)`` time
+    and ``O(q + m)`` memory. ``R_i`` is the cut-off of ``r_precision`` and
+    ``mean_average_precision_at_r``; ``R_i > 0`` marks the queries
+    pytorch-metric-learning's ``AccuracyCalculator`` averages over (the others
+    are its "lone" queries), so its value of a metric is
+    ``reduce(values, where=relevant_counts(...) > 0)``.
+
+    Args:
+      query_labels: ``(q,)`` int labels of the queries.
+      reference_labels: ``(m,)`` int labels of the reference (database) rows.
+      exclude_self: the queries are the first ``q`` rows of the reference set.
+
+    Returns:
+      ``(q,)`` int32 counts.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import precision_at_k, reduce, relevant_counts
+      >>> labels = jnp.array([0, 0, 1, 2])
+      >>> relevant_counts(labels, labels, exclude_self=True)
+      Array([1, 1, 0, 0], dtype=int32)
+      >>> nbrs = jnp.array([[0, 1], [1, 2], [2, 0], [3, 0]])
+      >>> p1 = precision_at_k(nbrs, labels, labels, 1, exclude_self=True)
+      >>> p1
+      Array([1., 0., 0., 0.], dtype=float32)
+      >>> reduce(p1, where=relevant_counts(labels, labels, exclude_self=True) > 0)  # as pml
+      Array(0.5, dtype=float32)
+
+    Reference: pytorch-metric-learning ``AccuracyCalculator`` (label counts, lone queries).
+    """
+    fn = "relevant_counts"
+    ql, rl = jnp.asarray(query_labels), jnp.asarray(reference_labels)
+    _checks.check_ndim(ql, "query_labels", fn, ndim=1)
+    _checks.check_ndim(rl, "reference_labels", fn, ndim=1)
+    _checks.check_integer(ql, "query_labels", fn)
+    _checks.check_integer(rl, "reference_labels", fn)
+    if exclude_self and ql.shape[0] > rl.shape[0]:
+        raise ValueError(
+            f"{fn}: exclude_self=True needs the queries to be the first rows of the reference "
+            f"set; got {ql.shape[0]} queries and {rl.shape[0]} reference labels."
+        )
+    counts = _relevant_counts(ql, rl)
+    return counts - 1 if exclude_self else counts
+
+
+def _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn, k=None):
+    """Checks every argument (before any computation); returns the hits, ``R_i`` and ``k``."""
     idx = jnp.asarray(neighbor_indices)
     ql = jnp.asarray(query_labels)
     rl = jnp.asarray(reference_labels)
@@ -72,6 +133,7 @@ def _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_
                 f"{fn}: exclude_self=True drops the query itself from its neighbours, so "
                 f"`neighbor_indices` needs at least 2 columns; got shape {idx.shape}."
             )
+    k = _check_metric_k(k, idx.shape[1] - int(bool(exclude_self)), fn)
     counts = _relevant_counts(ql, rl)
     if exclude_self:
         # pytorch-metric-learning's ref_includes_query: drop the query from its own list,
@@ -84,15 +146,28 @@ def _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_
         counts = counts - 1
     # a negative index is knn's padding (fewer allowed rows than k): never relevant
     same = (idx >= 0) & (rl[jnp.maximum(idx, 0)] == ql[:, None])
-    return same, counts
+    return same, counts, k
 
 
 def _check_reduction(reduction, fn):
-    return _checks.check_reduction(reduction, fn, allowed=("mean", "none"))
+    """The deprecated ``reduction`` (None: not given, one value per query)."""
+    if reduction is None:
+        return "none"
+    reduction = _checks.check_reduction(reduction, fn, allowed=("mean", "none"))
+    warnings.warn(
+        f"{fn}: `reduction` is deprecated and will be removed in jaxloss 0.5; the metric returns "
+        "one value per query (0 for a query without a relevant reference item), as every core "
+        "function. reduction='mean' (pytorch-metric-learning's mean over the queries that have "
+        "one) is `jaxloss.reduce(values, where=jaxloss.relevant_counts(query_labels, "
+        "reference_labels, exclude_self=...) > 0)`; reduction='none' is the default.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return reduction
 
 
 def _finish(per_query, counts, reduction):
-    """Mean over queries with at least one relevant reference item (0 when none)."""
+    """Per-query values (0 without a relevant item), or the deprecated mean over the others."""
     valid = counts > 0
     per_query = jnp.where(valid, per_query, 0.0)
     if reduction == "none":
@@ -117,7 +192,7 @@ def precision_at_k(
     k: int | None = None,
     *,
     exclude_self: bool = False,
-    reduction: str = "mean",
+    reduction: str | None = None,
 ) -> jax.Array:
     """Precision@k: the fraction of the first ``k`` neighbours that share the query's label.
 
@@ -137,28 +212,32 @@ def precision_at_k(
         list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
         columns, and the query does not count as relevant to itself
         (pytorch-metric-learning's ``ref_includes_query``).
-      reduction: ``"mean"`` (default) averages over the queries that have at
-        least one relevant reference item (others are skipped, as
-        pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
-        ``(q,)`` per-query values (0 for such queries).
+      reduction: deprecated (removed in 0.5), with a ``DeprecationWarning``:
+        ``"mean"`` is ``reduce(values, where=relevant_counts(...) > 0)``,
+        ``"none"`` the default.
 
     Returns:
-      scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
+      ``(q,)`` per-query values in the default float dtype; 0 for a query
+      without a relevant reference item (``relevant_counts(...) == 0``).
+      pytorch-metric-learning's value is their mean over the other queries,
+      ``reduce(values, where=relevant_counts(query_labels, reference_labels,
+      exclude_self=exclude_self) > 0)`` (0 if there is none; pml: NaN).
 
     Examples:
       >>> import jax.numpy as jnp
       >>> from jaxloss import precision_at_k
       >>> labels = jnp.array([0, 0, 1, 1])
       >>> nbrs = jnp.array([[1, 2], [2, 0], [3, 0], [0, 2]])
-      >>> round(float(precision_at_k(nbrs, labels, labels, 1)), 4)
-      0.5
+      >>> precision_at_k(nbrs, labels, labels, 1)
+      Array([1., 0., 1., 0.], dtype=float32)
+      >>> precision_at_k(nbrs, labels, labels, 1).mean()  # precision@1
+      Array(0.5, dtype=float32)
 
     Reference: pytorch-metric-learning ``AccuracyCalculator`` (``precision_at_1``).
     """
     fn = "precision_at_k"
     reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
-    k = _check_metric_k(k, same.shape[1], fn)
+    same, counts, k = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn, k)
     per_query = jnp.mean(same[:, :k].astype(nx.default_float_dtype()), axis=1)
     return _finish(per_query, counts, reduction)
 
@@ -170,7 +249,7 @@ def recall_at_k(
     k: int | None = None,
     *,
     exclude_self: bool = False,
-    reduction: str = "mean",
+    reduction: str | None = None,
 ) -> jax.Array:
     """Recall@k of deep metric learning: does any of the first ``k`` neighbours share the label?
 
@@ -191,29 +270,31 @@ def recall_at_k(
         list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
         columns, and the query does not count as relevant to itself
         (pytorch-metric-learning's ``ref_includes_query``).
-      reduction: ``"mean"`` (default) averages over the queries that have at
-        least one relevant reference item (others are skipped, as
-        pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
-        ``(q,)`` per-query values (0 for such queries).
+      reduction: deprecated (removed in 0.5), with a ``DeprecationWarning``:
+        ``"mean"`` is ``reduce(values, where=relevant_counts(...) > 0)``,
+        ``"none"`` the default.
 
     Returns:
-      scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
+      ``(q,)`` per-query values in the default float dtype; 0 for a query
+      without a relevant reference item (``relevant_counts(...) == 0``).
+      pytorch-metric-learning's value is their mean over the other queries,
+      ``reduce(values, where=relevant_counts(query_labels, reference_labels,
+      exclude_self=exclude_self) > 0)`` (0 if there is none; pml: NaN).
 
     Examples:
       >>> import jax.numpy as jnp
       >>> from jaxloss import recall_at_k
       >>> labels = jnp.array([0, 0, 1, 1])
       >>> nbrs = jnp.array([[1, 2], [2, 0], [3, 0], [0, 2]])
-      >>> round(float(recall_at_k(nbrs, labels, labels, 2)), 4)
-      1.0
+      >>> recall_at_k(nbrs, labels, labels, 2)
+      Array([1., 1., 1., 1.], dtype=float32)
 
     Reference: pytorch-metric-learning ``AccuracyCalculator`` (``precision_at_1`` for
     k=1) and a NumPy brute force.
     """
     fn = "recall_at_k"
     reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
-    k = _check_metric_k(k, same.shape[1], fn)
+    same, counts, k = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn, k)
     per_query = jnp.any(same[:, :k], axis=1).astype(nx.default_float_dtype())
     return _finish(per_query, counts, reduction)
 
@@ -228,7 +309,7 @@ def r_precision(
     reference_labels: ArrayLike,
     *,
     exclude_self: bool = False,
-    reduction: str = "mean",
+    reduction: str | None = None,
 ) -> jax.Array:
     """R-precision: precision over the first ``R_i`` neighbours, ``R_i`` = relevant items.
 
@@ -250,27 +331,32 @@ def r_precision(
         list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
         columns, and the query does not count as relevant to itself
         (pytorch-metric-learning's ``ref_includes_query``).
-      reduction: ``"mean"`` (default) averages over the queries that have at
-        least one relevant reference item (others are skipped, as
-        pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
-        ``(q,)`` per-query values (0 for such queries).
+      reduction: deprecated (removed in 0.5), with a ``DeprecationWarning``:
+        ``"mean"`` is ``reduce(values, where=relevant_counts(...) > 0)``,
+        ``"none"`` the default.
 
     Returns:
-      scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
+      ``(q,)`` per-query values in the default float dtype; 0 for a query
+      without a relevant reference item (``relevant_counts(...) == 0``).
+      pytorch-metric-learning's value is their mean over the other queries,
+      ``reduce(values, where=relevant_counts(query_labels, reference_labels,
+      exclude_self=exclude_self) > 0)`` (0 if there is none; pml: NaN).
 
     Examples:
       >>> import jax.numpy as jnp
       >>> from jaxloss import r_precision
       >>> labels = jnp.array([0, 0, 0, 1, 1])
       >>> nbrs = jnp.array([[0, 1, 3], [1, 3, 0], [2, 3, 4], [3, 4, 0], [4, 0, 3]])
-      >>> round(float(r_precision(nbrs, labels, labels, exclude_self=True)), 4)
-      0.4
+      >>> r_precision(nbrs, labels, labels, exclude_self=True)
+      Array([0.5, 0.5, 0. , 1. , 0. ], dtype=float32)
+      >>> r_precision(nbrs, labels, labels, exclude_self=True).mean()
+      Array(0.4, dtype=float32)
 
     Reference: pytorch-metric-learning ``AccuracyCalculator`` (``r_precision``).
     """
     fn = "r_precision"
     reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
+    same, counts, _ = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
     mask = _r_mask(same.shape, counts)
     dt = nx.default_float_dtype()
     per_query = nx.safe_divide(jnp.sum(same & mask, axis=1).astype(dt), jnp.sum(mask, axis=1).astype(dt))
@@ -283,7 +369,7 @@ def mean_average_precision_at_r(
     reference_labels: ArrayLike,
     *,
     exclude_self: bool = False,
-    reduction: str = "mean",
+    reduction: str | None = None,
 ) -> jax.Array:
     """MAP@R: mean average precision over the first ``R_i`` neighbours.
 
@@ -304,27 +390,32 @@ def mean_average_precision_at_r(
         list (or the last neighbour if ``i`` is absent), leaving ``K - 1``
         columns, and the query does not count as relevant to itself
         (pytorch-metric-learning's ``ref_includes_query``).
-      reduction: ``"mean"`` (default) averages over the queries that have at
-        least one relevant reference item (others are skipped, as
-        pytorch-metric-learning; 0 if there is none); ``"none"`` returns the
-        ``(q,)`` per-query values (0 for such queries).
+      reduction: deprecated (removed in 0.5), with a ``DeprecationWarning``:
+        ``"mean"`` is ``reduce(values, where=relevant_counts(...) > 0)``,
+        ``"none"`` the default.
 
     Returns:
-      scalar mean (or ``(q,)`` per-query values with ``reduction="none"``).
+      ``(q,)`` per-query values in the default float dtype; 0 for a query
+      without a relevant reference item (``relevant_counts(...) == 0``).
+      pytorch-metric-learning's value is their mean over the other queries,
+      ``reduce(values, where=relevant_counts(query_labels, reference_labels,
+      exclude_self=exclude_self) > 0)`` (0 if there is none; pml: NaN).
 
     Examples:
       >>> import jax.numpy as jnp
       >>> from jaxloss import mean_average_precision_at_r
       >>> labels = jnp.array([0, 0, 0, 1, 1])
       >>> nbrs = jnp.array([[0, 1, 3], [1, 3, 0], [2, 3, 4], [3, 4, 0], [4, 0, 3]])
-      >>> round(float(mean_average_precision_at_r(nbrs, labels, labels, exclude_self=True)), 4)
-      0.35
+      >>> mean_average_precision_at_r(nbrs, labels, labels, exclude_self=True)
+      Array([0.5 , 0.25, 0.  , 1.  , 0.  ], dtype=float32)
+      >>> mean_average_precision_at_r(nbrs, labels, labels, exclude_self=True).mean()  # MAP@R
+      Array(0.35, dtype=float32)
 
     Reference: pytorch-metric-learning ``AccuracyCalculator`` (``mean_average_precision_at_r``).
     """
     fn = "mean_average_precision_at_r"
     reduction = _check_reduction(reduction, fn)
-    same, counts = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
+    same, counts, _ = _retrieval_inputs(neighbor_indices, query_labels, reference_labels, exclude_self, fn)
     dt = nx.default_float_dtype()
     hits = (same & _r_mask(same.shape, counts)).astype(dt)
     ranks = jnp.arange(1, same.shape[1] + 1, dtype=dt)
@@ -336,8 +427,33 @@ def mean_average_precision_at_r(
 # --------------------------------------------------------------------------- ranking metrics
 
 
-def _ranking_inputs(scores, relevance, top_k, fn):
-    """Checks ``(scores, relevance, top_k)``; returns the arrays and the number of ranks kept."""
+class _Unset:
+    """The default of a deprecated keyword: tells "not given" from any value."""
+
+    def __repr__(self):
+        return "<unset>"
+
+
+_UNSET = _Unset()
+
+
+def _renamed_k(k, top_k, fn):
+    """``k``, or the deprecated ``top_k`` with a ``DeprecationWarning``; and the name given."""
+    if top_k is _UNSET:
+        return k, "k"
+    warnings.warn(
+        f"{fn}: `top_k` is deprecated and will be removed in jaxloss 0.5; use `k` (the number of "
+        "ranks kept, the same name as in knn and the retrieval metrics).",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+    if k is not None:
+        raise TypeError(f"{fn}: got both `k`={k!r} and its deprecated name `top_k`={top_k!r}; pass `k` only.")
+    return top_k, "top_k"
+
+
+def _ranking_inputs(scores, relevance, k, top_k, fn):
+    """Checks ``(scores, relevance, k)``; returns the arrays and the number of ranks kept."""
     s = jnp.asarray(scores)
     r = jnp.asarray(relevance)
     _checks.check_floating(s, "scores", fn)
@@ -355,9 +471,10 @@ def _ranking_inputs(scores, relevance, top_k, fn):
             f"{fn}: `scores` needs at least one candidate per query (M >= 1 on its last axis); "
             f"got shape {s.shape}."
         )
-    top_k = _checks.check_positive_int(top_k, "top_k", fn)
+    k, name = _renamed_k(k, top_k, fn)
+    k = _checks.check_positive_int(k, name, fn)
     m = s.shape[-1]
-    return s, r, m if top_k is None else min(top_k, m)
+    return s, r, m if k is None else min(k, m)
 
 
 def _top(scores, k):
@@ -379,13 +496,15 @@ def _ranked_hits(scores, relevance, k):
     return jnp.take_along_axis(jax.lax.stop_gradient(relevance), order, axis=-1) > 0
 
 
-def reciprocal_rank(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | None = None) -> jax.Array:
-    """Reciprocal rank: one over the rank of the first relevant candidate among the first ``top_k``.
+def reciprocal_rank(
+    scores: ArrayLike, relevance: ArrayLike, *, k: int | None = None, top_k: int | None | _Unset = _UNSET
+) -> jax.Array:
+    """Reciprocal rank: one over the rank of the first relevant candidate among the first ``k``.
 
     With the candidates sorted by decreasing score (a tie goes to the lower
     index), ``RR = 1 / j`` where ``j`` is the rank (from 1) of the first
-    candidate with ``relevance > 0``, or 0 when none of the first ``k =
-    min(top_k, M)`` is relevant. The mean over queries is the mean reciprocal
+    candidate with ``relevance > 0``, or 0 when none of the first ``k`` (all
+    ``M`` when ``k`` is None or larger) is relevant. The mean over queries is the mean reciprocal
     rank (MRR).
 
     Args:
@@ -394,8 +513,9 @@ def reciprocal_rank(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | Non
       relevance: ``(..., M)`` relevance of each candidate: bool, or numbers of
         which those ``> 0`` are relevant (0/1 labels; a graded gain counts as
         relevant when positive).
-      top_k: only the first ``top_k`` ranks count (static; ``None``: all ``M``;
+      k: only the first ``k`` ranks count (static; ``None``: all ``M``;
         larger than ``M`` means ``M``).
+      top_k: deprecated name of ``k`` (removed in 0.5; a ``DeprecationWarning``).
 
     Returns:
       ``(...)`` one value per query in ``[0, 1]``, in the default float dtype;
@@ -419,7 +539,7 @@ def reciprocal_rank(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | Non
       >>> relevance = jnp.array([[False, True, False], [False, False, True]])
       >>> reciprocal_rank(scores, relevance)
       Array([0.5, 0.5], dtype=float32)
-      >>> reciprocal_rank(scores, relevance, top_k=1)
+      >>> reciprocal_rank(scores, relevance, k=1)
       Array([0., 0.], dtype=float32)
 
     References:
@@ -428,24 +548,26 @@ def reciprocal_rank(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | Non
     Reference: torchmetrics ``retrieval_reciprocal_rank`` (positive scores), NumPy brute force.
     """
     fn = "reciprocal_rank"
-    s, r, k = _ranking_inputs(scores, relevance, top_k, fn)
+    s, r, k = _ranking_inputs(scores, relevance, k, top_k, fn)
     hits = _ranked_hits(s, r, k)
     dt = nx.default_float_dtype()
     first = jnp.argmax(hits, axis=-1).astype(dt)
     return jnp.where(jnp.any(hits, axis=-1), 1.0 / (first + 1.0), 0.0).astype(dt)
 
 
-def average_precision(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | None = None) -> jax.Array:
-    """Average precision of a ranking over the relevant candidates retrieved in the first ``top_k``.
+def average_precision(
+    scores: ArrayLike, relevance: ArrayLike, *, k: int | None = None, top_k: int | None | _Unset = _UNSET
+) -> jax.Array:
+    """Average precision of a ranking over the relevant candidates retrieved in the first ``k``.
 
     With the candidates sorted by decreasing score (a tie goes to the lower
-    index) and ``rel_j = [relevance_j > 0]`` at rank ``j = 1..k`` (``k =
-    min(top_k, M)``),
+    index) and ``rel_j = [relevance_j > 0]`` at rank ``j = 1..k`` (``k = M``
+    when ``k`` is None or larger),
 
     ``AP = (1 / n_k) sum_{j <= k} rel_j * P@j``, ``P@j = (1/j) sum_{i <= j} rel_i``,
 
     where ``n_k = sum_{j <= k} rel_j`` is the number of relevant candidates in the
-    first ``k`` (torchmetrics' normalisation: with ``top_k`` smaller than the
+    first ``k`` (torchmetrics' normalisation: with ``k`` smaller than the
     number of relevant candidates, the missing ones do not lower the value).
     ``AP = 0`` when ``n_k = 0``. The mean over queries is the mean average
     precision (MAP).
@@ -456,8 +578,9 @@ def average_precision(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | N
       relevance: ``(..., M)`` relevance of each candidate: bool, or numbers of
         which those ``> 0`` are relevant (0/1 labels; a graded gain counts as
         relevant when positive).
-      top_k: only the first ``top_k`` ranks count (static; ``None``: all ``M``;
+      k: only the first ``k`` ranks count (static; ``None``: all ``M``;
         larger than ``M`` means ``M``).
+      top_k: deprecated name of ``k`` (removed in 0.5; a ``DeprecationWarning``).
 
     Returns:
       ``(...)`` one value per query in ``[0, 1]``, in the default float dtype;
@@ -493,20 +616,22 @@ def average_precision(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | N
     Reference: torchmetrics ``retrieval_average_precision`` (positive scores), NumPy brute force.
     """
     fn = "average_precision"
-    s, r, k = _ranking_inputs(scores, relevance, top_k, fn)
+    s, r, k = _ranking_inputs(scores, relevance, k, top_k, fn)
     dt = nx.default_float_dtype()
     hits = _ranked_hits(s, r, k).astype(dt)
     precision = jnp.cumsum(hits, axis=-1) / jnp.arange(1, k + 1, dtype=dt)
     return nx.safe_divide(jnp.sum(precision * hits, axis=-1), jnp.sum(hits, axis=-1))
 
 
-def hit_rate(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | None = None) -> jax.Array:
-    """Hit rate (HitRate@k): 1 when any of the first ``top_k`` candidates is relevant, else 0.
+def hit_rate(
+    scores: ArrayLike, relevance: ArrayLike, *, k: int | None = None, top_k: int | None | _Unset = _UNSET
+) -> jax.Array:
+    """Hit rate (HitRate@k): 1 when any of the first ``k`` candidates is relevant, else 0.
 
     ``HR = max_{j <= k} [relevance_{(j)} > 0]`` with the candidates sorted by
-    decreasing score (a tie goes to the lower index) and ``k = min(top_k,
-    M)``. With ``top_k=None`` it says whether the query has any relevant
-    candidate.
+    decreasing score (a tie goes to the lower index; ``k = M`` when ``k`` is
+    None or larger). With ``k=None`` it says whether the query has any
+    relevant candidate.
 
     Args:
       scores: ``(..., M)`` floating scores of ``M`` candidates per query,
@@ -514,8 +639,9 @@ def hit_rate(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | None = Non
       relevance: ``(..., M)`` relevance of each candidate: bool, or numbers of
         which those ``> 0`` are relevant (0/1 labels; a graded gain counts as
         relevant when positive).
-      top_k: only the first ``top_k`` ranks count (static; ``None``: all ``M``;
+      k: only the first ``k`` ranks count (static; ``None``: all ``M``;
         larger than ``M`` means ``M``).
+      top_k: deprecated name of ``k`` (removed in 0.5; a ``DeprecationWarning``).
 
     Returns:
       ``(...)`` one value per query, 0 or 1, in the default float dtype.
@@ -533,25 +659,27 @@ def hit_rate(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | None = Non
       >>> from jaxloss import hit_rate
       >>> scores = jnp.array([0.2, 0.3, 0.5])
       >>> relevance = jnp.array([True, False, False])
-      >>> hit_rate(scores, relevance, top_k=2)
+      >>> hit_rate(scores, relevance, k=2)
       Array(0., dtype=float32)
-      >>> hit_rate(scores, relevance, top_k=3)
+      >>> hit_rate(scores, relevance, k=3)
       Array(1., dtype=float32)
 
     Reference: torchmetrics ``retrieval_hit_rate``, NumPy brute force.
     """
     fn = "hit_rate"
-    s, r, k = _ranking_inputs(scores, relevance, top_k, fn)
+    s, r, k = _ranking_inputs(scores, relevance, k, top_k, fn)
     return jnp.any(_ranked_hits(s, r, k), axis=-1).astype(nx.default_float_dtype())
 
 
-def normalized_dcg(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | None = None) -> jax.Array:
+def normalized_dcg(
+    scores: ArrayLike, relevance: ArrayLike, *, k: int | None = None, top_k: int | None | _Unset = _UNSET
+) -> jax.Array:
     """Normalised discounted cumulative gain (nDCG@k) with graded relevance, ties averaged.
 
     With the candidates sorted by decreasing score, gains ``g = relevance``
     (linear gains, as torchmetrics and scikit-learn's ``ndcg_score``) and
-    discounts ``d_j = 1 / log2(j + 1)`` for ranks ``j = 1..k`` (``k =
-    min(top_k, M)``, ``d_j = 0`` beyond),
+    discounts ``d_j = 1 / log2(j + 1)`` for ranks ``j = 1..k`` (``k = M``
+    when ``k`` is None or larger; ``d_j = 0`` beyond),
 
     ``DCG@k = sum_j d_j * mean(g over the tie group at rank j)``,
     ``IDCG@k = sum_{j <= k} d_j * g_(j)`` (gains sorted decreasingly),
@@ -569,8 +697,9 @@ def normalized_dcg(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | None
       relevance: ``(..., M)`` gains: bool, integer (graded) or floating
         relevance, used as they are; gains are meant to be non-negative (a
         negative gain enters the sums as it is, as in torchmetrics).
-      top_k: only the first ``top_k`` ranks count (static; ``None``: all ``M``;
+      k: only the first ``k`` ranks count (static; ``None``: all ``M``;
         larger than ``M`` means ``M``).
+      top_k: deprecated name of ``k`` (removed in 0.5; a ``DeprecationWarning``).
 
     Returns:
       ``(...)`` one value per query (in ``[0, 1]`` for non-negative gains), in
@@ -598,7 +727,7 @@ def normalized_dcg(scores: ArrayLike, relevance: ArrayLike, *, top_k: int | None
     Reference: torchmetrics ``retrieval_normalized_dcg``, scikit-learn ``ndcg_score``.
     """
     fn = "normalized_dcg"
-    s, r, k = _ranking_inputs(scores, relevance, top_k, fn)
+    s, r, k = _ranking_inputs(scores, relevance, k, top_k, fn)
     dt = nx.default_float_dtype()
     gains = r.astype(dt)
     values, order = _top(s, k)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -71,6 +72,7 @@ class SearchPlan(NamedTuple):
       precision: ``jax.lax.Precision`` of the tile matrix products.
       block: database rows per tile.
       qblock: queries per block.
+      popcount: packed codes: the tile count kernel (``_bits.popcount_kernel``).
     """
 
     k: int
@@ -79,6 +81,12 @@ class SearchPlan(NamedTuple):
     precision: object
     block: int
     qblock: int
+    popcount: str = "plain32"
+
+
+def _search_plan(k, metric, packed, precision, block, qblock, num_features):
+    popcount = _bits.popcount_kernel(num_features) if packed else "plain32"
+    return SearchPlan(k, metric, packed, precision, block, qblock, popcount)
 
 
 # --------------------------------------------------------------------------- validation
@@ -106,6 +114,11 @@ def _check_inputs(queries, database, k, metric, fn):
         raise ValueError(
             f"{fn}: `queries` and `database` need the same number of features "
             f"(queries.shape[-1] == database.shape[-1]); got {queries.shape} and {database.shape}."
+        )
+    if queries.shape[1] == 0:
+        raise ValueError(
+            f"{fn}: `queries` and `database` need at least one feature (column; for packed codes "
+            f"one uint32 word); got shapes {queries.shape} and {database.shape}."
         )
     packed = [a.dtype == jnp.uint32 for a in (queries, database)]
     if any(packed) and metric != "hamming":
@@ -190,15 +203,103 @@ def _prepare(queries, database, metric, packed):
         sq = _row_sums(database, cdt, lambda r: r * r)
         return 2 * q, sq, cdt, out_dtype
     if metric == "cosine":
-        qn = jnp.sqrt(jnp.sum(q * q, axis=1, keepdims=True))
-        xn = jnp.sqrt(_row_sums(database, cdt, lambda r: r * r))
-        return nx.safe_divide(q, qn), nx.safe_divide(1.0, xn), cdt, out_dtype
+        qs = _unit_scale(q)
+        qn = jnp.sqrt(jnp.sum(qs * qs, axis=1, keepdims=True))
+        norms = _row_norms(database, cdt)  # NaN or inf for a row with a non-finite coordinate
+        inverse = jnp.where(jnp.isfinite(norms), nx.safe_divide(1.0, norms), jnp.nan)
+        return nx.safe_divide(qs, qn), inverse, cdt, out_dtype
     return q, None, cdt, out_dtype
 
 
 def _row_sums(x, cdt, term):
     """``sum_f term(x[:, f])`` in dtype ``cdt`` (fused: no converted copy of ``x``)."""
     return jnp.sum(term(x.astype(cdt)), axis=1)
+
+
+def _pow2_exponent(c):
+    """``e`` with ``2^-e c`` in ``[0.5, 1)`` for every finite ``c > 0`` (0 otherwise), clipped so
+    that ``2^-e`` is finite: scaling by a power of two is exact, so identical rows stay identical
+    and ties stay ties whatever the code path (vector or scalar) that scales them."""
+    _, e = jnp.frexp(jnp.where(jnp.isfinite(c) & (c > 0), c, jnp.ones_like(c)))
+    e = jnp.where(jnp.isfinite(c) & (c > 0), e, 0)
+    return jnp.maximum(e, jnp.finfo(c.dtype).minexp + 1)
+
+
+def _unit_scale(x):
+    """Rows of ``x`` (last axis) times the power of two that brings their largest ``|x_f|`` into
+    ``[0.5, 1)``: a norm or a cosine of the result is finite and exact from 1e-30 to 1e30
+    (float32). A constant for the gradient (a cosine does not change with the scale)."""
+    e = jax.lax.stop_gradient(_pow2_exponent(jnp.max(jnp.abs(x), axis=-1)))
+    return x * jnp.ldexp(jnp.ones_like(x[..., :1]), -e[..., None])
+
+
+def _row_norms(x, cdt):
+    """Scale-free Euclidean norms of the rows of ``x``, in dtype ``cdt``.
+
+    One pass computes ``sum x^2``; only when a row's sum is below
+    ``tiny / eps`` (its squares underflow or lose digits, or the row is zero)
+    or overflows do two more passes compute ``2^e |2^-e x|`` with ``2^e`` near
+    ``max |x|`` for every row, so an ordinary database is read once.
+    """
+    sq = _row_sums(x, cdt, lambda r: r * r)
+    info = jnp.finfo(cdt)
+    unsafe = jnp.any((sq < info.tiny / info.eps) | (sq == jnp.inf))
+
+    def scaled():
+        e = _pow2_exponent(jnp.max(jnp.abs(x.astype(cdt)), axis=1))
+        down = jnp.ldexp(jnp.ones((), cdt), -e)[:, None]
+        return jnp.ldexp(jnp.sqrt(_row_sums(x, cdt, lambda r: (r * down) * (r * down))), e)
+
+    return jax.lax.cond(unsafe, scaled, lambda: jnp.sqrt(sq))
+
+
+def _finite_rows(x):
+    """``(n,)`` bool: the rows of ``x`` whose coordinates are all finite (None for integer codes)."""
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return None
+    return jnp.all(jnp.isfinite(x), axis=1)
+
+
+class Operands(NamedTuple):
+    """What every scan of one search reads (see ``_operands``)."""
+
+    q_raw: jax.Array
+    qs: jax.Array
+    aux: jax.Array | None
+    mask: jax.Array | None
+    query_ok: jax.Array | None
+    out_dtype: object
+
+
+def _operands(queries, database, metric, packed, database_mask):
+    """The prepared queries and database data of one search, non-finite rows taken out.
+
+    A database row with a NaN or infinite coordinate joins the rows that
+    ``database_mask`` leaves out (``mask``: None when every row may be
+    returned). A query with one is searched as a zero query (so nothing
+    non-finite enters a tile or a gradient) and flagged False in
+    ``query_ok``; ``_finish`` turns its results into padding.
+    """
+    query_ok = None if packed else _finite_rows(queries)
+    if query_ok is not None:
+        queries = jnp.where(query_ok[:, None], queries, jnp.zeros_like(queries))
+    qs, aux, _, out_dtype = _prepare(queries, database, metric, packed)
+    q_raw = _raw_queries(queries, metric, packed, qs)
+    if metric in ("euclidean", "sqeuclidean", "cosine") and not packed:
+        # |x|^2 (or 1 / |x|) is finite exactly where the row is (a squared norm that overflows
+        # ranks the row last anyway): no second pass over the database
+        row_ok = jnp.isfinite(aux)
+    else:
+        row_ok = None if packed else _finite_rows(database)
+    mask = database_mask
+    if row_ok is not None:
+        mask = row_ok if mask is None else mask & row_ok
+    return Operands(q_raw, qs, aux, mask, query_ok, out_dtype)
+
+
+def _finish(key, query_ok):
+    """Marks every result of a non-finite query missing (``inf`` key): it becomes padding."""
+    return key if query_ok is None else jnp.where(query_ok[:, None], key, jnp.inf)
 
 
 def _as_rows(blk, metric, packed, cdt):
@@ -251,20 +352,58 @@ def _exact(q, rows, metric, packed, num_features):
         return _sequential_sums(q, rows, lambda a, b: (nx.abs(a - b),))[0]
     if metric == "dot":
         return _sequential_sums(q, rows, lambda a, b: (a * b,))[0]
+    # scale-free: each row scaled by a power of two near its largest |coordinate| (a constant
+    # for the gradient: the cosine does not change with the scale) before anything is squared
+    q = _unit_scale(q)
+    rows = _unit_scale(rows)
     dot, qq, rr = _sequential_sums(q, rows, lambda a, b: (a * b, a * a + 0 * b, b * b))
     return 1 - nx.safe_divide(dot, nx.sqrt(qq) * nx.sqrt(rr))
 
 
-def _auto_blocks(q, m, metric, packed, block_size, query_block_size):
+def _auto_blocks(q, m, metric, packed, block_size, database_block_size):
+    """``(queries per block, database rows per block)`` from the (checked) arguments, clipped."""
     if packed:
-        qb = query_block_size or _PACKED_QUERY_BLOCK
-        return min(qb, q), min(block_size or _PACKED_BLOCK, m)
+        qb = block_size or _PACKED_QUERY_BLOCK
+        return min(qb, q), min(database_block_size or _PACKED_BLOCK, m)
     small = metric == "cityblock"  # no GEMM: smaller tiles stay in cache
-    qb = query_block_size or min(q, _SMALL_QUERY_BLOCK if small else _QUERY_BLOCK)
-    if block_size is None:
+    qb = block_size or min(q, _SMALL_QUERY_BLOCK if small else _QUERY_BLOCK)
+    if database_block_size is None:
         tile = _SMALL_TILE_ELEMENTS if small else _TILE_ELEMENTS
-        block_size = max(256, tile // max(qb, 1))
-    return min(qb, q), min(block_size, m)
+        database_block_size = max(256, tile // max(qb, 1))
+    return min(qb, q), min(database_block_size, m)
+
+
+def _tiling(block_size, database_block_size, query_block_size, fn):
+    """The checked ``(block_size, database_block_size)`` of a search: queries and database rows per block.
+
+    ``query_block_size`` is the deprecated name of ``block_size`` (before
+    0.4, ``block_size`` counted database rows). A call that still passes it
+    is read with the former meanings: ``query_block_size`` queries and
+    ``block_size`` database rows per block, with a ``DeprecationWarning``.
+    """
+    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
+    database_block_size = _block_policy.check_block_size(database_block_size, "database_block_size", fn)
+    if query_block_size is None:
+        return block_size, database_block_size
+    query_block_size = _block_policy.check_block_size(query_block_size, "query_block_size", fn)
+    if block_size is not None and database_block_size is not None:
+        raise TypeError(
+            f"{fn}: `query_block_size` (deprecated) cannot be combined with both `block_size` and "
+            f"`database_block_size`; pass `block_size` (queries per block) and `database_block_size` "
+            f"(database rows per block) only; got query_block_size={query_block_size}, "
+            f"block_size={block_size}, database_block_size={database_block_size}."
+        )
+    warnings.warn(
+        f"{fn}: `query_block_size` is deprecated and will be removed in jaxloss 0.5; pass "
+        "`block_size` (now the queries per block) and `database_block_size` (database rows per "
+        "block). With `query_block_size`, `block_size` keeps its former meaning (database rows "
+        "per block) in this call.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if database_block_size is None:
+        database_block_size = block_size
+    return query_block_size, database_block_size
 
 
 _CHUNK = 64
@@ -497,6 +636,7 @@ class PackedPlan(NamedTuple):
       runs: rows per run ``R`` (1: no runs).
       shift: a key is ``count << shift | row``.
       position_bits: bits that order the ``2 k`` merged entries.
+      popcount: the tile count kernel (a key of ``_bits.POPCOUNT_KERNELS``).
     """
 
     k: int
@@ -504,6 +644,7 @@ class PackedPlan(NamedTuple):
     runs: int
     shift: int
     position_bits: int
+    popcount: str
 
 
 def _packed_plan(plan, w):
@@ -511,7 +652,10 @@ def _packed_plan(plan, w):
 
     ``R`` (rows per run) is the power of two near ``sqrt(block / k)``, which
     balances the two selection rounds (``block / R`` run minima, ``k * R``
-    candidates); the block is rounded down to a multiple of ``R``.
+    candidates), except 32, taken as 64 (16 in a small block): XLA's CPU
+    reduction of runs of 32 rows was 3-4x slower than of 64 in every tile
+    shape measured (Xeon, AVX2 and AVX-512). The block is rounded down to a
+    multiple of ``R``.
     """
     k, block = plan.k, plan.block
     cb = (_bits.WORD_BITS * w + 1).bit_length()  # a count, or the sentinel 32 w + 1
@@ -520,18 +664,11 @@ def _packed_plan(plan, w):
     if k > _PACKED_MAX_K or cb + pb > 31 or block > 2**shift:
         return None
     r = 1 << max(0, math.ceil(math.log2(max(1.0, math.sqrt(block / k)))))
+    if r == 32:  # XLA's CPU reduction of 32-row runs of int32/uint16 is 3-4x slower than of 64
+        r = 64 if block - block % 64 >= 4 * k * 64 else 16
     if block - block % r < 4 * k * r:
-        return PackedPlan(k, block, 1, shift, pb)
-    return PackedPlan(k, block - block % r, r, shift, pb)
-
-
-def _q_counts(rows, q_t):
-    """``(B, qb)`` int32 differing bits of database rows ``(B, w)`` and queries ``q_t (w, qb)``."""
-    acc = None
-    for j in range(q_t.shape[0]):
-        t = jax.lax.population_count(rows[:, j : j + 1] ^ q_t[j][None, :]).astype(jnp.int32)
-        acc = t if acc is None else acc + t
-    return acc
+        return PackedPlan(k, block, 1, shift, pb, plan.popcount)
+    return PackedPlan(k, block - block % r, r, shift, pb, plan.popcount)
 
 
 def _pop_smallest(keys, k):
@@ -562,7 +699,7 @@ def _packed_scan(plan, q, x, limit, row_mask=None, thr=None):
     mask = (1 << shift) - 1
     sentinel = _bits.WORD_BITS * w + 1
     rows_in_block = jnp.arange(block, dtype=jnp.int32)
-    q_t = q.T
+    q_lanes = _bits.query_lanes(q, plan.popcount)
 
     def step(i, carry):
         rc, ri = carry[:2]  # (k, qb) running counts and indices, ascending
@@ -574,14 +711,17 @@ def _packed_scan(plan, q, x, limit, row_mask=None, thr=None):
             valid = valid & jax.lax.dynamic_slice_in_dim(row_mask, start, block)
         valid = valid[:, None]
         rows = jax.lax.dynamic_slice_in_dim(x, start, block)
-        counts = _q_counts(rows, q_t)
-        keys = jnp.where(valid, (counts << shift) | rows_in_block[:, None], _INT_MAX)
+        counts = _bits.tile_counts(rows, q_lanes, plan.popcount)  # (block, qb), uint16 or int32
         within = ()
         if thr is not None:  # rows within the radius (range_search)
-            within = (carry[2] + jnp.sum(valid & (counts <= thr[None, :]), axis=0, dtype=jnp.int32),)
+            inside = valid & (counts.astype(jnp.int32) <= thr[None, :])
+            within = (carry[2] + jnp.sum(inside, axis=0, dtype=jnp.int32),)
         if r > 1:
-            best = _pop_smallest(_run_extremes(keys, r, False), k)
-            run = jnp.where(best == _INT_MAX, 0, (best & mask) // r)
+            # the smallest count of each run (missing rows count as the sentinel), keyed by the run
+            low = jnp.min(jnp.where(valid, counts, sentinel).reshape(block // r, r, qb), axis=1)
+            run_keys = (low.astype(jnp.int32) << shift) | jnp.arange(block // r, dtype=jnp.int32)[:, None]
+            best = _pop_smallest(jnp.where(low >= sentinel, _INT_MAX, run_keys), k)
+            run = jnp.where(best == _INT_MAX, 0, best & mask)
             rid = run[:, None, :] * r + jnp.arange(r, dtype=jnp.int32)[None, :, None]  # (k, r, qb)
             cand = x[start + rid]  # (k, r, qb, w): the rows of the k best runs
             cnt = jnp.sum(
@@ -595,6 +735,8 @@ def _packed_scan(plan, q, x, limit, row_mask=None, thr=None):
             if row_mask is not None:  # the masked rows of a selected run
                 ok = ok & row_mask[start + rid]
             keys = jnp.where(ok, (cnt << shift) | rid, _INT_MAX).reshape(k * r, qb)
+        else:
+            keys = jnp.where(valid, (counts.astype(jnp.int32) << shift) | rows_in_block[:, None], _INT_MAX)
         bk = _pop_smallest(keys, k)
         bc = jnp.where(bk == _INT_MAX, sentinel, bk >> shift)
         bi = jnp.where(bk == _INT_MAX, m, start + (bk & mask))
@@ -709,13 +851,13 @@ def _candidates(plan, exclude, m):
 
 @functools.partial(jax.jit, static_argnames=("plan",))
 def _knn(queries, database, database_mask, exclude, plan):
-    qs, aux, _, out_dtype = _prepare(queries, database, plan.metric, plan.packed)
-    q_raw = _raw_queries(queries, plan.metric, plan.packed, qs)
+    ops = _operands(queries, database, plan.metric, plan.packed, database_mask)
     m = database.shape[0]
-    d, idx, key = _search_local(_candidates(plan, exclude, m), q_raw, qs, database, aux, m, database_mask)
+    wide = _candidates(plan, exclude, m)
+    d, idx, key = _search_local(wide, ops.q_raw, ops.qs, database, ops.aux, m, ops.mask)
     if exclude is not None:
         d, idx, key = _drop_excluded(d, idx, key, exclude, plan.k)
-    return _padded(d, idx, key, plan.metric, plan.packed, out_dtype)
+    return _padded(d, idx, _finish(key, ops.query_ok), plan.metric, plan.packed, ops.out_dtype)
 
 
 def knn(
@@ -725,10 +867,11 @@ def knn(
     *,
     metric: str = "euclidean",
     block_size: int | None = None,
-    query_block_size: int | None = None,
+    database_block_size: int | None = None,
     precision=HIGHEST,
     database_mask: ArrayLike | None = None,
     exclude: ArrayLike | None = None,
+    query_block_size: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Exact k nearest neighbours of every query in a database, in bounded memory.
 
@@ -742,32 +885,54 @@ def knn(
       Selected with the Gram expansion ``||q||^2 - 2 q.x + ||x||^2`` (one GEMM
       per block), then the ``k`` winners are re-scored exactly from ``q - x``.
     * ``"cosine"``: ``1 - q.x / (||q|| ||x||)``, with the cosine of a zero
-      vector taken as 0 (distance 1; scipy gives NaN).
+      vector taken as 0 (distance 1; scipy gives NaN). Scale-free: every row
+      is divided by its largest absolute coordinate before any square is
+      taken, so rows scaled by 1e-30 ... 1e30 (float32; 1e-300 ... 1e300 in
+      float64) have the same neighbours and distances.
     * ``"cityblock"``: ``sum |q - x|`` (no GEMM; smaller blocks).
     * ``"hamming"``: for boolean or 0/1 codes (any non-zero value is a 1 bit),
       the fraction of differing bits as ``scipy.spatial.distance.cdist(...,
       "hamming")``; for packed ``uint32`` codes (``jaxloss.pack_bits``) the
       number of differing bits (int32), computed with ``population_count`` of
-      the XOR, as faiss ``IndexBinaryFlat``.
+      the XOR, as faiss ``IndexBinaryFlat``. On a CPU the codes are counted in
+      16-bit lanes (twice as many lanes per vector instruction, half the bytes
+      per count), elsewhere in 32-bit lanes, and on a CPU without a vector
+      popcount instruction (x86 without AVX-512 BITALG) a carry-save adder
+      tree adds the words before counting; every kernel gives the same exact
+      counts (the rule: docs/benchmarks.md, "Exact search").
     * ``"dot"``: maximum inner product search; returns the inner products,
       largest first.
 
-    Memory: the database is read in blocks of ``block_size`` rows and the
-    queries in blocks of ``query_block_size`` rows; the peak extra memory is
-    ``O(query_block_size * block_size + q * k + m)`` (the ``m`` term: one norm
-    per database row), never ``O(q * m)``, and the database is never copied.
-    By default ``query_block_size = min(q, 512)`` and ``block_size`` keeps one
-    tile of scores near 16 MiB (``min(q, 128)`` and 4 MiB for cityblock;
-    for packed codes ``min(q, 256)`` queries and 16,384 rows, whose counts are
-    reduced as they are computed and never stored).
+    Memory: the queries are read in blocks of ``block_size`` rows and the
+    database in blocks of ``database_block_size`` rows; the peak extra memory
+    is ``O(block_size * database_block_size + q * k + m)`` (the ``m`` term:
+    one norm per database row), never ``O(q * m)``, and the database is never
+    copied. By default ``block_size = min(q, 512)`` and
+    ``database_block_size`` keeps one tile of scores near 16 MiB
+    (``min(q, 128)`` and 4 MiB for cityblock; for packed codes ``min(q,
+    256)`` queries and 16,384 rows, one tile of 16-bit counts on a CPU).
+    The results never depend on the block sizes, only the memory and the
+    speed do.
 
     Selection (``k <= 64``): a tile is laid out (database rows, queries); each
-    run of ``R ~ sqrt(block_size / k)`` rows is reduced to its best score, the
+    run of ``R ~ sqrt(database_block_size / k)`` rows is reduced to its best score, the
     ``k`` best runs are taken, and the ``k`` best of their ``k R`` rows are
     merged into the running top-k, by rounds of vectorised max (min) over the
     rows, with no sort; packed counts travel as exact int32 keys
     ``count * 2^s + row``. Larger ``k`` uses ``lax.top_k`` on each tile. Both
     return the same neighbours.
+
+    Non-finite rows stay local: a database row with a NaN or infinite
+    coordinate is never returned; its distance is taken as ``+inf`` (for
+    ``"dot"``: its inner product as ``-inf``), so it is ranked after every
+    finite row and, like a row that ``database_mask`` leaves out, appears
+    only as padding (index ``-1``). A query row with a NaN or infinite
+    coordinate gets a row of padding (index ``-1``, distance ``+inf``,
+    ``-inf`` for ``"dot"``) with a zero gradient; the other queries'
+    results do not change. Packed ``uint32`` codes are always finite. (The
+    Euclidean metrics rank by ``2 q.x - |x|^2``: a finite row whose squared
+    norm overflows, coordinates beyond about 1e19 in float32, is left out
+    the same way.)
 
     Gradients: the indices are piecewise constant; the distances are
     differentiable with respect to both inputs through the exact re-scoring of
@@ -778,7 +943,7 @@ def knn(
     Filtered search (faiss's ``IDSelector``): only the rows ``j`` with
     ``database_mask[j]`` True, and not named in the query's row of ``exclude``,
     may be returned. The mask is applied to every database block as it is
-    scored (a ``(block_size,)`` slice per tile, so the speed is that of the
+    scored (a ``(database_block_size,)`` slice per tile, so the speed is that of the
     unfiltered search); for ``exclude`` the scan keeps ``k + e`` candidates per
     query (``e = exclude.shape[1]``) and drops the excluded ones afterwards,
     which is exact because at most ``e`` of them can be excluded (with
@@ -790,7 +955,7 @@ def knn(
     codes, as faiss's binary indexes), with a zero gradient.
 
     ``knn`` is jitted internally; it also runs inside ``jax.jit`` with ``k``,
-    ``metric``, ``block_size`` and ``query_block_size`` static
+    ``metric``, ``block_size`` and ``database_block_size`` static
     (``jax.jit(knn, static_argnames=("k", "metric"))``).
 
     Args:
@@ -799,14 +964,18 @@ def knn(
       k: number of neighbours, ``1 <= k <= m`` (static).
       metric: one of ``"euclidean"``, ``"sqeuclidean"``, ``"cosine"``,
         ``"cityblock"``, ``"hamming"``, ``"dot"`` (static).
-      block_size: database rows per block (``None``: automatic).
-      query_block_size: queries per block (``None``: automatic).
+      block_size: queries per block (``None``: automatic).
+      database_block_size: database rows per block (``None``: automatic).
       precision: ``jax.lax.Precision`` of the block matrix products
         (``HIGHEST`` by default, so GPUs do not use TF32).
       database_mask: optional ``(m,)`` bool: the rows that may be returned.
       exclude: optional ``(q, e)`` integer: per query, database row indices
         it must not return; negative entries (``-1``) are padding, repeats
         are allowed.
+      query_block_size: deprecated (removed in 0.5): the former name of
+        ``block_size``. When it is given, ``block_size`` keeps its former
+        meaning (database rows per block) in that call; a
+        ``DeprecationWarning`` says so.
 
     Returns:
       ``(distances, indices)``, each ``(q, k)``: distances (inner products for
@@ -836,15 +1005,14 @@ def knn(
     """
     fn = "knn"
     queries, database, k, metric, packed = _check_inputs(queries, database, k, metric, fn)
-    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
-    query_block_size = _block_policy.check_block_size(query_block_size, "query_block_size", fn)
+    block_size, database_block_size = _tiling(block_size, database_block_size, query_block_size, fn)
     database_mask, exclude = _check_filters(database_mask, exclude, queries.shape[0], database.shape[0], fn)
     qblock, block = _auto_blocks(
-        queries.shape[0], database.shape[0], metric, packed, block_size, query_block_size
+        queries.shape[0], database.shape[0], metric, packed, block_size, database_block_size
     )
     if queries.shape[0] == 0:
         return _empty_result(queries, database, k, metric, packed)
-    plan = SearchPlan(k, metric, packed, precision, block, qblock)
+    plan = _search_plan(k, metric, packed, precision, block, qblock, database.shape[1])
     return _knn(queries, database, database_mask, exclude, plan)
 
 
@@ -896,13 +1064,13 @@ def _within(d, radius, metric):
 @functools.partial(jax.jit, static_argnames=("plan", "max_results"))
 def _range(queries, database, radius, database_mask, exclude, plan, max_results):
     metric, packed = plan.metric, plan.packed
-    qs, aux, _, out_dtype = _prepare(queries, database, metric, packed)
-    q_raw = _raw_queries(queries, metric, packed, qs)
+    ops = _operands(queries, database, metric, packed, database_mask)
+    q_raw, qs = ops.q_raw, ops.qs
     q, m = queries.shape[0], database.shape[0]
     radius = jnp.broadcast_to(radius, (q,))
     thr = _score_threshold(q_raw, radius, metric, packed, database.shape[1])
     d, idx, key, seen = _search_local(
-        _candidates(plan, exclude, m), q_raw, qs, database, aux, m, database_mask, thr
+        _candidates(plan, exclude, m), q_raw, qs, database, ops.aux, m, ops.mask, thr
     )
     if exclude is not None:
         d, idx, key = _drop_excluded(d, idx, key, exclude, plan.k)
@@ -911,20 +1079,23 @@ def _range(queries, database, radius, database_mask, exclude, plan, max_results)
         safe = jnp.clip(exclude, 0, m - 1)
         rows = _as_rows(database[safe], metric, packed, qs.dtype)
         named = (exclude >= 0) & (exclude < m)
-        if database_mask is not None:
-            named = named & database_mask[safe]
+        if ops.mask is not None:  # rows the scan never counted (filtered out or non-finite)
+            named = named & ops.mask[safe]
         earlier = jnp.arange(e)[None, :] < jnp.arange(e)[:, None]  # (e, e): column j before row i
         repeat = jnp.any((exclude[:, :, None] == exclude[:, None, :]) & earlier[None], axis=-1)
         dist = _exact(q_raw, rows, metric, packed, database.shape[1])
         hits = named & ~repeat & _within(dist, radius[:, None], metric)
         seen = seen - jnp.sum(hits, axis=1, dtype=jnp.int32)
+    key = _finish(key, ops.query_ok)
     inside = _within(d, radius[:, None], metric) & (key != jnp.inf)
     key = jnp.where(inside, key, jnp.inf)
     found = jnp.sum(inside, axis=1, dtype=jnp.int32)
     # Fewer than k inside: the list holds all of them, and `found` is exact. Otherwise the
     # scan's count (from the ranking scores) says how many more there are.
     counts = jnp.where(found < plan.k, found, jnp.maximum(seen, plan.k))
-    d, idx = _padded(d, idx, key, metric, packed, out_dtype)
+    if ops.query_ok is not None:  # a non-finite query finds nothing
+        counts = jnp.where(ops.query_ok, counts, 0)
+    d, idx = _padded(d, idx, key, metric, packed, ops.out_dtype)
     if max_results > plan.k:  # more results asked for than database rows
         extra = max_results - plan.k
         d = jnp.concatenate([d, jnp.full((q, extra), _pad_value(metric, packed, d.dtype))], 1)
@@ -946,10 +1117,11 @@ def range_search(
     max_results: int,
     metric: str = "euclidean",
     block_size: int | None = None,
-    query_block_size: int | None = None,
+    database_block_size: int | None = None,
     precision=HIGHEST,
     database_mask: ArrayLike | None = None,
     exclude: ArrayLike | None = None,
+    query_block_size: int | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Every database row within ``radius`` of each query, nearest first, in bounded memory.
 
@@ -969,9 +1141,12 @@ def range_search(
     are within the radius the count is the number of exact winners inside it;
     otherwise it is the count of the scan, where a row whose distance equals
     the radius to within rounding may fall either side. Memory as ``knn``:
-    ``O(query_block_size * block_size + q * max_results)``, never ``O(q * m)``.
+    ``O(block_size * database_block_size + q * max_results)``, never ``O(q * m)``.
+    Non-finite rows as in ``knn``: a database row with a NaN or infinite
+    coordinate is neither returned nor counted; a non-finite query gets
+    padding and a count of 0.
 
-    The metrics, ``block_size``, ``query_block_size``, ``precision``,
+    The metrics, ``block_size``, ``database_block_size``, ``precision``,
     ``database_mask`` and ``exclude`` are those of ``knn``; for packed
     ``uint32`` codes the radius is a number of differing bits. faiss's
     ``range_search`` uses a strict ``<`` (on squared distances for
@@ -987,13 +1162,14 @@ def range_search(
       max_results: the most rows returned per query (static, ``>= 1``; may
         exceed ``m``).
       metric: as in ``knn`` (static).
-      block_size: as in ``knn``.
-      query_block_size: as in ``knn``.
+      block_size: as in ``knn``: queries per block.
+      database_block_size: as in ``knn``: database rows per block.
       precision: as in ``knn``.
       database_mask: as in ``knn``: ``(m,)`` bool, the rows that may be returned
         and counted.
       exclude: as in ``knn``: ``(q, e)`` integer row indices that are neither
         returned nor counted (``-1``: padding).
+      query_block_size: deprecated, as in ``knn``.
 
     Returns:
       ``(distances, indices, counts)``: distances ``(q, max_results)`` as
@@ -1025,14 +1201,13 @@ def range_search(
     queries, database, k, metric, packed = _check_inputs(queries, database, k, metric, fn)
     q = queries.shape[0]
     radius = _check_radius(radius, q, metric, fn)
-    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
-    query_block_size = _block_policy.check_block_size(query_block_size, "query_block_size", fn)
+    block_size, database_block_size = _tiling(block_size, database_block_size, query_block_size, fn)
     database_mask, exclude = _check_filters(database_mask, exclude, q, database.shape[0], fn)
-    qblock, block = _auto_blocks(q, database.shape[0], metric, packed, block_size, query_block_size)
+    qblock, block = _auto_blocks(q, database.shape[0], metric, packed, block_size, database_block_size)
     if q == 0:
         d, idx = _empty_result(queries, database, int(max_results), metric, packed)
         return d, idx, jnp.zeros((0,), jnp.int32)
-    plan = SearchPlan(k, metric, packed, precision, block, qblock)
+    plan = _search_plan(k, metric, packed, precision, block, qblock, database.shape[1])
     return _range(queries, database, radius, database_mask, exclude, plan, int(max_results))
 
 
@@ -1072,10 +1247,11 @@ def sharded_knn(
     axis_name: str | None = None,
     metric: str = "euclidean",
     block_size: int | None = None,
-    query_block_size: int | None = None,
+    database_block_size: int | None = None,
     precision=HIGHEST,
     database_mask: ArrayLike | None = None,
     exclude: ArrayLike | None = None,
+    query_block_size: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Exact kNN with the database split across the devices of a mesh.
 
@@ -1107,12 +1283,13 @@ def sharded_knn(
       mesh: a ``jax.sharding.Mesh``.
       axis_name: the mesh axis to shard the database over (default: the first).
       metric: as in ``knn``.
-      block_size: as in ``knn`` (applies within each shard).
-      query_block_size: as in ``knn`` (applies within each shard).
+      block_size: as in ``knn``: queries per block.
+      database_block_size: as in ``knn`` (database rows per block, within each shard).
       precision: as in ``knn``.
       database_mask: as in ``knn``: ``(m,)`` bool, sharded with the database.
       exclude: as in ``knn``: ``(q, e)`` global row indices, replicated with
         the queries; each device drops its excluded rows before the merge.
+      query_block_size: deprecated, as in ``knn``.
 
     Returns:
       ``(distances, indices)`` as ``knn``, with global row indices (``-1``
@@ -1133,14 +1310,13 @@ def sharded_knn(
     if axis_name is None:
         axis_name = mesh.axis_names[0]
     _checks.check_option(axis_name, "axis_name", tuple(mesh.axis_names), fn)
-    block_size = _block_policy.check_block_size(block_size, "block_size", fn)
-    query_block_size = _block_policy.check_block_size(query_block_size, "query_block_size", fn)
+    block_size, database_block_size = _tiling(block_size, database_block_size, query_block_size, fn)
     database_mask, exclude = _check_filters(database_mask, exclude, queries.shape[0], database.shape[0], fn)
     if queries.shape[0] == 0:
         return _empty_result(queries, database, k, metric, packed)
     shard = _shard_rows(database.shape[0], mesh.shape[axis_name])
-    qblock, block = _auto_blocks(queries.shape[0], shard, metric, packed, block_size, query_block_size)
-    plan = SearchPlan(k, metric, packed, precision, block, qblock)
+    qblock, block = _auto_blocks(queries.shape[0], shard, metric, packed, block_size, database_block_size)
+    plan = _search_plan(k, metric, packed, precision, block, qblock, database.shape[1])
     return _sharded(queries, database, database_mask, exclude, plan, mesh, axis_name)
 
 
@@ -1174,9 +1350,10 @@ def _sharded(queries, database, database_mask, exclude, plan, mesh, axis_name):
         mask = filters[0] if database_mask is not None else None
         excl = filters[-1] if exclude is not None else None
         offset = jax.lax.axis_index(axis_name) * shard
-        qs, aux, _, _ = _prepare(q, x, plan.metric, plan.packed)
-        q_raw = _raw_queries(q, plan.metric, plan.packed, qs)
-        d, idx, key = _search_local(_candidates(local_plan, excl, shard), q_raw, qs, x, aux, m - offset, mask)
+        ops = _operands(q, x, plan.metric, plan.packed, mask)
+        d, idx, key = _search_local(
+            _candidates(local_plan, excl, shard), ops.q_raw, ops.qs, x, ops.aux, m - offset, ops.mask
+        )
         idx = idx + offset
         if excl is not None:
             d, idx, key = _drop_excluded(d, idx, key, excl, local_plan.k)
@@ -1190,7 +1367,8 @@ def _sharded(queries, database, database_mask, exclude, plan, mesh, axis_name):
     _, j = jax.lax.top_k(-key, plan.k)
     take = functools.partial(jnp.take_along_axis, indices=j, axis=1)
     out_dtype = _empty_result(queries[:0], database[:0], plan.k, plan.metric, plan.packed)[0].dtype
-    return _padded(take(d), take(idx), take(key), plan.metric, plan.packed, out_dtype)
+    key = _finish(take(key), None if plan.packed else _finite_rows(queries))
+    return _padded(take(d), take(idx), key, plan.metric, plan.packed, out_dtype)
 
 
 def _place(x, mesh, spec):

@@ -16,8 +16,15 @@ from one description, a ``Tiling`` record, in two evaluations:
   each tile and differentiates the tile's share of the statistics with
   ``jax.grad`` (so a per-tile transform, normalisation by inverse norms, a
   margin on a target logit or a second score matrix need no hand-written
-  derivative). Temporary memory is ``O(row_block * col_block)`` plus the
-  inputs, the per-row/per-column states and the gradients.
+  derivative). Temporary memory: the inputs, the per-row/per-column states
+  and the gradients, plus at most two ``row_block x col_block`` tiles at a
+  time (forward: the scores and one masked copy when a tile feeds two masked
+  statistics, else one; backward: the recomputed scores, overwritten by their
+  cotangent) and the blocks of the inputs. That bound holds when ``scores``
+  applies its per-row and per-column factors and its scalars to the
+  ``(r, d)``/``(d, c)`` blocks before the product, never to the tile: a
+  factor applied to the tile makes its gradient a tile-sized reduction, and
+  XLA's CPU backend materialises a tile for each such reduction.
 
 Across devices (``axis_name``):
 
@@ -89,8 +96,9 @@ class Tiling(NamedTuple):
       row_block, col_block: block sizes (clipped to the axis); both None: the
         dense evaluation; one None: that side in one block.
       col_axis: the column axis of the column leaves of two or more
-        dimensions: ``0`` (keys ``(M, d)``) or ``-1`` (a class matrix
-        ``(D, M)``, never transposed). 1-D leaves are columns along axis 0.
+        dimensions: ``0`` (keys ``(M, d)``), ``-1`` (a class matrix
+        ``(D, M)``, never transposed) or ``1`` (``(D, M, k)``: ``k``
+        sub-centres per column). 1-D leaves are columns along axis 0.
       axis_name: the mapped axis (``shard_map``/``pmap``) or None.
       parallel: ``"ring"`` (rows and columns split) or ``"columns"`` (rows
         replicated, columns split).
@@ -111,7 +119,7 @@ def _check(t: Tiling):
             raise ValueError(f"tiled statistics: unknown statistic {s!r}")
         if s.kind == "mean" and s.term is None:
             raise ValueError("tiled statistics: a `mean` statistic needs a `term`")
-    if t.col_axis not in (0, -1) or t.parallel not in ("ring", "columns"):
+    if not isinstance(t.col_axis, int) or t.parallel not in ("ring", "columns"):
         raise ValueError(f"tiled statistics: bad configuration {t!r}")
 
 
@@ -119,7 +127,7 @@ def _check(t: Tiling):
 
 
 def _col_axis_of(t, leaf):
-    return leaf.ndim - 1 if t.col_axis == -1 and leaf.ndim >= 2 else 0
+    return t.col_axis % leaf.ndim if leaf.ndim >= 2 else 0
 
 
 def _length(trees, axis_of):
@@ -553,7 +561,7 @@ def statistics(t: Tiling, params, rows, cols, row_data=None, col_data=None) -> t
       rows: a dict of floating arrays with the rows on axis 0 (``(N, ...)``);
         differentiated.
       cols: a dict of floating arrays with the columns on axis 0, or on the
-        last axis of 2-D leaves with ``col_axis=-1``; differentiated.
+        axis ``col_axis`` of leaves of two or more dimensions; differentiated.
       row_data, col_data: dicts of arrays sliced like ``rows``/``cols`` that
         are not differentiated (labels, masks, a frozen teacher).
 

@@ -5,9 +5,9 @@ visits it one tile at a time and keeps, per row, only an online logsumexp
 state ``(m, s)``: the running maximum ``m`` and the running sum of
 ``exp(logit - m)`` (and, for a softmax-weighted mean, ``a``: the running sum of
 ``exp(logit - m) * value``). After every tile has been seen,
-``logsumexp = m + log(s)``. The state combines associatively
-(``combine_logsumexp``), so the same statistics can be merged across tiles,
-across devices (``pmax``/``psum``) or around a ring (``ring_shift``).
+``logsumexp = m + log(s)``. The states of several devices merge with
+``pmax``/``psum`` (``psum_logsumexp``), and a column side's states can travel
+around a ring (``ring_shift``).
 
 Everything here is private building material, and the only place in the
 package that writes blocking: block starts (the last block pulled back to the
@@ -29,7 +29,6 @@ __all__ = [
     "block_start",
     "block_valid",
     "block_valid_at",
-    "combine_logsumexp",
     "finalize_logsumexp",
     "finalize_softmax_mean",
     "gathered_batch",
@@ -133,13 +132,6 @@ def update_logsumexp(state, logits, *, axis: int = -1):
     shift = _shift(m_new)
     s_new = s * jnp.exp(m - shift) + jnp.sum(jnp.exp(logits - jnp.expand_dims(shift, axis)), axis=axis)
     return m_new, s_new
-
-
-def combine_logsumexp(a, b):
-    """Merges two states ``(m, s)`` (from other tiles or other devices)."""
-    m = jnp.maximum(a[0], b[0])
-    shift = _shift(m)
-    return m, a[1] * jnp.exp(a[0] - shift) + b[1] * jnp.exp(b[0] - shift)
 
 
 def psum_logsumexp(state, axis_name):

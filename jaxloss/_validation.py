@@ -4,9 +4,10 @@ Shapes, dtypes and options are validated by every jaxloss function at trace
 time. What cannot be seen then is the *data*: a class index out of range, a
 negative probability, a distribution that does not sum to 1, a NaN. Under
 ``jit`` jaxloss does not check these (it would cost a device-to-host sync in
-every step); labels out of range give NaN or garbage, as ``optax`` does. Users
-who want them caught call ``check_inputs``, which works eagerly (raising
-``ValueError``) and under ``jax.experimental.checkify`` (inside ``jit``).
+every step); an integer label out of range gives NaN for its example (never
+another class's loss). Users who want them caught call ``check_inputs``, which
+works eagerly (raising ``ValueError``) and under ``jax.experimental.checkify``
+(inside ``jit``).
 """
 
 from __future__ import annotations

@@ -193,6 +193,10 @@ def _retrieval(rng, n, dtype, d):
     return nbrs, jnp.asarray(rng.integers(0, 3, size=n), dtype=jnp.int32), ref
 
 
+def _retrieval_labels(rng, n, dtype, d):
+    return _retrieval(rng, n, dtype, d)[1:]
+
+
 def _scored(rng, n, dtype, d, levels=2):
     return _f(rng, (n, d), dtype), jnp.asarray(rng.integers(0, levels, size=(n, d)), dtype=jnp.int32)
 
@@ -239,6 +243,43 @@ def _label_only(rng, n, dtype, d):
     return (_labels(rng, n),)
 
 
+def _sequence_logps(rng, n, dtype, d):
+    """Policy and reference log-probabilities of n chosen and n rejected completions (summed)."""
+    c, r = -rng.uniform(5, 30, n), -rng.uniform(5, 30, n)
+    arrays = (c, r, c + rng.normal(0, 3, n), r + rng.normal(0, 3, n))
+    return tuple(jnp.asarray(a, dtype) for a in arrays)
+
+
+def _sequence_pairs(rng, n, dtype, d):
+    return _sequence_logps(rng, n, dtype, d)[:2]
+
+
+def _average_logps(rng, n, dtype, d):
+    """Average per-token log-probabilities of n chosen and n rejected completions."""
+    return tuple(jnp.asarray(-rng.uniform(0.2, 3.0, n), dtype) for _ in range(2))
+
+
+def _unpaired_logps(rng, n, dtype, d):
+    logps = -rng.uniform(5, 30, n)
+    labels = jnp.asarray(np.arange(n) % 2 == 0)
+    return jnp.asarray(logps, dtype), labels, jnp.asarray(logps + rng.normal(0, 3, n), dtype)
+
+
+def _token_logps(rng, n, dtype, d):
+    """GRPO: per-token log-probabilities (n, d), mask, advantages, old and reference log-probabilities."""
+    lp = -rng.uniform(0.05, 4.0, (n, d))
+    mask = jnp.asarray(rng.uniform(size=(n, d)) > 0.25)
+    arrays = (lp, rng.normal(size=n), lp + rng.normal(0, 0.3, (n, d)), lp + rng.normal(0, 0.5, (n, d)))
+    lp, adv, old, ref = (jnp.asarray(a, dtype) for a in arrays)
+    return lp, mask, adv, old, ref
+
+
+def _grpo_call(log_probs, mask, advantages, old_log_probs, ref_log_probs):
+    return jaxloss.grpo_loss(
+        log_probs, mask, advantages, old_log_probs=old_log_probs, ref_log_probs=ref_log_probs, beta=0.1
+    )
+
+
 def _check_inputs_call(logits, labels):
     return jaxloss.check_inputs(logits=logits, labels=labels, num_classes=logits.shape[-1])
 
@@ -250,6 +291,61 @@ def _mesh():
 
 def _sharded_knn(queries, database, k):
     return jaxloss.sharded_knn(queries, database, k, mesh=_mesh())
+
+
+# embedding-model training: hard negatives (B, 2, d); the guide of GIST is a batched argument
+
+
+def _query_doc_negatives(rng, n, dtype, d):
+    return _f(rng, (n, d), dtype), _f(rng, (n, d), dtype), _f(rng, (n, 2, d), dtype)
+
+
+def _gist_inputs(rng, n, dtype, d):
+    a, p, neg = _query_doc_negatives(rng, n, dtype, d)
+    ga = _f(rng, (n, 4), dtype)
+    return a, p, neg, ga, ga + _f(rng, (n, 4), dtype, 0.7), _f(rng, (n, 2, 4), dtype)
+
+
+def _gist(anchors, positives, negatives, guide_anchors, guide_positives, guide_negatives, **kw):
+    return jaxloss.gist_loss(
+        anchors,
+        positives,
+        negatives,
+        guide_anchors=guide_anchors,
+        guide_positives=guide_positives,
+        guide_negatives=guide_negatives,
+        **kw,
+    )
+
+
+def _scored_pairs(rng, n, dtype, d):
+    return _f(rng, (n, d), dtype), _f(rng, (n, d), dtype), jnp.asarray(rng.uniform(size=n), dtype=dtype)
+
+
+def _nested_ranking(queries, documents, negatives):
+    """MNRL over the full size and half of it, through the generic Matryoshka wrapper."""
+    d = queries.shape[-1]
+    return jaxloss.matryoshka_loss(
+        jaxloss.multiple_negatives_ranking_loss,
+        (queries, documents, negatives),
+        dims=tuple(sorted({d, max(d // 2, 1)})),
+        weights=None,
+        scale=5.0,
+    )
+
+
+def _encoder_inputs(rng, n, dtype, d):
+    return _f(rng, (d, d), dtype), _f(rng, (n, d), dtype)
+
+
+def _tanh_layer(weights, inputs):
+    """A one-layer encoder computing in float32 at least (half precision in, half out)."""
+    dtype = jnp.promote_types(inputs.dtype, jnp.float32)
+    return jnp.tanh(inputs.astype(dtype) @ weights.astype(dtype)).astype(inputs.dtype)
+
+
+def _cached_tanh(weights, inputs):
+    return jaxloss.cached_embeddings(_tanh_layer, weights, inputs, chunk_size=2)
 
 
 # --------------------------------------------------------------------------- the table
@@ -320,12 +416,21 @@ CORE = [
         translation=True,
     ),
     S(
+        "relevant_counts",
+        jaxloss.relevant_counts,
+        _retrieval_labels,
+        diff=(),
+        batch=(0, None),
+        family="search",
+        lowp=False,
+    ),
+    S(
         "precision_at_k",
         jaxloss.precision_at_k,
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -335,7 +440,7 @@ CORE = [
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -345,7 +450,7 @@ CORE = [
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -355,7 +460,7 @@ CORE = [
         _retrieval,
         diff=(),
         batch=(0, 0, None),
-        kind="set",
+        kind="rows",  # one value per query
         family="search",
         lowp=False,
     ),
@@ -363,7 +468,7 @@ CORE = [
         "reciprocal_rank",
         jaxloss.reciprocal_rank,
         _scored,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -373,7 +478,7 @@ CORE = [
         "average_precision",
         jaxloss.average_precision,
         _scored,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -383,7 +488,7 @@ CORE = [
         "normalized_dcg",
         jaxloss.normalized_dcg,
         _scored_graded,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -393,7 +498,7 @@ CORE = [
         "hit_rate",
         jaxloss.hit_rate,
         _scored,
-        dict(top_k=2),
+        dict(k=2),
         family="search",
         lowp=False,
         scale=(0,),
@@ -566,6 +671,52 @@ CORE = [
         batch=(0, None, 0),
         family="classification",
     ),
+    # LLM post-training (sequence and token log-probabilities)
+    S(
+        "dpo_loss",
+        jaxloss.dpo_loss,
+        _sequence_logps,
+        dict(beta=0.3),
+        diff=(0, 1, 2, 3),
+        family="preference",
+        translation=True,
+    ),
+    S(
+        "simpo_loss",
+        jaxloss.simpo_loss,
+        _average_logps,
+        dict(beta=2.0),
+        diff=(0, 1),
+        family="preference",
+        translation=True,
+    ),
+    S(
+        "cpo_loss",
+        jaxloss.cpo_loss,
+        _sequence_pairs,
+        dict(beta=0.3),
+        diff=(0, 1),
+        family="preference",
+        translation=True,
+    ),
+    S("orpo_loss", jaxloss.orpo_loss, _average_logps, diff=(0, 1), family="preference"),
+    S(
+        "kto_loss",
+        jaxloss.kto_loss,
+        _unpaired_logps,
+        dict(beta=0.3, kl=0.5),
+        diff=(0, 2),
+        family="preference",
+        translation=True,
+    ),
+    S(
+        "grpo_loss",
+        _grpo_call,
+        _token_logps,
+        diff=(0, 2, 3, 4),
+        kind="set",
+        family="preference",
+    ),
     # metric learning
     S(
         "triplet_margin_loss",
@@ -683,6 +834,64 @@ CORE = [
         translation=True,
     ),
     S("hinge_embedding_loss", jaxloss.hinge_embedding_loss, _hinge, family="metric"),
+    # embedding-model training
+    S(
+        "multiple_negatives_ranking_loss",
+        jaxloss.multiple_negatives_ranking_loss,
+        _query_doc_negatives,
+        dict(scale=5.0, directions=("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")),
+        diff=(0, 1, 2),
+        kind="set",
+        family="metric",
+        scale=(0, 1, 2),
+    ),
+    S(
+        "gist_loss",
+        _gist,
+        _gist_inputs,
+        dict(temperature=0.2, margin=0.05),
+        diff=(0, 1, 2),
+        kind="set",
+        family="metric",
+        scale=(0, 1, 2, 3, 4, 5),
+    ),
+    S(
+        "cosent_loss",
+        jaxloss.cosent_loss,
+        _scored_pairs,
+        dict(scale=5.0),
+        diff=(0, 1),
+        kind="set",
+        family="metric",
+        scale=(0, 1),
+    ),
+    S(
+        "angle_loss",
+        jaxloss.angle_loss,
+        _scored_pairs,
+        dict(scale=5.0),
+        diff=(0, 1),
+        kind="set",
+        family="metric",
+        scale=(0, 1),
+    ),
+    S(
+        "matryoshka_loss",
+        _nested_ranking,
+        _query_doc_negatives,
+        diff=(0, 1, 2),
+        kind="set",
+        family="metric",
+        scale=(0, 1, 2),
+    ),
+    S(
+        "cached_embeddings",
+        _cached_tanh,
+        _encoder_inputs,
+        diff=(0, 1),
+        batch=(None, 0),
+        family="metric",
+    ),
     S(
         "positive_mask",
         jaxloss.positive_mask,

@@ -16,6 +16,7 @@ import types
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxloss
@@ -56,6 +57,18 @@ def _sharded(q, db, **kw):
 
 def _knn_mask(q, db, mask):
     return jaxloss.knn(q, db, 2, database_mask=mask)
+
+
+MNRL = jaxloss.multiple_negatives_ranking_loss
+
+
+def _nested(q, d, **kw):
+    return jaxloss.matryoshka_loss(jaxloss.multiple_negatives_ranking_loss, (q, d), **kw)
+
+
+def _cached(w, inputs, **kw):
+    encode = lambda w, x: jnp.tanh((x["a"] if isinstance(x, dict) else x) @ w)  # noqa: E731
+    return jaxloss.cached_embeddings(encode, w, inputs, **kw)
 
 
 def _knn_exclude(q, db, exclude):
@@ -154,6 +167,8 @@ CASES = [
     ("precision_at_k", jaxloss.precision_at_k, (NB, L[:3], REF), {}, V, "neighbor_indices"),
     ("precision_at_k", jaxloss.precision_at_k, (NB, L, REF), dict(reduction="avg"), V, "reduction"),
     ("recall_at_k", jaxloss.recall_at_k, (NB, L, REF), dict(k=0), V, "k"),
+    ("relevant_counts", jaxloss.relevant_counts, (L, REF.astype(float)), {}, T, "reference_labels"),
+    ("relevant_counts", jaxloss.relevant_counts, (L[:, None], REF), {}, V, "query_labels"),
     ("recall_at_k", jaxloss.recall_at_k, (NB, L.astype(float), REF), {}, T, "query_labels"),
     ("r_precision", jaxloss.r_precision, (NB, L, REF.astype(float)), {}, T, "reference_labels"),
     ("r_precision", jaxloss.r_precision, (NB[0], L, REF), {}, V, "neighbor_indices"),
@@ -166,13 +181,13 @@ CASES = [
         "neighbor_indices",
     ),
     ("reciprocal_rank", jaxloss.reciprocal_rank, (X, L), {}, V, "relevance"),
-    ("reciprocal_rank", jaxloss.reciprocal_rank, (X, i(4, 3)), dict(top_k=0), V, "top_k"),
+    ("reciprocal_rank", jaxloss.reciprocal_rank, (X, i(4, 3)), dict(k=0), V, "k"),
     ("average_precision", jaxloss.average_precision, (i(4, 3), i(4, 3)), {}, T, "scores"),
     ("average_precision", jaxloss.average_precision, (f(4, 0), i(4, 0)), {}, V, "scores"),
-    ("normalized_dcg", jaxloss.normalized_dcg, (X, i(4, 3)), dict(top_k=2.5), T, "top_k"),
+    ("normalized_dcg", jaxloss.normalized_dcg, (X, i(4, 3)), dict(k=2.5), T, "k"),
     ("normalized_dcg", jaxloss.normalized_dcg, (X, f(4, 3, dtype="complex64")), {}, T, "relevance"),
     ("hit_rate", jaxloss.hit_rate, (X, i(4, 2)), {}, V, "relevance"),
-    ("hit_rate", jaxloss.hit_rate, (X, i(4, 3)), dict(top_k=True), T, "top_k"),
+    ("hit_rate", jaxloss.hit_rate, (X, i(4, 3)), dict(k=True), T, "k"),
     # cross-batch memory
     ("queue_init", jaxloss.queue_init, (), dict(size=0, dim=3), V, "size"),
     ("queue_init", jaxloss.queue_init, (), dict(size=4, dim=2.0), T, "dim"),
@@ -318,6 +333,88 @@ CASES = [
     ("info_nce", jaxloss.info_nce, (X, f(5, 3)), {}, V, "keys"),
     ("clip_loss", jaxloss.clip_loss, (X, f(5, 3)), {}, V, "text_embeddings"),
     ("clip_loss", jaxloss.clip_loss, (X, Y), dict(temperature=0.0), V, "temperature"),
+    # embedding-model training
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(directions=()), V, "directions"),
+    (
+        "multiple_negatives_ranking_loss",
+        MNRL,
+        (X, Y),
+        dict(directions=("query_to_doc", "up")),
+        V,
+        "directions",
+    ),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(directions=("doc_to_query",)), V, "directions"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(directions="query_to_doc"), T, "directions"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(partition_mode="both"), V, "partition_mode"),
+    (
+        "multiple_negatives_ranking_loss",
+        MNRL,
+        (X, Y),
+        dict(partition_mode="per_direction", directions=("query_to_doc", "doc_to_doc")),
+        V,
+        "partition_mode",
+    ),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(hardness_mode="hard"), V, "hardness_mode"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(hardness_strength=-1.0), V, "hardness_strength"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(matryoshka_dims=(3, 4)), V, "matryoshka_dims"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(matryoshka_dims=(2, 2)), V, "matryoshka_dims"),
+    (
+        "multiple_negatives_ranking_loss",
+        MNRL,
+        (X, Y),
+        dict(matryoshka_dims=(3, 2), matryoshka_weights=(1.0,)),
+        V,
+        "matryoshka_weights",
+    ),
+    ("multiple_negatives_ranking_loss", MNRL, (X, f(5, 3)), {}, V, "documents"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y, f(4, 3)), {}, V, "negatives"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y, f(5, 2, 3)), {}, V, "negatives"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(similarity="euclidean"), V, "similarity"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), dict(scale=0.0), V, "scale"),
+    (
+        "gist_loss",
+        jaxloss.gist_loss,
+        (X, Y),
+        dict(guide_anchors=X, guide_positives=Y, margin_strategy="pct"),
+        V,
+        "margin_strategy",
+    ),
+    (
+        "gist_loss",
+        jaxloss.gist_loss,
+        (X, Y),
+        dict(guide_anchors=X, guide_positives=Y, temperature=0.0),
+        V,
+        "temperature",
+    ),
+    (
+        "gist_loss",
+        jaxloss.gist_loss,
+        (X, Y),
+        dict(guide_anchors=f(5, 2), guide_positives=Y),
+        V,
+        "guide_anchors",
+    ),
+    (
+        "gist_loss",
+        jaxloss.gist_loss,
+        (X, Y, f(4, 2, 3)),
+        dict(guide_anchors=X, guide_positives=Y),
+        V,
+        "guide_negatives",
+    ),
+    ("gist_loss", jaxloss.gist_loss, (X, f(5, 3)), dict(guide_anchors=X, guide_positives=Y), V, "positives"),
+    ("cosent_loss", jaxloss.cosent_loss, (X, Y, f(3)), {}, V, "scores"),
+    ("cosent_loss", jaxloss.cosent_loss, (X, Y, f(4)), dict(scale=-1.0), V, "scale"),
+    ("cosent_loss", jaxloss.cosent_loss, (X, f(4, 2), f(4)), {}, V, "embeddings1"),
+    ("angle_loss", jaxloss.angle_loss, (X, Y, f(5)), {}, V, "scores"),
+    ("angle_loss", jaxloss.angle_loss, (X, Y, f(4)), dict(scale=0.0), V, "scale"),
+    ("matryoshka_loss", _nested, (X, Y), dict(dims=(4, 2)), V, "dims"),
+    ("matryoshka_loss", _nested, (X, Y), dict(dims=(3, 2), weights=(1.0, 1.0, 1.0)), V, "weights"),
+    ("matryoshka_loss", _nested, (X, Y), dict(dims=()), V, "dims"),
+    ("cached_embeddings", _cached, (f(3, 2), X), dict(chunk_size=0), V, "chunk_size"),
+    ("cached_embeddings", _cached, (f(3, 2), X), dict(chunk_size=2.5), T, "chunk_size"),
+    ("cached_embeddings", _cached, (f(3, 2), {"a": X, "b": f(5, 3)}), dict(chunk_size=2), V, "inputs"),
     (
         "sigmoid_contrastive_loss",
         jaxloss.sigmoid_contrastive_loss,
@@ -335,8 +432,16 @@ CASES = [
         "labels",
     ),
     ("linear_softmax_cross_entropy", jaxloss.linear_softmax_cross_entropy, (X, f(4, 5), L), {}, V, "kernel"),
+    (
+        "linear_softmax_cross_entropy",
+        jaxloss.linear_softmax_cross_entropy,
+        (X, f(3, 5), L),
+        dict(where=jnp.ones(3, bool)),
+        V,
+        "where",
+    ),
     # margin and proxy losses
-    ("arcface_loss", jaxloss.arcface_loss, (X, f(3), L), {}, V, "weights"),
+    ("arcface_loss", jaxloss.arcface_loss, (X, f(3), L), {}, V, "kernel"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), dict(sub_centers=2), V, "sub_centers"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), dict(margin=3.5), V, "margin"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), dict(scale=0.0), V, "scale"),
@@ -352,7 +457,7 @@ CASES = [
         T,
         "class_block_size",
     ),
-    ("cosface_loss", jaxloss.cosface_loss, (X, f(4, 5), L), {}, V, "weights"),
+    ("cosface_loss", jaxloss.cosface_loss, (X, f(4, 5), L), {}, V, "kernel"),
     ("proxy_anchor_loss", jaxloss.proxy_anchor_loss, (X, f(3, 5), L), dict(alpha=0.0), V, "alpha"),
     ("proxy_anchor_loss", jaxloss.proxy_anchor_loss, (X, f(5, 3), L), {}, V, "proxies"),
     ("proxy_nca_loss", jaxloss.proxy_nca_loss, (X, f(3, 5), L), dict(scale=-1.0), V, "scale"),
@@ -410,6 +515,22 @@ CASES = [
         "beta",
     ),
     ("linear_softmax_statistics", jaxloss.linear_softmax_statistics, (X, f(3, 5), L[:3]), {}, V, "labels"),
+    (
+        "linear_softmax_statistics",
+        jaxloss.linear_softmax_statistics,
+        (X, f(3, 5), L),
+        dict(ignore_index=0.5),
+        T,
+        "ignore_index",
+    ),
+    (
+        "linear_distillation_loss",
+        jaxloss.linear_distillation_loss,
+        (X, f(3, 5), f(4, 2), f(2, 5)),
+        dict(logit_softcap=-1.0),
+        V,
+        "logit_softcap",
+    ),
     ("npair_loss", jaxloss.npair_loss, (X, f(5, 3)), {}, V, "positives"),
     ("npair_loss", jaxloss.npair_loss, (f(4), f(4)), {}, V, "anchors"),
     ("contrastive_loss", jaxloss.contrastive_loss, (X, Y, L), dict(margin=-1.0), V, "margin"),
@@ -514,6 +635,80 @@ CASES = [
     ("torch.margin_ranking_loss", jt.margin_ranking_loss, (f(4), f(3), f(4)), {}, V, "input2"),
     ("torch.hinge_embedding_loss", jt.hinge_embedding_loss, (X, Y), dict(reduction="avg"), V, "reduction"),
     ("check_inputs", lambda lg, lb: jaxloss.check_inputs(logits=lg, labels=lb), (X, L), {}, V, "num_classes"),
+    # LLM post-training
+    ("dpo_loss", jaxloss.dpo_loss, (f(4), f(4)), dict(loss_type="sigmod"), V, "loss_type"),
+    ("dpo_loss", jaxloss.dpo_loss, (f(4), f(3)), {}, V, "rejected_logps"),
+    ("dpo_loss", jaxloss.dpo_loss, (f(4), f(4), f(4, 1), f(4, 1)), {}, V, "ref_chosen_logps"),
+    ("dpo_loss", jaxloss.dpo_loss, (f(4), f(4), f(4)), {}, V, "ref_rejected_logps"),
+    ("dpo_loss", jaxloss.dpo_loss, (i(4), f(4)), {}, T, "chosen_logps"),
+    ("dpo_loss", jaxloss.dpo_loss, (f(4), f(4)), dict(loss_type="exo_pair"), V, "label_smoothing"),
+    (
+        "dpo_loss",
+        jaxloss.dpo_loss,
+        (f(4), f(4)),
+        dict(loss_type="robust", label_smoothing=0.5),
+        V,
+        "label_smoothing",
+    ),
+    (
+        "dpo_loss",
+        jaxloss.dpo_loss,
+        (f(4), f(4)),
+        dict(loss_type="hinge", label_smoothing=0.1),
+        V,
+        "label_smoothing",
+    ),
+    ("dpo_loss", jaxloss.dpo_loss, (f(4), f(4)), dict(loss_type="sppo_hard", beta=0.0), V, "beta"),
+    (
+        "dpo_loss",
+        jaxloss.dpo_loss,
+        (f(4), f(4)),
+        dict(loss_type="discopop", discopop_tau=0.0),
+        V,
+        "discopop_tau",
+    ),
+    ("simpo_loss", jaxloss.simpo_loss, (f(4), f(4)), dict(label_smoothing=0.7), V, "label_smoothing"),
+    ("simpo_loss", jaxloss.simpo_loss, (f(4), f(2)), {}, V, "rejected_logps"),
+    ("cpo_loss", jaxloss.cpo_loss, (f(4), f(4)), dict(label_smoothing=-0.1), V, "label_smoothing"),
+    ("cpo_loss", jaxloss.cpo_loss, (f(4), f(4, 1)), {}, V, "rejected_logps"),
+    ("orpo_loss", jaxloss.orpo_loss, (f(4), f(5)), {}, V, "rejected_logps"),
+    ("orpo_loss", jaxloss.orpo_loss, (f(4), f(4)), dict(beta=float("nan")), V, "beta"),
+    ("kto_loss", jaxloss.kto_loss, (f(4), None), {}, T, "preference_labels"),
+    ("kto_loss", jaxloss.kto_loss, (f(4), f(3)), {}, V, "preference_labels"),
+    ("kto_loss", jaxloss.kto_loss, (f(4), f(4), f(3)), {}, V, "ref_log_probs"),
+    ("kto_loss", jaxloss.kto_loss, (f(4), f(4)), dict(kl=jnp.zeros(4)), V, "kl"),
+    ("grpo_loss", jaxloss.grpo_loss, (X, X, f(4)), dict(loss_type="ppo"), V, "loss_type"),
+    (
+        "grpo_loss",
+        jaxloss.grpo_loss,
+        (X, X, f(4)),
+        dict(importance_sampling_level="seq"),
+        V,
+        "importance_sampling_level",
+    ),
+    ("grpo_loss", jaxloss.grpo_loss, (X, X, f(4)), dict(loss_type="dr_grpo"), V, "max_completion_length"),
+    (
+        "grpo_loss",
+        jaxloss.grpo_loss,
+        (X, X, f(4)),
+        dict(loss_type="dr_grpo", max_completion_length=0),
+        V,
+        "max_completion_length",
+    ),
+    (
+        "grpo_loss",
+        jaxloss.grpo_loss,
+        (X, X, f(4)),
+        dict(loss_type="dr_grpo", max_completion_length=2.5),
+        T,
+        "max_completion_length",
+    ),
+    ("grpo_loss", jaxloss.grpo_loss, (X, f(4, 2), f(4)), {}, V, "completion_mask"),
+    ("grpo_loss", jaxloss.grpo_loss, (X, X, f(3)), {}, V, "advantages"),
+    ("grpo_loss", jaxloss.grpo_loss, (f(4), f(4), f(4)), {}, V, "log_probs"),
+    ("grpo_loss", jaxloss.grpo_loss, (X, X, f(4)), dict(beta=-0.1), V, "beta"),
+    ("grpo_loss", jaxloss.grpo_loss, (X, X, f(4)), dict(epsilon_high=-0.2), V, "epsilon_high"),
+    ("grpo_loss", jaxloss.grpo_loss, (X, X, f(4)), dict(old_log_probs=f(4, 2)), V, "old_log_probs"),
 ]
 
 
@@ -547,7 +742,13 @@ def test_bad_input_raises_naming_the_argument(case, mode):
 # number a ValueError, each message naming the argument. A new function that takes one is
 # one row here; `test_every_tiling_argument_has_a_case` finds the public ones.
 
-TILING_NAMES = ("block_size", "query_block_size", "vocab_block_size", "class_block_size")
+TILING_NAMES = (
+    "block_size",
+    "query_block_size",
+    "vocab_block_size",
+    "class_block_size",
+    "database_block_size",
+)
 BAD_TILES = [(2.5, T), (True, T), (0, V), (-1, V)]
 
 
@@ -566,10 +767,19 @@ W = jnp.zeros((4, 2), jnp.uint32)  # packed binary codes
 # (public name, function, array arguments, static keyword arguments, tiling argument)
 TILING = [
     ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=2), "block_size"),
-    ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=2), "query_block_size"),
+    ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=2), "database_block_size"),
+    ("knn", jaxloss.knn, (X, f(6, 3)), dict(k=2), "query_block_size"),  # deprecated name
     ("sharded_knn", _sharded, (X, f(6, 3)), dict(k=2), "block_size"),
+    ("sharded_knn", _sharded, (X, f(6, 3)), dict(k=2), "database_block_size"),
     ("sharded_knn", _sharded, (X, f(6, 3)), dict(k=2), "query_block_size"),
     ("range_search", jaxloss.range_search, (X, f(6, 3)), dict(radius=1.0, max_results=2), "block_size"),
+    (
+        "range_search",
+        jaxloss.range_search,
+        (X, f(6, 3)),
+        dict(radius=1.0, max_results=2),
+        "database_block_size",
+    ),
     (
         "range_search",
         jaxloss.range_search,
@@ -589,8 +799,11 @@ TILING = [
     ("clip_loss", jaxloss.clip_loss, (X, Y), {}, "block_size"),
     ("sigmoid_contrastive_loss", jaxloss.sigmoid_contrastive_loss, (X, Y), {}, "block_size"),
     ("info_nce", jaxloss.info_nce, (X, Y), {}, "block_size"),
+    ("multiple_negatives_ranking_loss", MNRL, (X, Y), {}, "block_size"),
+    ("gist_loss", jaxloss.gist_loss, (X, Y), dict(guide_anchors=X, guide_positives=Y), "block_size"),
     ("ntxent", jaxloss.ntxent, (X, L), {}, "block_size"),
     ("supervised_contrastive_loss", jaxloss.supervised_contrastive_loss, (X, L), {}, "block_size"),
+    ("npair_loss", jaxloss.npair_loss, (X, Y), {}, "block_size"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), {}, "block_size"),
     ("arcface_loss", jaxloss.arcface_loss, (X, f(3, 5), L), {}, "class_block_size"),
     ("cosface_loss", jaxloss.cosface_loss, (X, f(3, 5), L), {}, "block_size"),
@@ -640,3 +853,42 @@ def test_tiling_argument_rule(row, value, exc):
     with pytest.raises(exc) as info:
         jax.block_until_ready(call(*args))
     assert f"`{arg}`" in str(info.value), str(info.value)
+
+
+# ------------------------------------------------------------------ complex input
+# jaxloss works on real arrays: a complex array in a floating argument is a TypeError naming
+# the public function and the argument ("fn: `arg` must be real ..."), eagerly and under jit.
+
+_REAL_MESSAGE = r"^([\w.]+): `(\w+)` must be real \(jaxloss works on real arrays\); got dtype complex64\.$"
+# layout conversions keep any dtype, as scipy's
+_ANY_DTYPE = {"squareform"}
+COMPLEX = [s for s in SPECS.values() if s.diff and s.name not in _ANY_DTYPE]
+
+
+def _public_parameters(name):
+    """The parameters of the public function (core or torch face) an error message names."""
+    found = set()
+    for module in (jaxloss, jt, jtl):
+        obj = getattr(module, name, None)
+        if callable(obj):
+            found |= set(inspect.signature(obj).parameters)
+    return found
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+@pytest.mark.parametrize("spec", COMPLEX, ids=[s.name for s in COMPLEX])
+def test_complex_input_names_the_function_and_the_argument(spec, mode):
+    import re  # noqa: PLC0415
+
+    args = list(spec.args(n=3, dtype="float32", d=2))
+    i = spec.diff[0]
+    args[i] = np.asarray(args[i]).astype(np.complex64)
+    with pytest.raises(TypeError) as info:
+        if mode == "jit":  # traced: raised while tracing, nothing compiled
+            jax.eval_shape(spec.call, *args)
+        else:
+            spec.call(*args)
+    match = re.match(_REAL_MESSAGE, str(info.value))
+    assert match, str(info.value)
+    fn, arg = match.groups()
+    assert arg in _public_parameters(fn), (spec.name, str(info.value))

@@ -130,3 +130,81 @@ def test_cdist_packed_errors():
         jaxloss.cdist(pa, pa, "hamming", w=jnp.ones(2))
     with pytest.raises(ValueError, match="`num_bits`"):
         jaxloss.cdist(pa, pa, "hamming", num_bits=65)
+
+
+# --------------------------------------------------------------------------- the popcount kernels of the packed scan
+
+
+@pytest.mark.parametrize("kernel", ["csa16", "plain16", "plain32", "csa32"])
+def test_tile_counts_kernels_are_exact(kernel):
+    """Every kernel of the packed-Hamming scan gives numpy's counts: random codes, all bits
+    differing (256, beyond a byte), lengths that leave lone words at some carry-save weights."""
+    from jaxloss import _bits
+
+    r = rng(4)
+    for words in (1, 8, 17):  # one word; 16 halves (one per weight left); an odd count
+        rows = r.integers(0, 2**32, (40, words), dtype=np.uint32)
+        q = r.integers(0, 2**32, (9, words), dtype=np.uint32)
+        rows[0] = ~q[0]  # every bit differs
+        rows[1] = q[1]  # none
+        f = jax.jit(lambda a, b: _bits.tile_counts(a, _bits.query_lanes(b, kernel), kernel))
+        got = np.asarray(f(rows, q)).astype(np.int64)
+        bits = np.unpackbits((rows[:, None, :] ^ q[None, :, :]).view(np.uint8), axis=-1).sum(-1)
+        np.testing.assert_array_equal(got, bits, err_msg=f"{kernel} {words}")
+        assert got[0, 0] == 32 * words and got[1, 1] == 0
+
+
+def test_popcount_kernel_rule(monkeypatch):
+    """16-bit lanes on a CPU while a count fits, 32 elsewhere; the adder tree without a vector
+    popcount (x86 without AVX-512 BITALG, or XLA limited below AVX-512)."""
+    from jaxloss import _bits
+
+    assert _bits.popcount_kernel(8, backend="gpu") == "plain32"
+    monkeypatch.setattr(_bits.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(_bits, "_cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bitalg"}))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    assert _bits.popcount_kernel(8, backend="cpu") == "plain16"
+    assert _bits.popcount_kernel(2048, backend="cpu") == "plain32"  # the sentinel 32 w + 1 = 2^16 + 1
+    assert _bits.popcount_kernel(2047, backend="cpu") == "plain16"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX2")
+    assert _bits.popcount_kernel(8, backend="cpu") == "csa16"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=avx512_vnni")
+    assert _bits.popcount_kernel(8, backend="cpu") == "plain16"
+    monkeypatch.setattr(_bits, "_cpu_flags", lambda: frozenset({"avx2", "avx512f"}))  # Skylake-X: no BITALG
+    assert _bits.popcount_kernel(8, backend="cpu") == "csa16"
+    monkeypatch.setattr(_bits.platform, "machine", lambda: "aarch64")
+    assert _bits.popcount_kernel(8, backend="cpu") == "plain16"
+
+
+@pytest.mark.parametrize("kernel", ["csa16", "plain16", "plain32"])
+def test_packed_knn_every_kernel_matches_scipy(kernel, monkeypatch):
+    """knn and range_search over packed codes with each popcount kernel: scipy's counts, ties to
+    the lowest index (runs of rows, a database mask)."""
+    from jaxloss import _bits
+
+    monkeypatch.setattr(_bits, "popcount_kernel", lambda words, backend=None: kernel)
+    r = rng(5)
+    xbits = r.integers(0, 2, (700, 70)).astype(bool)
+    xbits[400:420] = xbits[3]  # exact duplicates
+    qbits = np.concatenate([xbits[:5], r.integers(0, 2, (6, 70)).astype(bool)])
+    mask = r.random(700) < 0.8
+    q, x = jaxloss.pack_bits(qbits), jaxloss.pack_bits(xbits)
+    dist = np.rint(ssd.cdist(qbits, xbits, "hamming") * 70)
+    d, i = jaxloss.knn(q, x, 7, metric="hamming", database_block_size=512, database_mask=mask)
+    ref = np.where(mask[None, :], dist, np.inf)
+    order = np.argsort(ref, axis=1, kind="stable")[:, :7]
+    np.testing.assert_array_equal(np.asarray(i), order)
+    np.testing.assert_array_equal(np.asarray(d), np.take_along_axis(dist, order, axis=1))
+
+
+@pytest.mark.slow  # a range_search compilation per kernel; knn's are checked in the fast loop
+@pytest.mark.parametrize("kernel", ["csa16", "plain16", "plain32"])
+def test_packed_range_counts_every_kernel_match_scipy(kernel, monkeypatch):
+    from jaxloss import _bits
+
+    monkeypatch.setattr(_bits, "popcount_kernel", lambda words, backend=None: kernel)
+    bits = rng(6).integers(0, 2, (700, 70)).astype(bool)
+    q, x = jaxloss.pack_bits(bits[:11]), jaxloss.pack_bits(bits)
+    dist = np.rint(ssd.cdist(bits[:11], bits, "hamming") * 70)
+    n = jaxloss.range_search(q, x, 30, max_results=3, metric="hamming", database_block_size=512)[2]
+    np.testing.assert_array_equal(np.asarray(n), (dist <= 30).sum(axis=1))

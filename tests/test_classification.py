@@ -457,3 +457,157 @@ def test_core_option_errors():
         jaxloss.softmax_cross_entropy_with_integer_labels(x, labels, ignore_index=np.int64(2))[2],
         0.0,
     )
+
+
+# --------------------------------------------------------------------------- labels out of range
+
+# (name, jaxloss call, PyTorch call, logits shape): each takes (logits, labels) with the class dim
+# where PyTorch has it; a label < 0 that is not ignore_index and a label >= C are both bad.
+_W = np.array([0.5, 2.0, 1.0, 1.5])
+OUT_OF_RANGE = [
+    (
+        "core",
+        lambda x, y: jaxloss.softmax_cross_entropy_with_integer_labels(x, y),
+        lambda x, y: F.cross_entropy(x, y, reduction="none"),
+        (3, 4),
+    ),
+    (
+        "core weights smoothing ignore",
+        lambda x, y: jaxloss.softmax_cross_entropy_with_integer_labels(
+            x, y, weights=_W, label_smoothing=0.2, ignore_index=-100
+        ),
+        lambda x, y: F.cross_entropy(x, y, weight=torch.tensor(_W), label_smoothing=0.2, reduction="none"),
+        (3, 4),
+    ),
+    (
+        "torch.cross_entropy K-dim weights smoothing",
+        lambda x, y: jt.cross_entropy(x, y, weight=_W, label_smoothing=0.1),
+        lambda x, y: F.cross_entropy(x, y, weight=torch.tensor(_W), label_smoothing=0.1),
+        (2, 4, 3),
+    ),
+    (
+        "torch.cross_entropy ignore_index=-1",
+        lambda x, y: jt.cross_entropy(x, y, ignore_index=-1, reduction="sum"),
+        lambda x, y: F.cross_entropy(x, y, ignore_index=-1, reduction="sum"),
+        (3, 4),
+    ),
+    (
+        "torch.cross_entropy unbatched",
+        lambda x, y: jt.cross_entropy(x, y),
+        lambda x, y: F.cross_entropy(x, y),
+        (4,),
+    ),
+    (
+        "torch.nll_loss weights none",
+        lambda x, y: jt.nll_loss(x, y, weight=_W, reduction="none"),
+        lambda x, y: F.nll_loss(x, y, weight=torch.tensor(_W), reduction="none"),
+        (3, 4),
+    ),
+]
+
+
+def _bad_labels(shape, ignore_minus_one):
+    """In-range labels with one bad entry: -1 (or -2 where -1 is ignore_index), C, or -5."""
+    classes = shape[0] if len(shape) == 1 else shape[1]
+    target_shape = () if len(shape) == 1 else (shape[0],) + shape[2:]
+    base = rng(20).integers(0, classes, size=target_shape)
+    for bad in (-2 if ignore_minus_one else -1, classes, -5):
+        labels = np.array(base)
+        if labels.ndim:
+            labels.flat[1] = bad
+        else:
+            labels = np.array(bad)
+        yield bad, labels
+
+
+def test_out_of_range_labels_raise_as_pytorch_raises():
+    """Concrete labels < 0 (not ignore_index) or >= C: PyTorch raises IndexError; jaxloss raises
+    ValueError naming the argument and the bad index (the torch face's is also an IndexError)."""
+    for name, ours, theirs, shape in OUT_OF_RANGE:
+        x = rng(21).normal(size=shape)
+        for bad, labels in _bad_labels(shape, "-1" in name):
+            with pytest.raises(IndexError, match=f"Target {bad} is out of bounds"):
+                theirs(torch.tensor(x), torch.from_numpy(labels))
+            arg = "labels" if name.startswith("core") else "target"
+            expected = (ValueError, IndexError) if name.startswith("torch") else (ValueError,)
+            for labels_in in (labels, jnp.asarray(labels)):  # NumPy, and a jax.Array
+                with pytest.raises(ValueError, match=rf"`{arg}` must hold class indices in \[0, 4\)") as info:
+                    ours(jnp.asarray(x), labels_in)
+                assert isinstance(info.value, expected), (name, type(info.value))
+                assert f"got {bad}" in str(info.value), str(info.value)
+            # a constant inside jit is concrete too: checked at trace time
+            with pytest.raises(ValueError, match=f"got {bad}"):
+                jax.jit(lambda a, labels=labels, ours=ours: ours(a, labels))(jnp.asarray(x))
+
+
+def test_out_of_range_labels_traced_give_nan_never_another_class():
+    """Traced labels: an out-of-range example is NaN with a zero gradient; every other example
+    keeps PyTorch's value and gradient (a -1 is not class C - 1, as optax's gather makes it)."""
+    x = rng(22).normal(size=(5, 4))
+    labels = np.array([1, -1, 3, 4, -100])  # -1 and 4 out of range, -100 ignored
+    good = np.array([True, False, True, False, True])
+
+    def core(a, y):
+        values = jaxloss.softmax_cross_entropy_with_integer_labels(
+            a, y, weights=_W, label_smoothing=0.2, ignore_index=-100
+        )
+        return jnp.nansum(values), values
+
+    (total, values), grad = jax.jit(jax.value_and_grad(core, has_aux=True))(
+        jnp.asarray(x), jnp.asarray(labels)
+    )
+    assert np.isnan(np.asarray(values)[~good]).all() and np.isfinite(np.asarray(values)[good]).all()
+    xt = torch.tensor(x, requires_grad=True)
+    ref = F.cross_entropy(
+        xt[good],
+        torch.from_numpy(labels[good]),
+        weight=torch.tensor(_W),
+        label_smoothing=0.2,
+        reduction="none",
+    )
+    assert_close(np.asarray(values)[good], ref.detach().numpy())
+    ref.sum().backward()
+    assert_close(total, ref.sum().item())
+    assert_close(grad, xt.grad.numpy())  # zero rows where the label is out of range
+    # the torch face: NaN for "mean" and "sum", gradients of the other targets kept
+    ce = jax.jit(jax.value_and_grad(lambda a, y: jt.cross_entropy(a, y, weight=_W)))
+    mean, g = ce(jnp.asarray(x), jnp.asarray(labels))
+    assert np.isnan(float(mean))
+    xt = torch.tensor(x, requires_grad=True)
+    keep = good & (labels != -100)
+    # PyTorch's weighted mean over the in-range targets; jaxloss's value is NaN, its gradient
+    # with respect to the other logits is that mean's gradient
+    F.cross_entropy(xt[keep], torch.from_numpy(labels[keep]), weight=torch.tensor(_W)).backward()
+    assert_close(g, xt.grad.numpy())
+    nll = jax.jit(lambda a, y: jt.nll_loss(a, y, reduction="none"))(jnp.asarray(x), jnp.asarray(labels))
+    assert np.isnan(np.asarray(nll)[[1, 3]]).all() and np.asarray(nll)[4] == 0
+    assert_close(np.asarray(nll)[[0, 2]], -x[[0, 2], [1, 3]])
+
+
+def test_out_of_range_labels_caught_by_check_inputs_under_checkify():
+    from jax.experimental import checkify  # noqa: PLC0415
+
+    def loss(logits, labels):
+        jaxloss.check_inputs(labels=labels, num_classes=logits.shape[-1], ignore_index=-100)
+        return jaxloss.softmax_cross_entropy_with_integer_labels(logits, labels, ignore_index=-100)
+
+    checked = jax.jit(checkify.checkify(loss))
+    x = jnp.zeros((3, 4))
+    for bad in (-1, 4):
+        err, value = checked(x, jnp.array([0, bad, -100]))
+        assert np.isnan(np.asarray(value)[1])
+        with pytest.raises(checkify.JaxRuntimeError, match=rf"`labels` must lie in \[0, 4\).*found {bad}"):
+            err.throw()
+    err, value = checked(x, jnp.array([0, 3, -100]))
+    assert err.get() is None and np.isfinite(np.asarray(value)).all()
+
+
+def test_zero_classes_is_a_value_error():
+    with pytest.raises(ValueError, match="`logits` must have at least one class"):
+        jaxloss.softmax_cross_entropy_with_integer_labels(jnp.zeros((2, 0)), jnp.array([0, 0]))
+    with pytest.raises(ValueError, match="`input` must have at least one class"):
+        jt.cross_entropy(jnp.zeros((2, 0)), jnp.array([-100, -100]))
+    with pytest.raises(ValueError, match="`input` must have at least one class"):
+        jax.jit(jt.nll_loss)(jnp.zeros((2, 0, 3)), jnp.zeros((2, 3), jnp.int32))
+    with pytest.raises(IndexError, match="out of bounds"):  # PyTorch: every kept target is out of range
+        F.cross_entropy(torch.zeros(2, 0), torch.tensor([0, 0]))

@@ -335,6 +335,44 @@ def test_tiled_clip_loss_memory_is_far_below_one_similarity_matrix():
 
 
 @pytest.mark.slow
+def test_tiled_losses_hold_one_or_two_tiles():
+    """Value and gradient of every tiled loss: the tiles, not the (B, d) inputs, dominate here.
+
+    One ``block_size^2`` float32 tile where each tile feeds unmasked statistics (CLIP, SigLIP
+    with a traced scale; InfoNCE alike: the product, overwritten by its cotangent), two where a
+    forward tile feeds two masked statistics (supervised contrastive; NT-Xent alike: the product
+    and one masked copy).
+    """
+    b, d, block = 8192, 16, 2048
+    tile = block * block * 4
+    emb = jax.ShapeDtypeStruct((b, d), jnp.float32)
+    lab = jax.ShapeDtypeStruct((b,), jnp.int32)
+    t = jax.ShapeDtypeStruct((), jnp.float32)
+    cases = {
+        "clip_loss": (
+            lambda x, y, t: jaxloss.clip_loss(x, y, temperature=t, block_size=block),
+            (emb, emb, t),
+            1,
+        ),
+        "sigmoid_contrastive_loss": (
+            lambda x, y, t: jaxloss.sigmoid_contrastive_loss(x, y, logit_scale=t, block_size=block),
+            (emb, emb, t),
+            1,
+        ),
+        "supervised_contrastive_loss": (
+            lambda x, y: jaxloss.supervised_contrastive_loss(x, y, block_size=block),
+            (emb, lab),
+            2,
+        ),
+    }
+    for name, (fn, shapes, tiles) in cases.items():
+        argnums = tuple(i for i, s in enumerate(shapes) if s.dtype == jnp.float32)
+        step = jax.jit(jax.value_and_grad(fn, argnums=argnums))
+        temp = step.lower(*shapes).compile().memory_analysis().temp_size_in_bytes
+        assert temp < tiles * tile + 4 * b * d * 4 + tile / 8, (name, temp / tile)
+
+
+@pytest.mark.slow
 def test_tiled_memory_does_not_grow_with_the_square_of_the_batch():
     d, block = 64, 256
     temps = {}
@@ -407,6 +445,56 @@ _RING = textwrap.dedent(
 @pytest.mark.slow
 def test_ring_on_four_devices_equals_one_device():
     assert run_python(_RING, devices=4, timeout=600).count(" ok") == len(LOSSES)
+
+
+_BATCH_LEVEL = textwrap.dedent(
+    """
+    import numpy as np, jax, jax.numpy as jnp
+    from jax.sharding import Mesh, PartitionSpec as P
+    import jaxloss
+    jax.config.update("jax_enable_x64", True)
+    assert jax.device_count() == 4
+    r = np.random.default_rng(0)
+    n, d = 20, 5
+    x = jnp.asarray(r.normal(size=(n, d)))
+    k = jnp.asarray(r.normal(size=(n, d)))
+    labels = jnp.asarray(r.integers(0, 4, size=n))
+    labels = labels.at[7].set(9)  # an anchor without a positive
+    mesh = Mesh(np.array(jax.devices()), ("d",))
+    losses = {
+        "lifted_structured_loss": lambda x, k, lab, p, bs, ax: jaxloss.lifted_structured_loss(
+            x, lab, margin=p, axis_name=ax),
+        "soft_nearest_neighbor_loss": lambda x, k, lab, p, bs, ax: jaxloss.soft_nearest_neighbor_loss(
+            x, lab, temperature=p, axis_name=ax),
+        "npair_loss": lambda x, k, lab, p, bs, ax: jaxloss.npair_loss(p * x, k, block_size=bs, axis_name=ax),
+    }
+    for name, fn in losses.items():
+        p = jnp.asarray(1.5)
+        v0, g0 = jax.jit(jax.value_and_grad(fn, argnums=(0, 1, 3)), static_argnums=(4, 5))(x, k, labels, p, None, None)
+        for bs in ((None, 2) if name == "npair_loss" else (None,)):
+            sharded = jax.shard_map(lambda x, k, lab, p: fn(x, k, lab, p, bs, "d"), mesh=mesh,
+                                    in_specs=(P("d"), P("d"), P("d"), P()), out_specs=P())
+            v1, g1 = jax.jit(jax.value_and_grad(sharded, argnums=(0, 1, 3)))(x, k, labels, p)
+            np.testing.assert_allclose(v1, v0, rtol=1e-13)
+            for a, b in zip(g1, g0):
+                np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+        local = lambda x, k, lab: jax.value_and_grad(fn, argnums=(0, 1))(x, k, lab, p, None, "d")
+        v2, g2 = jax.pmap(local, axis_name="d")(x.reshape(4, 5, d), k.reshape(4, 5, d), labels.reshape(4, 5))
+        np.testing.assert_allclose(v2, np.full(4, v0), rtol=1e-13)
+        for a, b in zip(g2, g0[:2]):
+            np.testing.assert_allclose(np.asarray(a).reshape(n, d), b, rtol=1e-11, atol=1e-13)
+        assert np.abs(g0[0]).max() > 0 and abs(float(g0[2])) > 0
+        print(name, "ok", float(v0))
+    """
+)
+
+
+@pytest.mark.slow  # a subprocess on four forced CPU devices
+def test_mining_set_losses_on_four_devices_equal_one_device():
+    """lifted structured, soft nearest neighbour and N-pair with ``axis_name``: each device's anchors
+    against the global batch, the global mean; values and gradients (embeddings and the traced
+    margin / temperature / scale) equal one device's, under ``shard_map`` and ``pmap``."""
+    assert run_python(_BATCH_LEVEL, devices=4, timeout=600).count(" ok") == 3
 
 
 # --------------------------------------------------------------------------- dense references (pml, optax, torch)

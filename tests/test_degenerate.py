@@ -126,14 +126,14 @@ PAIRWISE = {
     "js_divergence": (jaxloss.js_divergence, _P_Q, math.log(2), 0.0, True, True),
     "symmetric_kl_divergence": (jaxloss.symmetric_kl_divergence, _P_Q, INF, 0.0, False, False),
     "total_variation_distance": (jaxloss.total_variation_distance, _P_Q, 1.0, 0.0, True, True),
-    # D_1/2(uniform || one-hot) is finite but d/dq of q^(1/2) at q = 0 is infinite: "value"
+    # D_1/2(uniform || one-hot) is finite; d/dq of q^(1/2) at q = 0 is infinite, the gradient 0
     "renyi_divergence": (
         lambda a, b: jaxloss.renyi_divergence(a, b, alpha=0.5),
         _Q_P,
         INF,
         0.0,
         True,
-        "value",
+        True,
     ),
     "kl_divergence": (jaxloss.kl_divergence, _LOGQ_P, INF, 0.0, True, False),
     "kl_divergence_with_log_targets": (
@@ -344,3 +344,68 @@ def test_everything_masked(name):
     if name not in ("smooth_labels",):
         assert float(value) == 0.0, (name, value)  # an empty sum (or mean) is 0
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in g), (name, g)
+
+
+# --------------------------------------------------------------------------- preference and policy losses
+
+LOG2 = math.log(2.0)
+# (loss, value at identical chosen and rejected completions with equal reference log-probabilities)
+IDENTICAL_PAIRS = {
+    "dpo sigmoid": (lambda c, r: jaxloss.dpo_loss(c, r, c, r), LOG2),
+    "dpo hinge": (lambda c, r: jaxloss.dpo_loss(c, r, c, r, loss_type="hinge"), 1.0),
+    "dpo exo_pair": (
+        lambda c, r: jaxloss.dpo_loss(c, r, c, r, loss_type="exo_pair", label_smoothing=0.1),
+        -LOG2 - 0.5 * math.log(0.9 * 0.1),
+    ),
+    "dpo nca_pair": (lambda c, r: jaxloss.dpo_loss(c, r, c, r, loss_type="nca_pair"), 2 * LOG2),
+    "dpo robust": (lambda c, r: jaxloss.dpo_loss(c, r, c, r, loss_type="robust", label_smoothing=0.2), LOG2),
+    "dpo bco_pair": (lambda c, r: jaxloss.dpo_loss(c, r, c, r, loss_type="bco_pair"), 2 * LOG2),
+    "dpo sppo_hard": (lambda c, r: jaxloss.dpo_loss(c, r, c, r, loss_type="sppo_hard", beta=0.5), 2.0),
+    "dpo apo_zero": (lambda c, r: jaxloss.dpo_loss(c, r, c, r, loss_type="apo_zero"), 1.0),
+    "dpo apo_down": (lambda c, r: jaxloss.dpo_loss(c, r, c, r, loss_type="apo_down"), 1.0),
+    "dpo discopop": (lambda c, r: jaxloss.dpo_loss(c, r, c, r, loss_type="discopop"), 0.5 * LOG2 + 0.5),
+    "simpo": (lambda c, r: jaxloss.simpo_loss(c, r, gamma=0.0), LOG2),
+    "cpo": (lambda c, r: jaxloss.cpo_loss(c, r, label_smoothing=0.1), LOG2),
+    "orpo": (lambda c, r: jaxloss.orpo_loss(c, r, beta=1.0), LOG2),
+    "kto": (lambda c, r: jaxloss.kto_loss(c, jnp.array([True, False, True]), r), 0.5),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(IDENTICAL_PAIRS))
+def test_identical_chosen_and_rejected_completions(name):
+    """No preference signal: the margin is 0, the value its documented constant, gradients finite."""
+    fn, expected = IDENTICAL_PAIRS[name]
+    logps = jnp.array([-3.0, -0.5, -12.0]) if name != "orpo" else jnp.array([-0.3, -0.5, -2.0])
+    value, grads = jax.value_and_grad(lambda c, r: jnp.sum(fn(c, r)), argnums=(0, 1))(logps, logps)
+    np.testing.assert_allclose(float(value), 3 * expected, rtol=1e-12)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo", "bnpo", "dr_grpo"])
+def test_grpo_with_every_token_masked(loss_type):
+    """No completion token: 0 with zero gradients (Liger: 0 too, but "grpo" / "dr_grpo" of an empty
+    batch divide 0 by 0)."""
+    lp = jnp.asarray(np.random.default_rng(51).normal(size=(3, 4)))
+    mask = jnp.zeros((3, 4), bool)
+
+    def loss(lp, old, ref):
+        return jaxloss.grpo_loss(
+            lp,
+            mask,
+            jnp.ones(3),
+            old_log_probs=old,
+            ref_log_probs=ref,
+            loss_type=loss_type,
+            max_completion_length=4,
+        )
+
+    value, grads = jax.value_and_grad(loss, argnums=(0, 1, 2))(lp, lp - 1.0, lp + 1.0)
+    assert float(value) == 0.0
+    assert all(bool(jnp.all(g == 0)) for g in grads)
+    empty = jnp.zeros((0, 4))
+    assert (
+        float(jaxloss.grpo_loss(empty, empty, jnp.zeros(0), loss_type=loss_type, max_completion_length=4))
+        == 0.0
+    )

@@ -1,16 +1,15 @@
-"""``linear_distillation_loss`` and ``linear_softmax_statistics`` against float64 PyTorch.
+"""``linear_distillation_loss`` against float64 PyTorch.
 
 References: float64 PyTorch on the dense logits: ``F.kl_div(..., log_target=True)``
 of ``log_softmax`` for the forward and reverse KL and for the two halves of
 the (generalised) Jensen-Shannon divergence (``log M`` by ``torch.logaddexp``),
-``torch.logsumexp`` / ``log_softmax`` for the statistics, and autograd for
-the gradients with respect to the student's inputs, kernel and bias. Both
-the dense path and the tiled custom VJP (ragged blocks), jit and eager.
+Gemma's soft-cap ``c * tanh(z / c)`` written in torch, and autograd for the
+gradients with respect to the student's inputs, kernel and bias. Both the
+dense path and the tiled custom VJP (ragged blocks), jit and eager.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import textwrap
 
@@ -53,13 +52,19 @@ def _torch_divergence(ls, lt, divergence, beta):
     return beta * kl(lt, log_m) + (1 - beta) * kl(ls, log_m)
 
 
-def _torch_reference(xs, ks, bs, xt, kt, bt, ct, divergence, beta=0.5, temperature=1.0, where=None):
+def _torch_reference(
+    xs, ks, bs, xt, kt, bt, ct, divergence, beta=0.5, temperature=1.0, where=None, softcap=None
+):
     """float64 PyTorch: per-token losses and the gradients of sum(ct * loss) w.r.t. x_s, W_s, b_s."""
     leaves = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (xs, ks, bs)]
     x, k, b = leaves
-    ls = torch.log_softmax((x @ k + b) / temperature, -1)
+
+    def cap(z):
+        return z if softcap is None else softcap * torch.tanh(z / softcap)
+
+    ls = torch.log_softmax(cap(x @ k + b) / temperature, -1)
     t = [torch.tensor(a, dtype=torch.float64) for a in (xt, kt, bt)]
-    lt = torch.log_softmax((t[0] @ t[1] + t[2]) / temperature, -1)
+    lt = torch.log_softmax(cap(t[0] @ t[1] + t[2]) / temperature, -1)
     loss = _torch_divergence(ls, lt, divergence, beta)
     if where is not None:
         loss = torch.where(torch.tensor(where), loss, 0.0)
@@ -103,6 +108,21 @@ def test_matches_float64_torch(divergence, tiled, dtype):
             np.testing.assert_allclose(g, r, **_tol(dtype))
         for g in grads[3:]:  # the teacher is a fixed target
             assert not np.any(np.asarray(g))
+
+
+@pytest.mark.parametrize("divergence", DIVERGENCES)
+@pytest.mark.parametrize("tiled", [True, False], ids=["tiled", "dense"])
+def test_logit_softcap_matches_float64_torch(divergence, tiled):
+    data = _data(15, scale=3.0)  # logits of several units: the cap of 2 bends them
+    opts = {"divergence": divergence, "beta": 0.3, "temperature": 0.7, "logit_softcap": 2.0}
+    ref, ref_grads = _torch_reference(*data, divergence, beta=0.3, temperature=0.7, softcap=2.0)
+    loss, grads = _ours(data, jnp.float64, True, **opts, **(RAGGED if tiled else {}))
+    np.testing.assert_allclose(loss, ref, **_tol(jnp.float64))
+    for g, r in zip(grads[:3], ref_grads, strict=True):
+        np.testing.assert_allclose(g, r, **_tol(jnp.float64))
+    # the cap changes the numbers: the uncapped loss is another one
+    uncapped, _ = _torch_reference(*data, divergence, beta=0.3, temperature=0.7)
+    assert np.abs(uncapped - ref).max() > 1e-2
 
 
 def _check_block_sizes(divergence, sizes):
@@ -219,117 +239,6 @@ def test_empty_batch():
     assert out.shape == (0,)
 
 
-# --------------------------------------------------------------------------- statistics
-
-
-def _torch_statistics(x, k, b, y, cts, temperature=1.0, softcap=None):
-    leaves = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (x, k, b)]
-    z = leaves[0] @ leaves[1] + leaves[2]
-    if softcap is not None:
-        z = softcap * torch.tanh(z / softcap)
-    a = z / temperature
-    lse = torch.logsumexp(a, -1)
-    log_p = torch.log_softmax(a, -1)
-    label = log_p.gather(-1, torch.tensor(y)[:, None])[:, 0]
-    entropy = -(log_p.exp() * log_p).sum(-1)
-    outs = (lse, label, entropy)
-    total = sum((o * torch.tensor(c)).sum() for o, c in zip(outs, cts, strict=True) if c is not None)
-    total.backward()
-    return [o.detach().numpy() for o in outs], [a.grad.numpy() for a in leaves]
-
-
-def _statistics_case(tiled, dtype, masks):
-    r = np.random.default_rng(10)
-    x, k, b = r.normal(size=(N, DS)), r.normal(size=(DS, V)), r.normal(size=(V,))
-    y = r.integers(0, V, size=N)
-    opts = {"temperature": 0.8, "logit_softcap": 4.0} | (RAGGED if tiled else {})
-
-    @jax.jit
-    def ours(x, k, b, cts):
-        def total(x, k, b):
-            stats = jaxloss.linear_softmax_statistics(x, k, y, bias=b, **opts)
-            return sum(jnp.sum(s * c) for s, c in zip(stats, cts, strict=True) if c is not None), stats
-
-        return jax.value_and_grad(total, argnums=(0, 1, 2), has_aux=True)(x, k, b)
-
-    for mask in masks:
-        cts = [r.normal(size=N) if m == 1 else (np.zeros(N) if m == 0 else None) for m in mask]
-        ref, ref_grads = _torch_statistics(x, k, b, y, cts, temperature=0.8, softcap=4.0)
-        args = [jnp.asarray(a, dtype) for a in (x, k, b)]
-        (_, stats), grads = ours(*args, [None if c is None else jnp.asarray(c, dtype) for c in cts])
-        for s, rr in zip(stats, ref, strict=True):
-            assert s.dtype == dtype
-            np.testing.assert_allclose(s, rr, **_tol(dtype))
-        for g, rr in zip(grads, ref_grads, strict=True):
-            np.testing.assert_allclose(g, rr, **_tol(dtype))
-
-
-@pytest.mark.parametrize("tiled", [False, True], ids=["dense", "tiled"])
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
-def test_statistics_match_float64_torch(tiled, dtype):
-    # one compilation: the cotangents are arguments (zeros switch a field off)
-    _statistics_case(tiled, dtype, [(1, 1, 1), (0, 1, 0), (1, 0, 1), (0, 0, 1)])
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("tiled", [False, True], ids=["dense", "tiled"])
-def test_statistics_every_combination_of_absent_cotangents(tiled):
-    # None: the field is unused (a symbolic zero cotangent), one compilation each
-    masks = [m for m in itertools.product((None, 1), repeat=3) if any(m)]
-    _statistics_case(tiled, jnp.float64, masks)
-
-
-@pytest.mark.slow
-def test_statistics_without_labels_and_eager():
-    r = np.random.default_rng(11)
-    x, k = r.normal(size=(N, DS)), r.normal(size=(DS, V))
-    for opts in ({}, RAGGED):
-        stats = jaxloss.linear_softmax_statistics(x, k, **opts)
-        assert stats.label_log_prob is None
-        assert isinstance(stats, jaxloss.LinearSoftmaxStatistics)
-        z = torch.tensor(x @ k)
-        np.testing.assert_allclose(stats.logsumexp, torch.logsumexp(z, -1), rtol=1e-12)
-        log_p = torch.log_softmax(z, -1)
-        np.testing.assert_allclose(stats.entropy, -(log_p.exp() * log_p).sum(-1), rtol=1e-10)
-        g = jax.grad(lambda x, o=opts: jnp.sum(jaxloss.linear_softmax_statistics(x, k, **o).entropy))(x)
-        assert np.all(np.isfinite(g))
-
-
-@pytest.mark.slow
-def test_statistics_logsumexp_is_the_cross_entropy_one():
-    r = np.random.default_rng(12)
-    x = jnp.asarray(r.normal(size=(N, DS)), jnp.float32)
-    k = jnp.asarray(r.normal(size=(DS, V)), jnp.float32)
-    y = jnp.asarray(r.integers(0, V, size=N))
-    for cap in (None, 3.0):
-        opts = dict(logit_softcap=cap, **RAGGED)
-
-        @jax.jit
-        def run(x, k, y, opts=opts):
-            return (
-                jaxloss.linear_softmax_statistics(x, k, y, **opts),
-                jaxloss.linear_softmax_cross_entropy(x, k, y, **opts),
-                jaxloss.linear_softmax_cross_entropy(x, k, y, z_loss=1.0, **opts),
-            )
-
-        stats, ce, ce_z = run(x, k, y)
-        np.testing.assert_allclose(-stats.label_log_prob, ce, rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(jnp.square(stats.logsumexp), ce_z - ce, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.slow
-def test_statistics_large_logits_keep_the_entropy_precise():
-    r = np.random.default_rng(13)
-    x = r.normal(size=(N, DS)) * 100
-    k = r.normal(size=(DS, V))
-    stats = jaxloss.linear_softmax_statistics(
-        jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32), **RAGGED
-    )
-    log_p = torch.log_softmax(torch.tensor(x) @ torch.tensor(k), -1)
-    np.testing.assert_allclose(stats.entropy, -(log_p.exp() * log_p).sum(-1), atol=1e-4)
-    assert np.all(np.asarray(stats.entropy) >= 0)
-
-
 # --------------------------------------------------------------------------- errors
 
 
@@ -353,6 +262,7 @@ def test_statistics_large_logits_keep_the_entropy_precise():
         ({"block_size": 0}, ValueError, "`block_size`"),
         ({"vocab_block_size": 2.5}, TypeError, "`vocab_block_size`"),
         ({"block_size": True}, TypeError, "`block_size`"),
+        ({"logit_softcap": 0.0}, ValueError, "`logit_softcap`"),
     ],
 )
 def test_distillation_bad_inputs_name_the_argument(kwargs, error, match):
@@ -368,26 +278,6 @@ def test_distillation_bad_inputs_name_the_argument(kwargs, error, match):
     ]
     with pytest.raises(error, match=match):
         jaxloss.linear_distillation_loss(*positional, **args)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error", "match"),
-    [
-        ({"kernel": np.zeros((2, 7))}, ValueError, "`kernel`"),
-        ({"labels": np.zeros((4,))}, TypeError, "`labels`"),
-        ({"labels": np.zeros((5,), int)}, ValueError, "`labels`"),
-        ({"bias": np.zeros(3)}, ValueError, "`bias`"),
-        ({"temperature": 0.0}, ValueError, "`temperature`"),
-        ({"logit_softcap": -1.0}, ValueError, "`logit_softcap`"),
-        ({"block_size": -1}, ValueError, "`block_size`"),
-        ({"vocab_block_size": "8"}, TypeError, "`vocab_block_size`"),
-    ],
-)
-def test_statistics_bad_inputs_name_the_argument(kwargs, error, match):
-    args = {"inputs": np.zeros((4, 3), np.float32), "kernel": np.zeros((3, 7), np.float32), "labels": None}
-    args.update(kwargs)
-    with pytest.raises(error, match=match):
-        jaxloss.linear_softmax_statistics(args.pop("inputs"), args.pop("kernel"), args.pop("labels"), **args)
 
 
 def test_traced_hyperparameters_are_rejected_with_a_clear_error():
@@ -485,23 +375,10 @@ _SHARDED = textwrap.dedent(
             np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12)
         print("ok")
 
-    def stats_body(x, k, b, axis_name=None):
-        s = jaxloss.linear_softmax_statistics(x, k, y, bias=b, temperature=0.7, logit_softcap=5.0,
-                                              axis_name=axis_name, **blocks)
-        return jnp.sum(s.logsumexp * ct) + jnp.sum(s.label_log_prob) - 0.5 * jnp.sum(s.entropy * ct)
-
-    sharded = jax.shard_map(lambda *a: stats_body(*a, axis_name="v"), mesh=mesh,
-                            in_specs=(P(), P(None, "v"), P("v")), out_specs=P())
-    v1, g1 = jax.value_and_grad(stats_body, argnums=(0, 1, 2))(xs, ks, bs)
-    v2, g2 = jax.jit(jax.value_and_grad(sharded, argnums=(0, 1, 2)))(xs, ks, bs)
-    np.testing.assert_allclose(v2, v1, rtol=1e-12)
-    for a, c in zip(g2, g1):
-        np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12)
-    print("ok")
     """
 )
 
 
 @pytest.mark.slow
 def test_vocab_parallel_on_four_devices_equals_single_device():
-    assert run_python(_SHARDED, devices=4, timeout=400).count("ok") == 4
+    assert run_python(_SHARDED, devices=4, timeout=400).count("ok") == 3

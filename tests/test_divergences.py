@@ -108,6 +108,80 @@ def test_renyi_limits():
     np.testing.assert_allclose(traced(1.0), kl, rtol=1e-12)
 
 
+def _one_sided_differences(f, x, h=1e-7):
+    """Central differences of a batched scalar ``f`` at ``x``, forward ones where ``x == 0`` (float64).
+
+    ``f`` maps ``(k, *x.shape)`` to ``(k,)``: every perturbation is evaluated in one call.
+    """
+    eye = np.eye(x.size).reshape((x.size, *x.shape)) * h
+    zero = (x == 0)[None]
+    hi, lo = x[None] + eye, np.where(zero, x[None], x[None] - eye)
+    diff = (np.asarray(f(hi)) - np.asarray(f(lo))) / np.where(zero.reshape(-1), h, 2 * h)
+    return diff.reshape(x.shape)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.0, 0.5, 0.9, pytest.param(2.0, marks=pytest.mark.slow)])
+def test_renyi_gradient_at_zero_predictions(alpha):
+    """q_i = 0 under p_i > 0: finite gradients, equal to finite differences wherever the derivative exists.
+
+    alpha = 0: the derivative at q_i = 0 is finite and returned; 0 < alpha < 1: it is infinite and
+    the gradient is 0 (the square root's subgradient, as Bhattacharyya's); alpha > 1: the value is inf.
+    """
+    r = rng(11)
+    p = r.random((3, 6))
+    p[:, 1] = 0.0
+    q = r.random((3, 6))
+    q[:, 0] = 0.0
+    q[0, 2:4] = 0.0
+    p, q = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
+    c = jnp.arange(1.0, 4.0)
+    f = jax.jit(lambda q, p: jnp.sum(c * jaxloss.renyi_divergence(q, p, alpha=alpha)))
+    value = jax.jit(lambda q, p: jaxloss.renyi_divergence(q, p, alpha=alpha))(q, p)
+    np.testing.assert_allclose(value, renyi_reference(q, p, alpha), rtol=1e-12)
+    gq, gp = jax.jit(jax.grad(f, argnums=(0, 1)))(q, p)
+    if alpha > 1:
+        assert np.all(np.isinf(value)) and np.all(np.asarray(gq) == 0) and np.all(np.asarray(gp) == 0)
+        return
+    fd_q = _one_sided_differences(jax.jit(jax.vmap(lambda a: f(a, p))), q)
+    fd_p = _one_sided_differences(jax.jit(jax.vmap(lambda b: f(q, b))), p)
+    exists = (q > 0) | (p == 0) | (alpha == 0)
+    np.testing.assert_allclose(np.where(exists, gq, 0), np.where(exists, fd_q, 0), rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(gq)[~exists] == 0) and np.all(fd_q[~exists] < -10)  # true derivative: -inf
+    np.testing.assert_allclose(np.where(p > 0, gp, 0), np.where(p > 0, fd_p, 0), rtol=1e-5, atol=1e-6)
+    assert np.all(np.isfinite(gp))
+    if alpha == 0.5:  # twice Bhattacharyya's (whose p-gradient lacks Renyi's 1 / sum p term)
+        g_bh = jax.grad(lambda q: jnp.sum(c * 2 * jaxloss.bhattacharyya_distance(q, p)))(q)
+        np.testing.assert_allclose(gq, g_bh, rtol=1e-12, atol=1e-14)
+    # float32: finite as well
+    g32 = jax.grad(f, argnums=(0, 1))(jnp.float32(q), jnp.float32(p))
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in g32)
+
+
+def test_disjoint_supports_give_the_true_values():
+    """Disjoint supports: inf for the KL family, Bhattacharyya and every Renyi order; the bounded ones finite."""
+    p, q = jnp.array([[0.5, 0.5, 0.0, 0.0]]), jnp.array([[0.0, 0.0, 0.25, 0.75]])
+    values = jax.jit(
+        lambda q, p: {
+            "kl_divergence": jaxloss.kl_divergence(jnp.log(q), p),
+            "kl_divergence_with_log_targets": jaxloss.kl_divergence_with_log_targets(jnp.log(q), jnp.log(p)),
+            "generalized_kl_divergence": jaxloss.generalized_kl_divergence(jnp.log(q), p),
+            "symmetric_kl_divergence": jaxloss.symmetric_kl_divergence(q, p),
+            "cross_entropy": jaxloss.cross_entropy(q, p),
+            "bhattacharyya_distance": jaxloss.bhattacharyya_distance(q, p),
+            **{
+                f"renyi_divergence {a}": jaxloss.renyi_divergence(q, p, alpha=a) for a in (0.0, 0.5, 1.0, 3.0)
+            },
+            "renyi_divergence inf": jaxloss.renyi_divergence(q, p, alpha=math.inf),
+            "hellinger_distance": jaxloss.hellinger_distance(q, p),
+            "total_variation_distance": jaxloss.total_variation_distance(q, p),
+            "js_divergence": jaxloss.js_divergence(q, p),
+        }
+    )(q, p)
+    bounded = {"hellinger_distance": 1.0, "total_variation_distance": 1.0, "js_divergence": math.log(2)}
+    for name, v in values.items():
+        np.testing.assert_allclose(v, [bounded.get(name, math.inf)], rtol=1e-6, err_msg=name)
+
+
 # --------------------------------------------------------------------------- optax references
 
 

@@ -48,6 +48,17 @@ def test_cross_batch_memory_trains():
         assert map_after > map_before + 0.1 and p1_after >= p1_before, r
 
 
+def test_embedding_model_improves_retrieval_at_every_nested_size():
+    example = _load("embedding_model")
+    result = example.main(["--epochs", "4", "--batch", "64", "--chunk", "16", "--negatives", "1"])
+    for size in example.SIZES:  # MNRL + mined hard negatives + Matryoshka + GradCache
+        (ndcg_before, recall_before), (ndcg_after, recall_after) = (
+            result["before"][size],
+            result["after"][size],
+        )
+        assert ndcg_after > ndcg_before + 0.05 and recall_after > recall_before + 0.05, (size, result)
+
+
 def test_classification_label_smoothing_reports_accuracy_and_calibration():
     example = _load("classification_label_smoothing")
     results = example.main(["--smoothing", "0", "0.1", "--epochs", "3"])

@@ -196,12 +196,24 @@ def test_every_token_ignored_gives_zero_loss_and_zero_gradients(variant):
 
 
 @pytest.mark.slow
-def test_out_of_range_label_gives_nan_and_empty_batch_gives_empty():
+def test_out_of_range_label_gives_nan_traced_a_value_error_concrete_and_empty_batch_gives_empty():
     x, k, _, _, y, _ = _data(5)
     y = y.copy()
     y[2] = V
-    loss = jaxloss.linear_softmax_cross_entropy(jnp.asarray(x), jnp.asarray(k), y, block_size=8)
-    assert np.isnan(loss[2]) and np.isfinite(np.delete(np.asarray(loss), 2)).all()
+    y[5] = -1
+    traced = jax.jit(
+        lambda y: jaxloss.linear_softmax_cross_entropy(jnp.asarray(x), jnp.asarray(k), y, block_size=8)
+    )
+    loss = traced(y)
+    assert np.isnan(loss[2]) and np.isnan(loss[5]) and np.isfinite(np.delete(np.asarray(loss), [2, 5])).all()
+    with pytest.raises(ValueError, match="`labels`.*2 out of range"):  # PyTorch raises too
+        jaxloss.linear_softmax_cross_entropy(jnp.asarray(x), jnp.asarray(k), y, block_size=8)
+    # an ignored or masked token's label may be anything
+    fine = jaxloss.linear_softmax_cross_entropy(x, k, np.where(np.arange(N) == 5, 0, y), ignore_index=V)
+    assert np.isfinite(np.asarray(fine)).all() and float(fine[2]) == 0.0
+    where = np.isin(np.arange(N), [2, 5], invert=True)
+    masked = jaxloss.linear_softmax_cross_entropy(x, k, y, where=where)
+    assert np.isfinite(np.asarray(masked)).all() and float(masked[5]) == 0.0
     empty = jaxloss.linear_softmax_cross_entropy(jnp.zeros((0, D)), jnp.asarray(k), jnp.zeros((0,), int))
     assert empty.shape == (0,)
 
@@ -601,3 +613,36 @@ def test_language_model_head_example_trains_and_reports_memory():
     assert result["dense_minus_fused"] < 1e-4
     dense, fused = result["memory"][64 * 128]
     assert fused < dense / 2
+
+
+def test_torch_face_raises_for_an_out_of_range_target_as_pytorch():
+    r = np.random.default_rng(13)
+    x, w = r.normal(size=(6, 3)), r.normal(size=(5, 3))
+    for bad in (5, -1):
+        y = np.array([0, 1, bad, 3, -100, 4])
+        with pytest.raises((IndexError, RuntimeError)):
+            F.linear_cross_entropy(torch.tensor(x), torch.tensor(w), torch.tensor(y))
+        with pytest.raises(IndexError, match="linear_cross_entropy: `target`"):  # also a ValueError
+            jt.linear_cross_entropy(x, w, y)
+    # traced: NaN, as the core
+    out = jax.jit(lambda y: jt.linear_cross_entropy(x, w, y, reduction="none"))(
+        np.array([0, 7, -100, 1, 2, 3])
+    )
+    assert np.isnan(out[1]) and float(out[2]) == 0.0 and np.isfinite(np.delete(np.asarray(out), 1)).all()
+
+
+@pytest.mark.parametrize("tiled", [True, False], ids=["tiled", "dense"])
+def test_where_masks_tokens_like_removing_them(tiled):
+    x, k, b, w, y, ct = _data(14)
+    where = np.arange(N) % 4 != 1
+    x = np.where(where[:, None], x, np.nan)  # masked tokens may hold anything
+    y = np.where(where, y, V + 3)
+    opts = {"bias": b, "weights": w, "label_smoothing": 0.1, "z_loss": 1e-2, "logit_softcap": 2.0}
+    loss, grads = _ours(x, k, y, ct, jnp.float64, jax.jit, where=where, **opts, **(RAGGED if tiled else {}))
+    ref_loss, ref_grads = _torch_reference(x[where], k, y[where], ct[where], **opts)
+    np.testing.assert_array_equal(np.asarray(loss)[~where], 0)
+    np.testing.assert_allclose(np.asarray(loss)[where], ref_loss, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(grads[0])[~where], 0)
+    np.testing.assert_allclose(np.asarray(grads[0])[where], ref_grads[0], rtol=1e-11, atol=1e-12)
+    for g, r in zip(grads[1:], ref_grads[1:], strict=True):
+        np.testing.assert_allclose(g, r, rtol=1e-11, atol=1e-12)

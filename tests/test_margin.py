@@ -3,15 +3,17 @@
 References: pytorch-metric-learning's ``ArcFaceLoss``, ``SubCenterArcFaceLoss``,
 ``CosFaceLoss``, ``ProxyAnchorLoss`` and ``ProxyNCALoss`` in float64, values and gradients with respect to the
 embeddings and the class matrix (pytorch-metric-learning's ``W`` is ``(D, C)``
-like jaxloss's ``weights``; its ``proxies`` are ``(C, D)``, transposed here).
+like jaxloss's ``kernel``; its ``proxies`` are ``(C, D)``, transposed here).
 The class-blocked path is compared with the dense one, on one device and on
 four forced CPU devices.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import textwrap
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -98,6 +100,17 @@ def test_margin_losses_match_pytorch_metric_learning(kind, k, margin, scale, blo
     expected = _pml_margin(kind, x, w, y, margin=margin, scale=scale, k=k)
     kw = dict(margin=margin, scale=scale, sub_centers=k, **blocks)
     _assert_close(_jax_margin(kind, x, w, y, **kw), expected)
+
+
+@pytest.mark.parametrize("blocks", [RAGGED, {}])
+def test_tied_sub_centers_route_the_gradient_to_the_first(blocks):
+    """Identical sub-centres tie: pytorch-metric-learning's ``max(dim)`` sends the gradient to the first."""
+    x, w, y = _data(4, k=3)
+    w = w.reshape(w.shape[0], -1, 3)
+    w[:, :, 2] = w[:, :, 0]  # each class's last sub-centre repeats its first
+    w = w.reshape(w.shape[0], -1)
+    expected = _pml_margin("arcface", x, w, y, margin=0.3, scale=16.0, k=3)
+    _assert_close(_jax_margin("arcface", x, w, y, margin=0.3, scale=16.0, sub_centers=3, **blocks), expected)
 
 
 @pytest.mark.slow
@@ -240,6 +253,21 @@ def test_default_switches_to_blocked_above_the_dense_limit(monkeypatch):
     np.testing.assert_allclose(jaxloss.arcface_loss(x, w, y), dense, rtol=1e-12)
 
 
+@pytest.mark.parametrize("fn", [jaxloss.arcface_loss, jaxloss.cosface_loss])
+def test_weights_keyword_is_the_deprecated_name_of_kernel(fn):
+    x, w, y = (jnp.asarray(a) for a in _data(5))
+    expected = fn(x, w, y, scale=8.0)
+    with pytest.warns(DeprecationWarning, match=f"{fn.__name__}: the keyword `weights` is renamed `kernel`"):
+        got = fn(x, weights=w, labels=y, scale=8.0)
+    np.testing.assert_array_equal(got, expected)
+    with warnings.catch_warnings():  # the new keyword: no warning
+        warnings.simplefilter("error", DeprecationWarning)
+        np.testing.assert_array_equal(fn(x, kernel=w, labels=y, scale=8.0), expected)
+    with pytest.raises(TypeError, match="`weights` is the old name of `kernel`"):
+        fn(x, kernel=w, weights=w, labels=y)
+    assert list(inspect.signature(fn).parameters)[:3] == ["embeddings", "kernel", "labels"]
+
+
 # --------------------------------------------------------------------------- memory
 
 
@@ -255,16 +283,26 @@ def _temp_bytes(loss, n, d, c):
 
 @pytest.mark.slow
 def test_blocked_memory_at_a_million_classes():
-    """Value and gradient at N = 1024, D = 512, C = 2**20: far below the N x C float32 logits."""
+    """Value and gradient at N = 1024, D = 512, C = 2**20: two tiles and the (N, D) rows, no more.
+
+    The class-blocked path holds one ``N x class_block_size`` float32 tile in the backward
+    pass (the product, overwritten by its cotangent) and two in the forward pass (the product
+    and one masked copy), plus ``(D, class_block_size)`` blocks and a few ``(N, D)`` arrays:
+    at ``class_block_size=8192`` that is 1/60 of the ``N x C`` logits (measured: 68.2 MiB).
+    """
     n, d, c = 1024, 512, 1 << 20
     logits_bytes = n * c * 4
-    for class_block_size, fraction in ((4096, 30), (1024, 100)):
+    temps = {}
+    for class_block_size in (8192, 1024):
 
         def loss(x, w, y, class_block_size=class_block_size):
             return jnp.mean(jaxloss.arcface_loss(x, w, y, class_block_size=class_block_size))
 
-        temp = _temp_bytes(loss, n, d, c)
-        assert temp < logits_bytes / fraction, (class_block_size, temp, logits_bytes)
+        temps[class_block_size] = temp = _temp_bytes(loss, n, d, c)
+        tile_bytes = n * class_block_size * 4
+        assert temp <= 2 * tile_bytes + 3 * n * d * 4, (class_block_size, temp / tile_bytes)
+    assert temps[8192] < logits_bytes / 58, logits_bytes / temps[8192]
+    assert temps[1024] < logits_bytes / 300, logits_bytes / temps[1024]
 
 
 # --------------------------------------------------------------------------- proxy losses
@@ -301,7 +339,7 @@ def test_proxy_nca_matches_pytorch_metric_learning(scale):
 def test_bad_arguments_name_the_argument():
     x, w, y = _data(26, n=4, c=6)
     cases = [
-        (dict(weights=w[0]), ValueError, "weights"),
+        (dict(kernel=w[0]), ValueError, "kernel"),
         (dict(sub_centers=4), ValueError, "sub_centers"),
         (dict(sub_centers=1.5), TypeError, "sub_centers"),
         (dict(margin=-0.1), ValueError, "margin"),
@@ -314,11 +352,11 @@ def test_bad_arguments_name_the_argument():
     ]
     for fn in (jaxloss.arcface_loss, jaxloss.cosface_loss):
         for change, error, name in cases:
-            args = dict(weights=w, labels=y)
+            args = dict(kernel=w, labels=y)
             args.update(change)
-            kw = {k: v for k, v in change.items() if k not in ("weights", "labels")}
+            kw = {k: v for k, v in change.items() if k not in ("kernel", "labels")}
             with pytest.raises(error, match=f"`{name}`"):
-                fn(x, args["weights"], args["labels"], **kw)
+                fn(x, args["kernel"], args["labels"], **kw)
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from pytorch_metric_learning import reducers as pml_reducers
 
 import jaxloss
 import jaxloss.torch as jt
-from jaxloss import _metric_learning as ml
+from jaxloss._batch import prepare_mining
 from tests.helpers import assert_matches_torch, rng, run_python
 
 BATCH_LOSSES = {
@@ -138,11 +138,17 @@ def test_triplet_margin_loss_half_precision():
 # --------------------------------------------------------------------------- masks
 
 
+def _mining_distances(x, metric, squared):
+    """The ``(B, B)`` distances the in-batch losses mine on (the batch against itself)."""
+    ms = prepare_mining(x, jnp.zeros(x.shape[0], jnp.int32), None, None, None, "test")
+    return ms.distances("sqeuclidean" if squared else metric, jax.lax.Precision.HIGHEST)
+
+
 @pytest.mark.parametrize("metric,squared", [("euclidean", False), ("euclidean", True), ("cosine", False)])
 def test_in_batch_distances_exact_zero_diagonal_and_finite_grads(metric, squared):
     x = jnp.asarray(rng(5).normal(size=(6, 3)))
     x = x.at[3].set(x[1])  # duplicate rows
-    distances = jax.jit(lambda x: ml._in_batch_distances(x, metric, squared, ml._HIGHEST))
+    distances = jax.jit(lambda x: _mining_distances(x, metric, squared))
     d = np.asarray(distances(x))
     assert (np.diag(d) == 0).all()
     assert (d >= 0).all()
@@ -165,9 +171,9 @@ def test_in_batch_distances_are_cdists():
         ("euclidean", True, "sqeuclidean"),
         ("cosine", False, "cosine"),
     ):
-        d = ml._in_batch_distances(x, metric, squared, ml._HIGHEST)
+        d = _mining_distances(x, metric, squared)
         np.testing.assert_array_equal(d, jaxloss.cdist(x, metric=name))
-    cos = ml._in_batch_distances(x, "cosine", False, ml._HIGHEST)
+    cos = _mining_distances(x, "cosine", False)
     assert float(cos[4, 9]) == 0.0 and float(cos[4, 0]) == 1.0
 
 

@@ -239,10 +239,42 @@ def _contrastive_data(dtype, batch=24, dim=5):
     return x, labels, k
 
 
+def _gathered_only(loss):
+    """A batch-level loss without a ring (the mining-set losses): ``block_size`` is not its option."""
+
+    def call(e, lab, k, p, block_size=None, **kw):
+        assert block_size is None
+        return loss(e, lab, k, p, **kw)
+
+    return call
+
+
+# the mining-set losses (all-gathered candidates, no tiled path): in the all-gather test only
+_GATHERED_ONLY = ("lifted", "snn")
+
+
 def _contrastive_losses():
     """name -> (loss(x, labels, k, params, **kw), params): the parameters are traced (learnable)
     and differentiated; the worker adds ``axis_name`` (and ``block_size`` for the ring)."""
     return {
+        "npair": (
+            lambda e, lab, k, p, **kw: jaxloss.npair_loss(p["s"] * e, k, **kw),
+            {"s": 0.7},
+        ),
+        "lifted": (
+            _gathered_only(
+                lambda e, lab, k, p, **kw: jaxloss.lifted_structured_loss(e, lab, margin=p["m"], **kw)
+            ),
+            {"m": 1.5},
+        ),
+        "snn": (
+            _gathered_only(
+                lambda e, lab, k, p, **kw: jaxloss.soft_nearest_neighbor_loss(
+                    e, lab, temperature=p["t"], **kw
+                )
+            ),
+            {"t": 2.0},
+        ),
         "info_nce": (
             lambda e, lab, k, p, **kw: jaxloss.info_nce(e, k, temperature=p["t"], **kw),
             {"t": 0.2},
@@ -298,6 +330,8 @@ def _contrastive_run(mesh, block_size=None):
     def run(data, params):
         out = {}
         for name, dtype in _CONTRASTIVE_CASES:
+            if block_size is not None and name in _GATHERED_ONLY:
+                continue
             loss = _contrastive_losses()[name][0]
             f = loss
             if mesh is not None:
@@ -338,11 +372,14 @@ def _contrastive_reference():
     return jax.tree.map(np.asarray, _contrastive_run(None)(*_contrastive_inputs()))
 
 
-def _check_contrastive(got):
+def _check_contrastive(got, ring=False):
     """Every case equals the dense single-device loss of the whole batch, values and gradients
     with respect to both embeddings and the (replicated, learnable) parameters."""
     failures = []
     for key, (v, (gx, gk, gp)) in _contrastive_reference().items():
+        if ring and key.split("/")[0] in _GATHERED_ONLY:
+            assert f"{key}/value" not in got, key
+            continue
         rtol, atol = (1e-10, 1e-12) if key.endswith("float64") else (5e-5, 1e-6)
         assert got[f"{key}/value"].dtype == v.dtype, key
         _compare(failures, f"{key} value", got[f"{key}/value"], v, rtol=rtol, atol=atol)
@@ -364,7 +401,95 @@ def test_all_gather_contrastive_losses_across_processes():
 def test_ring_contrastive_losses_across_processes():
     got = run_multiprocess(_contrastive_worker, block_size=RING_BLOCK, timeout=180, x64=True)
     assert bool(got["has_ppermute"]) and not bool(got["has_all_gather"])  # a ring: nothing gathered
-    _check_contrastive(got)
+    _check_contrastive(got, ring=True)
+
+
+# --------------------------------------------------------------------------- embedding-model losses
+
+
+def _embedding_data(batch=12, dim=6, guide=5):
+    r = np.random.default_rng(3)
+    q, k, neg = r.normal(size=(batch, dim)), r.normal(size=(batch, dim)), r.normal(size=(batch, 2, dim))
+    ga = r.normal(size=(batch, guide))
+    return q, k, neg, ga, ga + 0.6 * r.normal(size=(batch, guide)), r.normal(size=(batch, 2, guide))
+
+
+def _embedding_losses():
+    """name -> loss(q, k, neg, ga, gp, gn, scale, **kw) with a learnable scale."""
+    gte = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
+    return {
+        "mnrl_gte": lambda q, k, n, ga, gp, gn, t, **kw: jaxloss.multiple_negatives_ranking_loss(
+            q, k, n, scale=t, directions=gte, hardness_mode="all_negatives", hardness_strength=2.0, **kw
+        ),
+        "mnrl_matryoshka": lambda q, k, n, ga, gp, gn, t, **kw: jaxloss.multiple_negatives_ranking_loss(
+            q, k, n, scale=t, directions=("query_to_doc", "doc_to_query"), matryoshka_dims=(6, 3), **kw
+        ),
+        "gist": lambda q, k, n, ga, gp, gn, t, **kw: jaxloss.gist_loss(
+            q,
+            k,
+            n,
+            guide_anchors=ga,
+            guide_positives=gp,
+            guide_negatives=gn,
+            temperature=1 / t,
+            margin=0.05,
+            **kw,
+        ),
+    }
+
+
+def _embedding_run(mesh, block_size=None):
+    """jit of ``{name: value_and_grad(loss) wrt (q, k, neg, scale)}``: sharded over the batch with
+    ``axis_name`` on a mesh, or the single-device loss of the whole batch."""
+
+    def run(data, scale):
+        out = {}
+        for name, loss in _embedding_losses().items():
+            f = loss
+            if mesh is not None:
+                f = jax.shard_map(
+                    functools.partial(loss, axis_name=AXIS, block_size=block_size),
+                    mesh=mesh,
+                    in_specs=(jax.P(AXIS),) * 6 + (jax.P(),),
+                    out_specs=jax.P(),
+                )
+            out[name] = jax.value_and_grad(f, argnums=(0, 1, 2, 6))(*data, scale)
+        return out
+
+    return jax.jit(run)
+
+
+def _embedding_worker():
+    """The all-gather (dense) and the ring (tiled) evaluation in one launch."""
+    mesh = _mesh()
+    data = tuple(_held_by_this_process(a, mesh, jax.P(AXIS))[0] for a in _embedding_data())
+    out = {}
+    for path, block_size in (("gather", None), ("ring", 2)):
+        traced = _embedding_run(mesh, block_size).trace(data, np.float64(9.0))
+        jaxpr = str(traced.jaxpr)
+        out[f"{path}/ppermute"], out[f"{path}/all_gather"] = "ppermute" in jaxpr, "all_gather" in jaxpr
+        for name, (v, grads) in traced.lower().compile()(data, np.float64(9.0)).items():
+            out[f"{path}/{name}/value"] = v
+            for what, g in zip(("q", "k", "neg", "scale"), grads, strict=True):
+                out[f"{path}/{name}/grad_{what}"] = g
+    return out
+
+
+def test_embedding_losses_across_processes():
+    """MNRL (GTE with hardness; fused Matryoshka) and GIST on 2 processes x 2 devices, gathered and
+    as a ring, equal the single-device loss of the whole batch (values, embedding and scale gradients)."""
+    got = run_multiprocess(_embedding_worker, timeout=300, x64=True)
+    assert bool(got["gather/all_gather"]) and not bool(got["gather/ppermute"])
+    assert bool(got["ring/ppermute"]) and not bool(got["ring/all_gather"])  # a ring: nothing gathered
+    failures = []
+    reference = jax.tree.map(np.asarray, _embedding_run(None)(_embedding_data(), np.float64(9.0)))
+    for path in ("gather", "ring"):
+        for name, (v, grads) in reference.items():
+            _compare(failures, f"{path} {name} value", got[f"{path}/{name}/value"], v, rtol=1e-12)
+            for what, g in zip(("q", "k", "neg", "scale"), grads, strict=True):
+                key = f"{path}/{name}/grad_{what}"
+                _compare(failures, f"{path} {name} grad {what}", got[key], g, rtol=1e-10, atol=1e-12)
+    assert not failures, "\n".join(failures)
 
 
 # --------------------------------------------------------------------------- the example

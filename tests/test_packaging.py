@@ -44,7 +44,11 @@ def test_torch_is_pinned_to_the_cpu_build_in_the_test_extra():
 
 
 def test_version_and_typed_marker():
-    assert re.fullmatch(r"\d+\.\d+\.\d+", jaxloss.__version__)
+    # PEP 440 release or development release, the newest section of CHANGELOG.md
+    assert re.fullmatch(r"\d+\.\d+\.\d+(\.dev\d+)?", jaxloss.__version__)
+    release = jaxloss.__version__.split(".dev")[0]
+    newest = re.search(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M).group(1)
+    assert newest == release
     assert (ROOT / "jaxloss" / "py.typed").exists()
 
 

@@ -1,6 +1,5 @@
-"""Exact kNN (blocked and sharded) against scipy brute force; retrieval metrics against
-pytorch-metric-learning's AccuracyCalculator and torchmetrics' functional retrieval metrics;
-peak memory in a subprocess."""
+"""Exact kNN (blocked and sharded) against scipy brute force; filtered and range search;
+peak memory in a subprocess. The retrieval and ranking metrics are in test_retrieval.py."""
 
 from __future__ import annotations
 
@@ -15,9 +14,6 @@ import scipy.spatial.distance as ssd
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jax.test_util import check_grads
-from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
-from torchmetrics.functional import retrieval as tm_retrieval
 
 import jaxloss
 from tests.helpers import rng, run_python, sweep
@@ -61,7 +57,7 @@ def assert_knn_equal(got, expected, rtol=1e-5, atol=1e-5):
     np.testing.assert_allclose(np.asarray(d, np.float64), de, rtol=rtol, atol=atol)
 
 
-CASES = [  # (k, block_size, query_block_size)
+CASES = [  # (k, database_block_size, block_size)
     (5, 8, None),
     (1, None, None),
     (M, 7, None),
@@ -78,12 +74,12 @@ KNN_FLOAT32 = [
 ]
 
 
-@pytest.mark.parametrize("metric, k, block_size, query_block_size", KNN_FLOAT32)
-def test_knn_matches_brute_force_float32(metric, k, block_size, query_block_size):
+@pytest.mark.parametrize("metric, k, database_block_size, block_size", KNN_FLOAT32)
+def test_knn_matches_brute_force_float32(metric, k, database_block_size, block_size):
     # knn is jitted internally; jit/eager variants are exercised by the float64 test below.
     x = dataset(metric).astype(np.float32)
     q = x[:17]
-    d, i = jaxloss.knn(q, x, k, metric=metric, block_size=block_size, query_block_size=query_block_size)
+    d, i = jaxloss.knn(q, x, k, metric=metric, block_size=block_size, database_block_size=database_block_size)
     assert d.shape == i.shape == (17, k)
     assert d.dtype == (jnp.float64 if metric == "hamming" else jnp.float32)
     assert_knn_equal((d, i), brute_force(q, x, k, metric))
@@ -93,7 +89,7 @@ def test_knn_matches_brute_force_float32(metric, k, block_size, query_block_size
 @pytest.mark.parametrize("metric", METRICS)
 def test_knn_float64_queries_are_database(metric, variant):
     x = dataset(metric, seed=1).astype(np.float64)
-    d, i = variant(jaxloss.knn, k=9, metric=metric, block_size=16)(jnp.asarray(x), jnp.asarray(x))
+    d, i = variant(jaxloss.knn, k=9, metric=metric, database_block_size=16)(jnp.asarray(x), jnp.asarray(x))
     assert d.dtype == jnp.float64
     assert_knn_equal((d, i), brute_force(x, x, 9, metric), rtol=1e-12, atol=1e-12)
 
@@ -104,7 +100,7 @@ def test_knn_hamming_codes(dtype, packed, variant):
     bits = rng(4).integers(0, 2, (61, 70)).astype(dtype)
     n_bits = bits.shape[1]
     q, x = (jaxloss.pack_bits(bits[:11]), jaxloss.pack_bits(bits)) if packed else (bits[:11], bits)
-    d, i = variant(jaxloss.knn, k=12, metric="hamming", block_size=16)(q, x)
+    d, i = variant(jaxloss.knn, k=12, metric="hamming", database_block_size=16)(q, x)
     de, ie = brute_force(bits[:11], bits, 12, "hamming")
     np.testing.assert_array_equal(np.asarray(i), ie)
     if packed:  # counts of differing bits, as faiss IndexBinaryFlat
@@ -123,7 +119,7 @@ def packed_brute_force(qbits, xbits, k):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("k", "block_size", "query_block_size"),
+    ("k", "database_block_size", "block_size"),
     [
         (1, 256, None),  # runs of 16 rows, last block shifted back
         (5, 256, 7),  # runs of 8 rows, padded query blocks
@@ -132,7 +128,7 @@ def packed_brute_force(qbits, xbits, k):
         (65, 128, None),  # beyond the min-round selection: the lax.top_k scan
     ],
 )
-def test_knn_packed_exact_with_many_ties(k, block_size, query_block_size):
+def test_knn_packed_exact_with_many_ties(k, database_block_size, block_size):
     """12-bit codes (many equal counts): counts and indices equal a stable brute force."""
     r = rng(11)
     xbits = r.integers(0, 2, (1003, 12)).astype(bool)
@@ -144,7 +140,7 @@ def test_knn_packed_exact_with_many_ties(k, block_size, query_block_size):
         k,
         metric="hamming",
         block_size=block_size,
-        query_block_size=query_block_size,
+        database_block_size=database_block_size,
     )
     de, ie = packed_brute_force(qbits, xbits, k)
     assert d.dtype == jnp.int32 and i.dtype == jnp.int32
@@ -159,7 +155,7 @@ def test_knn_packed_matches_faiss_binary_flat():
     xbits = r.integers(0, 2, (5000, 256)).astype(bool)
     qbits = r.integers(0, 2, (300, 256)).astype(bool)
     d, i = jaxloss.knn(
-        jaxloss.pack_bits(qbits), jaxloss.pack_bits(xbits), 10, metric="hamming", block_size=2048
+        jaxloss.pack_bits(qbits), jaxloss.pack_bits(xbits), 10, metric="hamming", database_block_size=2048
     )
     index = faiss.IndexBinaryFlat(256)
     index.add(np.packbits(xbits, axis=1, bitorder="little"))
@@ -189,7 +185,7 @@ def test_knn_large_random_euclidean_matches_scipy():
     r = rng(5)
     x = r.normal(size=(3001, 24)).astype(np.float32)
     q = r.normal(size=(130, 24)).astype(np.float32)
-    got = jaxloss.knn(q, x, 10, block_size=512, query_block_size=64)
+    got = jaxloss.knn(q, x, 10, block_size=64, database_block_size=512)
     assert_knn_equal(got, brute_force(q, x, 10, "euclidean"), rtol=1e-6, atol=1e-6)
 
 
@@ -220,14 +216,14 @@ def test_top_k_is_stable():
 @pytest.mark.slow
 def test_knn_all_ties_lowest_index_first():
     x = jnp.ones((100, 3))
-    d, i = jaxloss.knn(x[:2], x, 10, block_size=7)
+    d, i = jaxloss.knn(x[:2], x, 10, database_block_size=7)
     np.testing.assert_array_equal(np.asarray(i), np.tile(np.arange(10), (2, 1)))
 
 
 def test_knn_under_outer_jit_with_static_k_and_metric():
     x = jnp.asarray(dataset("euclidean").astype(np.float32))
-    f = jax.jit(jaxloss.knn, static_argnames=("k", "metric", "block_size"))
-    got = f(x[:5], x, k=4, metric="cityblock", block_size=10)
+    f = jax.jit(jaxloss.knn, static_argnames=("k", "metric", "database_block_size"))
+    got = f(x[:5], x, k=4, metric="cityblock", database_block_size=10)
     assert_knn_equal(got, brute_force(x[:5], x, 4, "cityblock"))
 
 
@@ -260,7 +256,7 @@ def test_knn_property_matches_brute_force(m, q, data, metric):
     block = data.draw(st.integers(1, 50))
     x = dataset(metric, m=m, d=3, seed=m).astype(np.float32)
     queries = dataset(metric, m=q, d=3, seed=q + 100).astype(np.float32)
-    got = jaxloss.knn(queries, x, k, metric=metric, block_size=block)
+    got = jaxloss.knn(queries, x, k, metric=metric, database_block_size=block)
     assert_knn_equal(got, brute_force(queries, x, k, metric))
 
 
@@ -273,7 +269,7 @@ def test_knn_distance_gradients_match_torch(metric, p):
     _, idx = jaxloss.knn(q, x, 4, metric=metric)
 
     def loss(q, x):
-        return jnp.sum(jaxloss.knn(q, x, 4, metric=metric, block_size=16)[0] * jnp.arange(1, 5))
+        return jnp.sum(jaxloss.knn(q, x, 4, metric=metric, database_block_size=16)[0] * jnp.arange(1, 5))
 
     gq, gx = jax.jit(jax.grad(loss, (0, 1)))(jnp.asarray(q), jnp.asarray(x))
     qt = torch.tensor(q, requires_grad=True)
@@ -316,8 +312,8 @@ def test_knn_errors():
         jaxloss.knn(jnp.ones((2, 1), jnp.uint32), jnp.ones((2, 1)), 1, metric="hamming")
     with pytest.raises(ValueError, match="`block_size` must be a positive int"):
         jaxloss.knn(x, x, 2, block_size=0)
-    with pytest.raises(ValueError, match="`query_block_size` must be a positive int"):
-        jaxloss.knn(x, x, 2, query_block_size=-1)
+    with pytest.raises(ValueError, match="`database_block_size` must be a positive int"):
+        jaxloss.knn(x, x, 2, database_block_size=-1)
 
 
 # --------------------------------------------------------------------------- subprocess tests
@@ -343,7 +339,7 @@ def test_sharded_knn_matches_single_device():
         setups = ((meshes[0], None), (meshes[1], "b"))[: 2 if metric == "euclidean" else 1]
         for mesh, axis in setups:
             for k in (7,) if metric != "euclidean" else (1, 30, 103):
-                kw = dict(metric=name, block_size=8)
+                kw = dict(metric=name, database_block_size=8)
                 a = jaxloss.knn(q, x, k, **kw)
                 b = jaxloss.sharded_knn(q, x, k, mesh=mesh, axis_name=axis, **kw)
                 assert b[0].dtype == a[0].dtype, (metric, k)
@@ -400,158 +396,6 @@ def test_knn_memory_is_bounded():
     assert growth < 2048, out
 
 
-# --------------------------------------------------------------------------- retrieval metrics
-
-
-def labelled(seed, n, d=8, classes=12):
-    r = rng(seed)
-    labels = r.integers(0, classes, n)
-    labels[0] = classes  # a lone label (no other instance): such queries are skipped
-    centres = r.normal(size=(classes + 1, d)) * 1.5
-    return (centres[labels] + r.normal(size=(n, d))).astype(np.float32), labels
-
-
-def pml_accuracy(query, query_labels, reference=None, reference_labels=None):
-    calc = AccuracyCalculator(
-        include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
-        k="max_bin_count",
-        device=torch.device("cpu"),
-    )
-    args = (query, query_labels) if reference is None else (query, query_labels, reference, reference_labels)
-    return calc.get_accuracy(*args)
-
-
-def ours(indices, query_labels, reference_labels, exclude_self):
-    @jax.jit
-    def metrics(indices, query_labels, reference_labels):
-        args, kw = (indices, query_labels, reference_labels), dict(exclude_self=exclude_self)
-        return {
-            "precision_at_1": jaxloss.precision_at_k(*args, 1, **kw),
-            "r_precision": jaxloss.r_precision(*args, **kw),
-            "mean_average_precision_at_r": jaxloss.mean_average_precision_at_r(*args, **kw),
-        }
-
-    return {key: float(value) for key, value in metrics(indices, query_labels, reference_labels).items()}
-
-
-def test_retrieval_metrics_match_pml_queries_are_reference():
-    x, labels = labelled(0, 300)
-    expected = pml_accuracy(x, labels)
-    max_bin = int(np.bincount(labels).max())
-    _, idx = jaxloss.knn(x, x, max_bin)  # pml searches max_bin_count - 1 + the query itself
-    got = ours(idx, jnp.asarray(labels), jnp.asarray(labels), exclude_self=True)
-    for key, value in expected.items():
-        np.testing.assert_allclose(got[key], value, rtol=1e-6, err_msg=key)
-
-
-def test_retrieval_metrics_match_pml_separate_reference():
-    x, labels = labelled(1, 400)
-    q, ql, ref, rl = x[:90], labels[:90], x[90:], labels[90:]
-    expected = pml_accuracy(q, ql, ref, rl)
-    max_bin = int(np.bincount(rl).max())
-    _, idx = jaxloss.knn(q, ref, max_bin)
-    got = ours(idx, jnp.asarray(ql), jnp.asarray(rl), exclude_self=False)
-    for key, value in expected.items():
-        np.testing.assert_allclose(got[key], value, rtol=1e-6, err_msg=key)
-
-
-@pytest.mark.slow
-def test_retrieval_metrics_jit_and_reduction_none(variant):
-    x, labels = labelled(2, 120)
-    _, idx = jaxloss.knn(x, x, 20)
-    for fn in (jaxloss.r_precision, jaxloss.mean_average_precision_at_r):
-        mean = variant(fn, exclude_self=True)(idx, labels, labels)
-        per_query = variant(fn, exclude_self=True, reduction="none")(idx, labels, labels)
-        valid = np.bincount(labels)[labels] > 1
-        np.testing.assert_allclose(float(mean), np.asarray(per_query)[valid].mean(), rtol=1e-12)
-    for fn in (jaxloss.precision_at_k, jaxloss.recall_at_k):
-        assert per_query.shape == (120,)
-        np.testing.assert_allclose(
-            float(variant(fn, k=3, exclude_self=True)(idx, labels, labels)),
-            float(fn(idx, labels, labels, 3, exclude_self=True)),
-        )
-
-
-@pytest.mark.parametrize("k", [3, 1, 10])  # k = 1 also against pytorch-metric-learning
-def test_recall_at_k_brute_force(k):
-    x, labels = labelled(3, 200)
-    _, idx = jaxloss.knn(x, x, 11)
-    idx = np.asarray(idx)
-    # brute force: drop the query itself, keep non-lone queries, any hit in the first k
-    rows = []
-    for i in range(200):
-        nbrs = [j for j in idx[i] if j != i][:10]
-        if np.sum(labels == labels[i]) > 1:
-            rows.append(any(labels[j] == labels[i] for j in nbrs[:k]))
-    got = jax.jit(jaxloss.recall_at_k, static_argnums=3, static_argnames="exclude_self")(
-        idx, labels, labels, k, exclude_self=True
-    )
-    np.testing.assert_allclose(float(got), np.mean(rows), rtol=1e-12)
-    if k == 1:
-        np.testing.assert_allclose(float(got), pml_accuracy(x, labels)["precision_at_1"], rtol=1e-6)
-
-
-@pytest.mark.slow
-def test_retrieval_metrics_count_knn_padding_as_missing():
-    """A filtered search with fewer allowed rows than k pads with -1: never a relevant neighbour
-    (the last reference's label must not leak in through negative indexing)."""
-    labels = np.array([0, 0, 1, 1, 1, 0])  # the last label is the queries': -1 must not read it
-    x = np.arange(6, dtype=np.float64)[:, None]
-    allowed = np.array([True, False, True, False, False, True])
-    _, idx = jaxloss.knn(x[:2], x, 4, database_mask=allowed)  # 3 allowed rows: one -1 per query
-    idx = np.asarray(idx)
-    assert (idx[:, -1] == -1).all()
-    ql = labels[:2]
-    hits = np.array([[j >= 0 and labels[j] == q for j in row] for row, q in zip(idx, ql, strict=True)])
-    counts = np.array([np.sum(labels == q) for q in ql])
-    metrics = jax.jit(
-        lambda i, q, r: (
-            jaxloss.precision_at_k(i, q, r, 4, reduction="none"),
-            jaxloss.recall_at_k(i, q, r, 4, reduction="none"),
-            jaxloss.r_precision(i, q, r, reduction="none"),
-        )
-    )
-    p_at_4, r_at_4, r_prec = (np.asarray(v) for v in metrics(idx, ql, labels))
-    np.testing.assert_allclose(p_at_4, hits.sum(1) / 4)
-    np.testing.assert_allclose(r_at_4, hits.any(1).astype(float))
-    r_hits = [hits[i, : min(counts[i], 4)].sum() / counts[i] for i in range(2)]
-    np.testing.assert_allclose(r_prec, r_hits)
-
-
-def test_retrieval_metrics_all_lone_is_zero():
-    labels = jnp.arange(4)
-    idx = jnp.array([[0, 1], [1, 2], [2, 3], [3, 0]])
-    assert (
-        float(
-            jax.jit(jaxloss.r_precision, static_argnames="exclude_self")(
-                idx, labels, labels, exclude_self=True
-            )
-        )
-        == 0.0
-    )
-
-
-def test_retrieval_metric_errors():
-    labels = jnp.array([0, 1, 0])
-    idx = jnp.array([[0, 2], [1, 0], [2, 0]])
-    with pytest.raises(ValueError, match="one row per query"):
-        jaxloss.recall_at_k(idx[:2], labels, labels, 1)
-    with pytest.raises(ValueError, match=r"`k` must lie in \[1, 2\]"):
-        jaxloss.precision_at_k(idx, labels, labels, 3)
-    with pytest.raises(ValueError, match=r"`k` must lie in \[1, 1\]"):
-        jaxloss.precision_at_k(idx, labels, labels, 2, exclude_self=True)
-    with pytest.raises(ValueError, match="at least 2 columns"):
-        jaxloss.r_precision(idx[:, :1], labels, labels, exclude_self=True)
-    with pytest.raises(ValueError, match="first rows of the reference"):
-        jaxloss.r_precision(idx, labels, labels[:2], exclude_self=True)
-    with pytest.raises(TypeError, match="integer dtype"):
-        jaxloss.r_precision(idx.astype(float), labels, labels)
-    with pytest.raises(ValueError, match="`reduction` must be one of 'mean', 'none'"):
-        jaxloss.mean_average_precision_at_r(idx, labels, labels, reduction="sum")
-    with pytest.raises(ValueError, match="`query_labels` must have 1 dimension"):
-        jaxloss.r_precision(idx, labels[:, None], labels)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("metric", sweep(["cityblock", "euclidean", "sqeuclidean", "dot", "hamming"], 2))
 @pytest.mark.parametrize("k", [1, 5, 16])
@@ -563,7 +407,7 @@ def test_chunked_block_top_k_is_exact_with_ties(metric, k):
     r = np.random.default_rng(k)
     x = r.integers(0, 2, size=(3000, 6)).astype(np.float64)
     q = r.integers(0, 2, size=(40, 6)).astype(np.float64)
-    d, i = jaxloss.knn(q, x, k, metric=metric, block_size=2048)
+    d, i = jaxloss.knn(q, x, k, metric=metric, database_block_size=2048)
     ref = (
         -(q @ x.T) if metric == "dot" else ssd.cdist(q, x, {"sqeuclidean": "sqeuclidean"}.get(metric, metric))
     )
@@ -571,272 +415,6 @@ def test_chunked_block_top_k_is_exact_with_ties(metric, k):
     np.testing.assert_array_equal(np.asarray(i), order)
     expected = np.take_along_axis(ref, order, axis=1)
     np.testing.assert_allclose(np.asarray(d), -expected if metric == "dot" else expected, atol=1e-12)
-
-
-# --------------------------------------------------------------------------- ranking metrics over scored candidates
-
-# name -> (jaxloss function, torchmetrics functional, graded relevance)
-RANKING = {
-    "reciprocal_rank": (jaxloss.reciprocal_rank, tm_retrieval.retrieval_reciprocal_rank, False),
-    "average_precision": (jaxloss.average_precision, tm_retrieval.retrieval_average_precision, False),
-    "normalized_dcg": (jaxloss.normalized_dcg, tm_retrieval.retrieval_normalized_dcg, True),
-    "hit_rate": (jaxloss.hit_rate, tm_retrieval.retrieval_hit_rate, False),
-}
-RANKING_TOP_K = (None, 1, 3, 7, 10)  # 7 == M, 10 > M
-
-
-def ranking_case(seed, shape, graded, *, ties=False, positive=True):
-    """Scores exact in float32 (torchmetrics ranks float32 copies) and relevance per candidate.
-
-    Row 0 of the flattened batch has nothing relevant, row 1 everything (when there are
-    enough rows). ``ties``: scores on a grid of 5 levels; for binary relevance each level
-    gets one relevance, so the torchmetrics value does not depend on its order of ties.
-    """
-    r = rng(seed)
-    if ties:
-        level = r.integers(0, 5, shape)
-        scores = (level + 1.0) / 4.0 if positive else (level - 2.0) / 4.0
-        if graded:
-            relevance = r.integers(0, 4, shape)
-        else:
-            per_level = r.integers(0, 2, shape[:-1] + (5,))
-            relevance = np.take_along_axis(per_level, level, axis=-1)
-    else:
-        scores = r.uniform(0.05, 1.0, shape) if positive else r.normal(size=shape)
-        scores = scores.astype(np.float32).astype(np.float64)
-        relevance = r.integers(0, 4 if graded else 2, shape)
-    flat = relevance.reshape(-1, shape[-1])
-    if flat.shape[0] >= 2 and not (ties and not graded):
-        flat[0] = 0
-        flat[1] = 1 if not graded else r.integers(1, 4, shape[-1])
-    return scores, flat.reshape(shape)
-
-
-def torchmetrics_rows(torch_fn, scores, relevance, top_k):
-    """The torchmetrics functional called on each query row, reshaped to the leading axes."""
-    m = scores.shape[-1]
-    rows = [
-        float(torch_fn(torch.tensor(s, dtype=torch.float32), torch.tensor(t), top_k=top_k))
-        for s, t in zip(scores.reshape(-1, m), relevance.reshape(-1, m), strict=True)
-    ]
-    return np.asarray(rows).reshape(scores.shape[:-1])
-
-
-def brute_force_ranking(name, scores, relevance, top_k, *, drop_nonpositive=False):
-    """Per-row NumPy formulas; ties go to the lower index (a stable sort of -scores).
-
-    ``drop_nonpositive`` applies torchmetrics' ``target = where(preds > 0, target, 0)``.
-    """
-    m = scores.shape[-1]
-    k = m if top_k is None else min(top_k, m)
-    out = []
-    for s, t in zip(scores.reshape(-1, m), relevance.reshape(-1, m), strict=True):
-        t = np.where(s > 0, t, 0) if drop_nonpositive else t
-        ranked = (t[np.argsort(-s, kind="stable")] > 0)[:k]
-        positions = np.flatnonzero(ranked) + 1
-        if name == "reciprocal_rank":
-            out.append(1.0 / positions[0] if positions.size else 0.0)
-        elif name == "average_precision":
-            out.append(np.mean(np.arange(1, positions.size + 1) / positions) if positions.size else 0.0)
-        elif name == "hit_rate":
-            out.append(float(positions.size > 0))
-        else:
-            raise ValueError(name)
-    return np.asarray(out).reshape(scores.shape[:-1])
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", list(RANKING))
-def test_ranking_metric_matches_torchmetrics(name, dtype, variant):
-    """Each query row against torchmetrics 1.9, batched (2, 3, M), every top_k incl. > M."""
-    fn, torch_fn, graded = RANKING[name]
-    scores, relevance = ranking_case(0, (2, 3, 7), graded)
-    assert np.all(relevance.reshape(-1, 7)[0] == 0) and np.all(relevance.reshape(-1, 7)[1] > 0)
-    for top_k in RANKING_TOP_K:
-        got = variant(fn, top_k=top_k)(jnp.asarray(scores, dtype), jnp.asarray(relevance))
-        assert got.shape == (2, 3) and got.dtype == jnp.float64
-        expected = torchmetrics_rows(torch_fn, scores, relevance, top_k)
-        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6, atol=1e-7, err_msg=str(top_k))
-        assert float(got.reshape(-1)[0]) == 0.0  # nothing relevant
-        if top_k is None and name != "normalized_dcg":
-            assert float(got.reshape(-1)[1]) == 1.0  # everything relevant
-
-
-@pytest.mark.parametrize("name", list(RANKING))
-def test_ranking_metric_ties_match_torchmetrics(name):
-    """Tied scores where torchmetrics is deterministic: nDCG's tie averaging (also for a tie
-    group straddling rank k); for the binary metrics, ties between equally relevant items."""
-    fn, torch_fn, graded = RANKING[name]
-    scores, relevance = ranking_case(1, (6, 9), graded, ties=True)
-    for top_k in (None, 1, 2, 4, 12):
-        got = jax.jit(fn, static_argnames="top_k")(jnp.asarray(scores), jnp.asarray(relevance), top_k=top_k)
-        expected = torchmetrics_rows(torch_fn, scores, relevance, top_k)
-        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6, atol=1e-7, err_msg=str(top_k))
-
-
-def test_normalized_dcg_matches_sklearn_in_float64():
-    """scikit-learn's ndcg_score (float64, the tie averaging torchmetrics translates), per row."""
-    from sklearn.metrics import ndcg_score  # noqa: PLC0415
-
-    scores, relevance = ranking_case(6, (8, 9), True, ties=True)
-    scores = scores + rng(7).normal(size=scores.shape) * (rng(8).uniform(size=scores.shape) < 0.3)
-    for top_k in (None, 1, 3, 12):
-        got = jax.jit(jaxloss.normalized_dcg, static_argnames="top_k")(
-            jnp.asarray(scores), jnp.asarray(relevance), top_k=top_k
-        )
-        expected = [ndcg_score([t], [s], k=top_k) for s, t in zip(scores, relevance, strict=True)]
-        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-12, atol=1e-15, err_msg=str(top_k))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["reciprocal_rank", "average_precision", "hit_rate"])
-def test_ranking_metric_ties_go_to_the_lower_index(name):
-    """A relevant and an irrelevant candidate tied: the lower index is ranked first (torchmetrics'
-    torch.topk / torch.argsort order of ties is unspecified, so NumPy is the reference)."""
-    fn = RANKING[name][0]
-    r = rng(2)
-    scores = r.integers(0, 3, (40, 6)).astype(np.float64)
-    relevance = r.integers(0, 2, (40, 6))
-    for top_k in (None, 1, 3):
-        got = jax.jit(fn, static_argnames="top_k")(jnp.asarray(scores), jnp.asarray(relevance), top_k=top_k)
-        np.testing.assert_allclose(np.asarray(got), brute_force_ranking(name, scores, relevance, top_k))
-    tie = jnp.zeros((2, 3))
-    first_second = jnp.array([[False, True, False], [True, False, False]])
-    expected = {"reciprocal_rank": [0.5, 1.0], "average_precision": [0.5, 1.0], "hit_rate": [1.0, 1.0]}[name]
-    np.testing.assert_allclose(np.asarray(fn(tie, first_second)), expected)
-    # -0.0 and 0.0 are the same score: the lower index first
-    signed = jnp.array([[-0.0, 0.0, -1.0]])
-    assert float(jaxloss.reciprocal_rank(signed, jnp.array([[1, 0, 0]]), top_k=1)[0]) == 1.0
-
-
-@pytest.mark.parametrize("name", ["reciprocal_rank", "average_precision"])
-def test_ranking_nonpositive_scores_count_unlike_torchmetrics(name):
-    """torchmetrics' reciprocal rank and average precision set the relevance of candidates scored
-    <= 0 to 0; jaxloss does not: its value is the NumPy formula on the ranking alone."""
-    fn, torch_fn, _ = RANKING[name]
-    scores, relevance = ranking_case(3, (12, 8), False, positive=False)
-    assert np.any(scores <= 0) and np.any(scores > 0)
-    differs = False
-    for top_k in (None, 3):
-        got = np.asarray(
-            jax.jit(fn, static_argnames="top_k")(jnp.asarray(scores), jnp.asarray(relevance), top_k=top_k)
-        )
-        plain = brute_force_ranking(name, scores, relevance, top_k)
-        np.testing.assert_allclose(got, plain, rtol=1e-12)
-        # torchmetrics is exactly the same formula after its `preds > 0` filter
-        filtered = brute_force_ranking(name, scores, relevance, top_k, drop_nonpositive=True)
-        np.testing.assert_allclose(torchmetrics_rows(torch_fn, scores, relevance, top_k), filtered, rtol=1e-6)
-        differs |= bool(np.any(np.abs(plain - filtered) > 1e-6))
-    assert differs
-    # shifting every score by a constant keeps the ranking, hence jaxloss's value
-    np.testing.assert_allclose(
-        np.asarray(fn(jnp.asarray(scores) + 10.0, relevance)), np.asarray(fn(scores, relevance))
-    )
-
-
-@pytest.mark.parametrize("name", ["normalized_dcg", "hit_rate"])
-def test_ranking_nonpositive_scores_match_torchmetrics(name):
-    """nDCG and the hit rate have no `preds > 0` filter in torchmetrics: any sign matches."""
-    fn, torch_fn, graded = RANKING[name]
-    scores, relevance = ranking_case(4, (10, 6), graded, positive=False)
-    for top_k in (None, 2):
-        got = jax.jit(fn, static_argnames="top_k")(jnp.asarray(scores), jnp.asarray(relevance), top_k=top_k)
-        expected = torchmetrics_rows(torch_fn, scores, relevance, top_k)
-        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6, atol=1e-7)
-
-
-_DTYPE_SCORES = jnp.array([[0.3, 0.9, 0.5, 0.1], [0.2, 0.4, 0.8, 0.6]])
-_GRADED = np.array([[0, -1, 2, 3], [5, 0, -2, 1]])  # > 0 where the binary relevance is 1
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["reciprocal_rank", "average_precision", "hit_rate"])
-def test_ranking_relevance_dtypes(name):
-    """bool, integer and float relevance; for the binary metrics `> 0` is relevant."""
-    binary = np.array([[0, 0, 1, 1], [1, 0, 0, 1]])
-    fn = jax.jit(RANKING[name][0], static_argnames="top_k")
-    want = np.asarray(fn(_DTYPE_SCORES, binary))
-    for rel in (binary.astype(bool), binary.astype(np.float32), _GRADED, _GRADED.astype(np.float64)):
-        np.testing.assert_array_equal(np.asarray(fn(_DTYPE_SCORES, rel)), want, err_msg=name)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(RANKING))
-def test_ranking_half_precision_scores(name):
-    """Half-precision scores are ranked in their own precision (these are exact in float16)."""
-    fn = jax.jit(RANKING[name][0], static_argnames="top_k")
-    want = np.asarray(fn(_DTYPE_SCORES, _GRADED, top_k=3))
-    for dt in (jnp.float16, jnp.bfloat16):
-        got = fn(jnp.asarray([[0.25, 1.0, 0.5, 0.125], [0.125, 0.375, 1.0, 0.75]], dt), _GRADED, top_k=3)
-        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, err_msg=name)
-
-
-def test_normalized_dcg_integer_and_float_gains_match_torchmetrics():
-    scores = _DTYPE_SCORES
-    gains = np.array([[0, 1, 2, 3], [3, 0, 1, 2]])
-    for rel in (gains.astype(np.int8), gains.astype(np.float32)):
-        np.testing.assert_allclose(
-            np.asarray(jaxloss.normalized_dcg(scores, rel, top_k=2)),
-            torchmetrics_rows(tm_retrieval.retrieval_normalized_dcg, np.asarray(scores), gains, 2),
-            rtol=1e-6,
-        )
-
-
-@pytest.mark.parametrize("name", sorted(RANKING))
-@pytest.mark.parametrize("top_k", [None, 2])
-def test_ranking_gradients_are_zero_and_finite(name, top_k):
-    """Piecewise constant in the scores: zero gradient (no NaN) at ties and without relevant items."""
-    scores = jnp.array([[0.5, 0.5, 0.1, 0.0], [1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]])
-    relevance = jnp.array([[1.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
-    fn = RANKING[name][0]
-    g_scores, g_rel = jax.jit(jax.grad(lambda s, r: jnp.sum(fn(s, r, top_k=top_k)), argnums=(0, 1)))(
-        scores, relevance
-    )
-    assert bool(jnp.all(g_scores == 0)), (name, g_scores)
-    assert bool(jnp.all(jnp.isfinite(g_rel))), (name, g_rel)
-    if name != "normalized_dcg":
-        assert bool(jnp.all(g_rel == 0)), (name, g_rel)
-
-
-def test_normalized_dcg_gradient_in_gains_matches_finite_differences():
-    """nDCG is a smooth ratio in float gains: its gradient is the finite-difference one."""
-    gains = jnp.array([[0.5, 1.0, 2.0, 0.25, 3.0]])
-    s = jnp.array([[0.1, 0.7, 0.3, 0.9, 0.5]])
-    check_grads(jax.jit(lambda g: jaxloss.normalized_dcg(s, g, top_k=3)), (gains,), order=1, modes=["rev"])
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(RANKING))
-def test_ranking_vmap_and_leading_axes(name):
-    """(2, 3, M) equals the rows one at a time and jax.vmap over a leading axis."""
-    scores, relevance = ranking_case(5, (2, 3, 6), True)
-    fn = jax.jit(functools.partial(RANKING[name][0], top_k=4))
-    batched = np.asarray(fn(scores, relevance))
-    rows = np.array([[float(fn(scores[i, j], relevance[i, j])) for j in range(3)] for i in range(2)])
-    np.testing.assert_allclose(batched, rows, rtol=1e-12, err_msg=name)
-    mapped = jax.jit(jax.vmap(fn))(jnp.asarray(scores), jnp.asarray(relevance))
-    np.testing.assert_allclose(np.asarray(mapped), batched, rtol=1e-12, err_msg=name)
-
-
-def test_ranking_metric_errors():
-    s, r = jnp.ones((2, 4)), jnp.ones((2, 4), jnp.int32)
-    for fn in (jaxloss.reciprocal_rank, jaxloss.average_precision, jaxloss.normalized_dcg, jaxloss.hit_rate):
-        with pytest.raises(ValueError, match="`scores` and `relevance` must have the same shape"):
-            fn(s, r[:, :3])
-        with pytest.raises(ValueError, match="`scores` needs at least one candidate"):
-            fn(jnp.ones((2, 0)), jnp.ones((2, 0)))
-        with pytest.raises(ValueError, match="`scores` must have at least 1 dimension"):
-            fn(jnp.float32(1.0), jnp.int32(1))
-        with pytest.raises(TypeError, match="`top_k` must be a positive int or None"):
-            fn(s, r, top_k=2.0)
-        with pytest.raises(TypeError, match="`top_k` must be a positive int or None"):
-            fn(s, r, top_k=True)
-        with pytest.raises(ValueError, match="`top_k` must be a positive int or None"):
-            fn(s, r, top_k=0)
-        with pytest.raises(TypeError, match="`scores` must have a floating dtype"):
-            fn(r, r)
-        with pytest.raises(TypeError, match="`relevance` must have a boolean, integer or floating dtype"):
-            fn(s, r.astype(jnp.complex64))
 
 
 # --------------------------------------------------------------------------- filtered search
@@ -908,7 +486,7 @@ def random_filters(m, q, seed, keep=0.3, e=4):
     return mask, exclude
 
 
-FILTER_CASES = [  # (k, block_size): the selection each engine uses
+FILTER_CASES = [  # (k, database_block_size): the selection each engine uses
     (5, 256),  # GEMM scan with runs of rows; packed scan with runs
     (5, 16),  # no runs: every row of a block is a candidate
     (70, 32),  # k > 64: the lax.top_k scan
@@ -916,9 +494,9 @@ FILTER_CASES = [  # (k, block_size): the selection each engine uses
 
 
 @pytest.mark.parametrize("how", ["both", "mask", "exclude"])
-@pytest.mark.parametrize("k, block_size", FILTER_CASES)
+@pytest.mark.parametrize("k, database_block_size", FILTER_CASES)
 @pytest.mark.parametrize("metric", FILTER_METRICS)
-def test_filtered_knn_matches_brute_force(metric, k, block_size, how):
+def test_filtered_knn_matches_brute_force(metric, k, database_block_size, how):
     q, x, bits = filter_data(metric, 300, seed=31)
     mask, exclude = random_filters(300, 13, seed=32)
     kw = dict(
@@ -926,7 +504,7 @@ def test_filtered_knn_matches_brute_force(metric, k, block_size, how):
         exclude=exclude if how != "mask" else None,
     )
     name = "hamming" if metric == "packed" else metric
-    got = jaxloss.knn(q, x, k, metric=name, block_size=block_size, query_block_size=8, **kw)
+    got = jaxloss.knn(q, x, k, metric=name, block_size=8, database_block_size=database_block_size, **kw)
     assert got[0].shape == got[1].shape == (13, k)
     expected = filtered_brute_force(distance_matrix(q, x, metric, bits), k, metric, **kw)
     assert_filtered_equal(got, expected, metric)
@@ -944,7 +522,7 @@ def test_filtered_knn_fewer_allowed_rows_than_k(metric, dtype, variant):
     exclude = np.full((13, 2), -1)
     exclude[0] = [17, 17]
     name = "hamming" if metric == "packed" else metric
-    got = variant(jaxloss.knn, k=6, metric=name, block_size=16)(
+    got = variant(jaxloss.knn, k=6, metric=name, database_block_size=16)(
         q, x, database_mask=jnp.asarray(mask), exclude=jnp.asarray(exclude)
     )
     if metric != "packed":
@@ -972,9 +550,9 @@ def test_filtered_knn_everything_masked(metric):
 @pytest.mark.slow
 def test_filtered_knn_all_true_mask_and_no_exclusions_change_nothing():
     q, x, _ = filter_data("euclidean", 100, seed=35)
-    plain = jaxloss.knn(q, x, 7, block_size=32)
+    plain = jaxloss.knn(q, x, 7, database_block_size=32)
     masked = jaxloss.knn(
-        q, x, 7, block_size=32, database_mask=np.ones(100, bool), exclude=np.full((13, 3), -1)
+        q, x, 7, database_block_size=32, database_mask=np.ones(100, bool), exclude=np.full((13, 3), -1)
     )
     for a, b in zip(plain, masked, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -991,7 +569,7 @@ def test_filtered_knn_gradients_match_torch():
     exclude = np.array([[0, -1]] * 5)
 
     def loss(q, x):
-        d, _ = jaxloss.knn(q, x, 10, database_mask=mask, exclude=exclude, block_size=8)
+        d, _ = jaxloss.knn(q, x, 10, database_mask=mask, exclude=exclude, database_block_size=8)
         return jnp.sum(jnp.where(jnp.isfinite(d), d, 0) * jnp.arange(1, 11))
 
     _, idx = jaxloss.knn(q, x, 10, database_mask=mask, exclude=exclude)
@@ -1028,8 +606,9 @@ def test_filtered_search_memory_does_not_grow_with_the_database(packed):
 
     small, large = temp_bytes(100_000), temp_bytes(2_000_000)
     assert large < 128 * 2**20, large  # 4,096 x 2,000,000 bools would be 8 GB
-    # the one per-row array that grows: the float path's squared norms (4 bytes per row)
-    assert large <= small + (0 if packed else 4 * 1_900_000) + 2**20, (small, large)
+    # the per-row arrays that grow: the float path's squared norms and its flags of the rows that
+    # may be returned (the mask and the finite rows, 4 + 1 bytes per row)
+    assert large <= small + (0 if packed else 5 * 1_900_000) + 2**20, (small, large)
 
 
 def test_filtered_knn_errors():
@@ -1051,7 +630,7 @@ def test_sharded_filtered_knn_matches_single_device():
     code = """
     import jax, numpy as np
     import jaxloss
-    from tests.test_search import filter_data, random_filters
+    from tests.test_search import BAD_QUERY, BAD_ROWS, filter_data, random_filters, with_non_finite_rows
     assert jax.device_count() == 4, jax.devices()
     mesh = jax.make_mesh((4,), ("data",))
     checked = 0
@@ -1065,16 +644,25 @@ def test_sharded_filtered_knn_matches_single_device():
         if metric in ("euclidean", "packed"):
             cases += [(5, dict(database_mask=mask)), (5, dict(exclude=exclude))]
         for k, kw in cases:
-            a = jaxloss.knn(q, x, k, metric=name, block_size=8, **kw)
-            b = jaxloss.sharded_knn(q, x, k, mesh=mesh, metric=name, block_size=8, **kw)
+            a = jaxloss.knn(q, x, k, metric=name, database_block_size=8, **kw)
+            b = jaxloss.sharded_knn(q, x, k, mesh=mesh, metric=name, database_block_size=8, **kw)
             msg = f"{metric} {k} {sorted(kw)}"
             np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]), err_msg=msg)
             np.testing.assert_array_equal(np.asarray(a[0]), np.asarray(b[0]), err_msg=msg)
             checked += 1
+    # NaN / inf database rows and a NaN query: each shard leaves its non-finite rows out
+    q, x, _, _ = with_non_finite_rows("euclidean", 103, seed=42)
+    for k in (5, 40):
+        a = jaxloss.knn(q, x, k, database_block_size=8)
+        b = jaxloss.sharded_knn(q, x, k, mesh=mesh, database_block_size=8)
+        assert (np.asarray(a[1])[BAD_QUERY] == -1).all() and not np.isin(np.asarray(a[1]), BAD_ROWS).any()
+        np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]), err_msg=f"non-finite {k}")
+        np.testing.assert_array_equal(np.asarray(a[0]), np.asarray(b[0]), err_msg=f"non-finite {k}")
+        checked += 1
     print("checked", checked)
     """
     out = run_python(code, devices=4)
-    assert "checked 16" in out
+    assert "checked 18" in out
 
 
 # --------------------------------------------------------------------------- range search
@@ -1119,7 +707,7 @@ def assert_range_equal(got, expected, metric):
     assert_filtered_equal((d, i), (de, ie), metric)
 
 
-RANGE_CASES = [  # (max_results, block_size)
+RANGE_CASES = [  # (max_results, database_block_size)
     (3, 16),  # most counts exceed max_results
     (10, 256),
     (2, 128),  # runs of 8 rows: the count is reduced with the run maxima (minima)
@@ -1128,15 +716,15 @@ RANGE_CASES = [  # (max_results, block_size)
 ]
 
 
-@pytest.mark.parametrize("max_results, block_size", RANGE_CASES)
+@pytest.mark.parametrize("max_results, database_block_size", RANGE_CASES)
 @pytest.mark.parametrize("metric", FILTER_METRICS)
-def test_range_search_matches_brute_force(metric, max_results, block_size, variant):
+def test_range_search_matches_brute_force(metric, max_results, database_block_size, variant):
     q, x, bits = filter_data(metric, 120, seed=50)
     name = "hamming" if metric == "packed" else metric
     radius = RANGE_RADIUS[metric]
-    got = variant(jaxloss.range_search, max_results=max_results, metric=name, block_size=block_size)(
-        q, x, radius
-    )
+    got = variant(
+        jaxloss.range_search, max_results=max_results, metric=name, database_block_size=database_block_size
+    )(q, x, radius)
     assert got[0].shape == got[1].shape == (13, max_results)
     expected = range_brute_force(distance_matrix(q, x, metric, bits), radius, max_results, metric)
     assert_range_equal(got, expected, metric)
@@ -1154,7 +742,7 @@ def test_range_search_filters_and_per_query_radius(metric, dtype):
     steps = (1 + np.arange(13) % 3) * {"dot": 2, "cityblock": 1}.get(metric, 0.5)
     radius = RANGE_RADIUS[metric] * steps  # per query
     got = jaxloss.range_search(
-        q, x, radius, max_results=4, metric=name, block_size=32, database_mask=mask, exclude=exclude
+        q, x, radius, max_results=4, metric=name, database_block_size=32, database_mask=mask, exclude=exclude
     )
     dist = distance_matrix(q, x, metric, bits)
     expected = range_brute_force(dist, radius, 4, metric, mask, exclude)
@@ -1195,7 +783,7 @@ def test_range_search_matches_faiss_range_search():
     index = faiss.IndexFlatL2(8)
     index.add(x)
     lims, fd, fi = index.range_search(q, radius**2)
-    d, i, n = jaxloss.range_search(q, x, radius, max_results=64, block_size=512)
+    d, i, n = jaxloss.range_search(q, x, radius, max_results=64, database_block_size=512)
     np.testing.assert_array_equal(np.asarray(n), np.diff(lims))
     for row in range(40):
         got = np.asarray(i[row])[: min(64, n[row])]
@@ -1212,7 +800,7 @@ def test_range_search_gradients_match_torch():
     q = x[:5] + 0.1 * r.normal(size=(5, 4))
 
     def loss(q, x):
-        d, _, _ = jaxloss.range_search(q, x, 2.0, max_results=6, block_size=8)
+        d, _, _ = jaxloss.range_search(q, x, 2.0, max_results=6, database_block_size=8)
         return jnp.sum(jnp.where(jnp.isfinite(d), d, 0) * jnp.arange(1, 7))
 
     _, idx, _ = jaxloss.range_search(q, x, 2.0, max_results=6)
@@ -1247,3 +835,160 @@ def test_range_search_empty_queries_and_errors():
     # a similarity threshold may be negative
     d, i, n = jaxloss.range_search(x, -x, -3.0, max_results=2, metric="dot")
     np.testing.assert_array_equal(np.asarray(n), 5)
+
+
+# --------------------------------------------------------------------------- non-finite rows, scale, tiling names
+
+BAD_ROWS = (0, 1, 6, 40, 41)  # NaN or inf rows: beside the queries' nearest rows, in several blocks
+BAD_QUERY = 4
+
+
+def with_non_finite_rows(metric, m, seed):
+    """(q, x with NaN/inf rows and one NaN query, x with finite copies of the queries in their
+    place, the finite-row mask): the copies would be the nearest rows if they were not left out."""
+    q, x, _ = filter_data(metric, m, seed=seed)
+    q, x = np.array(q), np.array(x)
+    filled = x.copy()
+    filled[list(BAD_ROWS)] = q[: len(BAD_ROWS)]  # as near as a row can be
+    x[BAD_ROWS[0], 2] = np.nan
+    x[BAD_ROWS[1]] = np.nan
+    x[BAD_ROWS[2], 0] = np.inf
+    x[BAD_ROWS[3], 1] = -np.inf
+    x[BAD_ROWS[4], 0] = np.nan
+    q[BAD_QUERY, 3] = np.nan
+    finite = np.ones(m, bool)
+    finite[list(BAD_ROWS)] = False
+    return q, x, filled, finite
+
+
+def expect_padding_for_bad_query(expected, metric):
+    d, i = (np.array(a) for a in expected[:2])
+    d[BAD_QUERY] = -np.inf if metric == "dot" else np.inf
+    i[BAD_QUERY] = -1
+    return (d, i) + tuple(np.array(a) for a in expected[2:])
+
+
+NON_FINITE_CASES = [  # (metric, k, database_block_size, block_size, filtered): each scan engine
+    ("euclidean", 5, 16, 4, False),  # GEMM scan, NaN rows in the blocks of the true neighbours
+    ("euclidean", 5, None, None, True),  # one tile; with database_mask and exclude
+    ("cosine", 5, 256, None, False),  # runs of rows
+    ("dot", 5, 16, 8, True),
+    ("cityblock", 5, 16, None, False),  # the lax.top_k scan
+    ("hamming", 5, 16, None, False),  # 0/1 codes held as floats
+    ("sqeuclidean", 70, 32, None, True),  # k > 64: the lax.top_k scan
+]
+
+
+@pytest.mark.parametrize("metric, k, database_block_size, block_size, filtered", NON_FINITE_CASES)
+def test_non_finite_rows_stay_local(metric, k, database_block_size, block_size, filtered):
+    """A NaN/inf database row is never returned and displaces nothing (as if masked out); a NaN
+    query gets padding; every other query's knn and range_search results are the brute force's."""
+    m = 120
+    q, x, filled, finite = with_non_finite_rows(metric, m, seed=61)
+    mask, exclude = random_filters(m, 13, seed=62, keep=0.7) if filtered else (None, None)
+    allowed = finite if mask is None else finite & mask
+    kw = dict(metric=metric, block_size=block_size, database_block_size=database_block_size)
+    dist = distance_matrix(np.nan_to_num(q), filled, metric)
+    got = jax.jit(functools.partial(jaxloss.knn, k=k, **kw))(q, x, database_mask=mask, exclude=exclude)
+    expected = filtered_brute_force(dist, k, metric, database_mask=allowed, exclude=exclude)
+    assert_filtered_equal(got, expect_padding_for_bad_query(expected, metric), metric)
+    radius = RANGE_RADIUS[metric]
+    got = jax.jit(functools.partial(jaxloss.range_search, max_results=k, **kw))(
+        q, x, radius, database_mask=mask, exclude=exclude
+    )
+    expected = range_brute_force(dist, radius, k, metric, database_mask=allowed, exclude=exclude)
+    expected = expect_padding_for_bad_query(expected, metric)
+    expected[2][BAD_QUERY] = 0
+    assert_range_equal(got, expected, metric)
+
+
+@pytest.mark.slow  # a gradient compilation; the values are checked in the fast loop above
+def test_non_finite_query_has_a_zero_gradient_and_leaves_the_others_alone():
+    q, _, filled, _ = with_non_finite_rows("euclidean", 60, seed=63)
+    x64 = jnp.asarray(filled, jnp.float64)
+    clean = q.copy()
+    clean[BAD_QUERY] = 0.5
+
+    def loss(q, x):
+        d = jaxloss.knn(q, x, 3)[0]
+        return jnp.sum(jnp.where(jnp.isfinite(d), d, 0.0))
+
+    grad = jax.jit(jax.grad(loss, (0, 1)))
+    gq, gx = grad(jnp.asarray(q, jnp.float64), x64)
+    assert np.isfinite(np.asarray(gq)).all() and np.isfinite(np.asarray(gx)).all()
+    np.testing.assert_array_equal(np.asarray(gq)[BAD_QUERY], 0.0)
+    gq_clean, _ = grad(jnp.asarray(clean, jnp.float64), x64)
+    others = np.arange(len(q)) != BAD_QUERY
+    np.testing.assert_allclose(np.asarray(gq)[others], np.asarray(gq_clean)[others])
+
+
+@pytest.mark.parametrize(
+    "dtype, scales",
+    [("float32", (1e-30, 1e30)), pytest.param("float64", (1e-300, 1e300), marks=pytest.mark.slow)],
+)
+def test_cosine_search_is_scale_free(dtype, scales):
+    """Queries and database scaled by tiny or huge factors: the same neighbours and distances
+    (every row is divided by its largest coordinate before anything is squared)."""
+    r = rng(64)
+    x = r.normal(size=(90, 7)).astype(dtype)
+    q = r.normal(size=(6, 7)).astype(dtype)
+    search = jax.jit(functools.partial(jaxloss.knn, k=5, metric="cosine", database_block_size=32))
+    d0, i0 = brute_force(q, x, 5, "cosine")
+    for sq in (1.0,) + scales:
+        for sx in (1.0,) + scales:
+            qs, xs = (q * np.asarray(sq, dtype)).astype(dtype), (x * np.asarray(sx, dtype)).astype(dtype)
+            assert np.isfinite(qs).all() and np.isfinite(xs).all() and (qs != 0).all()
+            d, i = search(qs, xs)
+            np.testing.assert_array_equal(np.asarray(i), i0, err_msg=f"{sq} {sx}")
+            np.testing.assert_allclose(np.asarray(d), d0, rtol=1e-5, atol=1e-6, err_msg=f"{sq} {sx}")
+
+
+@pytest.mark.slow  # a gradient compilation per dtype
+@pytest.mark.parametrize("dtype, scales", [("float32", (1e-30, 1e30)), ("float64", (1e-300, 1e300))])
+def test_cosine_search_gradients_are_finite_at_any_scale(dtype, scales):
+    r = rng(64)
+    x, q = r.normal(size=(90, 7)).astype(dtype), r.normal(size=(6, 7)).astype(dtype)
+    g = jax.jit(jax.grad(lambda a, b: jnp.sum(jaxloss.knn(a, b, 5, metric="cosine")[0]), (0, 1)))
+    g1q, g1x = g(jnp.asarray(q), jnp.asarray(x))
+    for s in scales:
+        gq, gx = g(jnp.asarray(q * s, dtype), jnp.asarray(x * s, dtype))
+        assert np.isfinite(np.asarray(gq)).all() and np.isfinite(np.asarray(gx)).all()
+        # d cos(s q, s x) / d(s q) = (1 / s) d cos(q, x) / dq
+        np.testing.assert_allclose(np.asarray(gq) * s, np.asarray(g1q), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(gx) * s, np.asarray(g1x), rtol=1e-4, atol=1e-6)
+
+
+def test_knn_needs_at_least_one_feature():
+    for q, x in (
+        (jnp.ones((3, 0)), jnp.ones((5, 0))),
+        (jnp.ones((3, 0), jnp.uint32), jnp.ones((5, 0), jnp.uint32)),
+    ):
+        with pytest.raises(ValueError, match=r"knn: `queries` and `database` need at least one feature"):
+            jaxloss.knn(q, x, 2, metric="hamming" if q.dtype == jnp.uint32 else "euclidean")
+    with pytest.raises(ValueError, match=r"range_search: `queries` and `database` need at least one feature"):
+        jaxloss.range_search(jnp.ones((3, 0)), jnp.ones((5, 0)), 1.0, max_results=2)
+
+
+def test_block_size_counts_queries_and_query_block_size_is_deprecated():
+    """block_size = queries per block, database_block_size = database rows per block; the former
+    name query_block_size still works for one minor version, with block_size read as before."""
+    q, x, _ = filter_data("euclidean", 100, seed=65)
+    from jaxloss import _search  # noqa: PLC0415
+
+    # (queries per block, database rows per block) of the scans
+    assert _search._auto_blocks(13, 100, "euclidean", False, *_search._tiling(3, 16, None, "knn")) == (3, 16)
+    new = jaxloss.knn(q, x, 4, block_size=3, database_block_size=16)
+    with pytest.warns(DeprecationWarning, match=r"knn: `query_block_size` is deprecated .* `block_size`"):
+        old = jaxloss.knn(q, x, 4, block_size=16, query_block_size=3)
+    for a, b in zip(new, old, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.warns(
+        DeprecationWarning, match="range_search: `query_block_size`"
+    ):  # as range_search reads it
+        assert _search._tiling(None, 16, 5, "range_search") == (5, 16)
+    with pytest.raises(
+        TypeError, match="cannot be combined with both `block_size` and `database_block_size`"
+    ):
+        jaxloss.knn(q, x, 4, block_size=3, database_block_size=16, query_block_size=3)
+    with pytest.raises(ValueError, match="`database_block_size` must be a positive int"):
+        jaxloss.knn(q, x, 4, database_block_size=0)

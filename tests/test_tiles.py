@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -22,16 +23,31 @@ def test_online_logsumexp_over_ragged_tiles_equals_logsumexp(block):
     np.testing.assert_allclose(_tiles.finalize_logsumexp(state), logsumexp(x, axis=1), rtol=1e-14)
 
 
-def test_combined_states_equal_one_pass():
-    x = jnp.asarray(np.random.default_rng(1).normal(size=(4, 30)))
-    empty = _tiles.init_logsumexp((4,), jnp.float64)
-    a = _tiles.update_logsumexp(empty, x[:, :11])
-    b = _tiles.update_logsumexp(empty, x[:, 11:])
-    for merged in (
-        _tiles.combine_logsumexp(a, b),
-        _tiles.combine_logsumexp(empty, _tiles.combine_logsumexp(a, b)),
-    ):
-        np.testing.assert_allclose(_tiles.finalize_logsumexp(merged), logsumexp(x, axis=1), rtol=1e-14)
+def test_states_merged_across_devices_equal_one_pass():
+    """``psum_logsumexp`` / ``psum_softmax_mean`` over a mapped axis (4 shards of the columns, one of
+    them empty for a row, a row empty everywhere) equal one pass over all the columns."""
+    r = np.random.default_rng(1)
+    x, v = r.normal(size=(4, 32)) * 20, r.normal(size=(4, 32))
+    x[1, 8:16] = -np.inf  # row 1 sees nothing on the second shard
+    x[3] = -np.inf  # row 3 sees nothing at all
+    shards = (
+        jnp.asarray(x).reshape(4, 4, 8).transpose(1, 0, 2),
+        jnp.asarray(v).reshape(4, 4, 8).transpose(1, 0, 2),
+    )
+
+    def merged(xs, vs):
+        lse = _tiles.update_logsumexp(_tiles.init_logsumexp((4,), jnp.float64), xs)
+        mean = _tiles.update_softmax_mean((*_tiles.init_logsumexp((4,), jnp.float64), jnp.zeros(4)), xs, vs)
+        lse = _tiles.finalize_logsumexp(_tiles.psum_logsumexp(lse, "i"))
+        return lse, _tiles.finalize_softmax_mean(_tiles.psum_softmax_mean(mean, "i"))
+
+    lse, (mean, lse2) = jax.jit(jax.vmap(merged, axis_name="i"))(*shards)
+    want = logsumexp(x, axis=1)
+    for got in (lse, lse2):
+        np.testing.assert_allclose(got, np.broadcast_to(want, (4, 4)), rtol=1e-14)
+    p = np.exp(x[:3] - want[:3, None])
+    np.testing.assert_allclose(mean[:, :3], np.broadcast_to((p * v[:3]).sum(1), (4, 3)), rtol=1e-12)
+    np.testing.assert_array_equal(mean[:, 3], 0.0)  # an empty row's mean is 0, its logsumexp -inf
 
 
 def test_pad_to_blocks_shape_and_fill():

@@ -10,6 +10,15 @@ from .. import _checks, _reductions
 TORCH_REDUCTIONS = ("none", "mean", "sum")
 
 
+class TargetOutOfBoundsError(ValueError, IndexError):
+    """A class index outside ``[0, C)``: jaxloss's ``ValueError`` and PyTorch's ``IndexError``.
+
+    ``torch.nn.functional.cross_entropy`` and ``nll_loss`` raise ``IndexError("Target 5 is out
+    of bounds.")``; code ported from PyTorch that catches ``IndexError`` keeps working, and
+    code that catches jaxloss's ``ValueError`` too.
+    """
+
+
 def legacy_reduction(size_average, reduce, reduction: str) -> str:
     """PyTorch's ``_Reduction.legacy_get_string``: ``size_average``/``reduce`` override."""
     if size_average is None and reduce is None:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks, _linear_cross_entropy, _numerics
+from . import _common
 from ._losses import cross_entropy
 
 __all__ = ["linear_cross_entropy"]
@@ -47,7 +48,10 @@ def linear_cross_entropy(
     unbatched ``(D,)`` (with a 0-d ``target``). Class-index targets use
     ``ignore_index`` (None means -100, as PyTorch) and PyTorch's weighted
     mean: the sum of the losses over the summed ``weight[target]`` of the
-    non-ignored targets (0 when every target is ignored; PyTorch: NaN).
+    non-ignored targets (0 when every target is ignored; PyTorch: NaN). A
+    class id outside ``[0, C)`` that is not ``ignore_index`` raises a
+    ``ValueError`` naming ``target`` (also an ``IndexError``, PyTorch's type)
+    when ``target`` is concrete, and gives NaN when it is traced.
 
     Class-index targets run through :func:`jaxloss.linear_softmax_cross_entropy`,
     which never holds the logits (the K-dimensional form maps it over the
@@ -148,6 +152,16 @@ def linear_cross_entropy(
         )
     _checks.check_integer(t, "target", fn)
     ignore = -100 if ignore_index is None else ignore_index
+    # PyTorch raises for a class id outside [0, C) that is not ignore_index: so do we, when we can see it
+    _checks.check_labels_in_range(
+        t,
+        num_classes,
+        "target",
+        fn,
+        ignore_index=ignore,
+        error=_common.TargetOutOfBoundsError,
+        note=" PyTorch: IndexError, Target {value} is out of bounds.",
+    )
     block_size = _option_block_size(options, fn)
     out_dtype = jnp.promote_types(x.dtype, w_lin.dtype)
 

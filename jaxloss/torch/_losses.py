@@ -220,6 +220,8 @@ def huber_loss(
 
 
 def _check_same_shape(input, target, fn):
+    _checks.check_real(input, "input", fn)
+    _checks.check_real(target, "target", fn)
     if tuple(np.shape(input)) != tuple(np.shape(target)):
         raise ValueError(
             f"{fn}: `target` must have the shape of `input`; got {tuple(np.shape(target))} "
@@ -329,8 +331,13 @@ def cross_entropy(
     * probabilities: ``loss_i = -sum_c w_c y'_ic log p_ic`` with
       ``y' = (1 - ls) y + ls / C``; ``"mean"`` divides by the number of examples.
 
-    A mean over no target (all ignored) is 0 here (PyTorch: NaN). Class indices
-    outside ``[0, C)`` give NaN (PyTorch raises).
+    A mean over no target (all ignored) is 0 here (PyTorch: NaN). A class index
+    outside ``[0, C)`` that is not ``ignore_index`` is never read as another
+    class: concrete targets raise, as PyTorch does (a ``ValueError`` that is
+    also an ``IndexError``, PyTorch's type), naming ``target`` and the first bad
+    index; traced targets (inside ``jit``) give NaN for that target, hence a NaN
+    ``"mean"`` or ``"sum"``, with a zero gradient for its logits
+    (``jaxloss.check_inputs`` reports them under ``checkify``).
 
     Args:
       input: ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` logits.
@@ -385,6 +392,20 @@ def cross_entropy(
 def _integer_label_loss(x, target, weight, ignore_index, reduction, label_smoothing, from_logits, fn):
     """Class-index ``cross_entropy`` / ``nll_loss`` over the core terms, with PyTorch's mean."""
     t = _check_class_target(x, target, fn)
+    if x.shape[-1] == 0:
+        raise ValueError(
+            f"{fn}: `input` must have at least one class; its class dim has size 0 (PyTorch raises "
+            "for every target that is not ignore_index)."
+        )
+    _checks.check_labels_in_range(
+        target,
+        x.shape[-1],
+        "target",
+        fn,
+        ignore_index=int(ignore_index),
+        error=_common.TargetOutOfBoundsError,
+        note=" PyTorch: IndexError, Target {value} is out of bounds.",
+    )
     out_dtype = x.dtype
     if _numerics.is_low_precision(x.dtype):
         x = x.astype(jnp.float32)
@@ -401,7 +422,9 @@ def _integer_label_loss(x, target, weight, ignore_index, reduction, label_smooth
     total = jnp.sum(values)
     if reduction == "sum":
         return total.astype(out_dtype)
-    return _numerics.safe_divide(total, jnp.sum(dens)).astype(out_dtype)
+    den = jnp.sum(dens)
+    # nothing counted: 0 (PyTorch: NaN), unless an out-of-range target made the sum NaN
+    return jnp.where(den != 0, total / jnp.where(den != 0, den, 1), 0 * total).astype(out_dtype)
 
 
 def nll_loss(
@@ -418,6 +441,9 @@ def nll_loss(
     ``input`` is ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` log-probabilities,
     ``target`` integer class indices; ``"mean"`` divides by the summed
     ``w[y_i]`` of the non-ignored targets (0 if there is none; PyTorch: NaN).
+    A class index outside ``[0, C)`` that is not ``ignore_index`` raises for
+    concrete targets (a ``ValueError`` that is also PyTorch's ``IndexError``)
+    and gives NaN for traced ones, as in ``cross_entropy``.
 
     Args:
       input: ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` log-probabilities.
@@ -541,6 +567,8 @@ def _check_positive_margin(margin, fn):
 
 
 def _check_same_ndim(arrays, names, fn):
+    for a, n in zip(arrays, names, strict=True):
+        _checks.check_real(a, n, fn)
     dims = [np.ndim(a) for a in arrays]
     if len(set(dims)) != 1:
         shown = ", ".join(f"{n} {d}D" for n, d in zip(names, dims, strict=True))
@@ -765,5 +793,7 @@ def hinge_embedding_loss(
     """
     fn = "hinge_embedding_loss"
     reduction = _common.legacy_reduction(size_average, reduce, reduction)
+    _checks.check_real(input, "input", fn)
+    _checks.check_real(target, "target", fn)
     values = _pair_losses.hinge_embedding_loss(input, target, margin=margin)
     return _common.apply_reduction(values, reduction, fn)
