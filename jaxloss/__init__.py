@@ -2,10 +2,11 @@
 
 The core API follows optax's conventions (per-example values, never reduced;
 ``axis`` and ``where`` options); :mod:`jaxloss.torch` mirrors PyTorch's names
-and numbers. Every function jit-compiles, vmaps and differentiates
-(reverse mode; the tiled custom-VJP paths have no forward mode), with a
-finite value and gradient at every finite input where the mathematical value
-is finite.
+and numbers. Every function jit-compiles, vmaps and differentiates (the
+tiled custom-VJP paths in forward mode only when ``jax.jvp``/``jax.jacfwd``
+is applied around them), with a finite value at every finite input where the
+mathematical value is finite and representable, and a finite gradient where
+the gradient is; cosines and normalised losses are scale-free.
 """
 
 # ruff: noqa: I001  (sections follow the layout of docs/design.md, not the alphabet)

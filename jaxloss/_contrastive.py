@@ -262,6 +262,11 @@ def ntxent(
     Returns:
       A scalar.
 
+    Forward mode on the tiled path (a custom VJP): ``jax.jvp`` / ``jax.jacfwd`` around this
+    function differentiate its tiled forward sweep instead; around a function already
+    traced (``jax.jvp(jax.jit(f))``) JAX refuses the custom VJP: put ``jit`` outside, or
+    use the dense path (``block_size=None`` under the budget).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> x = jnp.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
@@ -336,6 +341,11 @@ def supervised_contrastive_loss(
 
     Returns:
       A scalar.
+
+    Forward mode on the tiled path (a custom VJP): ``jax.jvp`` / ``jax.jacfwd`` around this
+    function differentiate its tiled forward sweep instead; around a function already
+    traced (``jax.jvp(jax.jit(f))``) JAX refuses the custom VJP: put ``jit`` outside, or
+    use the dense path (``block_size=None`` under the budget).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -416,6 +426,11 @@ def info_nce(
     Returns:
       A scalar.
 
+    Forward mode on the tiled path (a custom VJP): ``jax.jvp`` / ``jax.jacfwd`` around this
+    function differentiate its tiled forward sweep instead; around a function already
+    traced (``jax.jvp(jax.jit(f))``) JAX refuses the custom VJP: put ``jit`` outside, or
+    use the dense path (``block_size=None`` under the budget).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> q = jnp.array([[1.0, 0.0], [0.0, 1.0]])
@@ -484,6 +499,11 @@ def clip_loss(
 
     Returns:
       A scalar.
+
+    Forward mode on the tiled path (a custom VJP): ``jax.jvp`` / ``jax.jacfwd`` around this
+    function differentiate its tiled forward sweep instead; around a function already
+    traced (``jax.jvp(jax.jit(f))``) JAX refuses the custom VJP: put ``jit`` outside, or
+    use the dense path (``block_size=None`` under the budget).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -558,6 +578,11 @@ def sigmoid_contrastive_loss(
     Returns:
       A scalar.
 
+    Forward mode on the tiled path (a custom VJP): ``jax.jvp`` / ``jax.jacfwd`` around this
+    function differentiate its tiled forward sweep instead; around a function already
+    traced (``jax.jvp(jax.jit(f))``) JAX refuses the custom VJP: put ``jit`` outside, or
+    use the dense path (``block_size=None`` under the budget).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> q = jnp.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
@@ -620,6 +645,11 @@ def npair_loss(
 
     Returns:
       A scalar.
+
+    Forward mode on the tiled path (a custom VJP): ``jax.jvp`` / ``jax.jacfwd`` around this
+    function differentiate its tiled forward sweep instead; around a function already
+    traced (``jax.jvp(jax.jit(f))``) JAX refuses the custom VJP: put ``jit`` outside, or
+    use the dense path (``block_size=None`` under the budget).
 
     Examples:
       >>> import jax.numpy as jnp

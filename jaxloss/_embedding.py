@@ -510,6 +510,11 @@ def multiple_negatives_ranking_loss(
     gradient (sentence-transformers' ``F.normalize`` gives the same value);
     hardness penalties carry no gradient.
 
+    Forward mode on the tiled path (a custom VJP): ``jax.jvp`` / ``jax.jacfwd`` around this
+    function differentiate its tiled forward sweep instead; around a function already
+    traced (``jax.jvp(jax.jit(f))``) JAX refuses the custom VJP: put ``jit`` outside, or
+    use the dense path (``block_size=None`` under the budget).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> q = jnp.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
@@ -738,6 +743,11 @@ def gist_loss(
 
     Returns:
       A scalar (0 for an empty batch).
+
+    Forward mode on the tiled path (a custom VJP): ``jax.jvp`` / ``jax.jacfwd`` around this
+    function differentiate its tiled forward sweep instead; around a function already
+    traced (``jax.jvp(jax.jit(f))``) JAX refuses the custom VJP: put ``jit`` outside, or
+    use the dense path (``block_size=None`` under the budget).
 
     Examples:
       >>> import jax.numpy as jnp

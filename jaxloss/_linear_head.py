@@ -64,7 +64,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
-from jax.interpreters import ad
 
 from . import _block_policy, _checks, _tiles
 
@@ -834,16 +833,6 @@ def _dense(stats, cfg, x, k, b, xo, ko, bo, labels, classes):
 # --------------------------------------------------------------------------- entry point
 
 
-def _forward_mode(*arrays) -> bool:
-    """Whether the call is being differentiated in forward mode (``jax.jvp``, ``jax.jacfwd``) here."""
-    for leaf in jax.tree_util.tree_leaves(arrays):
-        while type(leaf).__name__ == "BatchTracer":  # vmap around jvp: look inside
-            leaf = leaf.val
-        if isinstance(leaf, ad.JVPTracer):
-            return True
-    return False
-
-
 def statistics(
     stats: tuple,
     inputs,
@@ -911,7 +900,7 @@ def statistics(
             heads=_heads_used(stats, other is not None),
             vma=_tiles.varying_axes(x, k, bias, xo, ko, bo, labels, where, *classes),
         )
-        if _forward_mode(x, k, bias, classes):
+        if _tiles.forward_mode(x, k, bias, classes):
             values = _sweep(plan, x, k, bias, xo, ko, bo, labels, classes)[0]
         else:
             values = _fused(plan, x, k, bias, xo, ko, bo, labels, where, classes)

@@ -391,8 +391,12 @@ def arcface_loss(
     sub-centres: the gradient goes to the first of the class's largest
     cosines (as ``torch.max`` over a dimension). A
     concrete ``labels`` array outside ``[0, C)`` raises ``ValueError``; a
-    traced one (under ``jit``) gives NaN for those rows. Reverse-mode
-    differentiation only on the class-blocked path (a custom VJP).
+    traced one (under ``jit``) gives NaN for those rows.
+
+    Forward mode on the tiled path (a custom VJP): ``jax.jvp`` / ``jax.jacfwd`` around this
+    function differentiate its tiled forward sweep instead; around a function already
+    traced (``jax.jvp(jax.jit(f))``) JAX refuses the custom VJP: put ``jit`` outside, or
+    use the dense path (``block_size=None, class_block_size=None`` under the budget).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -478,6 +482,11 @@ def cosface_loss(
 
     Edge cases: as :func:`arcface_loss` (labels out of range: ``ValueError``
     for a concrete array, NaN rows for a traced one).
+
+    Forward mode on the tiled path (a custom VJP): ``jax.jvp`` / ``jax.jacfwd`` around this
+    function differentiate its tiled forward sweep instead; around a function already
+    traced (``jax.jvp(jax.jit(f))``) JAX refuses the custom VJP: put ``jit`` outside, or
+    use the dense path (``block_size=None, class_block_size=None`` under the budget).
 
     Examples:
       >>> import jax.numpy as jnp

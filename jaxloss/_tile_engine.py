@@ -24,7 +24,11 @@ from one description, a ``Tiling`` record, in two evaluations:
   applies its per-row and per-column factors and its scalars to the
   ``(r, d)``/``(d, c)`` blocks before the product, never to the tile: a
   factor applied to the tile makes its gradient a tile-sized reduction, and
-  XLA's CPU backend materialises a tile for each such reduction.
+  XLA's CPU backend materialises a tile for each such reduction. Under
+  ``jax.jvp``/``jax.jacfwd`` applied around the call (``_tiles.forward_mode``)
+  the forward sweep runs as plain JAX and is differentiated in forward mode
+  (the custom VJP has none); a ``jax.jvp`` of an already traced function
+  still meets the custom VJP, which JAX refuses.
 
 Across devices (``axis_name``):
 
@@ -583,4 +587,8 @@ def statistics(t: Tiling, params, rows, cols, row_data=None, col_data=None) -> t
     if t.axis_name is not None and t.parallel == "ring":
         # each device's share of a replicated parameter's gradient, summed once by the cast's transpose
         params = _tiles.make_varying(params, (t.axis_name,))
+    if _tiles.forward_mode(params, rows, cols):
+        # jax.jvp / jax.jacfwd around the caller: the forward sweep as plain JAX (the custom VJP
+        # has no forward mode), differentiated by JAX with the forward pass's memory
+        return _public(t, _forward(t, params, rows, cols, row_data, col_data))
     return _engine(t, params, rows, cols, row_data, col_data)

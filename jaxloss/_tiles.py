@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.interpreters import ad
 
 from . import _numerics
 
@@ -227,6 +228,22 @@ def make_varying(x, axes):
         return jax.lax.pcast(leaf, missing, to="varying") if missing else leaf
 
     return jax.tree_util.tree_map(cast, x) if axes else x
+
+
+def forward_mode(*arrays) -> bool:
+    """Whether any leaf of ``arrays`` is being differentiated in forward mode (``jax.jvp``,
+    ``jax.jacfwd``) by a transformation applied around this call (under ``vmap`` too).
+
+    A ``jax.custom_vjp`` cannot be differentiated in forward mode; a tiled path that sees
+    this can run its forward sweep as plain JAX instead. A ``jax.jvp`` of a function
+    already traced (``jax.jvp(jax.jit(f), ...)``) is not seen here.
+    """
+    for leaf in jax.tree_util.tree_leaves(arrays):
+        while type(leaf).__name__ == "BatchTracer":  # vmap around jvp: look inside
+            leaf = leaf.val
+        if isinstance(leaf, ad.JVPTracer):
+            return True
+    return False
 
 
 def split_blocks(x, block_size: int, *, axis: int = 0, value=0, mode: str = "constant"):
