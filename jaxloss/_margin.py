@@ -173,10 +173,11 @@ class _CosineScores(NamedTuple):
     arrays are the matrix product and its cotangent: the inverse norms'
     gradients are ``(D, c k)`` work, not tile-sized reductions. With ``k``
     sub-centres the class cosine is the largest over the class's ``k``
-    columns. Both sides are scale-free: the rows are normalised with
-    ``_numerics.normalize`` and the columns with ``_numerics.inverse_norm``
-    (norms of each vector times a power of two), so unit vectors enter the
-    product whatever the magnitudes (``1e-30`` to ``1e30`` in float32).
+    columns. Both sides are scale-free: rows and columns are multiplied by
+    ``_numerics.inverse_norm(..., branch_free=True)`` (the norm of each
+    vector times a power of two, no conditional: inside the tile loop a
+    conditional kept two more ``(D, c k)`` buffers), so unit vectors enter
+    the product whatever the magnitudes (``1e-30`` to ``1e30`` in float32).
     """
 
     precision: object

@@ -234,25 +234,24 @@ def _common_scale(a, b, squared):
     """``_numerics.pow2_scale`` of the largest ``|entry|`` of ``a`` and ``b`` (None: ``a`` only).
 
     ``squared``: the exponent is clipped to half the range, so that ``(1 / s)^2``
-    (which unscales a squared distance, and its gradient) is finite. The powers
-    of two are formed entry by entry and reduced (``s`` the smallest, ``1 / s``
-    the largest), so the ``(n, m)`` pass that unscales multiplies by a
-    reduced scalar instead of recomputing its bits at every entry.
+    (which unscales a squared distance, and its gradient) is finite. One
+    max-abs reduction per set and the scalar's exponent bits: the ``(n, m)``
+    pass that unscales multiplies by a scalar. Taken of the raw sets (not the
+    centred ones, which would be materialised for it: 8% of a 2048 x 2048 x
+    256 ``cdist``), so the centred data times ``s`` lies below 4.
     """
     half = (jnp.finfo(a.dtype).maxexp - 2) // 2 if squared else None
-    big, small = _numerics.pow2_scale(jnp.zeros((), a.dtype), half)
-    s, inv = _numerics.pow2_scale(jnp.abs(a), half)
-    s, inv = jnp.min(s, initial=big), jnp.max(inv, initial=small)
+    m = jnp.max(jnp.abs(a), initial=0)
     if b is not None:
-        sb, invb = _numerics.pow2_scale(jnp.abs(b), half)
-        s, inv = jnp.minimum(s, jnp.min(sb, initial=big)), jnp.maximum(inv, jnp.max(invb, initial=small))
+        m = jnp.maximum(m, jnp.max(jnp.abs(b), initial=0))
+    s, inv = _numerics.pow2_scale(m, half)
     return s, inv
 
 
 def _scaled_squared(x, y, same, metric_matrix, precision, squared, bounded=False):
     """``(d2 s^2, 1 / s)``: the squared distances of the data times ``s``, a power of two.
 
-    ``s`` brings the largest entry of the (centred) data into ``[1, 2)`` (within
+    ``s`` brings the largest entry of the data into ``[1, 2)`` (within
     half the exponent range when ``squared``, see :func:`_common_scale`), so no
     square of the product overflows or underflows needlessly; being a power of
     two it changes no rounding: ``d2 = (d2 s^2) (1 / s) (1 / s)`` to the bit
@@ -273,7 +272,7 @@ def _scaled_squared(x, y, same, metric_matrix, precision, squared, bounded=False
     # distances are shift-invariant: the gradient through the shift is 0
     mu = jax.lax.stop_gradient(mean_shift(x, None if same else y))
     xc, yc = x - mu, y - mu
-    s, inv = (1, 1) if bounded else _common_scale(xc, None if same else yc, squared)
+    s, inv = (1, 1) if bounded else _common_scale(x, None if same else y, squared)
     xc, yc = xc * s, yc * s
     if metric_matrix is None:
         return _centred_squared(xc, None if same else yc, precision), inv
