@@ -364,6 +364,7 @@ for f in (pref, grpo):
     sharded = jax.shard_map(lambda *a, f=f: f(*a, axis_name="v"), mesh=mesh, in_specs=specs, out_specs=P())
     v1, g1 = jax.value_and_grad(f, argnums=(0, 1, 2))(x, k, b, rk, rb)
     v2, g2 = jax.jit(jax.value_and_grad(sharded, argnums=(0, 1, 2)))(x, k, b, rk, rb)
+    assert np.isfinite(v1)
     np.testing.assert_allclose(v2, v1, rtol=1e-12)
     for a, c in zip(g2, g1):
         np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12)
