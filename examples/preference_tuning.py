@@ -170,6 +170,13 @@ def main(argv=None):
     parser.add_argument("--dpo-steps", type=int, default=150)
     parser.add_argument("--batch", type=int, default=64, help="sequences per SFT step, pairs per DPO step")
     parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument(
+        "--memory-scales",
+        type=int,
+        nargs="+",
+        default=[1, 8, 64],
+        help="DPO batch sizes (times --batch) whose step memory is printed",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
@@ -195,7 +202,7 @@ def main(argv=None):
     reference = copy.deepcopy(model)
     memory = {}
     print(f"\n{'DPO step, tokens':>17}{'dense temp':>14}{'fused temp':>14}")
-    for pairs in (args.batch, 8 * args.batch, 64 * args.batch):
+    for pairs in (scale * args.batch for scale in args.memory_scales):
         d, f = (
             temp_bytes(loss, model, reference, pairs, length, args.beta) for loss in (dense_dpo, fused_dpo)
         )
