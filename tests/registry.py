@@ -316,9 +316,15 @@ def _grpo_head(rng, n, dtype, d, classes=5, t=3):
 
 def _linear_grpo_call(inputs, kernel, ids, mask, advantages, old_log_probs):
     return jaxloss.linear_grpo_loss(
-        inputs, kernel, ids, mask, advantages, old_log_probs=old_log_probs, loss_type="grpo",
-        temperature=0.8, block_size=4, vocab_block_size=2,
-    )  # fmt: skip
+        inputs,
+        kernel,
+        ids,
+        mask,
+        advantages,
+        old_log_probs=old_log_probs,
+        loss_type="grpo",
+        temperature=0.8,
+    )  # fmt: skip  (the dense path: the tiled one is the preference entry's and the Liger tests')
 
 
 def _check_inputs_call(logits, labels):
