@@ -366,6 +366,11 @@ def test_statistics_and_distillation_across_two_processes_equal_one_device():
 def test_a_bad_declaration_is_refused():
     x, k = jnp.ones((3, 2)), jnp.ones((2, 4))
     config = _linear_head.Config(None)
-    for stat in (Stat("max"), Stat("sum"), Stat("after", term=_mean_log_prob_under_other), Stat("lse", head=1)):
+    for stat in (
+        Stat("max"),
+        Stat("sum"),
+        Stat("after", term=_mean_log_prob_under_other),
+        Stat("lse", head=1),
+    ):
         with pytest.raises(ValueError, match="linear-head statistics"):
             _linear_head.statistics((stat,), x, k, config=config)
