@@ -98,6 +98,8 @@ from ._preference import kto_loss as kto_loss
 from ._preference import orpo_loss as orpo_loss
 from ._preference import simpo_loss as simpo_loss
 from ._policy import grpo_loss as grpo_loss
+from ._linear_post_training import linear_grpo_loss as linear_grpo_loss
+from ._linear_post_training import linear_preference_loss as linear_preference_loss
 
 # --------------------------------------------------------------------------- labelled batches (mining masks)
 from ._batch import negative_mask as negative_mask
@@ -201,6 +203,8 @@ __all__ = [
     "l2_loss",
     "lifted_structured_loss",
     "linear_distillation_loss",
+    "linear_grpo_loss",
+    "linear_preference_loss",
     "linear_softmax_cross_entropy",
     "linear_softmax_statistics",
     "margin_ranking_loss",

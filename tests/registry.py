@@ -280,6 +280,53 @@ def _grpo_call(log_probs, mask, advantages, old_log_probs, ref_log_probs):
     )
 
 
+def _preference_head(rng, n, dtype, d, classes=5, t=3):
+    """A policy head (inputs (2P, t, d), kernel), labels (2P, t) with an ignored prompt token and a
+    reference head; 2P = n rounded up to an even number (chosen rows first)."""
+    rows = 2 * max((n + 1) // 2, 1)
+    labels = rng.integers(0, classes, size=(rows, t))
+    labels[:, 0] = -100
+    return (
+        _f(rng, (rows, t, d), dtype),
+        _f(rng, (d, classes), dtype, 0.5),
+        jnp.asarray(labels, jnp.int32),
+        _f(rng, (rows, t, d), dtype),
+        _f(rng, (d, classes), dtype, 0.5),
+    )
+
+
+def _linear_dpo_call(inputs, kernel, labels, ref_inputs, ref_kernel):
+    return jaxloss.linear_preference_loss(
+        inputs, kernel, labels, ref_inputs=ref_inputs, ref_kernel=ref_kernel, nll_weight=0.5,
+        block_size=4, vocab_block_size=2,
+    )  # fmt: skip
+
+
+def _grpo_head(rng, n, dtype, d, classes=5, t=3):
+    """GRPO on a head: inputs (n, t, d), kernel, sampled ids, a mask, advantages, old log-probabilities."""
+    return (
+        _f(rng, (n, t, d), dtype),
+        _f(rng, (d, classes), dtype, 0.5),
+        jnp.asarray(rng.integers(0, classes, size=(n, t)), jnp.int32),
+        jnp.asarray(rng.uniform(size=(n, t)) > 0.25),
+        _f(rng, (n,), dtype),
+        jnp.asarray(-rng.uniform(0.5, 3.0, size=(n, t)), dtype),
+    )
+
+
+def _linear_grpo_call(inputs, kernel, ids, mask, advantages, old_log_probs):
+    return jaxloss.linear_grpo_loss(
+        inputs,
+        kernel,
+        ids,
+        mask,
+        advantages,
+        old_log_probs=old_log_probs,
+        loss_type="grpo",
+        temperature=0.8,
+    )  # fmt: skip  (the dense path: the tiled one is the preference entry's and the Liger tests')
+
+
 def _check_inputs_call(logits, labels):
     return jaxloss.check_inputs(logits=logits, labels=labels, num_classes=logits.shape[-1])
 
@@ -714,6 +761,25 @@ CORE = [
         _grpo_call,
         _token_logps,
         diff=(0, 2, 3, 4),
+        kind="set",
+        family="preference",
+    ),
+    S(
+        "linear_preference_loss",
+        _linear_dpo_call,
+        _preference_head,
+        diff=(0, 1),  # the reference head (arguments 3, 4) has no gradient
+        batch=(0, None, 0, 0, None),
+        kind="other",  # chosen rows first, then rejected: not a per-row or permutation-invariant value
+        family="preference",
+        min_n=2,
+    ),
+    S(
+        "linear_grpo_loss",
+        _linear_grpo_call,
+        _grpo_head,
+        diff=(0, 1, 5),
+        batch=(0, None, 0, 0, 0, 0),
         kind="set",
         family="preference",
     ),

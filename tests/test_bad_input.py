@@ -38,6 +38,9 @@ def i(*shape):
 
 P = jnp.full((4, 3), 1 / 3, jnp.float32)  # valid distributions
 X, Y = f(4, 3), f(4, 3)
+# linear post-training heads: 2 pairs x 3 tokens x 2 features, a (2, 5) kernel; 2 completions for GRPO
+PX, HK, PY = f(4, 3, 2), f(2, 5), jnp.zeros((4, 3), jnp.int32)
+GX, GY, GM = f(2, 3, 2), jnp.zeros((2, 3), jnp.int32), f(2, 3)
 L = jnp.array([0, 0, 1, 1], jnp.int32)
 L5 = jnp.array([0, 1, 0, 1, 2], jnp.int32)  # reference labels
 NB = jnp.zeros((4, 2), jnp.int32)  # neighbour indices
@@ -709,7 +712,37 @@ CASES = [
     ("grpo_loss", jaxloss.grpo_loss, (X, X, f(4)), dict(beta=-0.1), V, "beta"),
     ("grpo_loss", jaxloss.grpo_loss, (X, X, f(4)), dict(epsilon_high=-0.2), V, "epsilon_high"),
     ("grpo_loss", jaxloss.grpo_loss, (X, X, f(4)), dict(old_log_probs=f(4, 2)), V, "old_log_probs"),
-]
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (PX, HK, PY), dict(method="dpx"), V, "method"),
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (PX, HK, PY), dict(loss_type="sigmod"), V, "loss_type"),
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (f(3, 3, 2), HK, i(3, 3)), {}, V, "inputs"),
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (PX, HK, i(4, 2)), {}, V, "labels"),
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (PX, HK, PY), dict(method="kto"), V, "preference_labels"),
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (PX, HK, PY), dict(loss_type="exo_pair"), V, "label_smoothing"),
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (PX, HK, PY),
+     dict(loss_type="robust", label_smoothing=0.5), V, "label_smoothing"),
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (PX, HK, PY), dict(ref_inputs=PX), V, "ref_kernel"),
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (PX, HK, PY), dict(ref_kernel=HK), V, "ref_inputs"),
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (PX, HK, PY),
+     dict(loss_type="sppo_hard", beta=0.0), V, "beta"),
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (PX, HK, PY),
+     dict(method="kto", preference_labels=jnp.ones(4, bool), kl=f(4)), V, "kl"),
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (PX, HK, PY),
+     dict(method="simpo", ref_inputs=PX, ref_kernel=HK), V, "ref_inputs"),
+    ("linear_grpo_loss", jaxloss.linear_grpo_loss, (GX, HK, GY, GM, f(2)), dict(loss_type="ppo"), V, "loss_type"),
+    ("linear_grpo_loss", jaxloss.linear_grpo_loss, (GX, HK, GY, GM, f(2)), dict(loss_type="dr_grpo"), V,
+     "max_completion_length"),
+    ("linear_grpo_loss", jaxloss.linear_grpo_loss, (GX, HK, GY, GM, f(2)),
+     dict(importance_sampling_level="seq"), V, "importance_sampling_level"),
+    ("linear_grpo_loss", jaxloss.linear_grpo_loss, (GX, HK, GY, f(2, 2), f(2)), {}, V, "completion_mask"),
+    ("linear_grpo_loss", jaxloss.linear_grpo_loss, (GX, HK, i(2, 2), GM, f(2)), {}, V, "completion_ids"),
+    ("linear_grpo_loss", jaxloss.linear_grpo_loss, (GX, HK, GY, GM, f(3)), {}, V, "advantages"),
+    ("linear_grpo_loss", jaxloss.linear_grpo_loss, (GX, HK, GY, GM, f(2)), dict(ref_inputs=GX), V, "ref_kernel"),
+    ("linear_grpo_loss", jaxloss.linear_grpo_loss, (GX, HK, GY, GM, f(2)),
+     dict(ref_inputs=GX, ref_kernel=HK, ref_log_probs=GM), V, "ref_log_probs"),
+    ("linear_grpo_loss", jaxloss.linear_grpo_loss, (GX, HK, GY, GM, f(2)), dict(temperature=0.0), V, "temperature"),
+    ("linear_grpo_loss", jaxloss.linear_grpo_loss, (GX, HK, GY, GM, f(2)), dict(old_log_probs=f(2, 2)), V,
+     "old_log_probs"),
+]  # fmt: skip
 
 
 def _case_id(case):
@@ -796,6 +829,10 @@ TILING = [
         {},
         "vocab_block_size",
     ),
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (PX, HK, PY), {}, "block_size"),
+    ("linear_preference_loss", jaxloss.linear_preference_loss, (PX, HK, PY), {}, "vocab_block_size"),
+    ("linear_grpo_loss", jaxloss.linear_grpo_loss, (GX, HK, GY, GM, f(2)), {}, "block_size"),
+    ("linear_grpo_loss", jaxloss.linear_grpo_loss, (GX, HK, GY, GM, f(2)), {}, "vocab_block_size"),
     ("clip_loss", jaxloss.clip_loss, (X, Y), {}, "block_size"),
     ("sigmoid_contrastive_loss", jaxloss.sigmoid_contrastive_loss, (X, Y), {}, "block_size"),
     ("info_nce", jaxloss.info_nce, (X, Y), {}, "block_size"),

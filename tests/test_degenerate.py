@@ -409,3 +409,28 @@ def test_grpo_with_every_token_masked(loss_type):
         float(jaxloss.grpo_loss(empty, empty, jnp.zeros(0), loss_type=loss_type, max_completion_length=4))
         == 0.0
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dpo", "simpo", "cpo", "orpo", "kto"])
+def test_fused_preference_with_every_token_ignored(method):
+    """The fused head losses with nothing to count (Liger: NaN where it averages or takes the NLL):
+    finite values, zero gradients, whatever the ignored positions' inputs hold."""
+    r = np.random.default_rng(52)
+    x = jnp.asarray(r.normal(size=(4, 3, 5)))
+    kernel = jnp.asarray(r.normal(size=(5, 7)))
+    labels = jnp.full((4, 3), -100)
+    extra = dict(preference_labels=jnp.array([True, False, True, False])) if method == "kto" else {}
+    value, grads = jax.value_and_grad(
+        lambda x, k: jaxloss.linear_preference_loss(
+            x, k, labels, method=method, average_log_prob=True, block_size=2, vocab_block_size=3, **extra
+        ),
+        argnums=(0, 1),
+    )(x, kernel)
+    assert np.isfinite(float(value))
+    assert all(bool(jnp.all(g == 0)) for g in grads)
+    value, grads = jax.value_and_grad(
+        lambda x, k: jaxloss.linear_grpo_loss(x, k, jnp.zeros((4, 3), int), jnp.zeros((4, 3)), jnp.ones(4)),
+        argnums=(0, 1),
+    )(x, kernel)
+    assert float(value) == 0.0 and all(bool(jnp.all(g == 0)) for g in grads)

@@ -136,3 +136,17 @@ def test_distill_lm_head_distils_with_less_memory():
     assert result["dense_minus_fused"] < 1e-4
     dense, fused = result["memory"][64 * 64]
     assert fused < dense / 2
+
+
+@pytest.mark.slow
+def test_preference_tuning_raises_the_preference_accuracy():
+    example = _load("preference_tuning")
+    result = example.main(
+        ["--sft-steps", "60", "--dpo-steps", "30", "--batch", "32", "--memory-scales", "16"]
+    )
+    steps, losses, margins, accuracy, _ = zip(*result["curve"], strict=True)
+    assert np.isfinite(losses).all() and accuracy[0] == 0.0 and accuracy[-1] > 0.9, result["curve"]
+    assert margins[-1] > margins[0] and losses[-1] < losses[0]
+    assert result["dense_minus_fused"] < 1e-4
+    dense, fused = result["memory"][max(result["memory"])]
+    assert fused < dense / 2

@@ -626,3 +626,80 @@ def test_vocab_parallel_linear_softmax_cross_entropy_across_processes():
     x, kernel, bias, labels, _ = _lce_args("plain_f64")
     dense = jaxloss.softmax_cross_entropy_with_integer_labels(x @ kernel + bias, labels)
     np.testing.assert_allclose(got["plain_f64/losses"], dense, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- fused post-training losses
+
+
+def _post_args(dim=6, vocab=40):
+    """(inputs, kernel, bias, ref_kernel, ref_bias), labels, GRPO's mask, advantages and old log-probs."""
+    r = np.random.default_rng(5)
+    x = r.normal(size=(4, 5, dim))
+    kernel, ref_kernel = 0.5 * r.normal(size=(dim, vocab)), 0.5 * r.normal(size=(dim, vocab))
+    bias, ref_bias = r.normal(size=vocab), r.normal(size=vocab)
+    labels = r.integers(0, vocab, size=(4, 5))
+    labels[:, 0] = -100
+    mask = r.uniform(size=(4, 5)) > 0.2
+    return (x, kernel, bias, ref_kernel, ref_bias), labels, mask, r.normal(size=4), -r.uniform(0.5, 3, (4, 5))
+
+
+def _post_run(mesh):
+    """jit of value_and_grad wrt (inputs, kernel, bias) of DPO with a reference head and of GRPO with a
+    reference head and an old policy; with a mesh, in shard_map with every kernel and bias split over V."""
+    _, labels, mask, adv, old = _post_args()
+    axis_name = None if mesh is None else AXIS
+    tiles = dict(block_size=3, vocab_block_size=4)
+    ref_x = 0.9 * _post_args()[0][0]
+
+    def dpo(x, k, b, rk, rb):
+        return jaxloss.linear_preference_loss(
+            x, k, labels, bias=b, ref_inputs=ref_x, ref_kernel=rk, ref_bias=rb, nll_weight=0.5,
+            axis_name=axis_name, **tiles,
+        )  # fmt: skip
+
+    def grpo(x, k, b, rk, rb):
+        return jaxloss.linear_grpo_loss(
+            x, k, labels % 40, mask, adv, bias=b, ref_inputs=ref_x, ref_kernel=rk, ref_bias=rb,
+            old_log_probs=old, temperature=0.8, axis_name=axis_name, **tiles,
+        )  # fmt: skip
+
+    def run(args):
+        out = {}
+        for name, f in (("dpo", dpo), ("grpo", grpo)):
+            if mesh is not None:
+                specs = (jax.P(), jax.P(None, AXIS), jax.P(AXIS), jax.P(None, AXIS), jax.P(AXIS))
+                f = jax.shard_map(f, mesh=mesh, in_specs=specs, out_specs=jax.P())
+            out[name] = jax.value_and_grad(f, argnums=(0, 1, 2))(*args)
+        return out
+
+    return jax.jit(run)
+
+
+def _post_worker():
+    mesh = _mesh()
+    x, kernel, bias, ref_kernel, ref_bias = _post_args()[0]
+    held = {}
+    kernel, held["kernel/held"] = _held_by_this_process(kernel, mesh, jax.P(None, AXIS))
+    ref_kernel, _ = _held_by_this_process(ref_kernel, mesh, jax.P(None, AXIS))
+    bias, _ = _held_by_this_process(bias, mesh, jax.P(AXIS))
+    ref_bias, _ = _held_by_this_process(ref_bias, mesh, jax.P(AXIS))
+    out = dict(held)
+    for name, (value, grads) in _post_run(mesh)((x, kernel, bias, ref_kernel, ref_bias)).items():
+        out[f"{name}/value"] = value
+        for key, g in zip(("inputs", "kernel", "bias"), grads, strict=True):
+            out[f"{name}/grad_{key}"] = g
+    return out
+
+
+def test_vocab_parallel_preference_and_grpo_losses_across_processes():
+    results = run_multiprocess(_post_worker, all_processes=True, timeout=150, x64=True)
+    _check_processes(results)
+    got, failures = results[0], []
+    for name, (value, grads) in _post_run(None)(_post_args()[0]).items():
+        assert np.isfinite(float(value)), name
+        _compare(failures, f"{name} value", got[f"{name}/value"], value, rtol=1e-12)
+        for key, g in zip(("inputs", "kernel", "bias"), grads, strict=True):
+            assert np.abs(np.asarray(g)).max() > 0, (name, key)
+            _compare(failures, f"{name} grad {key}", got[f"{name}/grad_{key}"], g, rtol=1e-10, atol=1e-12)
+    assert [list(r["kernel/held"]) for r in results] == [[0, 20], [20, 40]]
+    assert not failures, "\n".join(failures)
