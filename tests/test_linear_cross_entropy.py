@@ -486,9 +486,7 @@ def test_torch_face_on_pytorchs_opinfo_samples():
     samples = _opinfo_samples()
     assert {name for name, _ in samples} == {"", "chunked", "chunked_none"} and len(samples) > 300
 
-    # one jitted function: samples of equal shapes and options share a compilation
-    @functools.partial(jax.jit, static_argnames=("reduction", "ignore_index", "label_smoothing", "chunk"))
-    def value_and_grads(x, w, b, t, weight, *, reduction, ignore_index, label_smoothing, chunk):
+    def value_and_grads(x, w, b, t, weight, reduction, ignore_index, label_smoothing, chunk):
         options = None if chunk is None else types.SimpleNamespace(batch_chunk_size=chunk)
 
         def f(x, w, b):
@@ -507,6 +505,13 @@ def test_torch_face_on_pytorchs_opinfo_samples():
 
         return jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True)(x, w, b)
 
+    # one compilation per group of samples (each sample its own sub-computation): XLA's fixed cost
+    # per compilation, not the samples' size, dominates the time of these small cases
+    @functools.partial(jax.jit, static_argnames=("statics",))
+    def group_value_and_grads(arrays, statics):
+        return [value_and_grads(*a, *st) for a, st in zip(arrays, statics, strict=True)]
+
+    cases = []
     for _, sample in samples:
         x = sample.input
         w, t = sample.args
@@ -515,22 +520,25 @@ def test_torch_face_on_pytorchs_opinfo_samples():
         ref.sum().backward()
         bias, weight = kwargs.get("linear_bias"), kwargs.get("weight")
         options = kwargs.get("options")
-        (_, out), grads = value_and_grads(
-            x.detach().numpy(),
-            w.detach().numpy(),
-            None if bias is None else bias.detach().numpy(),
-            t.detach().numpy(),
-            None if weight is None else weight.detach().numpy(),
-            reduction=kwargs.get("reduction", "mean"),
-            ignore_index=kwargs.get("ignore_index"),
-            label_smoothing=kwargs.get("label_smoothing", 0.0),
-            chunk=None if options is None else options.batch_chunk_size,
+        arrays = tuple(None if a is None else a.detach().numpy() for a in (x, w, bias, t, weight))
+        statics = (
+            kwargs.get("reduction", "mean"),
+            kwargs.get("ignore_index"),
+            kwargs.get("label_smoothing", 0.0),
+            None if options is None else options.batch_chunk_size,
         )
-        np.testing.assert_allclose(out, ref.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=str(sample))
         ref_grads = [x.grad, w.grad] + ([] if bias is None else [bias.grad])
-        for g, rg in zip(grads, ref_grads, strict=False):
-            np.testing.assert_allclose(g, rg.numpy(), rtol=1e-9, atol=1e-11, err_msg=str(sample))
-        assert (bias is None) == (grads[2] is None)
+        cases.append((sample, arrays, statics, ref.detach().numpy(), [g.numpy() for g in ref_grads]))
+
+    group = 48
+    for start in range(0, len(cases), group):
+        chunk = cases[start : start + group]
+        results = group_value_and_grads([c[1] for c in chunk], tuple(c[2] for c in chunk))
+        for (sample, arrays, _, ref, ref_grads), ((_, out), grads) in zip(chunk, results, strict=True):
+            np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12, err_msg=str(sample))
+            for g, rg in zip(grads, ref_grads, strict=False):
+                np.testing.assert_allclose(g, rg, rtol=1e-9, atol=1e-11, err_msg=str(sample))
+            assert (arrays[2] is None) == (grads[2] is None)
 
 
 # --------------------------------------------------------------------------- vocabulary-parallel
