@@ -128,6 +128,13 @@ def main(argv=None):
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--alpha", type=float, default=0.5, help="weight of the cross-entropy")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--memory-scales",
+        type=int,
+        nargs="+",
+        default=[1, 8, 64],
+        help="tokens per step of the memory table, in multiples of --batch",
+    )
     args = parser.parse_args(argv)
 
     words = lm.tokenize(lm.corpus())
@@ -168,7 +175,7 @@ def main(argv=None):
 
     memory = {}
     print(f"\n{'tokens per step':>16}{'dense distill temp':>21}{'fused distill temp':>21}")
-    for batch in (args.batch, 8 * args.batch, 64 * args.batch):
+    for batch in (scale * args.batch for scale in args.memory_scales):
         d, f = (temp_bytes(loss, student(), teacher, batch, c) for loss in (dense, fused))
         memory[batch] = (d, f)
         print(f"{batch:>16}{d / 2**20:>18.2f} MiB{f / 2**20:>18.2f} MiB")

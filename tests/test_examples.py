@@ -130,7 +130,9 @@ def test_face_style_arcface_trains_and_runs_class_parallel():
 @pytest.mark.slow
 def test_distill_lm_head_distils_with_less_memory():
     example = _load("distill_lm_head")
-    result = example.main(["--teacher-steps", "30", "--steps", "16", "--batch", "64"])
+    result = example.main(
+        ["--teacher-steps", "30", "--steps", "16", "--batch", "64", "--memory-scales", "64"]
+    )
     assert np.isfinite(result["scratch"]).all() and np.isfinite(result["distilled"]).all()
     assert result["distilled"][-1] < result["distilled"][0]
     assert result["dense_minus_fused"] < 1e-4
