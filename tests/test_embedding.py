@@ -529,6 +529,7 @@ def test_tiled_memory_is_a_fraction_of_one_score_matrix(directions, fraction):
 
 _SHARDED = textwrap.dedent(
     """
+    import functools
     import numpy as np, jax, jax.numpy as jnp
     from jax.sharding import Mesh, PartitionSpec as P
     import jaxloss
@@ -555,22 +556,35 @@ _SHARDED = textwrap.dedent(
             margin=0.05, block_size=bs, axis_name=ax),
     }
     t = jnp.asarray(9.0)
-    for name, fn in losses.items():
-        v0, g0 = jax.value_and_grad(fn, argnums=(0, 1, 2, 3))(q, k, neg, t, (ga, gp, gn), None, None)
-        for bs in (None, 2):  # the all-gather; the ring with ragged tiles of 2, 1
-            sharded = jax.shard_map(
-                lambda q, k, neg, t, gd: fn(q, k, neg, t, gd, bs, "d"),
-                mesh=mesh, in_specs=(P("d"), P("d"), P("d"), P(), P("d")), out_specs=P())
-            vg = jax.jit(jax.value_and_grad(sharded, argnums=(0, 1, 2, 3)))
-            v1, g1 = vg(q, k, neg, t, (ga, gp, gn))
+    gd = (ga, gp, gn)
+    names = list(losses)
+
+    # every loss in one compiled function per configuration (fewer compilations, same comparisons)
+    def every_loss(bs, ax):
+        return lambda q, k, neg, t, gd: {n: jax.value_and_grad(losses[n], argnums=(0, 1, 2, 3))(
+            q, k, neg, t, gd, bs, ax) for n in names}
+
+    reference = jax.jit(every_loss(None, None))(q, k, neg, t, gd)  # the whole batch on one device
+    for bs in (None, 2):  # the all-gather; the ring with ragged tiles of 2, 1
+        vgs = {n: jax.value_and_grad(jax.shard_map(functools.partial(losses[n], bs=bs, ax="d"),
+            mesh=mesh, in_specs=(P("d"), P("d"), P("d"), P(), P("d")), out_specs=P()), argnums=(0, 1, 2, 3))
+            for n in names}
+        for name in names:  # each loss's own program: the ring xor the all-gather
+            jaxpr = str(jax.make_jaxpr(vgs[name])(q, k, neg, t, gd))
+            assert ("ppermute" in jaxpr) == (bs is not None) and ("all_gather" in jaxpr) == (bs is None), name
+        vg = jax.jit(lambda *a: {n: vgs[n](*a) for n in names})
+        got = vg(q, k, neg, t, gd)
+        for name in names:
+            (v1, g1), (v0, g0) = got[name], reference[name]
             np.testing.assert_allclose(v1, v0, rtol=1e-13)
             for a, b in zip(g1, g0):
                 np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
-            jaxpr = str(jax.make_jaxpr(vg)(q, k, neg, t, (ga, gp, gn)))
-            assert ("ppermute" in jaxpr) == (bs is not None) and ("all_gather" in jaxpr) == (bs is None), name
-        local = lambda q, k, neg, gd: jax.value_and_grad(fn, argnums=(0, 1, 2))(q, k, neg, t, gd, 2, "d")
-        split = lambda a: a.reshape(4, 3, *a.shape[1:])
-        v2, g2 = jax.pmap(local, axis_name="d")(split(q), split(k), split(neg), tuple(map(split, (ga, gp, gn))))
+    local = lambda q, k, neg, gd: {n: jax.value_and_grad(losses[n], argnums=(0, 1, 2))(q, k, neg, t, gd, 2, "d")
+                                   for n in names}
+    split = lambda a: a.reshape(4, 3, *a.shape[1:])
+    got = jax.pmap(local, axis_name="d")(split(q), split(k), split(neg), tuple(map(split, gd)))
+    for name in names:
+        (v2, g2), (v0, g0) = got[name], reference[name]
         np.testing.assert_allclose(v2, np.full(4, v0), rtol=1e-13)
         for a, b in zip(g2, g0[:3]):
             np.testing.assert_allclose(np.asarray(a).reshape(b.shape), b, rtol=1e-11, atol=1e-13)
