@@ -51,7 +51,9 @@ Temporary memory of the tiled value and gradient: one forward tile and one
 backward tile (a few ``block_size x vocab_block_size`` float32 arrays each,
 per head), the float32 ``(N, D)`` input-gradient carry, a float32
 ``(D, vocab_block_size)`` kernel-gradient block and a few ``(N,)`` per-row
-statistics; never ``O(N V)``.
+statistics; never ``O(N V)``. Masked rows (``where``, ignored tokens) are
+zeroed per ``(block_size, D)`` row block, so masking adds no ``(N, D)``
+buffer.
 """
 
 from __future__ import annotations
@@ -528,6 +530,13 @@ def _token_slices(plan, i, *arrays):
     return start, valid, out
 
 
+def _masked_rows(mb, *blocks):
+    """The row blocks with the rows ``mb`` drops zeroed (tile-sized; a NaN there never reaches a GEMM)."""
+    if mb is None:
+        return blocks
+    return tuple(None if a is None else jnp.where(mb[:, None], a, 0) for a in blocks)
+
+
 def _offset(plan):
     """The global id of this device's first vocabulary entry."""
     if plan.cfg.axis_name is None:
@@ -545,8 +554,12 @@ def _make_tile(plan, vstart, xb, kb, bb, xob, kob, bob, yb, classes_b, lse):
     return Tile(logits, yb, columns, tuple(c.astype(a.dtype) for c in classes_b), lse), zc
 
 
-def _sweep(plan, x, k, b, xo, ko, bo, labels, classes):
-    """The tiled forward pass: ``(values, lse per head, after-sums)``, each per row ``(N,)``."""
+def _sweep(plan, x, k, b, xo, ko, bo, labels, mask, classes):
+    """The tiled forward pass: ``(values, lse per head, after-sums)``, each per row ``(N,)``.
+
+    ``mask`` (optional ``(N,)`` bool) zeroes the dropped rows of each token
+    block before its GEMMs; their values are finite and overwritten by the caller.
+    """
     acc = _acc_dtype(x.dtype)
     nvb = _tiles.num_blocks(plan.v, plan.vb)
     two_pass = plan.two_pass
@@ -556,7 +569,8 @@ def _sweep(plan, x, k, b, xo, ko, bo, labels, classes):
     out_axes = tuple(a for a in plan.vma if a != axis) if two_pass else plan.vma
 
     def token_step(i, out):
-        start, _, (xb, xob, yb) = _token_slices(plan, i, x, xo, labels)
+        start, _, (xb, xob, yb, mb) = _token_slices(plan, i, x, xo, labels, mask)
+        xb, xob = _masked_rows(mb, xb, xob)
 
         def first(j, state):
             vstart, valid, (kb, bb, kob, bob, *cb) = _vocab_slices(plan, j, k, b, ko, bo, *classes)
@@ -716,6 +730,7 @@ def _backward(plan, x, k, b, xo, ko, bo, labels, mask, classes, lse, values, aux
             yb, mb, lse_b, values_b, aux_b, cts_b = jax.tree_util.tree_map(
                 lambda r: jax.lax.dynamic_slice_in_dim(r, start, plan.tb), row_leaves
             )
+            xb, xob = _masked_rows(mb, xb, xob)
             tile, zc = _make_tile(plan, vstart, xb, kb, bb, xob, kob, bob, yb, cb, lse_b)
             rows_ok = rvalid if mb is None else rvalid & mb
             valid = rows_ok[:, None] & cvalid[None, :]
@@ -726,6 +741,7 @@ def _backward(plan, x, k, b, xo, ko, bo, labels, mask, classes, lse, values, aux
             dxb = jax.lax.dot_general(
                 dzc, kb, (((1,), (1,)), ((), ())), precision=plan.cfg.precision, preferred_element_type=acc
             )
+            (dxb,) = _masked_rows(mb, dxb)  # exactly 0 on dropped rows, whatever the kernel holds
             dx = jax.lax.dynamic_update_slice_in_dim(
                 dx, jax.lax.dynamic_slice_in_dim(dx, start, plan.tb) + dxb, start, axis=0
             )
@@ -777,14 +793,14 @@ def _backward(plan, x, k, b, xo, ko, bo, labels, mask, classes, lse, values, aux
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _fused(plan, x, k, b, xo, ko, bo, labels, mask, classes):
-    return _sweep(plan, x, k, b, xo, ko, bo, labels, classes)[0]
+    return _sweep(plan, x, k, b, xo, ko, bo, labels, mask, classes)[0]
 
 
 def _fused_fwd(plan, *primals):
     x, k, b, xo, ko, bo, labels, mask, classes = jax.tree_util.tree_map(
         lambda p: p.value, primals, is_leaf=lambda p: isinstance(p, jax.custom_derivatives.CustomVJPPrimal)
     )
-    values, lse, aux = _sweep(plan, x, k, b, xo, ko, bo, labels, classes)
+    values, lse, aux = _sweep(plan, x, k, b, xo, ko, bo, labels, mask, classes)
     return values, (x, k, b, xo, ko, bo, labels, mask, classes, lse, values, aux)
 
 
@@ -858,8 +874,10 @@ def statistics(
         a fixed target (no gradient; pass it through ``stop_gradient``).
       labels: optional ``(N,)`` integer global class ids (``Tile.labels``).
       where: optional ``(N,)`` bool: ``False`` rows give 0 for every
-        statistic and no gradient (their inputs are zeroed, so bad values
-        there never spread).
+        statistic and no gradient (the tiled path zeroes them in each
+        ``(block_size, D)`` row block before its GEMMs, forward and
+        backward, so bad values there never spread and no masked copy of
+        the inputs is made).
       classes: ``(V,)`` per-class arrays handed to the terms
         (differentiated), e.g. class weights.
 
@@ -885,11 +903,11 @@ def statistics(
     x = jnp.asarray(inputs)
     k = jnp.asarray(kernel)
     xo, ko, bo = (None, None, None) if other is None else other
-    if where is not None:
-        x = jnp.where(where[:, None], x, 0)
-        xo = None if xo is None else jnp.where(where[:, None], xo, 0)
     classes = tuple(classes)
     if config.blocks is None:
+        if where is not None:  # the dense path holds (N, V) logits anyway: a masked copy of the inputs
+            x = jnp.where(where[:, None], x, 0)
+            xo = None if xo is None else jnp.where(where[:, None], xo, 0)
         values = _dense(stats, config, x, k, bias, xo, ko, bo, labels, classes)
     else:
         plan = _Plan(
@@ -901,7 +919,7 @@ def statistics(
             vma=_tiles.varying_axes(x, k, bias, xo, ko, bo, labels, where, *classes),
         )
         if _tiles.forward_mode(x, k, bias, classes):
-            values = _sweep(plan, x, k, bias, xo, ko, bo, labels, classes)[0]
+            values = _sweep(plan, x, k, bias, xo, ko, bo, labels, where, classes)[0]
         else:
             values = _fused(plan, x, k, bias, xo, ko, bo, labels, where, classes)
     if where is not None:

@@ -28,7 +28,7 @@ def _token_log_probs(x, k, b, labels, rows, config, axis_name, *, mask_inputs=Tr
     """``(N,)`` ``log p_y`` of the head ``x @ k + b`` (accumulator dtype; 0 on masked rows).
 
     ``mask_inputs=False`` (a head without gradient): the engine computes every row and the masked
-    ones are dropped here, which saves the engine's masked copy of ``x``.
+    ones are dropped here, which saves the engine's per-tile zeroing of the masked rows.
     """
     where = rows if mask_inputs else None
     lse, label_logit = _linear_head.statistics(_STATS, x, k, b, config=config, labels=labels, where=where)

@@ -293,6 +293,8 @@ def test_value_and_grad_temporaries_are_two_tiles_and_the_input_gradient():
     budget = 2 * tile + d * vb * 4 + n * d * 4 + 64 * n
     fns = {
         "cross-entropy": lambda x, k, y: jaxloss.linear_softmax_cross_entropy(x, k, y).mean(),
+        # ignored tokens are zeroed tile by tile: no masked (N, D) copy of the inputs
+        "ignore_index": lambda x, k, y: jaxloss.linear_softmax_cross_entropy(x, k, y, ignore_index=0).mean(),
         "label log-prob": lambda x, k, y: jaxloss.linear_softmax_statistics(x, k, y).label_log_prob.mean(),
         "statistics": lambda x, k, y: sum(jnp.mean(s) for s in jaxloss.linear_softmax_statistics(x, k, y)),
     }

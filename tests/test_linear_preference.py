@@ -307,12 +307,12 @@ def _temp_bytes(fn, *shapes):
     return compiled.memory_analysis().temp_size_in_bytes
 
 
-MEMORY_LIMIT = 4 * 2**30 / 30  # 1/30 of one 8192 x 131072 float32 matrix
+MEMORY_LIMIT = 4 * 2**30 / 50  # 1/50 of one 8192 x 131072 float32 matrix (82 MiB; measured 72 MiB)
 
 
 @pytest.mark.slow
 def test_dpo_with_reference_and_grpo_value_and_grad_memory():
-    """2B T = 8192 tokens, D = 1024, V = 131072, float32: value+grad temporaries below 1/30 of the logits."""
+    """2B T = 8192 tokens, D = 1024, V = 131072, float32: value+grad temporaries below 1/50 of the logits."""
     rows, t, d, v = 16, 512, 1024, 131072
     f32 = jnp.float32
     x = jax.ShapeDtypeStruct((rows, t, d), f32)
