@@ -271,16 +271,18 @@ class _RankingLayout(NamedTuple):
     doc_to_query: bool
     doc_to_doc: bool
     penalty_on_positives: bool  # hardness weighting touches the documents' block
+    joint: bool = False  # query_to_doc as one (r, (1 + n) c) matrix: one logsumexp over every candidate
 
     def per_size(self) -> dict:
         """Positions, within one size's run of matrices, of each direction's matrices."""
         n, i, out = self.negatives, 0, {}
-        out["qd"] = list(range(i, i + 1 + n))
-        i += 1 + n
+        width = 1 if self.joint else 1 + n
+        out["qd"] = list(range(i, i + width))
+        i += width
         if self.query_to_query:
             out["qq"], i = [i], i + 1
         if self.doc_to_query:
-            if self.penalty_on_positives:
+            if self.penalty_on_positives or self.joint:
                 out["dq"], i = [i], i + 1
             else:  # the documents' block of query_to_doc, read by columns
                 out["dq"] = [out["qd"][0]]
@@ -321,22 +323,30 @@ class _RankingScores(NamedTuple):
         def norms(side):  # (inv, ratio) or None
             return None if side[1] is None else (side[1], side[2])
 
-        def sims(row, keys):  # one product per size over the stacked candidate columns
+        def products(row, keys):  # one product per size over the stacked candidate columns
             b = _columns(cols, keys)
             a = (rows[row], rows.get(row + "_inv"), rows.get(row + "_ratio"))
-            width = sum(cols[key].shape[1] if cols[key].ndim == 3 else 1 for key in keys)
-            return [
-                _blocks(z, width) for z in _similarities(a[0], norms(a), b[0], norms(b), bounds, prec, scale)
-            ]
+            return _similarities(a[0], norms(a), b[0], norms(b), bounds, prec, scale)
+
+        def width(keys):
+            return sum(cols[key].shape[1] if cols[key].ndim == 3 else 1 for key in keys)
+
+        def sims(row, keys):
+            return [_blocks(z, width(keys)) for z in products(row, keys)]
 
         candidates = ["doc"] + (["neg"] if n else [])
-        q_sims = sims("q", candidates + (["q"] if lay.query_to_query else []))
+        q_keys = candidates + (["q"] if lay.query_to_query else [])
+        q_wide = products("q", q_keys)
+        q_sims = [_blocks(z, width(q_keys)) for z in q_wide]
         d_sims = sims("d", candidates) if lay.doc_to_doc else None
         others = _others(rows, cols)
         out = []
         for k in range(lay.sizes):
             logits = q_sims[k][: 1 + n]  # scale * sim of the document and the negatives
-            if self.hardness is not None:
+            if lay.joint:  # every candidate of query_to_doc in one matrix (no penalty)
+                z = q_wide[k]
+                out.append(z[:, : z.shape[1] // width(q_keys) * (1 + n)] if lay.query_to_query else z)
+            elif self.hardness is not None:
                 pen_pos, pen_neg = {
                     "in_batch_negatives": (others, others),
                     "hard_negatives": (None, ~others),
@@ -350,7 +360,7 @@ class _RankingScores(NamedTuple):
                 out += logits
             if lay.query_to_query:
                 out.append(q_sims[k][1 + n])
-            if lay.doc_to_query and lay.penalty_on_positives:
+            if lay.doc_to_query and (lay.penalty_on_positives or lay.joint):
                 out.append(logits[0])
             if lay.doc_to_doc:
                 out += d_sims[k]
@@ -364,12 +374,15 @@ def _penalty(strength, logits, mask):
 
 
 class _Logit(NamedTuple):
-    """The term ``z[index]`` of a tile (a hashable callback)."""
+    """The term ``z[index]`` of a tile (a hashable callback); of a matrix of ``width`` column blocks
+    side by side, its first block."""
 
     index: int
+    width: int = 1
 
     def __call__(self, scores, rows, cols):
-        return scores[self.index]
+        z = scores[self.index]
+        return z if self.width == 1 else z[:, : z.shape[1] // self.width]
 
 
 def _ranking_stats(layout: _RankingLayout) -> tuple:
@@ -385,7 +398,10 @@ def _ranking_stats(layout: _RankingLayout) -> tuple:
             stats += [stat("lse", "col", score=i) for i in layout.index(k, "dq")]
         if layout.doc_to_doc:
             stats += [stat("lse", mask=_others, score=i) for i in layout.index(k, "dd")]
-    stats += [stat("sum", mask=_same, term=_Logit(layout.index(k, "qd")[0])) for k in range(layout.sizes)]
+    width = 1 + layout.negatives if layout.joint else 1
+    stats += [
+        stat("sum", mask=_same, term=_Logit(layout.index(k, "qd")[0], width)) for k in range(layout.sizes)
+    ]
     return tuple(stats)
 
 
@@ -396,8 +412,8 @@ def _lse(values):
     return jax.nn.logsumexp(jnp.stack(values), axis=0)
 
 
-def _run(scores, stats, params, rows, cols, *, block_size, axis_name, matrices):
-    """The statistics of a tile description: dense, tiled or a ring, by the contrastive block policy.
+def _ranking_blocks(rows, *, block_size, axis_name, matrices):
+    """The (row, column) blocks of the contrastive block policy, or None for the dense path.
 
     ``matrices``: the score matrices of one nested size per tile (its dense
     intermediate is ``rows x columns x matrices`` elements, ``B x B(1+n)``
@@ -407,12 +423,9 @@ def _run(scores, stats, params, rows, cols, *, block_size, axis_name, matrices):
     """
     n = jax.tree_util.tree_leaves(rows)[0].shape[0]
     m = n * (jax.lax.axis_size(axis_name) if axis_name is not None else 1)
-    blocks = _block_policy.resolve_blocks(
+    return _block_policy.resolve_blocks(
         _block_policy.CONTRASTIVE, n, m, block_size, block_size, col_width=max(matrices, 1)
     )
-    rb, cb = (None, None) if blocks is None else blocks
-    tiling = _tile_engine.Tiling(scores, stats, rb, cb, axis_name=axis_name)
-    return _tile_engine.statistics(tiling, params, rows, cols)
 
 
 def multiple_negatives_ranking_loss(
@@ -587,18 +600,18 @@ def multiple_negatives_ranking_loss(
     params = {"scale": _parameter(scale, q.dtype)}
     if hardness_mode is not None:
         params["strength"] = _parameter(hardness_strength, q.dtype)
+    blocks = _ranking_blocks(
+        rows, block_size=block_size, axis_name=axis_name, matrices=layout.per_size()["count"]
+    )
+    if blocks is None and hardness_mode is None:
+        # dense: query_to_doc as one matrix, one logsumexp over every candidate (tiles keep one matrix
+        # per candidate column: the engine's tiles are (rows, columns) of examples)
+        layout = layout._replace(joint=True)
     scores = _RankingScores(layout, bounds, hardness_mode, precision)
     stats = _ranking_stats(layout)
-    out = _run(
-        scores,
-        stats,
-        params,
-        rows,
-        cols,
-        block_size=block_size,
-        axis_name=axis_name,
-        matrices=layout.per_size()["count"],
-    )
+    rb, cb = (None, None) if blocks is None else blocks
+    tiling = _tile_engine.Tiling(scores, stats, rb, cb, axis_name=axis_name)
+    out = _tile_engine.statistics(tiling, params, rows, cols)
 
     positives = jnp.stack(out[-len(sizes) :], axis=-1)  # the positive logits (never penalised)
 

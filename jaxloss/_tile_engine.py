@@ -504,12 +504,13 @@ def _gather(t, tree, axis_of):
 def _reduce(stat, z, rows, cols):
     """One statistic of whole score matrices (plain autodiff; the masked pairs weigh 0)."""
     mask, axis = _pairs(stat, rows, cols, None), _axis(stat)
-    if mask is not None:
-        mask = jnp.broadcast_to(mask, z[0].shape)
     if stat.kind == "sum":
         term = jnp.ones_like(z[0]) if stat.term is None else stat.term(z, rows, cols)
+        mask = None if mask is None else jnp.broadcast_to(mask, term.shape)
         return jnp.sum(_where(mask, term, 0), axis=axis)
     zk = z[stat.score]
+    if mask is not None:  # the matrix this statistic reads (the dense path's may be wider than the tile's)
+        mask = jnp.broadcast_to(mask, zk.shape)
     if mask is None:
         lse = jax.nn.logsumexp(zk, axis=axis)
     else:
