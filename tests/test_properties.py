@@ -69,10 +69,12 @@ def test_vmap_equals_loop(spec):
     n = max(3, spec.min_n)
     batches = [spec.args(n=n, seed=s) for s in range(2)]
     stacked = [jnp.stack(a) for a in zip(*batches, strict=True)]
-    mapped = jax.jit(jax.vmap(spec.call))(*stacked)
-    call = jax.jit(spec.call)  # one compilation for the loop's elements (equal shapes)
-    for i, args in enumerate(batches):
-        _close(jax.tree_util.tree_map(lambda o, i=i: o[i], mapped), call(*args), 1e-10, 1e-10)
+    # the vmapped call and the loop in one compiled program (eager: test_jit_matches_eager_and_keeps_dtype)
+    mapped, looped = jax.jit(lambda s, b: (jax.vmap(spec.call)(*s), [spec.call(*a) for a in b]))(
+        stacked, batches
+    )
+    for i, out in enumerate(looped):
+        _close(jax.tree_util.tree_map(lambda o, i=i: o[i], mapped), out, 1e-10, 1e-10)
 
 
 BATCHED = [s for s in GENERIC if s.min_n <= 1 and s.kind != "other"]
@@ -133,7 +135,9 @@ def test_batch_permutation(spec):
     perm = np.random.default_rng(3).permutation(n)
     axes = spec.batch_axes(len(args))
     permuted = [a if ax is None else jnp.take(a, perm, axis=ax) for a, ax in zip(args, axes, strict=True)]
-    out, out_p = spec.call(*args), spec.call(*permuted)
+    # one compilation for both calls (eager: test_jit_matches_eager_and_keeps_dtype)
+    call = jax.jit(spec.call)
+    out, out_p = call(*args), call(*permuted)
     if spec.kind == "rows":
         out = jax.tree_util.tree_map(lambda o: o[perm], out)
     _close(out_p, out, 1e-10, 1e-10)
@@ -149,7 +153,8 @@ def test_translation(spec):
     shift = jnp.asarray(np.random.default_rng(5).normal(size=args[0].shape[-1]) * 10)
     moved = [a + shift if i in spec.diff else a for i, a in enumerate(args)]
     # knn's indices are invariant, its distances too (up to rounding): compare all leaves
-    _close(spec.call(*moved), spec.call(*args), 1e-8, 1e-8)
+    call = jax.jit(spec.call)  # one compilation for both calls
+    _close(call(*moved), call(*args), 1e-8, 1e-8)
 
 
 SHIFT = [s for s in GENERIC if s.shift]
@@ -160,7 +165,8 @@ def test_logit_shift_by_1e6(spec):
     args = spec.args(n=5, seed=6)
     moved = [a + 1e6 if i in spec.shift else a for i, a in enumerate(args)]
     # float64: adding 1e6 moves the logits by up to ulp(1e6) ~ 1.2e-10
-    _close(spec.call(*moved), spec.call(*args), 1e-8, 1e-8)
+    call = jax.jit(spec.call)  # one compilation for both calls
+    _close(call(*moved), call(*args), 1e-8, 1e-8)
 
 
 SCALE = [s for s in GENERIC if s.scale]
@@ -174,7 +180,8 @@ def test_positive_scale(spec):
         a * jnp.asarray(rng.uniform(0.1, 10.0, size=a.shape[:-1] + (1,))) if i in spec.scale else a
         for i, a in enumerate(args)
     ]
-    _close(spec.call(*moved), spec.call(*args), 1e-9, 1e-9)
+    call = jax.jit(spec.call)  # one compilation for both calls
+    _close(call(*moved), call(*args), 1e-9, 1e-9)
 
 
 # --------------------------------------------------------------------------- random shapes
@@ -187,9 +194,11 @@ def test_positive_scale(spec):
 def test_random_shapes_float32_matches_float64(spec, n, d, seed):
     n = max(n, spec.min_n)
     args64 = spec.make(np.random.default_rng(seed), n, "float64", d)
-    out64 = spec.call(*args64)
     args32 = tuple(a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in args64)
-    out32 = spec.call(*args32)
+    # both precisions in one compiled program (two independent subcomputations): jit and eager
+    # agree (test_jit_matches_eager_and_keeps_dtype), and one compilation costs less than running
+    # the tiled functions op by op at two precisions
+    out64, out32 = jax.jit(lambda a64, a32: (spec.call(*a64), spec.call(*a32)))(args64, args32)
     for o in float_leaves(out64):
         assert bool(jnp.all(jnp.isfinite(o))), (spec.name, n, d)
     if spec.kind == "rows":
